@@ -1,0 +1,29 @@
+"""User-facing errors. Anything else escaping sqlml is a bug, and is reported as one."""
+
+
+class SqlmlError(Exception):
+    """Base class of every error caused by the user's SQL, options, data or environment."""
+
+
+class SqlmlParseError(SqlmlError):
+    """The SQL text could not be parsed; the message carries line and column."""
+
+
+class OptionError(SqlmlError):
+    """An OPTIONS entry is unknown, does not apply, or has the wrong type or range."""
+
+
+class ModelNotFoundError(SqlmlError):
+    """The named model (or version) is not in the registry."""
+
+
+class DataError(SqlmlError):
+    """The training or prediction data cannot be used as it is (missing column, NaN, one class...)."""
+
+
+class ModelIntegrityError(SqlmlError):
+    """Model bytes failed verification: tampered, foreign, or of an unknown format."""
+
+
+class DatabaseBusyError(SqlmlError):
+    """Another process holds the database file's write lock."""

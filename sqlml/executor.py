@@ -1,0 +1,127 @@
+"""Runs plans: trains and stores models, computes ML.* tables, then runs the plain SQL.
+
+    SQL text → sqlglot AST (dialect) → plan (planner) → engine (here)
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+import pyarrow as pa
+import sqlglot
+from sqlglot.errors import ParseError
+
+from . import options as opts, training, udf
+from .dialect import Sqlml  # noqa: F401  (registers the "sqlml" dialect)
+from .engine import DuckDBEngine
+from .errors import SqlmlError, SqlmlParseError
+from .functions import FUNCTIONS, Call
+from .planner import Alter, Drop, Planner, Query, TableFunction, Train
+from .registry import Registry
+from .scoring import CACHE, LoadedModel
+
+
+def parse(text: str) -> list[sqlglot.exp.Expr]:
+    """Parse one or more sqlml statements; errors carry line and column."""
+    try:
+        return [s for s in sqlglot.parse(text, read="sqlml") if s is not None]
+    except ParseError as e:
+        first = e.errors[0] if e.errors else {}
+        where = f" (line {first.get('line')}, column {first.get('col')})" if first.get("line") else ""
+        raise SqlmlParseError(f"{first.get('description', str(e))}{where}: "
+                              f"…{first.get('start_context', '')}{first.get('highlight', '')}…") from None
+    except RecursionError:
+        raise SqlmlParseError("The statement is nested too deeply to parse.") from None
+
+
+class Executor:
+    """Executes sqlml statements on one engine, with progress messages sent to ``progress``."""
+
+    def __init__(self, engine: DuckDBEngine, progress: t.Callable[[str], None] | None = None):
+        self.engine = engine
+        self.registry = Registry(engine)
+        self.planner = Planner(self.registry, engine.dialect)
+        self.progress = progress or (lambda message: print(message, file=sys.stderr))
+
+    def run(self, text: str) -> t.Any:
+        """Run every statement in ``text``; return the last one's result (a relation, or None)."""
+        result = None
+        for statement in parse(text):
+            result = self.run_step(self.planner.plan(statement))
+        return result
+
+    def run_step(self, step) -> t.Any:
+        if isinstance(step, Train):
+            return self.train(step)
+        if isinstance(step, Drop):
+            return self.drop(step)
+        if isinstance(step, Alter):
+            return self.alter(step)
+        return self.query(step)
+
+    def load(self, name: str, version: int | None = None) -> LoadedModel:
+        return CACHE.get(self.registry.resolve(name, version), self.registry.blob)
+
+    def train(self, step: Train) -> None:
+        if step.transform:
+            raise SqlmlError("TRANSFORM (...) is not supported yet; compute the features in the training query.")
+        exists = bool(self.registry.versions(step.name))
+        if exists and step.if_not_exists:
+            return None
+        if exists and not step.replace:
+            raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
+                             "version, or CREATE MODEL IF NOT EXISTS to keep it.")
+        training.resolve_options(step.options)  # fail on bad options before reading any data
+        table = self.engine.read_arrow(step.query_sql)
+        row = training.train(table, step.options, step.name, step.query_sql, self.progress)
+        version = self.registry.add(row)
+        udf.register(self.engine.connection, self.registry.resolve(step.name, version))
+        self.progress(f"Model '{step.name}' version {version} stored.")
+        return None
+
+    def drop(self, step: Drop) -> None:
+        if not self.registry.drop(step.name) and not step.if_exists:
+            raise SqlmlError(f"Model '{step.name}' does not exist (use DROP MODEL IF EXISTS to ignore that).")
+
+    def alter(self, step: Alter) -> None:
+        if not self.registry.versions(step.name):
+            if step.if_exists:
+                return None
+            self.registry.resolve(step.name)  # raises the not-found error with the known models
+        self.registry.update_options(step.name, step.options)
+
+    def query(self, step: Query) -> t.Any:
+        for info in step.models:
+            udf.register(self.engine.connection, info)
+        registered = []
+        try:
+            for table_function in step.tables:
+                self.engine.register_table(table_function.name, self.compute(table_function))
+                registered.append(table_function.name)
+            result = self.engine.execute(step.sql)
+            if result is None or not registered:
+                return result
+            # Registered tables are dropped below, so a result that reads them is materialized now.
+            return self.engine.connection.from_arrow(result.to_arrow_table())
+        finally:
+            for name in registered:
+                self.engine.unregister_table(name)
+
+    def compute(self, tf: TableFunction) -> pa.Table:
+        call = Call(
+            function=tf.function,
+            engine=self.engine,
+            model=self.load(*tf.model) if tf.model else None,
+            input_sql=tf.input_sql,
+            params=self._value(tf.params_sql) or {},
+            argument=self._value(tf.argument_sql),
+        )
+        return FUNCTIONS[tf.function](call)
+
+    def _value(self, sql: str | None) -> t.Any:
+        """Evaluate a constant SQL expression (STRUCT(...), GENERATE_ARRAY(...)) with the engine."""
+        if sql is None:
+            return None
+        value = self.engine.fetch(f"SELECT {sql}")[0][0]
+        return {k.lower(): v for k, v in value.items()} if isinstance(value, dict) else value

@@ -1,0 +1,177 @@
+"""OPTIONS (...) of CREATE MODEL: conversion from SQL, and validation in scikit-learn's style.
+
+Each option is declared once in :data:`OPTIONS` with its type, range and the model types it
+applies to; errors say what was expected and what came, and suggest the closest valid name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import typing as t
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlglot import exp
+
+from .errors import OptionError
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its Python type, allowed range or choices, and the model types it applies to."""
+
+    kind: type | str  # int, float, bool, str, or "str_list" / "int_list"
+    applies_to: tuple[str, ...] | str = ALL
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        names = {int: "an integer", float: "a number", bool: "TRUE or FALSE", str: "a string",
+                 "str_list": "an array of strings", "int_list": "an array of integers"}
+        text = names[self.kind]
+        if self.low is not None or self.high is not None:
+            left = "(" if self.low_open else "["
+            text += f" in the range {left}{_num(self.low, '-inf')}, {_num(self.high, 'inf')}]"
+        return text
+
+
+def _num(value: float | None, default: str) -> str:
+    return default if value is None else f"{value:g}"
+
+
+LINEAR = ("linear_reg", "logistic_reg")
+TREES = ("boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier", "random_forest_regressor")
+BOOSTED = TREES[:2]
+FORESTS = TREES[2:]
+DNN = ("dnn_classifier", "dnn_regressor")
+ITERATIVE = LINEAR + BOOSTED + DNN + ("kmeans",)
+
+OPTIONS: dict[str, Option] = {
+    "model_type": Option(str),  # choices are filled in by sqlml.models
+    "input_label_cols": Option("str_list"),
+    "data_split_method": Option(str, choices=("AUTO_SPLIT", "RANDOM", "SEQ", "CUSTOM", "NO_SPLIT")),
+    "data_split_eval_fraction": Option(float, low=0.0, high=1.0, low_open=True),
+    "data_split_col": Option(str),
+    "l1_reg": Option(float, LINEAR + DNN, low=0.0),
+    "l2_reg": Option(float, LINEAR + BOOSTED + DNN, low=0.0),
+    "max_iterations": Option(int, ITERATIVE, low=1),
+    "learn_rate": Option(float, BOOSTED + DNN, low=0.0, low_open=True),
+    "early_stop": Option(bool, BOOSTED + DNN),
+    "max_tree_depth": Option(int, TREES, low=1),
+    "num_parallel_tree": Option(int, FORESTS, low=1),
+    "hidden_units": Option("int_list", DNN, low=1),
+    "num_clusters": Option(int, ("kmeans",), low=2),
+    "random_seed": Option(int, low=0),
+    "threshold": Option(float, low=0.0, high=1.0),
+    "description": Option(str),
+    "intended_use": Option(str),
+    "limitations": Option(str),
+}
+
+#: Options ALTER MODEL may change after training; everything else needs a retrain.
+ALTERABLE = ("threshold", "description", "intended_use", "limitations")
+
+
+def to_python(value: exp.Expr) -> t.Any:
+    """The Python value of an OPTIONS literal: numbers, strings, booleans, NULL, arrays, structs."""
+    if isinstance(value, exp.Literal):
+        py = value.to_py()
+        return float(py) if isinstance(py, Decimal) else py
+    if isinstance(value, exp.Neg):
+        return -to_python(value.this)
+    if isinstance(value, exp.Boolean):
+        return value.this
+    if isinstance(value, exp.Null):
+        return None
+    if isinstance(value, (exp.Array, exp.Tuple, exp.Struct)):
+        return [to_python(v) for v in value.expressions]
+    if isinstance(value, (exp.PropertyEQ, exp.Alias)):
+        return to_python(value.this if isinstance(value, exp.Alias) else value.expression)
+    if isinstance(value, (exp.Column, exp.Identifier, exp.Var)):
+        return value.name
+    if isinstance(value, exp.Func):
+        name = value.sql_name() if not isinstance(value, exp.Anonymous) else value.name
+        return {"function": name.upper(), "args": [to_python(a) for a in value.flatten_args()]} \
+            if hasattr(value, "flatten_args") else {"function": name.upper()}
+    raise OptionError(f"Cannot use {value.sql()} as an option value: expected a literal, array or STRUCT.")
+
+
+def options_to_dict(properties: list[exp.Expr] | None) -> dict[str, t.Any]:
+    """OPTIONS (name = value, ...) as a dict with lower-case names; repeated names are an error."""
+    result: dict[str, t.Any] = {}
+    for prop in properties or []:
+        name = prop.name.lower()
+        if name in result:
+            raise OptionError(f"Option '{name}' is given twice.")
+        result[name] = to_python(prop.args["value"])
+    return result
+
+
+def validate(options: dict[str, t.Any], model_type: str | None, extra: dict[str, Option] | None = None) -> dict:
+    """Check names, types, ranges and applicability; return the options with normalized values."""
+    table = {**OPTIONS, **(extra or {})}
+    checked = {}
+    for name, value in options.items():
+        option = table.get(name)
+        if option is None:
+            raise OptionError(_unknown(name, table))
+        if model_type and option.applies_to != ALL and model_type not in option.applies_to:
+            raise OptionError(
+                f"Option '{name}' does not apply to model_type '{model_type}'; "
+                f"it applies to {', '.join(option.applies_to)}."
+            )
+        checked[name] = check_value(name, option, value)
+    return checked
+
+
+def _unknown(name: str, table: dict[str, Option]) -> str:
+    close = difflib.get_close_matches(name, table, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"Unknown option '{name}'.{hint} Valid options are: {', '.join(sorted(table))}."
+
+
+def check_value(name: str, option: Option, value: t.Any) -> t.Any:
+    """Return ``value`` converted to the option's type, or raise an OptionError that shows both."""
+    converted = _convert(option.kind, value)
+    ok = converted is not None
+    if ok and option.choices:
+        converted = str(converted).upper() if option.choices[0].isupper() else str(converted).lower()
+        ok = converted in option.choices
+    if ok:
+        numbers = converted if isinstance(converted, list) else [converted]
+        ok = all(_in_range(option, v) for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool))
+    if not ok:
+        raise OptionError(f"The '{name}' option must be {option.describe()}. Got {value!r} instead.")
+    return converted
+
+
+def _convert(kind: type | str, value: t.Any) -> t.Any:
+    if kind is bool:
+        return value if isinstance(value, bool) else None
+    if kind is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if kind is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if kind is str:
+        return value if isinstance(value, str) else None
+    item = str if kind == "str_list" else int
+    if isinstance(value, item) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, list) and value and all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+        return value
+    return None
+
+
+def _in_range(option: Option, value: float) -> bool:
+    if math.isnan(value):
+        return False
+    if option.low is not None and (value < option.low or (option.low_open and value == option.low)):
+        return False
+    return option.high is None or value <= option.high

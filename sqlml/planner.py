@@ -1,0 +1,192 @@
+"""From a parsed statement to a plan: steps of plain SQL in the engine's dialect plus model work.
+
+The planner never touches data. It needs a catalog only to look up stored models for lazy scoring
+(views), and the target engine's sqlglot dialect name; nothing here assumes DuckDB.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
+from . import options as opts
+from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
+from .errors import SqlmlError
+from .functions import FUNCTIONS, MODEL_ONLY
+from .registry import ModelVersion
+
+
+class Catalog(t.Protocol):
+    def resolve(self, name: str, version: int | None = None) -> ModelVersion: ...
+
+
+@dataclass
+class TableFunction:
+    """An ML.* call computed by the executor and exposed to the final SQL under ``name``."""
+
+    name: str
+    function: str
+    model: tuple[str, int | None] | None
+    input_sql: str | None
+    params_sql: str | None  # a STRUCT(...) literal, evaluated by the engine
+    argument_sql: str | None  # any other last argument (GENERATE_ARRAY(...))
+
+
+@dataclass
+class Query:
+    """Run ``sql`` after computing ``tables``; ``models`` are versions whose scoring UDF it calls."""
+
+    sql: str
+    tables: list[TableFunction] = field(default_factory=list)
+    models: list[ModelVersion] = field(default_factory=list)
+    returns_rows: bool = True
+
+
+@dataclass
+class Train:
+    name: str
+    options: dict
+    query_sql: str
+    replace: bool
+    if_not_exists: bool
+    transform: list[str] | None = None
+
+
+@dataclass
+class Drop:
+    name: str
+    if_exists: bool
+
+
+@dataclass
+class Alter:
+    name: str
+    options: dict
+    if_exists: bool
+
+
+Step = t.Union[Query, Train, Drop, Alter]
+
+
+def model_name(table: exp.Table, dialect: str = "duckdb") -> str:
+    """A model's registry name: dotted parts, unquoted parts lower-cased as DuckDB does."""
+    normalized = normalize_identifiers(table.copy(), dialect=dialect)
+    return ".".join(part.name for part in normalized.parts)
+
+
+class Planner:
+    """Plans statements for one engine dialect."""
+
+    def __init__(self, catalog: Catalog, dialect: str = "duckdb"):
+        self.catalog = catalog
+        self.dialect = dialect
+        self._counter = 0
+
+    def plan(self, statement: exp.Expr) -> Step:
+        if isinstance(statement, CreateModel):
+            return self._train(statement)
+        if isinstance(statement, DropModel):
+            return Drop(model_name(statement.this, self.dialect), bool(statement.args.get("exists")))
+        if isinstance(statement, AlterModel):
+            return self._alter(statement)
+        return self._query(statement)
+
+    def _train(self, statement: CreateModel) -> Train:
+        query = statement.expression
+        if query is None:
+            raise SqlmlError("CREATE MODEL needs a training query: CREATE MODEL m OPTIONS (...) AS SELECT ...")
+        if any(True for _ in query.find_all(MLCall)):
+            query_step = self._query(query)
+            if query_step.tables:
+                raise SqlmlError("The training query of CREATE MODEL cannot call ML.* functions; "
+                                 "materialize their result in a table first.")
+        transform = statement.args.get("transform")
+        return Train(
+            name=model_name(statement.this, self.dialect),
+            options=opts.options_to_dict(statement.args.get("options")),
+            query_sql=query.sql(self.dialect),
+            replace=bool(statement.args.get("replace")),
+            if_not_exists=bool(statement.args.get("exists")),
+            transform=[e.sql(self.dialect) for e in transform] if transform else None,
+        )
+
+    def _alter(self, statement: AlterModel) -> Alter:
+        changes = opts.options_to_dict(statement.args["options"])
+        not_alterable = [k for k in changes if k not in opts.ALTERABLE]
+        if not_alterable:
+            raise SqlmlError(f"ALTER MODEL cannot change {', '.join(not_alterable)}; it can change "
+                             f"{', '.join(opts.ALTERABLE)}. Train a new version with CREATE OR REPLACE MODEL instead.")
+        return Alter(model_name(statement.this, self.dialect), opts.validate(changes, None),
+                     bool(statement.args.get("exists")))
+
+    def _query(self, statement: exp.Expr) -> Query:
+        lazy = isinstance(statement, exp.Create) and statement.kind and statement.kind.upper() == "VIEW"
+        step = Query(sql="", returns_rows=isinstance(statement, exp.Query))
+        for call in reversed(list(statement.find_all(MLCall))):
+            replacement = self._lazy(call, step) if lazy else self._eager(call, step)
+            target = call.parent if isinstance(call.parent, exp.Table) else call
+            alias = target.args.get("alias") if isinstance(target, exp.Table) else None
+            if alias is not None and isinstance(replacement, exp.Table):
+                replacement.set("alias", alias)
+            elif alias is not None:
+                replacement = exp.Subquery(this=replacement, alias=alias)
+            elif not isinstance(replacement, exp.Table):
+                replacement = exp.Subquery(this=replacement)
+            target.replace(replacement)
+        step.sql = statement.sql(self.dialect)
+        return step
+
+    def _eager(self, call: MLCall, step: Query) -> exp.Table:
+        function = call.function
+        if function not in FUNCTIONS:
+            raise SqlmlError(f"ML.{function} is not available yet. Available: "
+                             f"{', '.join('ML.' + f for f in sorted(FUNCTIONS))}.")
+        self._counter += 1
+        name = f"__sqlml_{function.lower()}_{self._counter}"
+        model = call.args.get("model")
+        params = call.args.get("params")
+        is_struct = isinstance(params, exp.Struct)
+        if function in MODEL_ONLY and call.args.get("input") is not None:
+            raise SqlmlError(f"ML.{function} takes only a model: ML.{function}(MODEL name).")
+        step.tables.append(TableFunction(
+            name=name,
+            function=function,
+            model=self._model_ref(model) if model is not None else None,
+            input_sql=self._input_sql(call.args.get("input")),
+            params_sql=params.sql(self.dialect) if params is not None and is_struct else None,
+            argument_sql=params.sql(self.dialect) if params is not None and not is_struct else None,
+        ))
+        return exp.to_table(name)
+
+    def _lazy(self, call: MLCall, step: Query) -> exp.Expr:
+        from .udf import scoring_query  # the lazy form exists for DuckDB only, today
+        if call.function != "PREDICT":
+            raise SqlmlError(f"ML.{call.function} cannot be used inside CREATE VIEW: its result is computed when the "
+                             "statement runs. Use CREATE TABLE ... AS instead.")
+        if call.args.get("params") is not None or call.args.get("model") is None:
+            raise SqlmlError("Inside CREATE VIEW, ML.PREDICT takes a model and input data only: "
+                             "ML.PREDICT(MODEL m, TABLE t); set a threshold with ALTER MODEL.")
+        info = self.catalog.resolve(*self._model_ref(call.args["model"]))
+        step.models.append(info)
+        source = call.args.get("input")
+        if source is None:
+            raise SqlmlError("ML.PREDICT needs input data: ML.PREDICT(MODEL m, TABLE t) or (SELECT ...).")
+        inner = exp.select("*").from_(source.copy()) if isinstance(source, exp.Table) else source.copy()
+        return scoring_query(info, inner)
+
+    def _model_ref(self, ref: ModelRef) -> tuple[str, int | None]:
+        version = ref.args.get("version")
+        if version is not None and not (isinstance(version, exp.Literal) and not version.is_string
+                                        and version.this.isdigit()):
+            raise SqlmlError(f"VERSION must be a version number; got {version.sql()}.")
+        return model_name(ref.this, self.dialect), int(version.this) if version is not None else None
+
+    def _input_sql(self, source: exp.Expr | None) -> str | None:
+        if source is None:
+            return None
+        if isinstance(source, exp.Table):
+            return exp.select("*").from_(source.copy()).sql(self.dialect)
+        return source.sql(self.dialect)

@@ -1,0 +1,165 @@
+"""The model registry: one row per model version in ``sqlml.models``, readable with plain SQL.
+
+    SELECT name, version, model_type, metrics->>'r2_score' FROM sqlml.models;
+
+Versions are immutable: every CREATE MODEL adds one, written in a single short transaction after
+training finished, so a crash at any moment leaves earlier versions intact. ``ALTER MODEL`` only
+changes the descriptive and threshold options of the latest version.
+"""
+
+from __future__ import annotations
+
+import json
+import typing as t
+from dataclasses import dataclass
+
+from .engine import DuckDBEngine
+from .errors import ModelNotFoundError, SqlmlError
+
+SCHEMA = "sqlml"
+TABLE = f"{SCHEMA}.models"
+
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    model_type VARCHAR NOT NULL,
+    label VARCHAR,
+    label_type VARCHAR,
+    options JSON,
+    input_schema JSON,
+    training_rows BIGINT,
+    eval_rows BIGINT,
+    metrics JSON,
+    eval_tables JSON,
+    feature_info JSON,
+    training_info JSON,
+    library_versions JSON,
+    query VARCHAR,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    fingerprint VARCHAR NOT NULL,
+    model BLOB NOT NULL,
+    PRIMARY KEY (name, version)
+);
+"""
+
+JSON_COLUMNS = ("options", "input_schema", "metrics", "eval_tables", "feature_info", "training_info", "library_versions")
+INFO_COLUMNS = ("name", "version", "model_type", "label", "label_type", *JSON_COLUMNS, "training_rows", "eval_rows",
+                "query", "created_at", "fingerprint")
+
+
+@dataclass
+class ModelVersion:
+    """A registry row without the model bytes."""
+
+    name: str
+    version: int
+    model_type: str
+    label: str | None
+    label_type: str | None
+    options: dict
+    input_schema: list
+    metrics: dict
+    eval_tables: dict
+    feature_info: list
+    training_info: list
+    library_versions: dict
+    training_rows: int
+    eval_rows: int
+    query: str
+    created_at: t.Any
+    fingerprint: str
+
+
+class Registry:
+    """Reads and writes model versions through an engine."""
+
+    def __init__(self, engine: DuckDBEngine):
+        self.engine = engine
+
+    def ensure(self) -> None:
+        """Create the registry schema and table if this database has none yet."""
+        for statement in filter(str.strip, DDL.split(";")):
+            self.engine.execute(statement)
+
+    def exists(self) -> bool:
+        rows = self.engine.fetch(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = 'models'", [SCHEMA]
+        )
+        return bool(rows)
+
+    def versions(self, name: str | None = None) -> list[ModelVersion]:
+        """Every stored version (of one model, when named), oldest first."""
+        if not self.exists():
+            return []
+        where, params = ("WHERE name = ?", [name]) if name else ("", [])
+        rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)} FROM {TABLE} {where} ORDER BY name, version", params)
+        return [_to_version(row) for row in rows]
+
+    def resolve(self, name: str, version: int | None = None) -> ModelVersion:
+        """The named version, or the latest one; a clear error when there is none."""
+        versions = self.versions(name)
+        if not versions:
+            known = sorted({v.name for v in self.versions()})
+            hint = f" Models in this database: {', '.join(known)}." if known else " This database has no models yet."
+            raise ModelNotFoundError(f"Model '{name}' does not exist.{hint}")
+        if version is None:
+            return versions[-1]
+        for v in versions:
+            if v.version == version:
+                return v
+        raise ModelNotFoundError(
+            f"Model '{name}' has no version {version}; it has versions {', '.join(str(v.version) for v in versions)}."
+        )
+
+    def blob(self, fingerprint: str) -> bytes:
+        rows = self.engine.fetch(f"SELECT model FROM {TABLE} WHERE fingerprint = ?", [fingerprint])
+        if not rows:
+            raise ModelNotFoundError("That model version was dropped.")
+        return rows[0][0]
+
+    def add(self, row: dict) -> int:
+        """Store a new version of ``row['name']`` in one transaction and return its number."""
+        self.ensure()
+        with self.engine.transaction():
+            (latest,) = self.engine.fetch(f"SELECT coalesce(max(version), 0) FROM {TABLE} WHERE name = ?", [row["name"]])[0]
+            values = {**row, "version": latest + 1}
+            for column in JSON_COLUMNS:
+                values[column] = json.dumps(values[column], default=str)
+            columns = list(values)
+            self.engine.fetch(
+                f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [values[c] for c in columns],
+            )
+        return latest + 1
+
+    def drop(self, name: str) -> int:
+        """Delete every version of a model; returns how many there were."""
+        if not self.exists():
+            return 0
+        with self.engine.transaction():
+            (count,) = self.engine.fetch(f"SELECT count(*) FROM {TABLE} WHERE name = ?", [name])[0]
+            self.engine.fetch(f"DELETE FROM {TABLE} WHERE name = ?", [name])
+        return count
+
+    def update_options(self, name: str, changes: dict) -> ModelVersion:
+        """Merge descriptive/threshold options into the latest version's options."""
+        latest = self.resolve(name)
+        options = {**latest.options, **changes}
+        with self.engine.transaction():
+            self.engine.fetch(
+                f"UPDATE {TABLE} SET options = ? WHERE name = ? AND version = ?",
+                [json.dumps(options), name, latest.version],
+            )
+        return self.resolve(name, latest.version)
+
+
+def _to_version(row: tuple) -> ModelVersion:
+    values = dict(zip(INFO_COLUMNS, row))
+    for column in JSON_COLUMNS:
+        values[column] = json.loads(values[column]) if values[column] is not None else None
+    try:
+        return ModelVersion(**values)
+    except TypeError as e:  # a registry written by an incompatible sqlml
+        raise SqlmlError(f"The model registry table has an unexpected layout: {e}") from None

@@ -1,0 +1,160 @@
+"""Vectorized scoring: a stored model applied to whole Arrow batches, never row by row.
+
+One function, :meth:`LoadedModel.predict`, turns a batch of input rows into prediction columns.
+Two callers share it: eager scoring (the executor streams the input query's record batches through
+it) and lazy scoring (an Arrow UDF, used where SQL must stay SQL, as in ``CREATE VIEW``).
+"""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from threadpoolctl import threadpool_limits
+
+from . import storage
+from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
+from .preprocess import Preprocessor
+from .registry import ModelVersion
+
+LABEL_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
+
+
+def label_type_name(dtype: pa.DataType) -> str:
+    """How a label's Arrow type is stored in the model header."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    if pa.types.is_boolean(dtype):
+        return "bool"
+    if pa.types.is_integer(dtype):
+        return "int"
+    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return "float"
+    return "string"
+
+
+def output_schema(info: ModelVersion) -> pa.Schema:
+    """The columns ML.PREDICT adds for a model version, in BigQuery's names."""
+    task = MODEL_KINDS[info.model_type].task
+    if task == CLUSTERING:
+        distance = pa.struct([("centroid_id", pa.int64()), ("distance", pa.float64())])
+        return pa.schema([("centroid_id", pa.int64()), ("nearest_centroids_distance", pa.list_(distance))])
+    predicted = f"predicted_{info.label}"
+    if task == CLASSIFICATION:
+        label_type = LABEL_TYPES[info.label_type]
+        prob = pa.struct([("label", label_type), ("prob", pa.float64())])
+        return pa.schema([(predicted, label_type), (f"{predicted}_probs", pa.list_(prob))])
+    return pa.schema([(predicted, pa.float64())])
+
+
+@dataclass
+class LoadedModel:
+    """A deserialized model version, ready to score Arrow data."""
+
+    info: ModelVersion
+    kind: ModelKind
+    estimator: t.Any
+    preprocessor: Preprocessor
+    classes: list | None
+    label_type: pa.DataType
+
+    @classmethod
+    def from_blob(cls, info: ModelVersion, blob: bytes) -> "LoadedModel":
+        estimator, header = storage.loads(blob)
+        return cls(
+            info=info,
+            kind=MODEL_KINDS[header["model_type"]],
+            estimator=estimator,
+            preprocessor=Preprocessor.from_dict(header["preprocess"]),
+            classes=header.get("classes"),
+            label_type=LABEL_TYPES[header["label_type"]],
+        )
+
+    @property
+    def label(self) -> str:
+        return self.info.label
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold of a binary classifier: stored option, else 0.5."""
+        return self.info.options.get("threshold", 0.5)
+
+    def output_schema(self) -> pa.Schema:
+        return output_schema(self.info)
+
+    def features(self, data: pa.Table | pa.RecordBatch) -> np.ndarray:
+        return self.preprocessor.transform(pa.table(data) if isinstance(data, pa.RecordBatch) else data)
+
+    def probabilities(self, X: np.ndarray) -> np.ndarray:
+        with threadpool_limits(1):
+            return self.estimator.predict_proba(X)
+
+    def predict(self, data: pa.Table | pa.RecordBatch, threshold: float | None = None) -> pa.Table:
+        """Prediction columns for every row of ``data`` (same order, same length)."""
+        X = self.features(data)
+        if self.kind.task == CLUSTERING:
+            return self._clusters(X)
+        if self.kind.task == CLASSIFICATION:
+            probs = self.probabilities(X)
+            return self.classification_output(probs, self.decide(probs, threshold))
+        with threadpool_limits(1):
+            predicted = np.asarray(self.estimator.predict(X), dtype=np.float64)
+        return pa.Table.from_arrays([pa.array(predicted)], schema=self.output_schema())
+
+    def decide(self, probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """Class index per row: binary uses the threshold on the positive class, else the argmax."""
+        if probs.shape[1] == 2:
+            return (probs[:, 1] >= (self.threshold if threshold is None else threshold)).astype(np.int64)
+        return probs.argmax(axis=1)
+
+    def classification_output(self, probs: np.ndarray, codes: np.ndarray) -> pa.Table:
+        classes = pa.array(self.classes, type=self.label_type)
+        rows, k = probs.shape
+        prob_structs = pa.StructArray.from_arrays(
+            [classes.take(pa.array(np.tile(np.arange(k), rows))), pa.array(probs.ravel())], names=["label", "prob"]
+        )
+        prob_lists = pa.ListArray.from_arrays(pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32)), prob_structs)
+        return pa.Table.from_arrays([classes.take(pa.array(codes)), prob_lists], schema=self.output_schema())
+
+    def _clusters(self, X: np.ndarray) -> pa.Table:
+        with threadpool_limits(1):
+            distances = self.estimator.transform(X)
+        rows, k = distances.shape
+        order = np.argsort(distances, axis=1)
+        ids = order + 1  # BigQuery numbers centroids from 1
+        nearest = pa.StructArray.from_arrays(
+            [pa.array(ids.ravel()), pa.array(np.take_along_axis(distances, order, axis=1).ravel())],
+            names=["centroid_id", "distance"],
+        )
+        lists = pa.ListArray.from_arrays(pa.array(np.arange(0, rows * k + 1, k, dtype=np.int32)), nearest)
+        return pa.Table.from_arrays([pa.array(ids[:, 0]), lists], schema=self.output_schema())
+
+
+class ModelCache:
+    """Loaded models by fingerprint (immutable), shared by every connection and thread."""
+
+    def __init__(self, size: int = 32):
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, info: ModelVersion, load_blob: t.Callable[[str], bytes]) -> LoadedModel:
+        with self._lock:
+            model = self._models.get(info.fingerprint)
+            if model is not None:
+                self._models.move_to_end(info.fingerprint)
+                model.info = info  # options (threshold, description) may have been altered
+                return model
+        model = LoadedModel.from_blob(info, load_blob(info.fingerprint))
+        with self._lock:
+            self._models[info.fingerprint] = model
+            while len(self._models) > self._size:
+                self._models.popitem(last=False)
+        return model
+
+
+CACHE = ModelCache()

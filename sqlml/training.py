@@ -1,0 +1,242 @@
+"""CREATE MODEL: read the query as Arrow, split, preprocess, fit, measure, and package a version.
+
+Nothing here writes to the database; the caller stores the returned row in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sklearn
+from sklearn.exceptions import ConvergenceWarning
+
+from . import metrics, options as opts, storage
+from .errors import DataError, OptionError
+from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind, build_estimator
+from .preprocess import Preprocessor, as_float, column_kind
+from .scoring import LABEL_TYPES, LoadedModel, label_type_name
+from .registry import ModelVersion
+
+AUTO_SPLIT_NO_SPLIT_BELOW = 500
+AUTO_SPLIT_FRACTION_UP_TO = 50_000
+AUTO_SPLIT_MAX_EVAL_ROWS = 10_000
+
+
+@dataclass
+class Split:
+    train: np.ndarray  # row indices
+    eval: np.ndarray | None  # None: evaluate on the training rows, like BigQuery without a split
+
+
+def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
+    """Validate CREATE MODEL options and return the model kind with the checked options."""
+    model_type = raw.get("model_type")
+    if model_type is None:
+        raise OptionError(f"OPTIONS must name a model_type: one of {', '.join(MODEL_KINDS)}.")
+    if not isinstance(model_type, str) or model_type.lower() not in MODEL_KINDS:
+        import difflib
+        close = difflib.get_close_matches(str(model_type).lower(), MODEL_KINDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise OptionError(f"Unknown model_type {model_type!r}.{hint} Valid model types are: {', '.join(MODEL_KINDS)}.")
+    kind = MODEL_KINDS[model_type.lower()]
+    checked = opts.validate({**raw, "model_type": kind.name}, kind.name)
+    method = checked.get("data_split_method", "AUTO_SPLIT")
+    if method in ("SEQ", "CUSTOM") and "data_split_col" not in checked:
+        raise OptionError(f"data_split_method '{method}' needs data_split_col.")
+    if "input_label_cols" in checked and len(checked["input_label_cols"]) != 1:
+        raise OptionError("input_label_cols must name exactly one column.")
+    return kind, checked
+
+
+def split_rows(table: pa.Table, options: dict, seed: int | None) -> Split:
+    """Training and evaluation rows with BigQuery's data_split_method semantics."""
+    n = table.num_rows
+    method = options.get("data_split_method", "AUTO_SPLIT")
+    fraction = options.get("data_split_eval_fraction")
+    everything = np.arange(n)
+    if method == "NO_SPLIT" or (method == "AUTO_SPLIT" and n < AUTO_SPLIT_NO_SPLIT_BELOW):
+        return Split(everything, None)
+    if method == "CUSTOM":
+        column = options["data_split_col"]
+        flags = pc.fill_null(pc.cast(_column(table, column, "data_split_col"), pa.bool_()), False).to_numpy(zero_copy_only=False)
+        return Split(np.flatnonzero(~flags), np.flatnonzero(flags))
+    if fraction is None:
+        fraction = 0.2 if method != "AUTO_SPLIT" or n <= AUTO_SPLIT_FRACTION_UP_TO else AUTO_SPLIT_MAX_EVAL_ROWS / n
+    n_eval = max(1, int(round(n * fraction)))
+    if method == "SEQ":
+        order = np.asarray(pc.sort_indices(_column(table, options["data_split_col"], "data_split_col")))
+        return Split(np.sort(order[: n - n_eval]), np.sort(order[n - n_eval:]))
+    shuffled = np.random.default_rng(seed).permutation(n)
+    return Split(np.sort(shuffled[n_eval:]), np.sort(shuffled[:n_eval]))
+
+
+def _column(table: pa.Table, name: str, role: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        raise DataError(f"The {role} '{name}' is not a column of the training query. Columns: {', '.join(table.column_names)}.")
+    return table[name]
+
+
+def prepare_label(table: pa.Table, label: str, kind: ModelKind) -> tuple[pa.Table, list | None]:
+    """Drop rows with a NULL label and check the label can be learned; returns classes if any."""
+    column = _column(table, label, "label column (input_label_cols)")
+    table = table.filter(pc.is_valid(column))
+    if table.num_rows == 0:
+        raise DataError(f"The training query returned zero rows with a non-NULL label '{label}'.")
+    if kind.task != CLASSIFICATION:
+        if column_kind(label, table.schema.field(label).type) != "numeric":
+            raise DataError(f"model_type '{kind.name}' needs a numeric label; '{label}' is {table.schema.field(label).type}.")
+        as_float(table, label)  # refuses NaN and infinity, naming the column
+        return table, None
+    values = table[label]
+    if pa.types.is_floating(values.type):
+        as_float(table, label)
+    classes = sorted(pc.unique(values).to_pylist(), key=lambda v: (str(type(v)), v))
+    if len(classes) < 2:
+        raise DataError(f"The label '{label}' has a single class ({classes[0]!r}); a classifier needs at least two.")
+    return table, classes
+
+
+def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
+    """Class index of each label value."""
+    return np.asarray(pc.index_in(values, value_set=pa.array(classes, type=values.type)), dtype=np.int64)
+
+
+def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print) -> dict:
+    """Train a model on ``table`` and return the registry row to store (model bytes included)."""
+    kind, options = resolve_options(raw_options)
+    if table.num_rows == 0:
+        raise DataError("The training query returned zero rows.")
+    label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
+    classes = None
+    if kind.supervised:
+        table, classes = prepare_label(table, label, kind)
+    split = split_rows(table, options, options.get("random_seed"))
+    excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None}
+    features = [c for c in table.column_names if c not in excluded]
+    if not features:
+        raise DataError("The training query has no feature columns besides the label.")
+    train_rows = table.take(split.train)
+    if train_rows.num_rows == 0:
+        raise DataError("The data split left zero training rows; lower data_split_eval_fraction.")
+    eval_rows = table.take(split.eval) if split.eval is not None else train_rows
+
+    preprocessor = Preprocessor.fit(train_rows, features, kind.encoding, kind.standardize)
+    estimator = build_estimator(kind, {k: v for k, v in options.items() if k in opts.OPTIONS})
+    if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
+        estimator.set_params(categorical_features=preprocessor.categorical_mask)
+    X = preprocessor.transform(train_rows)
+    y = label_codes(train_rows[label], classes) if classes else (
+        as_float(train_rows, label).to_numpy() if kind.supervised else None)
+
+    progress(f"Training {kind.name} '{name}' on {X.shape[0]:,} rows × {X.shape[1]} features…")
+    started = time.perf_counter()
+    fit_warnings = _fit(estimator, X, y)
+    duration = time.perf_counter() - started
+
+    header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes,
+              "label_type": label_type_name(table.schema.field(label).type) if label else "float"}
+    blob = storage.dumps(estimator, header)
+    info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=header["label_type"], options=options,
+                        input_schema=[{"name": f, "type": str(table.schema.field(f).type)} for f in features],
+                        metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={}, training_rows=len(split.train),
+                        eval_rows=0, query=query, created_at=None, fingerprint=storage.fingerprint(blob))
+    model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[header["label_type"]])
+    evaluation = metrics.evaluate(model, eval_rows)
+    return {
+        "name": name,
+        "model_type": kind.name,
+        "label": label,
+        "label_type": header["label_type"],
+        "options": options,
+        "input_schema": info.input_schema,
+        "training_rows": len(split.train),
+        "eval_rows": eval_rows.num_rows,
+        "metrics": evaluation,
+        "eval_tables": evaluation_tables(model, eval_rows),
+        "feature_info": feature_info(table, features),
+        "training_info": training_info(estimator, duration, fit_warnings),
+        "library_versions": {"sklearn": sklearn.__version__, "pyarrow": pa.__version__, "sqlml": _version()},
+        "query": query,
+        "fingerprint": info.fingerprint,
+        "model": blob,
+    }
+
+
+def evaluation_tables(model: LoadedModel, eval_rows: pa.Table) -> dict:
+    """The confusion matrix and ROC curve of the evaluation split, for ML.* calls without data."""
+    if model.kind.task != CLASSIFICATION:
+        return {}
+    tables = {"confusion_matrix": metrics.confusion_matrix(model, eval_rows).to_pylist()}
+    if len(model.classes) == 2:
+        tables["roc_curve"] = metrics.roc_curve(model, eval_rows).to_pylist()
+    return tables
+
+
+def _fit(estimator: t.Any, X: np.ndarray, y: np.ndarray | None) -> list[str]:
+    """Fit, keeping convergence warnings as notes in the training info instead of console noise."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(X, y) if y is not None else estimator.fit(X)
+    return sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)})
+
+
+def feature_info(table: pa.Table, features: list[str]) -> list[dict]:
+    """ML.FEATURE_INFO rows: BigQuery's statistics of each input column over the training query."""
+    rows = []
+    for name in features:
+        column = table[name]
+        row = {"input": name, "min": None, "max": None, "mean": None, "median": None, "stddev": None,
+               "category_count": None, "null_count": column.null_count}
+        if column_kind(name, column.type) == "numeric":
+            values = pc.cast(column, pa.float64())
+            bounds = pc.min_max(values).as_py()
+            row.update(min=bounds["min"], max=bounds["max"], mean=pc.mean(values).as_py(),
+                       median=pc.approximate_median(values).as_py(), stddev=pc.stddev(values, ddof=1).as_py())
+        else:
+            row["category_count"] = pc.count_distinct(column, mode="only_valid").as_py()
+        rows.append(row)
+    return rows
+
+
+def training_info(estimator: t.Any, duration: float, notes: list[str]) -> list[dict]:
+    """ML.TRAINING_INFO rows: one per iteration where the estimator records a loss curve."""
+    losses = _loss_curve(estimator)
+    per_iteration_ms = int(duration * 1000 / max(1, len(losses)))
+    eval_losses = _eval_curve(estimator)
+    return [
+        {"training_run": 0, "iteration": i, "loss": loss, "eval_loss": eval_losses[i] if i < len(eval_losses) else None,
+         "duration_ms": per_iteration_ms, "notes": "; ".join(notes) or None}
+        for i, loss in enumerate(losses)
+    ]
+
+
+def _loss_curve(estimator: t.Any) -> list[float | None]:
+    if hasattr(estimator, "train_score_") and len(estimator.train_score_):
+        return [float(-s) for s in estimator.train_score_[1:]]  # HGB stores negative loss
+    if hasattr(estimator, "loss_curve_"):
+        return [float(v) for v in estimator.loss_curve_]
+    if hasattr(estimator, "inertia_"):
+        return [float(estimator.inertia_)]
+    return [None]
+
+
+def _eval_curve(estimator: t.Any) -> list[float]:
+    if hasattr(estimator, "validation_score_") and len(estimator.validation_score_):
+        return [float(-s) for s in estimator.validation_score_[1:]]
+    if getattr(estimator, "validation_scores_", None):
+        return [float(v) for v in estimator.validation_scores_]
+    return []
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("sqlml")
+    except PackageNotFoundError:
+        return "unknown"
