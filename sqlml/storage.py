@@ -29,8 +29,12 @@ MAGIC = b"SQLML"
 FORMAT_VERSION = 1
 
 #: Types trusted beyond skops' defaults (which cover plain estimators and numpy arrays): the tree
-#: structures and the MLP's optimizer state. Anything else is refused at save and at load.
+#: structures, the MLP's optimizer state, and the partial(check_array) that HistGradientBoosting's
+#: categorical preprocessor holds (skops still refuses any other function a partial might wrap).
+#: Anything else is refused at save and at load.
 TRUSTED_TYPES = [
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",

