@@ -17,6 +17,7 @@ from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.parsers.duckdb import DuckDBParser
+from sqlglot.helper import seq_get
 from sqlglot.tokens import TokenType
 
 #: Every ``ML.<name>(...)`` table function the dialect parses. The planner decides which exist.
@@ -57,6 +58,13 @@ class MLCall(exp.Expression, exp.Func):
     @property
     def function(self) -> str:
         return self.this.name.upper()
+
+
+class GenerateArray(exp.Expression, exp.Func):
+    """BigQuery's ``GENERATE_ARRAY(start, end, step)``, inclusive, for numbers with fractions too
+    (DuckDB's generate_series takes integers only); used for ML.ROC_CURVE thresholds."""
+
+    arg_types = {"this": True, "expression": True, "step": False}
 
 
 class CreateModel(exp.Expression):
@@ -172,6 +180,10 @@ def _parse_alter(self: DuckDBParser) -> exp.Expr | None:
 
 
 class SqlmlParser(DuckDBParser):
+    FUNCTIONS = {
+        **DuckDBParser.FUNCTIONS,
+        "GENERATE_ARRAY": lambda args: GenerateArray(this=args[0], expression=args[1], step=seq_get(args, 2)),
+    }
     FUNCTION_PARSERS = {
         **DuckDBParser.FUNCTION_PARSERS,
         **{name: (lambda n: lambda self: _parse_ml_call(self, n))(name) for name in ML_FUNCTIONS},
@@ -210,6 +222,13 @@ def _ml_call_sql(self: DuckDBGenerator, e: MLCall) -> str:
     return f"{prefix}{e.function}({', '.join(args)})"
 
 
+def _generate_array_sql(self: DuckDBGenerator, e: GenerateArray) -> str:
+    start, end = self.sql(e, "this"), self.sql(e, "expression")
+    step = self.sql(e, "step") or "1"
+    count = f"CAST(floor(({end} - {start}) / {step} + 1e-9) AS BIGINT) + 1"
+    return f"list_transform(range(0, greatest({count}, 0)), lambda i: round({start} + i * {step}, 12))"
+
+
 def _create_model_sql(self: DuckDBGenerator, e: CreateModel) -> str:
     replace = " OR REPLACE" if e.args.get("replace") else ""
     exists = " IF NOT EXISTS" if e.args.get("exists") else ""
@@ -227,6 +246,7 @@ class SqlmlGenerator(DuckDBGenerator):
     TRANSFORMS = {
         **DuckDBGenerator.TRANSFORMS,
         ModelRef: _model_ref_sql,
+        GenerateArray: _generate_array_sql,
         MLCall: _ml_call_sql,
         CreateModel: _create_model_sql,
         DropModel: lambda self, e: f"DROP MODEL{' IF EXISTS' if e.args.get('exists') else ''} {self.sql(e, 'this')}",

@@ -36,7 +36,7 @@ def connect_duckdb(path: str = ":memory:", read_only: bool = False) -> duckdb.Du
 class DuckDBEngine:
     """Runs SQL on one DuckDB connection (a dbt thread's cursor, a notebook's connection...)."""
 
-    dialect = "duckdb"
+    dialect = "sqlml"  # DuckDB SQL plus the few BigQuery functions sqlml rewrites (GENERATE_ARRAY)
     _names = itertools.count(1)
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):

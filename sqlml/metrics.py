@@ -50,7 +50,7 @@ def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = Non
         probs = model.probabilities(X)
         return classification_metrics(true_codes(model, data), probs, model.decide(probs, threshold))
     y = pc.cast(data[model.label], pa.float64()).to_numpy()
-    return regression_metrics(y, np.asarray(model.estimator.predict(X), dtype=np.float64))
+    return regression_metrics(y, model.regress(X))
 
 
 def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray) -> dict:

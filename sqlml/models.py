@@ -52,6 +52,7 @@ class ModelKind:
     encoding: str  # "onehot" (BigQuery's default) or "ordinal" (trees: one feature per column)
     standardize: bool
     defaults: dict
+    scale_target: bool = False  # gradient-trained regressors learn badly on labels in the thousands
 
     @property
     def supervised(self) -> bool:
@@ -118,7 +119,7 @@ def _kmeans(o: dict):
 
 _BOOSTED_DEFAULTS = {"max_iterations": 20, "max_tree_depth": 6, "learn_rate": 0.3, "l2_reg": 1.0, "early_stop": True}
 _FOREST_DEFAULTS = {"num_parallel_tree": 100, "max_tree_depth": 20}
-_DNN_DEFAULTS = {"hidden_units": [100], "learn_rate": 0.001, "max_iterations": 200, "early_stop": True}
+_DNN_DEFAULTS = {"hidden_units": [100], "learn_rate": 0.01, "max_iterations": 200, "early_stop": True}
 
 MODEL_KINDS: dict[str, ModelKind] = {
     kind.name: kind
@@ -134,7 +135,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
         ModelKind("random_forest_regressor", REGRESSION, _forest(RandomForestRegressor),
                   "ordinal", False, _FOREST_DEFAULTS),
         ModelKind("dnn_classifier", CLASSIFICATION, _dnn(MLPClassifier), "onehot", True, _DNN_DEFAULTS),
-        ModelKind("dnn_regressor", REGRESSION, _dnn(MLPRegressor), "onehot", True, _DNN_DEFAULTS),
+        ModelKind("dnn_regressor", REGRESSION, _dnn(MLPRegressor), "onehot", True, _DNN_DEFAULTS, scale_target=True),
         ModelKind("kmeans", CLUSTERING, _kmeans, "onehot", True, {"num_clusters": 4, "max_iterations": 20}),
     )
 }

@@ -132,9 +132,9 @@ class Preprocessor:
 
 def _fit_numeric(table: pa.Table, name: str) -> dict:
     values = as_float(table, name)
-    mean = pc.mean(values).as_py()
-    std = pc.stddev(values, ddof=0).as_py()
-    return {"name": name, "kind": "numeric", "mean": mean or 0.0, "std": std if std else 1.0}
+    mean = pc.mean(values).as_py() or 0.0
+    std = pc.stddev(pc.fill_null(values, mean), ddof=0).as_py()  # after imputation, as a pipeline would
+    return {"name": name, "kind": "numeric", "mean": mean, "std": std if std else 1.0}
 
 
 def _fit_categorical(table: pa.Table, name: str) -> dict:

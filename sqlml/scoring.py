@@ -61,6 +61,7 @@ class LoadedModel:
     preprocessor: Preprocessor
     classes: list | None
     label_type: pa.DataType
+    target_scale: tuple[float, float] = (0.0, 1.0)  # (mean, std) a regressor's label was scaled by
 
     @classmethod
     def from_blob(cls, info: ModelVersion, blob: bytes) -> "LoadedModel":
@@ -72,6 +73,7 @@ class LoadedModel:
             preprocessor=Preprocessor.from_dict(header["preprocess"]),
             classes=header.get("classes"),
             label_type=LABEL_TYPES[header["label_type"]],
+            target_scale=tuple(header.get("target_scale", (0.0, 1.0))),
         )
 
     @property
@@ -101,9 +103,14 @@ class LoadedModel:
         if self.kind.task == CLASSIFICATION:
             probs = self.probabilities(X)
             return self.classification_output(probs, self.decide(probs, threshold))
+        return pa.Table.from_arrays([pa.array(self.regress(X))], schema=self.output_schema())
+
+    def regress(self, X: np.ndarray) -> np.ndarray:
+        """A regressor's predictions in the label's own units."""
         with threadpool_limits(1):
             predicted = np.asarray(self.estimator.predict(X), dtype=np.float64)
-        return pa.Table.from_arrays([pa.array(predicted)], schema=self.output_schema())
+        mean, std = self.target_scale
+        return predicted * std + mean
 
     def decide(self, probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """Class index per row: binary uses the threshold on the positive class, else the argmax."""

@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import log_loss, mean_squared_error
 
-from . import metrics, options as opts, storage
+from . import baselines, metrics, options as opts, storage
 from .errors import DataError, OptionError
 from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind, build_estimator
 from .preprocess import Preprocessor, as_float, column_kind
@@ -134,19 +135,24 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     y = label_codes(train_rows[label], classes) if classes else (
         as_float(train_rows, label).to_numpy() if kind.supervised else None)
 
+    target_scale = (float(y.mean()), float(y.std()) or 1.0) if kind.scale_target else (0.0, 1.0)
+    if kind.scale_target:
+        y = (y - target_scale[0]) / target_scale[1]
+
     progress(f"Training {kind.name} '{name}' on {X.shape[0]:,} rows × {X.shape[1]} features…")
     started = time.perf_counter()
     fit_warnings = _fit(estimator, X, y)
     duration = time.perf_counter() - started
 
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes,
-              "label_type": label_type_name(table.schema.field(label).type) if label else "float"}
+              "label_type": label_type_name(table.schema.field(label).type) if label else "float",
+              "target_scale": target_scale}
     blob = storage.dumps(estimator, header)
     info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=header["label_type"], options=options,
                         input_schema=[{"name": f, "type": str(table.schema.field(f).type)} for f in features],
                         metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={}, training_rows=len(split.train),
                         eval_rows=0, query=query, created_at=None, fingerprint=storage.fingerprint(blob))
-    model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[header["label_type"]])
+    model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[header["label_type"]], target_scale)
     evaluation = metrics.evaluate(model, eval_rows)
     return {
         "name": name,
@@ -157,10 +163,10 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
         "input_schema": info.input_schema,
         "training_rows": len(split.train),
         "eval_rows": eval_rows.num_rows,
-        "metrics": evaluation,
+        "metrics": {**evaluation, **baselines.at_training(model, train_rows, eval_rows)},
         "eval_tables": evaluation_tables(model, eval_rows),
         "feature_info": feature_info(table, features),
-        "training_info": training_info(estimator, duration, fit_warnings),
+        "training_info": training_info(estimator, duration, fit_warnings, X, y),
         "library_versions": {"sklearn": sklearn.__version__, "pyarrow": pa.__version__, "sqlml": _version()},
         "query": query,
         "fingerprint": info.fingerprint,
@@ -204,9 +210,9 @@ def feature_info(table: pa.Table, features: list[str]) -> list[dict]:
     return rows
 
 
-def training_info(estimator: t.Any, duration: float, notes: list[str]) -> list[dict]:
+def training_info(estimator: t.Any, duration: float, notes: list[str], X: np.ndarray, y: np.ndarray | None) -> list[dict]:
     """ML.TRAINING_INFO rows: one per iteration where the estimator records a loss curve."""
-    losses = _loss_curve(estimator)
+    losses = _loss_curve(estimator) if not _unscored_boosting(estimator) else _staged_losses(estimator, X, y)
     per_iteration_ms = int(duration * 1000 / max(1, len(losses)))
     eval_losses = _eval_curve(estimator)
     return [
@@ -214,6 +220,23 @@ def training_info(estimator: t.Any, duration: float, notes: list[str]) -> list[d
          "duration_ms": per_iteration_ms, "notes": "; ".join(notes) or None}
         for i, loss in enumerate(losses)
     ]
+
+
+LOSS_SAMPLE_ROWS = 10_000
+
+
+def _unscored_boosting(estimator: t.Any) -> bool:
+    return hasattr(estimator, "train_score_") and not len(estimator.train_score_)
+
+
+def _staged_losses(estimator: t.Any, X: np.ndarray, y: np.ndarray) -> list[float]:
+    """Per-iteration training loss of a boosted model fitted without early stopping (which then
+    records none), measured on at most LOSS_SAMPLE_ROWS training rows."""
+    X, y = X[:LOSS_SAMPLE_ROWS], y[:LOSS_SAMPLE_ROWS]
+    if hasattr(estimator, "predict_proba"):
+        labels = np.arange(len(estimator.classes_))
+        return [float(log_loss(y, p, labels=labels)) for p in estimator.staged_predict_proba(X)]
+    return [float(mean_squared_error(y, p)) / 2 for p in estimator.staged_predict(X)]  # HGB's half squared error
 
 
 def _loss_curve(estimator: t.Any) -> list[float | None]:

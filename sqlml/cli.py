@@ -1,0 +1,147 @@
+"""The ``sqlml`` command line: run SQL files against an embedded DuckDB database.
+
+    sqlml run examples/penguins.sql --dataset penguins
+    echo "SELECT * FROM ML.EVALUATE(MODEL m)" | sqlml run - --db models.duckdb
+    sqlml models --db models.duckdb
+
+Exit codes: 0 success, 1 an error in the SQL, the data or the environment (``Error: …``), 2 usage.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import itertools
+import json
+import sys
+import threading
+import time
+import typing as t
+
+import click
+
+from . import datasets
+from .errors import SqlmlError
+
+FORMATS = ("table", "csv", "json")
+
+
+def db_option(command: t.Callable) -> t.Callable:
+    return click.option("--db", "db_path", default=":memory:", show_default=True,
+                        help="DuckDB database file (created if missing).")(command)
+
+
+def user_errors(command: t.Callable) -> t.Callable:
+    """Report sqlml errors as ``Error: …`` with exit code 1, never as a traceback."""
+    @functools.wraps(command)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return command(*args, **kwargs)
+        except SqlmlError as e:
+            raise click.ClickException(str(e)) from None
+    return wrapper
+
+
+class Spinner:
+    """Shows elapsed time on stderr while a long statement (a CREATE MODEL) runs."""
+
+    def __init__(self, stream: t.TextIO = sys.stderr):
+        self.stream = stream
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.message = ""
+
+    def say(self, message: str) -> None:
+        self.clear()
+        click.echo(message, err=True)
+        if message.startswith("Training"):
+            self.message = message
+            self._start()
+        else:
+            self._halt()
+
+    def _start(self) -> None:
+        if not self.stream.isatty():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        started = time.monotonic()
+        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
+            if self._stop.wait(0.2):
+                break
+            self.stream.write(f"\r{frame} training… {time.monotonic() - started:5.1f}s")
+            self.stream.flush()
+
+    def _halt(self) -> None:
+        if self._thread:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    def clear(self) -> None:
+        self._halt()
+        if self.stream.isatty():
+            self.stream.write("\r\033[K")
+
+
+@click.group()
+@click.version_option(package_name="sqlml")
+def main() -> None:
+    """SQL-first machine learning inside DuckDB."""
+
+
+@main.command()
+@click.argument("file", type=click.File("r"))
+@db_option
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--dataset", "dataset_names", multiple=True, type=click.Choice(sorted(datasets.DATASETS)),
+              help="Load a packaged real dataset as a table first (repeatable).")
+@user_errors
+def run(file: t.TextIO, db_path: str, output_format: str, dataset_names: tuple[str, ...]) -> None:
+    """Run every statement in FILE ('-' for stdin) and print each result."""
+    import sqlml
+    spinner = Spinner()
+    text = file.read()
+    with sqlml.connect(db_path, progress=spinner.say) as conn:
+        for name in dataset_names:
+            datasets.load(conn.duckdb, name)
+        for statement in sqlml.parse(text):
+            result = conn.executor.run_step(conn.executor.planner.plan(statement))
+            spinner.clear()
+            if result is not None:
+                print_result(result, output_format)
+
+
+@main.command()
+@db_option
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
+@user_errors
+def models(db_path: str, output_format: str) -> None:
+    """List the models in the registry, one row per version."""
+    import sqlml
+    with sqlml.connect(db_path, read_only=db_path != ":memory:") as conn:
+        if not conn.executor.registry.exists():
+            click.echo("No models yet.", err=True)
+            return
+        print_result(conn.duckdb.sql(
+            "SELECT name, version, model_type, label, training_rows, eval_rows, created_at, metrics "
+            "FROM sqlml.models ORDER BY name, version"), output_format)
+
+
+def print_result(relation: t.Any, output_format: str) -> None:
+    """Print a DuckDB relation as a table, CSV (nested values as JSON) or JSON lines."""
+    if output_format == "table":
+        click.echo(str(relation), nl=False)
+        return
+    rows = relation.to_arrow_table().to_pylist()
+    if output_format == "json":
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+        return
+    writer = csv.writer(click.get_text_stream("stdout"), lineterminator="\n")
+    writer.writerow(relation.columns)
+    for row in rows:
+        writer.writerow([json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in row.values()])

@@ -1,0 +1,228 @@
+"""ML.PREDICT and ML.EVALUATE against scikit-learn on the same rows, on real data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+FEATURES = ["species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "sex"]
+NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
+CATEGORICAL = ["species", "island", "sex"]
+
+
+def bigquery_preprocessing():
+    """BigQuery's automatic preprocessing written by hand with scikit-learn: mean-impute and
+    standardize numbers; one-hot strings with NULL as its own category, unseen → all zeros."""
+    return ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()), NUMERIC),
+        ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), CATEGORICAL),
+    ])
+
+
+def penguin_frame(conn, where="body_mass_g IS NOT NULL"):
+    frame = conn.sql(f"SELECT * FROM penguins WHERE {where}").df()
+    frame[CATEGORICAL] = frame[CATEGORICAL].astype(object).where(frame[CATEGORICAL].notna(), "__NULL__")
+    return frame
+
+
+def test_penguins_tutorial_reproduces_bigquery(penguins):
+    """BigQuery's published ML.EVALUATE for the penguins linear regression: MAE 227.01, r2 0.8723."""
+    penguins.sql("""CREATE MODEL penguins_model OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+                    AS SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL""")
+    row = penguins.sql("SELECT * FROM ML.EVALUATE(MODEL penguins_model)").df().iloc[0]
+    assert row.mean_absolute_error == pytest.approx(227.01, rel=0.01)
+    assert row.r2_score == pytest.approx(0.8723, rel=0.01)
+    assert row.mean_squared_error == pytest.approx(81838.16, rel=0.01)
+
+
+def test_linear_predictions_equal_sklearn_pipeline_row_by_row(penguins):
+    penguins.sql("""CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+                    AS SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL""")
+    ours = penguins.sql("SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL m, (SELECT * FROM penguins WHERE body_mass_g IS NOT NULL))").df()
+    frame = penguin_frame(penguins)
+    pipeline = make_pipeline(bigquery_preprocessing(), LinearRegression()).fit(frame[FEATURES], frame["body_mass_g"])
+    np.testing.assert_allclose(ours.predicted_body_mass_g, pipeline.predict(frame[FEATURES]), rtol=1e-9)
+
+
+def test_logistic_probabilities_equal_sklearn_pipeline_row_by_row(penguins):
+    penguins.sql("""CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species'], l2_reg = 1.0)
+                    AS SELECT * EXCLUDE (year, body_mass_g) FROM penguins""")
+    frame = penguin_frame(penguins, "TRUE")
+    features = [f for f in FEATURES if f != "species"]
+    pre = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="mean"), StandardScaler()), NUMERIC),
+        ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["island", "sex"]),
+    ])
+    pipeline = make_pipeline(pre, LogisticRegression(C=1.0, max_iter=1000)).fit(frame[features], frame["species"])
+    ours = penguins.sql("SELECT predicted_species, predicted_species_probs FROM ML.PREDICT(MODEL m, TABLE penguins)").df()
+    expected = pipeline.predict_proba(frame[features])
+    got = np.array([[p["prob"] for p in probs] for probs in ours.predicted_species_probs])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert list(ours.predicted_species) == list(pipeline.predict(frame[features]))
+    assert [p["label"] for p in ours.predicted_species_probs[0]] == ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def test_unseen_category_contributes_nothing(penguins):
+    penguins.sql("""CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+                    AS SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL""")
+    weights = {r[0]: r for r in penguins.sql("SELECT * FROM ML.WEIGHTS(MODEL m, STRUCT(TRUE AS standardize))").fetchall()}
+    base = "SELECT 'Adelie' AS species, 'Mars' AS island, 40.0 AS bill_length_mm, 18.0 AS bill_depth_mm, 190.0 AS flipper_length_mm, 'male' AS sex"
+    unseen = penguins.sql(f"SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL m, ({base}))").fetchall()[0][0]
+    biscoe = penguins.sql(f"SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL m, ({base.replace('Mars', 'Biscoe')}))").fetchall()[0][0]
+    biscoe_weight = [c["weight"] for c in weights["island"][2] if c["category"] == "Biscoe"][0]
+    assert biscoe - unseen == pytest.approx(biscoe_weight, rel=1e-9)
+
+
+@pytest.mark.parametrize("model_type, size", [("logistic_reg", "max_iterations = 200"), ("boosted_tree_classifier", "max_iterations = 30"),
+                                              ("random_forest_classifier", "num_parallel_tree = 30"), ("dnn_classifier", "max_iterations = 30")])
+def test_evaluate_equals_sklearn_metrics_on_predict_output(flights, model_type, size):
+    flights.sql(f"""CREATE MODEL m OPTIONS (model_type = '{model_type}', input_label_cols = ['is_late'], random_seed = 7,
+                    {size}) AS SELECT * FROM flights WHERE month = 1""")
+    data = "(SELECT * FROM flights WHERE month = 2)"
+    row = flights.sql(f"SELECT * FROM ML.EVALUATE(MODEL m, {data})").df().iloc[0]
+    predicted = flights.sql(f"SELECT is_late, predicted_is_late, predicted_is_late_probs FROM ML.PREDICT(MODEL m, {data})").df()
+    y, p = predicted.is_late.astype(int), predicted.predicted_is_late.astype(int)
+    score = np.array([probs[1]["prob"] for probs in predicted.predicted_is_late_probs])
+    assert [probs[1]["label"] for probs in predicted.predicted_is_late_probs[:1]] == [True]
+    assert row.accuracy == pytest.approx(skm.accuracy_score(y, p))
+    assert row.precision == pytest.approx(skm.precision_score(y, p, zero_division=0))
+    assert row.recall == pytest.approx(skm.recall_score(y, p))
+    assert row.f1_score == pytest.approx(skm.f1_score(y, p))
+    assert row.roc_auc == pytest.approx(skm.roc_auc_score(y, score))
+    assert row.log_loss == pytest.approx(skm.log_loss(y, score))
+    assert row.roc_auc > 0.7  # dep_delay is in the features: a working model separates well
+
+
+def test_threshold_changes_predictions(flights):
+    flights.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS SELECT * FROM flights")
+    rows = flights.sql("""SELECT predicted_is_late, predicted_is_late_probs[2].prob AS p
+                          FROM ML.PREDICT(MODEL m, TABLE flights, STRUCT(0.2 AS threshold))""").df()
+    assert (rows.predicted_is_late == (rows.p >= 0.2)).all()
+    assert rows.predicted_is_late.sum() > (rows.p >= 0.5).sum()
+
+
+@pytest.mark.parametrize("model_type", ["linear_reg", "boosted_tree_regressor", "random_forest_regressor", "dnn_regressor"])
+def test_regression_metrics_equal_sklearn(penguins, model_type):
+    penguins.sql(f"""CREATE MODEL m OPTIONS (model_type = '{model_type}', input_label_cols = ['body_mass_g'], random_seed = 3)
+                     AS SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL AND year < 2009""")
+    data = "(SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL AND year = 2009)"
+    row = penguins.sql(f"SELECT * FROM ML.EVALUATE(MODEL m, {data})").df().iloc[0]
+    out = penguins.sql(f"SELECT body_mass_g, predicted_body_mass_g FROM ML.PREDICT(MODEL m, {data})").df()
+    y, p = out.body_mass_g, out.predicted_body_mass_g
+    assert row.mean_absolute_error == pytest.approx(skm.mean_absolute_error(y, p))
+    assert row.mean_squared_error == pytest.approx(skm.mean_squared_error(y, p))
+    assert row.mean_squared_log_error == pytest.approx(skm.mean_squared_log_error(y, p))
+    assert row.median_absolute_error == pytest.approx(skm.median_absolute_error(y, p))
+    assert row.r2_score == pytest.approx(skm.r2_score(y, p))
+    assert row.explained_variance == pytest.approx(skm.explained_variance_score(y, p))
+    assert row.r2_score > 0.7
+
+
+def test_kmeans_predict_and_evaluate(penguins):
+    penguins.sql("""CREATE MODEL km OPTIONS (model_type = 'kmeans', num_clusters = 3, random_seed = 1)
+                    AS SELECT bill_length_mm, flipper_length_mm FROM penguins""")
+    out = penguins.sql("SELECT centroid_id, nearest_centroids_distance FROM ML.PREDICT(MODEL km, TABLE penguins)").df()
+    assert set(out.centroid_id) == {1, 2, 3}
+    for cid, distances in zip(out.centroid_id, out.nearest_centroids_distance):
+        assert distances[0]["centroid_id"] == cid
+        assert [d["distance"] for d in distances] == sorted(d["distance"] for d in distances)
+    row = penguins.sql("SELECT * FROM ML.EVALUATE(MODEL km, TABLE penguins)").df().iloc[0]
+    nearest = np.array([d[0]["distance"] for d in out.nearest_centroids_distance])
+    assert row.mean_squared_distance == pytest.approx(np.mean(nearest ** 2))
+
+
+def test_confusion_matrix_and_roc_curve_equal_sklearn(flights):
+    flights.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS SELECT * FROM flights")
+    out = flights.sql("SELECT is_late, predicted_is_late, predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL m, TABLE flights)").df()
+    matrix = flights.sql("SELECT * FROM ML.CONFUSION_MATRIX(MODEL m, TABLE flights)").df()
+    assert list(matrix.columns) == ["expected_label", "_false", "_true"] or list(matrix.columns) == ["expected_label", "false", "true"]
+    expected = skm.confusion_matrix(out.is_late, out.predicted_is_late, labels=[False, True])
+    np.testing.assert_array_equal(matrix.iloc[:, 1:].to_numpy(), expected)
+    roc = flights.sql("SELECT * FROM ML.ROC_CURVE(MODEL m, TABLE flights, GENERATE_ARRAY(0.1, 0.9, 0.2))").df()
+    for row in roc.itertuples():
+        chosen = out.p >= row.threshold
+        assert row.true_positives == (chosen & out.is_late).sum()
+        assert row.false_positives == (chosen & ~out.is_late).sum()
+        assert row.recall == pytest.approx(skm.recall_score(out.is_late, chosen))
+
+
+def test_predict_composes_with_sql(flights):
+    flights.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS SELECT * FROM flights")
+    direct = flights.sql("SELECT carrier, avg(predicted_is_late::INT) AS r FROM ML.PREDICT(MODEL m, TABLE flights) GROUP BY 1 ORDER BY 1").fetchall()
+    via_cte = flights.sql("""WITH scored AS (SELECT * FROM ML.PREDICT(MODEL m, (SELECT * FROM flights)))
+                             SELECT c.carrier, avg(s.predicted_is_late::INT) AS r FROM scored AS s
+                             JOIN (SELECT DISTINCT carrier FROM flights) AS c ON c.carrier = s.carrier
+                             WHERE TRUE GROUP BY 1 ORDER BY 1""").fetchall()
+    assert direct == via_cte
+    flights.sql("CREATE TABLE scored AS SELECT * FROM ML.PREDICT(MODEL m, TABLE flights) WHERE origin = 'JFK'")
+    assert flights.sql("SELECT count(*) FROM scored").fetchall()[0][0] == flights.sql("SELECT count(*) FROM flights WHERE origin = 'JFK'").fetchall()[0][0]
+
+
+def test_view_over_predict_scores_lazily_and_in_a_later_session(tmp_path, monkeypatch):
+    import sqlml
+    from sqlml import datasets
+    path = str(tmp_path / "views.duckdb")
+    with sqlml.connect(path, progress=lambda m: None) as conn:
+        datasets.load(conn.duckdb, "penguins")
+        conn.sql("""CREATE MODEL m OPTIONS (model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g'])
+                    AS SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL""")
+        conn.sql("CREATE VIEW scored AS SELECT * FROM ML.PREDICT(MODEL m, TABLE penguins)")
+        eager = conn.sql("SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL m, TABLE penguins)").fetchall()
+        assert conn.sql("SELECT predicted_body_mass_g FROM scored").fetchall() == eager
+    from sqlml import scoring
+    monkeypatch.setattr(scoring, "CACHE", scoring.ModelCache())  # a fresh process has no loaded models
+    with sqlml.connect(path) as conn:
+        assert conn.sql("SELECT predicted_body_mass_g FROM scored").fetchall() == eager
+
+
+def test_versions_and_version_selection(penguins):
+    for depth in (1, 6):
+        penguins.sql(f"""CREATE OR REPLACE MODEL m OPTIONS (model_type = 'boosted_tree_regressor', max_tree_depth = {depth},
+                         input_label_cols = ['body_mass_g']) AS SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL""")
+    v1 = penguins.sql("SELECT r2_score FROM ML.EVALUATE(MODEL m VERSION 1)").fetchall()[0][0]
+    latest = penguins.sql("SELECT r2_score FROM ML.EVALUATE(MODEL m)").fetchall()[0][0]
+    stored = dict(penguins.sql("SELECT version, (metrics->>'r2_score')::DOUBLE FROM sqlml.models WHERE name = 'm'").fetchall())
+    assert stored == {1: pytest.approx(v1), 2: pytest.approx(latest)}
+    assert latest > v1
+
+
+def test_auto_split_thresholds(conn):
+    conn.sql("CREATE TABLE small AS SELECT range::DOUBLE AS x, range * 2.0 AS label FROM range(499)")
+    conn.sql("CREATE TABLE mid AS SELECT range::DOUBLE AS x, range * 2.0 AS label FROM range(1000)")
+    conn.sql("CREATE TABLE big AS SELECT range::DOUBLE AS x, range * 2.0 AS label FROM range(60000)")
+    for table in ("small", "mid", "big"):
+        conn.sql(f"CREATE MODEL {table}_m OPTIONS (model_type = 'linear_reg') AS SELECT * FROM {table}")
+    rows = dict(conn.sql("SELECT name, [training_rows, eval_rows] FROM sqlml.models").fetchall())
+    assert rows == {"small_m": [499, 499], "mid_m": [800, 200], "big_m": [50000, 10000]}
+
+
+def test_seq_and_custom_split(conn):
+    conn.sql("CREATE TABLE t AS SELECT range::DOUBLE AS x, range * 2.0 AS label, range AS ts, range % 4 = 0 AS is_eval FROM range(1000)")
+    conn.sql("""CREATE MODEL seq OPTIONS (model_type = 'linear_reg', data_split_method = 'SEQ', data_split_col = 'ts',
+                data_split_eval_fraction = 0.1) AS SELECT * EXCLUDE (is_eval) FROM t""")
+    conn.sql("""CREATE MODEL custom OPTIONS (model_type = 'linear_reg', data_split_method = 'CUSTOM', data_split_col = 'is_eval')
+                AS SELECT * EXCLUDE (ts) FROM t""")
+    rows = dict(conn.sql("SELECT name, [training_rows, eval_rows] FROM sqlml.models").fetchall())
+    assert rows == {"seq": [900, 100], "custom": [750, 250]}
+    features = [r[0] for r in conn.sql("SELECT input FROM ML.FEATURE_INFO(MODEL custom)").fetchall()]
+    assert features == ["x"]  # the CUSTOM split column is not a feature
+
+
+def test_feature_info_and_training_info(penguins):
+    penguins.sql("""CREATE MODEL m OPTIONS (model_type = 'boosted_tree_regressor', input_label_cols = ['body_mass_g'], max_iterations = 7,
+                    early_stop = FALSE) AS SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL""")
+    info = penguins.sql("SELECT * FROM ML.FEATURE_INFO(MODEL m)").df().set_index("input")
+    frame = penguins.sql("SELECT * FROM penguins WHERE body_mass_g IS NOT NULL").df()
+    assert info.loc["bill_length_mm", "mean"] == pytest.approx(frame.bill_length_mm.mean())
+    assert info.loc["bill_length_mm", "stddev"] == pytest.approx(frame.bill_length_mm.std())
+    assert info.loc["bill_length_mm", "min"] == frame.bill_length_mm.min()
+    assert info.loc["sex", "null_count"] == frame.sex.isna().sum()
+    assert info.loc["island", "category_count"] == frame.island.nunique()
+    training = penguins.sql("SELECT * FROM ML.TRAINING_INFO(MODEL m)").df()
+    assert list(training.iteration) == list(range(7))
+    assert training.loss.is_monotonic_decreasing
