@@ -226,7 +226,7 @@ def _generate_array_sql(self: DuckDBGenerator, e: GenerateArray) -> str:
     start, end = self.sql(e, "this"), self.sql(e, "expression")
     step = self.sql(e, "step") or "1"
     count = f"CAST(floor(({end} - {start}) / {step} + 1e-9) AS BIGINT) + 1"
-    return f"list_transform(range(0, greatest({count}, 0)), lambda i: round({start} + i * {step}, 12))"
+    return f"list_transform(range(0, greatest({count}, 0)), lambda i: round(CAST({start} AS DOUBLE) + i * {step}, 12))"
 
 
 def _create_model_sql(self: DuckDBGenerator, e: CreateModel) -> str:
