@@ -10,7 +10,6 @@ import typing as t
 from dataclasses import dataclass, field
 
 from sqlglot import exp
-from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
 from . import options as opts
 from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
@@ -71,10 +70,10 @@ class Alter:
 Step = t.Union[Query, Train, Drop, Alter]
 
 
-def model_name(table: exp.Table, dialect: str = "duckdb") -> str:
-    """A model's registry name: dotted parts, unquoted parts lower-cased as DuckDB does."""
-    normalized = normalize_identifiers(table.copy(), dialect=dialect)
-    return ".".join(part.name for part in normalized.parts)
+def model_name(table: exp.Table) -> str:
+    """A model's registry name: its dotted parts, unquoted ones lower-cased (``MODEL Delays`` is
+    ``delays``), quoted ones kept exactly as written."""
+    return ".".join(part.name if part.args.get("quoted") else part.name.lower() for part in table.parts)
 
 
 class Planner:
@@ -89,7 +88,7 @@ class Planner:
         if isinstance(statement, CreateModel):
             return self._train(statement)
         if isinstance(statement, DropModel):
-            return Drop(model_name(statement.this, self.dialect), bool(statement.args.get("exists")))
+            return Drop(model_name(statement.this), bool(statement.args.get("exists")))
         if isinstance(statement, AlterModel):
             return self._alter(statement)
         return self._query(statement)
@@ -105,7 +104,7 @@ class Planner:
                                  "materialize their result in a table first.")
         transform = statement.args.get("transform")
         return Train(
-            name=model_name(statement.this, self.dialect),
+            name=model_name(statement.this),
             options=opts.options_to_dict(statement.args.get("options")),
             query_sql=query.sql(self.dialect),
             replace=bool(statement.args.get("replace")),
@@ -119,7 +118,7 @@ class Planner:
         if not_alterable:
             raise SqlmlError(f"ALTER MODEL cannot change {', '.join(not_alterable)}; it can change "
                              f"{', '.join(opts.ALTERABLE)}. Train a new version with CREATE OR REPLACE MODEL instead.")
-        return Alter(model_name(statement.this, self.dialect), opts.validate(changes, None),
+        return Alter(model_name(statement.this), opts.validate(changes, None),
                      bool(statement.args.get("exists")))
 
     def _query(self, statement: exp.Expr) -> Query:
@@ -182,7 +181,7 @@ class Planner:
         if version is not None and not (isinstance(version, exp.Literal) and not version.is_string
                                         and version.this.isdigit()):
             raise SqlmlError(f"VERSION must be a version number; got {version.sql()}.")
-        return model_name(ref.this, self.dialect), int(version.this) if version is not None else None
+        return model_name(ref.this), int(version.this) if version is not None else None
 
     def _input_sql(self, source: exp.Expr | None) -> str | None:
         if source is None:

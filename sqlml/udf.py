@@ -28,12 +28,13 @@ def udf_name(info: ModelVersion) -> str:
     return f"sqlml_predict_{info.fingerprint[:16]}"
 
 
-def _duck_type(dtype: pa.DataType) -> str:
+def _duck_type(dtype: pa.DataType) -> duckdb.DuckDBPyType:
+    """The DuckDB type of an Arrow type (built through the API: names are never spliced into SQL)."""
     if pa.types.is_struct(dtype):
-        return "STRUCT(" + ", ".join(f'"{f.name}" {_duck_type(f.type)}' for f in dtype) + ")"
+        return duckdb.struct_type({f.name: _duck_type(f.type) for f in dtype})
     if pa.types.is_list(dtype):
-        return f"{_duck_type(dtype.value_type)}[]"
-    return {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}[dtype]
+        return duckdb.list_type(_duck_type(dtype.value_type))
+    return duckdb.sqltype({pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}[dtype])
 
 
 def _feature_type(column: dict) -> str:
@@ -59,12 +60,11 @@ def register(connection: duckdb.DuckDBPyConnection, info: ModelVersion) -> None:
         out = model.predict(table)
         return pa.StructArray.from_arrays([c.combine_chunks() for c in out.columns], names=out.column_names)
 
-    parameter = "STRUCT(" + ", ".join(f'"{c["name"]}" {_feature_type(c)}' for c in info.input_schema) + ")"
+    parameter = duckdb.struct_type({c["name"]: duckdb.sqltype(_feature_type(c)) for c in info.input_schema})
     name = udf_name(info)
     if connection.execute("SELECT 1 FROM duckdb_functions() WHERE function_name = ?", [name]).fetchall():
         return
-    connection.create_function(name, score, [duckdb.sqltype(parameter)],
-                               duckdb.sqltype(_duck_type(pa.struct(list(output_schema(info))))),
+    connection.create_function(name, score, [parameter], _duck_type(pa.struct(list(output_schema(info)))),
                                type="arrow", side_effects=False)
 
 
