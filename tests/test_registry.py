@@ -1,0 +1,104 @@
+"""The registry and model bytes: versions, integrity, and crashes that lose nothing."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import sqlml
+from sqlml import storage
+from sqlml.errors import ModelIntegrityError
+
+TRAIN = """CREATE OR REPLACE MODEL m OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['label'])
+           AS SELECT range::DOUBLE AS x, (range % 5)::VARCHAR AS c, range % 2 = 0 AS label FROM range(300)"""
+
+
+def test_registry_is_plain_sql(conn):
+    conn.sql(TRAIN)
+    conn.sql(TRAIN)
+    rows = conn.sql("""SELECT name, version, model_type, label, training_rows, options->>'model_type',
+                       library_versions->>'sklearn', octet_length(model) > 1000 FROM sqlml.models ORDER BY version""").fetchall()
+    import sklearn
+    assert rows == [("m", v, "boosted_tree_classifier", "label", 300, "boosted_tree_classifier", sklearn.__version__, True)
+                    for v in (1, 2)]
+    assert conn.models().columns[:3] == ["name", "version", "model_type"]
+
+
+def _tamper(conn, offset: int):
+    blob = bytearray(conn.sql("SELECT model FROM sqlml.models").fetchall()[0][0])
+    blob[offset] ^= 0xFF
+    conn.duckdb.execute("UPDATE sqlml.models SET model = ?", [bytes(blob)])
+    from sqlml import scoring
+    scoring.CACHE = scoring.ModelCache()  # force a reload from the database
+    import sqlml.executor
+    sqlml.executor.CACHE = scoring.CACHE
+
+
+@pytest.mark.parametrize("offset", [-1, 100, 10])
+def test_tampered_bytes_are_refused(conn, offset):
+    conn.sql(TRAIN)
+    _tamper(conn, offset)
+    with pytest.raises(ModelIntegrityError, match="failed verification"):
+        conn.sql("SELECT * FROM ML.EVALUATE(MODEL m)")
+
+
+def test_foreign_bytes_and_unknown_versions_are_refused():
+    import pickle
+    with pytest.raises(ModelIntegrityError, match="not a sqlml model"):
+        storage.loads(pickle.dumps({"x": 1}))
+    blob = storage.dumps({"not": "an estimator"}, {"h": 1})
+    with pytest.raises(ModelIntegrityError, match="Unknown model format version 9"):
+        storage.loads(blob[:5] + bytes([9]) + blob[6:])
+
+
+def test_another_key_cannot_load(conn, monkeypatch):
+    conn.sql(TRAIN)
+    blob = conn.sql("SELECT model FROM sqlml.models").fetchall()[0][0]
+    monkeypatch.setenv("SQLML_SECRET_KEY", "someone else's key")
+    with pytest.raises(ModelIntegrityError, match="written with another secret key"):
+        storage.loads(blob)
+
+
+def test_key_file_is_created_private(tmp_path, monkeypatch):
+    monkeypatch.delenv("SQLML_SECRET_KEY")
+    key_file = tmp_path / "k" / "secret.key"
+    monkeypatch.setenv("SQLML_KEY_FILE", str(key_file))
+    blob = storage.dumps({"a": 1}, {})
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert storage.loads(blob)[0] == {"a": 1}
+
+
+class Smuggled:
+    """A type nobody put on the allow-list."""
+
+
+def test_types_outside_the_allow_list_are_never_stored():
+    with pytest.raises(ModelIntegrityError, match="outside the allow-list.*Smuggled"):
+        storage.dumps({"payload": Smuggled()}, {})
+
+
+def test_kill_during_training_keeps_the_previous_version(tmp_path):
+    """SIGKILL in the middle of a long CREATE OR REPLACE MODEL: version 1 must still load."""
+    path = str(tmp_path / "kill.duckdb")
+    with sqlml.connect(path, progress=lambda m: None) as conn:
+        conn.sql(TRAIN)
+        before = conn.sql("SELECT * FROM ML.EVALUATE(MODEL m)").fetchall()
+    script = textwrap.dedent(f"""
+        import sqlml
+        conn = sqlml.connect({path!r}, progress=lambda m: print(m, flush=True))
+        conn.sql('''CREATE OR REPLACE MODEL m OPTIONS (model_type = 'random_forest_classifier', num_parallel_tree = 3000,
+                    input_label_cols = ['label']) AS SELECT range::DOUBLE AS x, range % 2 = 0 AS label FROM range(20000)''')
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ})
+    assert child.stdout.readline().startswith("Training")
+    time.sleep(0.5)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    with sqlml.connect(path) as conn:
+        assert conn.sql("SELECT version FROM sqlml.models").fetchall() == [(1,)]
+        assert conn.sql("SELECT * FROM ML.EVALUATE(MODEL m)").fetchall() == before
