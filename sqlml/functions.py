@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from . import metrics
+from . import baselines, fairness, metrics, slices
 from .errors import DataError, SqlmlError
 from .models import CLASSIFICATION, CLUSTERING
 
@@ -71,11 +71,12 @@ def _prepend(front: pa.Table, back: pa.Table) -> pa.Table:
 
 
 def evaluate(call: Call) -> pa.Table:
-    """ML.EVALUATE: one row of metrics, on the given data or the evaluation split kept at training."""
+    """ML.EVALUATE: one row of metrics with the baseline's beside them (:mod:`sqlml.baselines`), on the
+    given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
     model = call.require_model()
-    if call.input_sql is None:
-        return pa.Table.from_pylist([model.info.metrics])
-    return pa.Table.from_pylist([metrics.evaluate(model, call.input_table(), call.param("threshold"))])
+    if call.param("slice_by") is not None:
+        return slices.evaluate(model, call.input_table(), call.params)
+    return baselines.evaluate(model, call.input_table() if call.input_sql is not None else None, call.params)
 
 
 def confusion_matrix(call: Call) -> pa.Table:
@@ -89,6 +90,14 @@ def roc_curve(call: Call) -> pa.Table:
     if call.input_sql is None and thresholds is None:
         return _stored_table(call, "roc_curve")
     return metrics.roc_curve(call.require_model(), call.input_table(), thresholds)
+
+
+def threshold_metrics(call: Call) -> pa.Table:
+    """ML.THRESHOLD_METRICS: metrics per decision threshold, to pick one for ALTER MODEL ... threshold."""
+    thresholds = call.argument if isinstance(call.argument, list) else call.param("thresholds")
+    if call.input_sql is None and thresholds is None:
+        return metrics.metrics_from_counts(_stored_table(call, "roc_curve").to_pydict())
+    return metrics.threshold_metrics(call.require_model(), call.input_table(), thresholds)
 
 
 def _stored_table(call: Call, name: str) -> pa.Table:
@@ -159,9 +168,12 @@ FUNCTIONS: dict[str, t.Callable[[Call], pa.Table]] = {
     "EVALUATE": evaluate,
     "CONFUSION_MATRIX": confusion_matrix,
     "ROC_CURVE": roc_curve,
+    "THRESHOLD_METRICS": threshold_metrics,
     "TRAINING_INFO": training_info,
     "FEATURE_INFO": feature_info,
     "WEIGHTS": weights,
+    "BASELINE": baselines.baseline_predictions,
+    "FAIRNESS": fairness.fairness,
 }
 
 #: Functions whose result depends only on the model, not on input data.
