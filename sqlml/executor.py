@@ -19,7 +19,8 @@ from .errors import SqlmlError, SqlmlParseError
 from .functions import FUNCTIONS, Call
 from .planner import Alter, Drop, Planner, Query, TableFunction, Train
 from .registry import Registry
-from .scoring import CACHE, LoadedModel
+from . import scoring
+from .scoring import LoadedModel
 
 
 def parse(text: str) -> list[sqlglot.exp.Expr]:
@@ -61,7 +62,7 @@ class Executor:
         return self.query(step)
 
     def load(self, name: str, version: int | None = None) -> LoadedModel:
-        return CACHE.get(self.registry.resolve(name, version), self.registry.blob)
+        return scoring.CACHE.get(self.registry.resolve(name, version), self.registry.blob)
 
     def train(self, step: Train) -> None:
         if step.transform:

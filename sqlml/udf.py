@@ -19,7 +19,8 @@ from sqlglot import exp
 from .engine import DuckDBEngine
 from .preprocess import column_kind
 from .registry import ModelVersion, Registry
-from .scoring import CACHE, output_schema
+from . import scoring
+from .scoring import output_schema
 
 OUTPUT = "__sqlml_out"
 
@@ -54,7 +55,7 @@ def register(connection: duckdb.DuckDBPyConnection, info: ModelVersion) -> None:
 
     def score(features: pa.ChunkedArray | pa.StructArray) -> pa.StructArray:
         # A UDF may run on DuckDB's worker threads: read the blob through a cursor of its own.
-        model = CACHE.get(info, lambda fp: Registry(DuckDBEngine(connection_ref().cursor())).blob(fp))
+        model = scoring.CACHE.get(info, lambda fp: Registry(DuckDBEngine(connection_ref().cursor())).blob(fp))
         array = features.combine_chunks() if isinstance(features, pa.ChunkedArray) else features
         table = pa.Table.from_arrays(array.flatten(), names=[f.name for f in array.type])
         out = model.predict(table)

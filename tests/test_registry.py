@@ -28,20 +28,14 @@ def test_registry_is_plain_sql(conn):
     assert conn.models().columns[:3] == ["name", "version", "model_type"]
 
 
-def _tamper(conn, offset: int):
+@pytest.mark.parametrize("offset", [-1, 100, 10])
+def test_tampered_bytes_are_refused(conn, offset, monkeypatch):
+    from sqlml import scoring
+    conn.sql(TRAIN)
     blob = bytearray(conn.sql("SELECT model FROM sqlml.models").fetchall()[0][0])
     blob[offset] ^= 0xFF
     conn.duckdb.execute("UPDATE sqlml.models SET model = ?", [bytes(blob)])
-    from sqlml import scoring
-    scoring.CACHE = scoring.ModelCache()  # force a reload from the database
-    import sqlml.executor
-    sqlml.executor.CACHE = scoring.CACHE
-
-
-@pytest.mark.parametrize("offset", [-1, 100, 10])
-def test_tampered_bytes_are_refused(conn, offset):
-    conn.sql(TRAIN)
-    _tamper(conn, offset)
+    monkeypatch.setattr(scoring, "CACHE", scoring.ModelCache())  # as a new process would: load from the database
     with pytest.raises(ModelIntegrityError, match="failed verification"):
         conn.sql("SELECT * FROM ML.EVALUATE(MODEL m)")
 
