@@ -1,0 +1,86 @@
+"""The sqlml command line, driven in-process with click's CliRunner."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sqlml.cli import main
+
+TRAIN = ("CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) AS "
+         "SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL;\n")
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def run(runner, *args, stdin=None):
+    result = runner.invoke(main, list(args), input=stdin)
+    assert "Traceback" not in result.output + (result.stderr or "")
+    return result
+
+
+def test_penguins_example_runs_and_prints_metrics(runner):
+    result = run(runner, "run", "examples/penguins.sql", "--dataset", "penguins", "--format", "json")
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads(result.stdout.splitlines()[0])
+    assert evaluation["mean_absolute_error"] == pytest.approx(227.01, rel=0.01)
+    assert "Model 'penguins_model' version 1 stored." in result.stderr
+
+
+def test_stdin_csv_and_persistent_database(runner, tmp_path):
+    db = str(tmp_path / "cli.duckdb")
+    assert run(runner, "run", "-", "--db", db, "--dataset", "penguins", stdin=TRAIN).exit_code == 0
+    result = run(runner, "run", "-", "--db", db, "--format", "csv",
+                 stdin="SELECT round(r2_score, 4) AS r2 FROM ML.EVALUATE(MODEL m);")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["r2", "0.8724"]
+    listing = run(runner, "models", "--db", db, "--format", "json")
+    assert json.loads(listing.stdout)["name"] == "m"
+
+
+def test_nested_values_as_json_in_csv(runner):
+    result = run(runner, "run", "-", "--dataset", "penguins", "--format", "csv", stdin=
+                 "CREATE MODEL c OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species']) AS "
+                 "SELECT species, bill_length_mm, flipper_length_mm FROM penguins;"
+                 "SELECT predicted_species_probs FROM ML.PREDICT(MODEL c, (SELECT * FROM penguins LIMIT 1));")
+    assert result.exit_code == 0, result.output
+    probs = json.loads(result.stdout.splitlines()[1].replace('""', '"').strip('"'))
+    assert [p["label"] for p in probs] == ["Adelie", "Chinstrap", "Gentoo"]
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("SELECT * FROM ML.PREDICT(MODEL m, TABLE t", "Error: Expecting ) (line 1, column 41)"),
+    ("SELECT * FROM ML.EVALUATE(MODEL nope);", "Error: Model 'nope' does not exist."),
+    ("SELECT * FROM no_such_table;", "Error: Catalog Error: Table with name no_such_table does not exist"),
+    ("CREATE MODEL m OPTIONS (model_type = 'linear_regression') AS SELECT 1 AS label;", "Did you mean 'linear_reg'?"),
+])
+def test_user_errors_exit_1_without_traceback(runner, sql, message):
+    result = run(runner, "run", "-", stdin=sql)
+    assert result.exit_code == 1
+    assert message in result.stderr
+
+
+def test_usage_errors_exit_2(runner):
+    assert run(runner, "run").exit_code == 2
+    assert run(runner, "run", "missing.sql").exit_code == 2
+    result = run(runner, "run", "-", "--dataset", "mars")
+    assert result.exit_code == 2 and "Invalid value for '--dataset'" in result.stderr
+
+
+def test_database_busy(runner, tmp_path):
+    import subprocess, sys, textwrap
+    db = tmp_path / "busy.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time, duckdb
+        c = duckdb.connect({str(db)!r}); print("ready", flush=True); time.sleep(30)""")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()
+        result = run(runner, "run", "-", "--db", str(db), stdin="SELECT 1;")
+        assert result.exit_code == 1 and "Error: Database busy" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
