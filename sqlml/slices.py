@@ -11,6 +11,7 @@ than the overall row's by more than ``slice_margin``).
 from __future__ import annotations
 
 import typing as t
+from decimal import Decimal
 
 import numpy as np
 import pyarrow as pa
@@ -124,6 +125,6 @@ def worse(metric: str, value: float | None, overall: float | None, margin: float
 
 def _setting(params: dict, name: str, default: float) -> float:
     value = params.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < 0:
         raise SqlmlError(f"{name} must be a non-negative number; got {value!r}.")
-    return value
+    return float(value)  # SQL literals such as 0.02 arrive as DECIMAL

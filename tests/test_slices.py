@@ -1,0 +1,132 @@
+"""Sliced ML.EVALUATE: every slice's metrics equal sklearn.metrics on that group's rows of ML.PREDICT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+from sklearn.dummy import DummyClassifier
+
+from sqlml.errors import SqlmlError
+from sqlml.scoring import LoadedModel
+
+TRAIN = "SELECT * EXCLUDE (month, day) FROM flights WHERE month <= 9"
+TEST = "(SELECT * EXCLUDE (month, day) FROM flights WHERE month > 9)"
+
+
+@pytest.fixture
+def delays(flights):
+    flights.sql(f"CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late'], "
+                f"data_split_method = 'NO_SPLIT') AS {TRAIN}")
+    return flights
+
+
+def _expected(group: pd.DataFrame, prior: DummyClassifier) -> dict:
+    """sklearn.metrics on one group's rows of ML.PREDICT, and the baseline's roc_auc and accuracy."""
+    y, predicted = group.is_late, group.predicted_is_late
+    prob = group.predicted_is_late_probs.map(lambda ps: next(p["prob"] for p in ps if p["label"]))
+    two_classes = y.nunique() == 2
+    baseline = prior.predict_proba(np.zeros((len(group), 1)))
+    return {
+        "row_count": len(group),
+        "precision": skm.precision_score(y, predicted, zero_division=0),
+        "recall": skm.recall_score(y, predicted, zero_division=0),
+        "accuracy": skm.accuracy_score(y, predicted),
+        "f1_score": skm.f1_score(y, predicted, zero_division=0),
+        "log_loss": skm.log_loss(y, np.column_stack([1 - prob, prob]), labels=[False, True]),
+        "roc_auc": skm.roc_auc_score(y, prob) if two_classes else None,
+        "baseline_accuracy": skm.accuracy_score(y, np.zeros(len(group), dtype=bool)),
+        "baseline_log_loss": skm.log_loss(y, baseline, labels=[False, True]),
+    }
+
+
+def _assert_row(row: pd.Series, expected: dict) -> None:
+    for name, value in expected.items():
+        if value is None:
+            assert pd.isna(row[name]), name
+        else:
+            assert row[name] == pytest.approx(value, abs=1e-9), (row.slice_column, row.slice_value, name)
+
+
+def test_slices_by_carrier_and_origin_equal_sklearn_per_group(delays):
+    out = delays.sql(f"SELECT * FROM ML.EVALUATE(MODEL m, {TEST}, STRUCT(['carrier', 'origin'] AS slice_by))").df()
+    scored = delays.sql(f"SELECT * FROM ML.PREDICT(MODEL m, {TEST})").df()
+    train_y = delays.sql(f"SELECT is_late FROM ({TRAIN})").df().is_late
+    prior = DummyClassifier(strategy="prior").fit(np.zeros((len(train_y), 1)), train_y)
+
+    overall = out[out.slice_column.isna()]
+    assert len(overall) == 1
+    _assert_row(overall.iloc[0], _expected(scored, prior))
+    for column in ("carrier", "origin"):
+        rows = out[out.slice_column == column].set_index("slice_value")
+        assert sorted(rows.index) == sorted(scored[column].unique())
+        for value, group in scored.groupby(column):
+            _assert_row(rows.loc[value], _expected(group, prior))
+    assert len(out) == 1 + scored.carrier.nunique() + scored.origin.nunique()
+
+    sliced = out[out.slice_column.notna()]
+    assert (sliced.unreliable == (sliced.row_count < 30)).all()
+    gap = overall.roc_auc.iloc[0] - sliced.roc_auc
+    assert (sliced.worse_than_overall == (gap > 0.05)).all()
+    worst = sliced.loc[sliced.roc_auc.idxmin()]
+    assert worst.worse_than_overall, f"worst slice {worst.slice_value} has roc_auc {worst.roc_auc}"
+
+
+def test_slice_combinations_and_settings_in_one_scoring_pass(delays, monkeypatch):
+    calls = []
+    original = LoadedModel.probabilities
+    monkeypatch.setattr(LoadedModel, "probabilities", lambda self, X: calls.append(len(X)) or original(self, X))
+    out = delays.sql(f"SELECT * FROM ML.EVALUATE(MODEL m, {TEST}, STRUCT(['carrier', 'origin'] AS slice_by, "
+                     "TRUE AS slice_combinations, 500 AS min_slice_size, 0.02 AS slice_margin, "
+                     "'accuracy' AS primary_metric))").df()
+    rows = delays.sql(f"SELECT count(*) FROM {TEST}").fetchall()[0][0]
+    assert calls == [rows]  # the model scored every row once, not once per slice
+    monkeypatch.undo()
+
+    scored = delays.sql(f"SELECT * FROM ML.PREDICT(MODEL m, {TEST})").df()
+    pairs = out[out.slice_column == "carrier, origin"].set_index("slice_value")
+    groups = scored.groupby(["carrier", "origin"])
+    assert len(pairs) == groups.ngroups
+    assert len(out) == 1 + scored.carrier.nunique() + scored.origin.nunique() + groups.ngroups
+    overall_accuracy = skm.accuracy_score(scored.is_late, scored.predicted_is_late)
+    for (carrier, origin), group in groups:
+        row = pairs.loc[f"{carrier}, {origin}"]
+        accuracy = skm.accuracy_score(group.is_late, group.predicted_is_late)
+        assert row.row_count == len(group)
+        assert row.accuracy == pytest.approx(accuracy)
+        assert row.unreliable == (len(group) < 500)
+        assert row.worse_than_overall == (overall_accuracy - accuracy > 0.02)
+    assert (out.primary_metric == "accuracy").all()
+
+
+def test_undefined_metrics_are_null_not_errors(penguins):
+    """Slicing by the label leaves one class per slice: roc_auc is undefined there."""
+    penguins.sql("CREATE MODEL c OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) AS "
+                 "SELECT * FROM penguins")
+    out = penguins.sql("SELECT * FROM ML.EVALUATE(MODEL c, TABLE penguins, STRUCT('sex' AS slice_by))").df()
+    sliced = out[out.slice_column == "sex"]
+    assert sorted(sliced.slice_value) == ["female", "male"]
+    assert sliced.roc_auc.isna().all() and sliced.baseline_roc_auc.isna().all() and sliced.beats_baseline.isna().all()
+    assert out[out.slice_column.isna()].roc_auc.notna().all()
+
+
+def test_regression_slice_of_one_row_has_null_r2(penguins):
+    penguins.sql("CREATE MODEL r OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) AS "
+                 "SELECT species, island, flipper_length_mm, body_mass_g FROM penguins")
+    data = "(SELECT *, CASE WHEN row_number() OVER () = 1 THEN 'single' ELSE 'rest' END AS part FROM penguins)"
+    out = penguins.sql(f"SELECT * FROM ML.EVALUATE(MODEL r, {data}, STRUCT('part' AS slice_by))").df()
+    single = out[out.slice_value == "single"].iloc[0]
+    assert single.row_count == 1 and single.unreliable
+    assert pd.isna(single.r2_score)
+    scored = penguins.sql(f"SELECT * FROM ML.PREDICT(MODEL r, {data}) WHERE body_mass_g IS NOT NULL").df()
+    rest = scored[scored.part == "rest"]
+    assert out[out.slice_value == "rest"].r2_score.iloc[0] == pytest.approx(
+        skm.r2_score(rest.body_mass_g, rest.predicted_body_mass_g))
+
+
+def test_unknown_slice_column_lists_the_columns(penguins):
+    penguins.sql("CREATE MODEL c OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) AS "
+                 "SELECT * FROM penguins")
+    with pytest.raises(SqlmlError, match=r"slice_by column\(s\) isle not in the evaluation data.*island"):
+        penguins.sql("SELECT * FROM ML.EVALUATE(MODEL c, TABLE penguins, STRUCT(['species', 'isle'] AS slice_by))")
