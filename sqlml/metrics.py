@@ -70,6 +70,8 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarr
         "f1_score": skm.f1_score(y, predicted, average=average, labels=None if binary else labels, zero_division=0),
         "log_loss": skm.log_loss(y, probs, labels=labels),
         "roc_auc": auc,
+        # Area under the precision-recall curve: unlike roc_auc, it drops when a rare class is missed.
+        **({"pr_auc": skm.average_precision_score(y, probs[:, 1]) if len(present) == 2 else None} if binary else {}),
     }
 
 
@@ -137,7 +139,35 @@ def roc_curve(model: "LoadedModel", data: pa.Table, thresholds: list[float] | No
         "false_positives": counts["false_positives"],
         "true_negatives": counts["true_negatives"],
         "false_negatives": counts["false_negatives"],
+        "precision": _ratio(counts["true_positives"], counts["true_positives"] + counts["false_positives"]),
     })
+
+
+def threshold_metrics(model: "LoadedModel", data: pa.Table, thresholds: list[float] | None = None) -> pa.Table:
+    """ML.THRESHOLD_METRICS: the metrics a binary classifier would score at each decision threshold."""
+    _require_classifier(model, "ML.THRESHOLD_METRICS")
+    return metrics_from_counts(roc_curve(model, data, thresholds).to_pydict())
+
+
+def metrics_from_counts(counts: dict) -> pa.Table:
+    """Per-threshold precision, recall, f1, false positive rate and accuracy from confusion counts
+    (``roc_curve`` columns); NULL where a ratio has nothing to divide by."""
+    tp, fp, tn, fn = (np.asarray(counts[k], dtype=np.int64) for k in
+                      ("true_positives", "false_positives", "true_negatives", "false_negatives"))
+    return pa.table({
+        "threshold": pa.array(counts["threshold"], type=pa.float64()),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1_score": _ratio(2 * tp, 2 * tp + fp + fn),
+        "false_positive_rate": _ratio(fp, fp + tn),
+        "accuracy": _ratio(tp + tn, tp + fp + tn + fn),
+        "true_positives": tp, "false_positives": fp, "true_negatives": tn, "false_negatives": fn,
+    })
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> pa.Array:
+    safe = np.where(denominator > 0, denominator, 1)
+    return pa.array(numerator / safe, type=pa.float64(), mask=np.asarray(denominator) == 0)
 
 
 def threshold_counts(scores: np.ndarray, positive: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:

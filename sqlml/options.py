@@ -34,7 +34,8 @@ class Option:
         if self.choices:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         names = {int: "an integer", float: "a number", bool: "TRUE or FALSE", str: "a string",
-                 "str_list": "an array of strings", "int_list": "an array of integers"}
+                 "str_list": "an array of strings", "int_list": "an array of integers",
+                 "label_weights": "an array of STRUCT(label, weight)"}
         text = names[self.kind]
         if self.low is not None or self.high is not None:
             left = "(" if self.low_open else "["
@@ -52,6 +53,8 @@ BOOSTED = TREES[:2]
 FORESTS = TREES[2:]
 DNN = ("dnn_classifier", "dnn_regressor")
 ITERATIVE = LINEAR + BOOSTED + DNN + ("kmeans",)
+CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier", "random_forest_classifier", "dnn_classifier")
+SUPERVISED = CLASSIFIERS + ("linear_reg", "boosted_tree_regressor", "random_forest_regressor", "dnn_regressor")
 
 OPTIONS: dict[str, Option] = {
     "model_type": Option(str),  # choices are filled in by sqlml.models
@@ -70,6 +73,12 @@ OPTIONS: dict[str, Option] = {
     "num_clusters": Option(int, ("kmeans",), low=2),
     "random_seed": Option(int, low=0),
     "threshold": Option(float, low=0.0, high=1.0),
+    # Imbalanced classes (sqlml.imbalance checks how they combine).
+    "auto_class_weights": Option(bool, CLASSIFIERS),
+    "class_weights": Option("label_weights", CLASSIFIERS),
+    "instance_weight_col": Option(str, SUPERVISED),
+    "sampling": Option(str, CLASSIFIERS, choices=("oversample", "undersample", "smote")),
+    "sampling_ratio": Option(float, CLASSIFIERS, low=0.0, high=1.0, low_open=True),
     "description": Option(str),
     "intended_use": Option(str),
     "limitations": Option(str),
@@ -161,12 +170,27 @@ def _convert(kind: type | str, value: t.Any) -> t.Any:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if kind is str:
         return value if isinstance(value, str) else None
+    if kind == "label_weights":
+        return _label_weights(value)
     item = str if kind == "str_list" else int
     if isinstance(value, item) and not isinstance(value, bool):
         value = [value]
     if isinstance(value, list) and value and all(isinstance(v, item) and not isinstance(v, bool) for v in value):
         return value
     return None
+
+
+def _label_weights(value: t.Any) -> list | None:
+    """[STRUCT(label, weight), ...] arrives as [[label, weight], ...]; weights become floats."""
+    if not isinstance(value, list) or not value:
+        return None
+    pairs = []
+    for entry in value:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], (int, float))
+                and not isinstance(entry[1], bool) and isinstance(entry[0], (str, int, float, bool))):
+            return None
+        pairs.append([entry[0], float(entry[1])])
+    return pairs
 
 
 def _in_range(option: Option, value: float) -> bool:

@@ -17,7 +17,7 @@ import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss, mean_squared_error
 
-from . import baselines, metrics, options as opts, storage
+from . import baselines, imbalance, metrics, options as opts, storage
 from .errors import DataError, OptionError
 from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind, build_estimator
 from .preprocess import Preprocessor, as_float, column_kind
@@ -52,6 +52,7 @@ def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
         raise OptionError(f"data_split_method '{method}' needs data_split_col.")
     if "input_label_cols" in checked and len(checked["input_label_cols"]) != 1:
         raise OptionError("input_label_cols must name exactly one column.")
+    imbalance.check_options(checked)
     return kind, checked
 
 
@@ -118,7 +119,8 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     if kind.supervised:
         table, classes = prepare_label(table, label, kind)
     split = split_rows(table, options, options.get("random_seed"))
-    excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None}
+    excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None,
+                options.get("instance_weight_col")}
     features = [c for c in table.column_names if c not in excluded]
     if not features:
         raise DataError("The training query has no feature columns besides the label.")
@@ -139,9 +141,13 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     if kind.scale_target:
         y = (y - target_scale[0]) / target_scale[1]
 
-    progress(f"Training {kind.name} '{name}' on {X.shape[0]:,} rows × {X.shape[1]} features…")
+    # Weights and resampling change only what is fitted; X and y stay the real training rows.
+    X_fit, y_fit, sample_weight, notes = imbalance.prepare(options, classes, label, train_rows, X, y,
+                                                           preprocessor.categorical_mask, progress)
+
+    progress(f"Training {kind.name} '{name}' on {X_fit.shape[0]:,} rows × {X_fit.shape[1]} features…")
     started = time.perf_counter()
-    fit_warnings = _fit(estimator, X, y)
+    fit_warnings = _fit(estimator, X_fit, y_fit, sample_weight) + notes
     duration = time.perf_counter() - started
 
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes,
@@ -184,11 +190,12 @@ def evaluation_tables(model: LoadedModel, eval_rows: pa.Table) -> dict:
     return tables
 
 
-def _fit(estimator: t.Any, X: np.ndarray, y: np.ndarray | None) -> list[str]:
+def _fit(estimator: t.Any, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None = None) -> list[str]:
     """Fit, keeping convergence warnings as notes in the training info instead of console noise."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        estimator.fit(X, y) if y is not None else estimator.fit(X)
+        weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
+        estimator.fit(X, y, **weighted) if y is not None else estimator.fit(X)
     return sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)})
 
 
