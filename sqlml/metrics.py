@@ -146,6 +146,9 @@ def roc_curve(model: "LoadedModel", data: pa.Table, thresholds: list[float] | No
 def threshold_metrics(model: "LoadedModel", data: pa.Table, thresholds: list[float] | None = None) -> pa.Table:
     """ML.THRESHOLD_METRICS: the metrics a binary classifier would score at each decision threshold."""
     _require_classifier(model, "ML.THRESHOLD_METRICS")
+    if len(model.classes) != 2:
+        raise DataError("ML.THRESHOLD_METRICS needs a binary classifier; this model has "
+                        f"{len(model.classes)} classes.")
     return metrics_from_counts(roc_curve(model, data, thresholds).to_pydict())
 
 
