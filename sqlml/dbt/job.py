@@ -1,0 +1,82 @@
+"""Runs sqlml statements for dbt's sqlml materializations, in the dbt process.
+
+dbt-duckdb runs a Python model in-process, on the dbt thread's own cursor. The materializations
+use that door: they hand dbt-duckdb a generated module (macro ``sqlml.python_job``) whose
+``model`` function calls :func:`run` with the statements to execute. A user error cannot travel
+back as an exception without dbt-duckdb printing a Python traceback around it, so :func:`run`
+leaves the message in the session variable :data:`ERROR_VARIABLE` and the materialization raises it.
+
+The statements arrive JSON-encoded: dbt's ``tojson`` writes non-ASCII characters as ``\\u``
+escapes, surrogate pairs included, which only a JSON decoder joins back into one character.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import duckdb
+
+from .. import udf
+from ..engine import DuckDBEngine
+from ..errors import SqlmlError
+from ..registry import Registry
+from . import plugin
+
+ERROR_VARIABLE = "sqlml_dbt_error"
+
+logger = logging.getLogger("sqlml.dbt")
+
+
+def run(session, statements_json: str, needs_plugin: bool = False) -> None:
+    """Run the JSON-encoded sqlml statements on ``session`` (dbt-duckdb's wrapped cursor).
+
+    On a user error the statement's effects are whatever sqlml guarantees (a model version is
+    stored whole or not at all) and the message is left in ``getvariable('sqlml_dbt_error')``.
+    """
+    from .. import Connection
+
+    cursor = _duckdb_cursor(session)
+    cursor.execute(f"SET VARIABLE {ERROR_VARIABLE} = NULL")
+    try:
+        if needs_plugin and not plugin.configured():
+            raise SqlmlError("A sqlml_view calls sqlml's scoring functions whenever it is read; add the plugin "
+                             "to the profile in profiles.yml:  plugins: [{module: sqlml.dbt.plugin}]")
+        before = _scoring_functions(cursor)
+        try:
+            Connection(cursor, progress=logger.info).sql(json.loads(statements_json))
+        finally:
+            _move_functions(cursor, before)
+    except SqlmlError as e:
+        cursor.execute(f"SET VARIABLE {ERROR_VARIABLE} = ?", [str(e)])
+
+
+def _duckdb_cursor(session) -> duckdb.DuckDBPyConnection:
+    """dbt-duckdb hands Python models its cursor wrapper (maybe inside a retrying wrapper);
+    sqlml needs the DuckDB cursor underneath."""
+    while not isinstance(session, duckdb.DuckDBPyConnection) and hasattr(session, "_cursor"):
+        session = session._cursor
+    return session
+
+
+def _scoring_functions(cursor: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = cursor.execute("SELECT DISTINCT function_name FROM duckdb_functions() "
+                          "WHERE function_name LIKE 'sqlml_predict_%'").fetchall()
+    return {name for (name,) in rows}
+
+
+def _move_functions(cursor: duckdb.DuckDBPyConnection, before: set[str]) -> None:
+    """Move the scoring functions this cursor defined to the plugin's connection (see
+    :mod:`sqlml.dbt.plugin`): dbt closes the cursor after the model, which would leave them
+    dangling. Without the plugin they are only removed, so a later call fails cleanly."""
+    new = _scoring_functions(cursor) - before
+    if not new:
+        return
+    versions = {udf.udf_name(v): v for v in Registry(DuckDBEngine(cursor)).versions()}
+    for name in sorted(new):
+        try:
+            cursor.remove_function(name)
+        except duckdb.InvalidInputException:
+            continue  # defined by another thread's cursor, which moves it itself
+        if name in versions:
+            plugin.define(lambda parent, info=versions[name]: udf.register(parent, info))

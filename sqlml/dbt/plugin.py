@@ -1,0 +1,53 @@
+"""A dbt-duckdb plugin: sqlml's scoring functions on the connection dbt keeps for the whole run.
+
+A view built by the ``sqlml_view`` materialization calls one scoring function per model version;
+DuckDB stores the view as text, so any session reading it needs those functions defined.
+dbt-duckdb calls :meth:`Plugin.configure_connection` once on its parent connection, and every dbt
+thread's cursor sees the functions defined there. In ``profiles.yml``::
+
+    plugins:
+      - module: sqlml.dbt.plugin
+
+Functions must live on that parent connection, not on a thread's cursor: DuckDB frees a Python
+function when the connection that defined it closes, yet keeps it in the catalog, and dbt closes
+each thread's cursor when its model is done (a later call then runs freed memory).
+:mod:`sqlml.dbt.job` therefore moves the functions a materialization defined here.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+from dbt.adapters.duckdb.plugins import BasePlugin
+
+_lock = threading.Lock()
+_connection: duckdb.DuckDBPyConnection | None = None
+
+
+class Plugin(BasePlugin):
+    def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
+        import sqlml
+        global _connection
+        with _lock:
+            sqlml.register(conn)
+            _connection = conn
+
+
+def configured() -> bool:
+    """Whether dbt's profile lists this plugin."""
+    return _connection is not None
+
+
+def define(define_on_connection) -> bool:
+    """Call ``define_on_connection(parent)`` under the plugin's lock; False when dbt's profile
+    has no sqlml plugin (or its connection was closed)."""
+    with _lock:
+        if _connection is None:
+            return False
+        try:
+            _connection.execute("SELECT 1").fetchall()
+        except duckdb.ConnectionException:
+            return False
+        define_on_connection(_connection)
+        return True
