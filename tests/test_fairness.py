@@ -76,3 +76,22 @@ def test_fairness_needs_a_binary_classifier_and_a_known_column(sex_model):
                   "SELECT * FROM penguins")
     with pytest.raises(SqlmlError, match="ML.FAIRNESS needs a binary classifier; 's' has 3 classes"):
         sex_model.sql("SELECT * FROM ML.FAIRNESS(MODEL s, TABLE penguins, STRUCT('island' AS sensitive_col))")
+
+
+def test_docs_and_example_run_on_flights():
+    """docs/evaluation.md's SQL blocks, in order, and the example file, on the packaged flights data."""
+    import re
+    from pathlib import Path
+
+    import sqlml
+    from sqlml import datasets
+    root = Path(__file__).resolve().parent.parent
+    with sqlml.connect(progress=lambda message: None) as connection:
+        datasets.load(connection.duckdb, "flights")
+        blocks = re.findall(r"```sql\n(.*?)```", (root / "docs" / "evaluation.md").read_text(), re.S)
+        assert len(blocks) >= 8
+        for block in blocks:
+            connection.sql(block)
+        last = connection.sql((root / "examples" / "evaluate_baselines_slices.sql").read_text()).df()
+    assert sorted(last.origin) == ["EWR", "JFK", "LGA"]
+    assert last.demographic_parity_difference.nunique() == 1

@@ -130,3 +130,4 @@ def test_unknown_slice_column_lists_the_columns(penguins):
                  "SELECT * FROM penguins")
     with pytest.raises(SqlmlError, match=r"slice_by column\(s\) isle not in the evaluation data.*island"):
         penguins.sql("SELECT * FROM ML.EVALUATE(MODEL c, TABLE penguins, STRUCT(['species', 'isle'] AS slice_by))")
+
