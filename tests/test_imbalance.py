@@ -257,3 +257,25 @@ def test_instance_weight_col_on_a_regressor(rare):
     X = model.preprocessor.transform(rows)
     by_hand = clone(model.estimator).fit(X, rows["distance"].to_numpy(), sample_weight=rows["w"].to_numpy())
     np.testing.assert_allclose(model.estimator.coef_, by_hand.coef_, rtol=1e-9)
+
+
+def sql_blocks(path):
+    text = open(path).read()
+    return [block.split("```")[0] for block in text.split("```sql\n")[1:]]
+
+
+def test_docs_and_example_run_on_flights(conn):
+    datasets.load(conn.duckdb, "flights")
+    for block in sql_blocks("docs/imbalance.md"):
+        result = conn.sql(block)
+    conn.sql(open("examples/imbalanced_flights.sql").read())  # re-creates rare_flights the same way
+    held_out = "(SELECT * FROM rare_flights WHERE month > 9), STRUCT(0.5 AS threshold)"  # the example altered late_plain's
+    recalls = dict(conn.sql(f"""
+        SELECT 'plain', recall FROM ML.EVALUATE(MODEL late_plain, {held_out})
+        UNION ALL SELECT 'weighted', recall FROM ML.EVALUATE(MODEL late_weighted, {held_out})
+        UNION ALL SELECT 'smote', recall FROM ML.EVALUATE(MODEL late_smote, {held_out})
+    """).fetchall())
+    assert recalls["weighted"] > recalls["plain"] and recalls["smote"] > recalls["plain"]
+    matrix = result.fetchall()  # the last docs block: the confusion matrix at the altered threshold
+    held_out_rows = conn.sql("SELECT count(*) FROM rare_flights WHERE month > 9").fetchall()[0][0]
+    assert len(matrix) == 2 and sum(r[1] + r[2] for r in matrix) == held_out_rows
