@@ -35,19 +35,26 @@ class Plugin(BasePlugin):
 
 
 def configured() -> bool:
-    """Whether dbt's profile lists this plugin."""
-    return _connection is not None
+    """Whether dbt's profile lists this plugin (for the run going on in this process)."""
+    with _lock:
+        return _open()
 
 
 def define(define_on_connection) -> bool:
-    """Call ``define_on_connection(parent)`` under the plugin's lock; False when dbt's profile
-    has no sqlml plugin (or its connection was closed)."""
+    """Call ``define_on_connection(parent)`` under the plugin's lock; False without the plugin."""
     with _lock:
-        if _connection is None:
-            return False
-        try:
-            _connection.execute("SELECT 1").fetchall()
-        except duckdb.ConnectionException:
+        if not _open():
             return False
         define_on_connection(_connection)
         return True
+
+
+def _open() -> bool:
+    """A connection of an earlier dbt invocation in this process is closed by now."""
+    if _connection is None:
+        return False
+    try:
+        _connection.execute("SELECT 1").fetchall()
+    except duckdb.ConnectionException:
+        return False
+    return True
