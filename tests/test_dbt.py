@@ -54,14 +54,16 @@ def failures(result) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """integration_tests/ built, plus a model whose options are wrong and one whose SQL holds a
-    character outside the BMP; then the weight model and what depends on it built again."""
+    """integration_tests/ built, plus models whose options are wrong or missing and one whose SQL
+    holds a character outside the BMP; then the weight model and what depends on it built again."""
     directory = tmp_path_factory.mktemp("dbt")
     project = copy_project(directory, "wt.duckdb")
     (project / "models" / "bad_options.sql").write_text(
         "{{ config(materialized='sqlml_model', ml_config={'model_type': 'linear_reg', "
         "'input_label_cols': ['body_mass_g'], 'max_iterations': 0}) }}\n"
         "select body_mass_g, flipper_length_mm from {{ ref('penguins') }}\n")
+    (project / "models" / "no_config.sql").write_text(
+        "{{ config(materialized='sqlml_model') }}\nselect * from {{ ref('penguins') }}\n")
     (project / "models" / "penguin_labels.sql").write_text(
         "{{ config(materialized='sqlml_table') }}\n"
         "select '🐧 ' || predicted_species as label, species\n"
@@ -78,9 +80,14 @@ def db(built):
     connection.close()
 
 
-def test_build_succeeds_except_the_model_with_bad_options(built):
-    assert failures(built["first"]) == {"bad_options": failures(built["first"])["bad_options"]}
+def test_build_succeeds_except_the_models_with_bad_options(built):
+    assert sorted(failures(built["first"])) == ["bad_options", "no_config"]
     assert built["second"].success
+
+
+def test_missing_ml_config_is_named_at_compile_time(built):
+    message = failures(built["first"])["no_config"]
+    assert "A sqlml_model needs ml_config, the model's OPTIONS as a dict" in message
 
 
 def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
@@ -150,3 +157,20 @@ def test_view_without_the_plugin_is_refused_with_the_fix(tmp_path):
     message = failures(result)["penguin_species_scored"]
     assert "sqlml: A sqlml_view calls sqlml's scoring functions whenever it is read" in message
     assert "plugins: [{module: sqlml.dbt.plugin}]" in message
+
+
+def test_example_script_builds_what_the_dbt_project_builds():
+    """examples/dbt_penguins.sql, run through the Python API as `sqlml run --dataset penguins` does."""
+    from sqlml import datasets
+    conn = sqlml.connect(progress=lambda message: None)
+    datasets.load(conn.duckdb, "penguins")
+    conn.sql((ROOT / "examples" / "dbt_penguins.sql").read_text())
+    row = conn.sql("SELECT model_name, model_version, r2_score FROM penguin_weight").fetchall()
+    scored = conn.sql("SELECT body_mass_g, predicted_body_mass_g FROM penguin_weight_predictions").df()
+    assert row == [("penguin_weight", 1, pytest.approx(sklearn.metrics.r2_score(scored.body_mass_g, scored.predicted_body_mass_g)))]
+    view = conn.sql("SELECT species, predicted_species FROM penguin_species_scored WHERE body_mass_g IS NOT NULL").df()
+    counts = conn.sql("SELECT species, predicted_species, penguins FROM species_confusion").fetchall()
+    assert sum(n for a, p, n in counts if a == p) == (view.species == view.predicted_species).sum()
+    (weighed,) = conn.sql("SELECT count(*) FROM penguins WHERE body_mass_g IS NOT NULL").fetchall()[0]
+    assert sum(n for _, _, n in counts) == len(view) == weighed
+    conn.close()
