@@ -95,6 +95,8 @@ class Executor:
     def query(self, step: Query) -> t.Any:
         for info in step.models:
             udf.register(self.engine.connection, info)
+        if step.passthrough:  # nothing for the engine to do: hand the computed table back as it is
+            return self.engine.connection.from_arrow(self.compute(step.tables[0]))
         registered = []
         try:
             for table_function in step.tables:

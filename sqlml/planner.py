@@ -42,6 +42,7 @@ class Query:
     tables: list[TableFunction] = field(default_factory=list)
     models: list[ModelVersion] = field(default_factory=list)
     returns_rows: bool = True
+    passthrough: str | None = None  # the statement is ``SELECT * FROM <this table function>``
 
 
 @dataclass
@@ -136,6 +137,8 @@ class Planner:
                 replacement = exp.Subquery(this=replacement)
             target.replace(replacement)
         step.sql = statement.sql(self.dialect)
+        if len(step.tables) == 1 and step.sql == f"SELECT * FROM {step.tables[0].name}":
+            step.passthrough = step.tables[0].name
         return step
 
     def _eager(self, call: MLCall, step: Query) -> exp.Table:

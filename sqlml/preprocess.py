@@ -89,38 +89,64 @@ class Preprocessor:
     @property
     def feature_sources(self) -> list[str]:
         """For each encoded feature, the input column it came from (to sum one-hot parts back)."""
-        sources = []
-        for c in self.columns:
-            width = len(c["categories"]) if c["kind"] == "categorical" and self.encoding == "onehot" else 1
-            sources += [c["name"]] * width
-        return sources
+        return [c["name"] for c in self.columns for _ in range(self.width(c))]
 
     @property
     def categorical_mask(self) -> list[bool]:
         """Which matrix columns are ordinal category codes (for HistGradientBoosting)."""
         return [c["kind"] == "categorical" and self.encoding == "ordinal" for c in self.columns]
 
+    def width(self, column: dict) -> int:
+        """How many matrix columns an input column becomes."""
+        return len(column["categories"]) if column["kind"] == "categorical" and self.encoding == "onehot" else 1
+
     def transform(self, table: pa.Table) -> np.ndarray:
-        """The feature matrix (float64) for ``table``; missing columns are reported together."""
+        """The feature matrix (float64, column-major: each feature is written, and read by tree
+        models, contiguously) for ``table``; missing columns are reported together."""
+        self.check_columns(table)
+        X = np.empty((table.num_rows, sum(self.width(c) for c in self.columns)), order="F")
+        position = 0
+        for c in self.columns:
+            block = X[:, position:position + self.width(c)]
+            if c["kind"] == "numeric":
+                self._fill_numeric(c, table, block[:, 0])
+            else:
+                self._fill_categorical(c, table, block)
+            position += self.width(c)
+        return X
+
+    def check_columns(self, table: pa.Table) -> None:
+        """Every input column the model was trained on must be there; name all that are not."""
         missing = [name for name in self.input_columns if name not in table.column_names]
         if missing:
             raise DataError(f"The input is missing feature column(s) the model was trained on: {', '.join(missing)}.")
-        blocks = [self._transform_column(c, table) for c in self.columns]
-        if not blocks:
-            return np.empty((table.num_rows, 0))
-        return np.column_stack(blocks)
 
-    def _transform_column(self, c: dict, table: pa.Table) -> np.ndarray:
-        if c["kind"] == "numeric":
-            values = pc.fill_null(as_float(table, c["name"]), c["mean"]).to_numpy()
-            return (values - c["mean"]) / c["std"] if self.standardize else values
-        codes = _category_codes(as_text(table[c["name"]]), c["categories"])
+    def numeric(self, c: dict, table: pa.Table) -> np.ndarray:
+        """One numeric input column, imputed and (when the model needs it) standardized."""
+        out = np.empty(table.num_rows)
+        self._fill_numeric(c, table, out)
+        return out
+
+    def codes(self, c: dict, table: pa.Table) -> np.ndarray:
+        """One categorical input column as category indices, −1 where unseen at training."""
+        return _category_codes(as_text(table[c["name"]]), c["categories"])
+
+    def _fill_numeric(self, c: dict, table: pa.Table, out: np.ndarray) -> None:
+        values = pc.cast(table[c["name"]], pa.float64())
+        out[:] = (pc.fill_null(values, c["mean"]) if values.null_count else values).to_numpy()
+        if not np.isfinite(out).all():  # NULLs are filled by now: only NaN and infinity are left
+            raise DataError(f"Column '{c['name']}' contains NaN or infinite values; filter them out or replace them with NULL.")
+        if self.standardize:
+            out -= c["mean"]
+            out /= c["std"]
+
+    def _fill_categorical(self, c: dict, table: pa.Table, out: np.ndarray) -> None:
+        codes = self.codes(c, table)
         if self.encoding == "ordinal":
-            return np.where(codes >= 0, codes, np.nan)
-        onehot = np.zeros((len(codes), len(c["categories"])))
-        seen = codes >= 0
-        onehot[np.flatnonzero(seen), codes[seen]] = 1.0
-        return onehot
+            out[:, 0] = np.where(codes >= 0, codes, np.nan)
+            return
+        for index in range(out.shape[1]):  # column by column: contiguous writes in column-major X
+            np.equal(codes, index, out=out[:, index], casting="unsafe")
 
     def to_dict(self) -> dict:
         return {"encoding": self.encoding, "standardize": self.standardize, "columns": self.columns}

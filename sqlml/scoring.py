@@ -7,19 +7,31 @@ it) and lazy scoring (an Arrow UDF, used where SQL must stay SQL, as in ``CREATE
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import typing as t
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 import pyarrow as pa
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import storage
 from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
 from .preprocess import Preprocessor
 from .registry import ModelVersion
+
+#: Created once: discovering the BLAS/OpenMP libraries costs ~20 ms, limiting them then ~50 µs.
+THREADPOOLS = ThreadpoolController()
+SMALL_BATCH_ROWS = 20_000  # below this, one thread per call: OpenMP start-up swamps the work
+
+
+def thread_limit(rows: int):
+    """Cap native thread pools for small batches (the 2,048-row UDF calls); big batches use them all."""
+    return THREADPOOLS.limit(limits=1) if rows < SMALL_BATCH_ROWS else contextlib.nullcontext()
+
 
 LABEL_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
 
@@ -62,6 +74,7 @@ class LoadedModel:
     classes: list | None
     label_type: pa.DataType
     target_scale: tuple[float, float] = (0.0, 1.0)  # (mean, std) a regressor's label was scaled by
+    background: dict | None = None  # training reference for explanations (sqlml.explain.background)
 
     @classmethod
     def from_blob(cls, info: ModelVersion, blob: bytes) -> "LoadedModel":
@@ -74,6 +87,7 @@ class LoadedModel:
             classes=header.get("classes"),
             label_type=LABEL_TYPES[header["label_type"]],
             target_scale=tuple(header.get("target_scale", (0.0, 1.0))),
+            background=header.get("background"),
         )
 
     @property
@@ -91,23 +105,59 @@ class LoadedModel:
     def features(self, data: pa.Table | pa.RecordBatch) -> np.ndarray:
         return self.preprocessor.transform(pa.table(data) if isinstance(data, pa.RecordBatch) else data)
 
+    @property
+    def is_linear(self) -> bool:
+        """Linear models on one-hot features score without building the one-hot matrix."""
+        return self.kind.name in ("linear_reg", "logistic_reg")
+
+    def linear_decision(self, data: pa.Table) -> np.ndarray:
+        """``X @ coef.T + intercept`` computed column by column from the raw input: a one-hot block
+        times its weights is a lookup of the category's weight (unseen categories add nothing).
+        Equal to scikit-learn's decision_function up to float summation order."""
+        weights = np.atleast_2d(self.estimator.coef_)
+        decision = np.tile(np.atleast_1d(self.estimator.intercept_).astype(np.float64), (data.num_rows, 1))
+        position = 0
+        for column in self.preprocessor.columns:
+            width = self.preprocessor.width(column)
+            if column["kind"] == "numeric":
+                decision += np.outer(self.preprocessor.numeric(column, data), weights[:, position])
+            else:
+                lookup = np.vstack([weights[:, position:position + width].T, np.zeros(weights.shape[0])])
+                decision += lookup[self.preprocessor.codes(column, data)]  # code −1 hits the zero row
+            position += width
+        return decision
+
+    def linear_probabilities(self, data: pa.Table) -> np.ndarray:
+        """LogisticRegression.predict_proba from :meth:`linear_decision`."""
+        decision = self.linear_decision(data)
+        if decision.shape[1] == 1:
+            positive = special.expit(decision[:, 0])
+            return np.column_stack([1.0 - positive, positive])
+        return special.softmax(decision, axis=1)
+
     def probabilities(self, X: np.ndarray) -> np.ndarray:
-        with threadpool_limits(1):
+        with thread_limit(len(X)):
             return self.estimator.predict_proba(X)
 
     def predict(self, data: pa.Table | pa.RecordBatch, threshold: float | None = None) -> pa.Table:
         """Prediction columns for every row of ``data`` (same order, same length)."""
-        X = self.features(data)
+        data = pa.table(data) if isinstance(data, pa.RecordBatch) else data
+        self.preprocessor.check_columns(data)
         if self.kind.task == CLUSTERING:
-            return self._clusters(X)
+            return self._clusters(self.features(data))
         if self.kind.task == CLASSIFICATION:
-            probs = self.probabilities(X)
+            probs = self.linear_probabilities(data) if self.is_linear else self.probabilities(self.features(data))
             return self.classification_output(probs, self.decide(probs, threshold))
-        return pa.Table.from_arrays([pa.array(self.regress(X))], schema=self.output_schema())
+        if self.is_linear:
+            mean, std = self.target_scale
+            predicted = self.linear_decision(data)[:, 0] * std + mean
+        else:
+            predicted = self.regress(self.features(data))
+        return pa.Table.from_arrays([pa.array(predicted)], schema=self.output_schema())
 
     def regress(self, X: np.ndarray) -> np.ndarray:
         """A regressor's predictions in the label's own units."""
-        with threadpool_limits(1):
+        with thread_limit(len(X)):
             predicted = np.asarray(self.estimator.predict(X), dtype=np.float64)
         mean, std = self.target_scale
         return predicted * std + mean
@@ -128,7 +178,7 @@ class LoadedModel:
         return pa.Table.from_arrays([classes.take(pa.array(codes)), prob_lists], schema=self.output_schema())
 
     def _clusters(self, X: np.ndarray) -> pa.Table:
-        with threadpool_limits(1):
+        with thread_limit(len(X)):
             distances = self.estimator.transform(X)
         rows, k = distances.shape
         order = np.argsort(distances, axis=1)
