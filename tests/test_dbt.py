@@ -6,6 +6,7 @@ Everything dbt built is read back with sqlml and checked against scikit-learn on
 from __future__ import annotations
 
 import gc
+import json
 import shutil
 from pathlib import Path
 
@@ -64,6 +65,12 @@ def built(tmp_path_factory):
         "select body_mass_g, flipper_length_mm from {{ ref('penguins') }}\n")
     (project / "models" / "no_config.sql").write_text(
         "{{ config(materialized='sqlml_model') }}\nselect * from {{ ref('penguins') }}\n")
+    (project / "models" / "weighted_species.sql").write_text(
+        "{{ config(materialized='sqlml_model', ml_config={'model_type': 'logistic_reg', 'input_label_cols': ['species'], "
+        "'class_weights': {'Adelie': 1, 'Gentoo': 2.5, \"Chin'strap\": 1}, 'auto_class_weights': false, "
+        "'description': 'weighted \"species\"; 🐧'}) }}\n"
+        "select replace(species, 'Chinstrap', 'Chin''strap') as species, bill_length_mm, flipper_length_mm "
+        "from {{ ref('penguins') }} where bill_length_mm is not null\n")
     (project / "models" / "penguin_labels.sql").write_text(
         "{{ config(materialized='sqlml_table') }}\n"
         "select '🐧 ' || predicted_species as label, species\n"
@@ -98,7 +105,16 @@ def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
 
 def test_each_build_trains_a_new_version(db):
     versions = db.sql("SELECT name, list(version ORDER BY version) FROM sqlml.models GROUP BY name ORDER BY name").fetchall()
-    assert versions == [(SPECIES, [1]), (WEIGHT, [1, 2])]
+    assert versions == [(SPECIES, [1]), (WEIGHT, [1, 2]), ("wt.main.weighted_species", [1])]
+
+
+def test_ml_config_values_reach_the_options_as_written(db):
+    """Dicts become [STRUCT(label, weight), ...]; quotes and characters outside the BMP survive."""
+    (options,) = db.sql("SELECT options FROM sqlml.models WHERE name = 'wt.main.weighted_species'").fetchall()[0]
+    assert json.loads(options) == {
+        "model_type": "logistic_reg", "input_label_cols": ["species"], "auto_class_weights": False,
+        "class_weights": [["Adelie", 1.0], ["Gentoo", 2.5], ["Chin'strap", 1.0]],
+        "description": 'weighted "species"; \U0001F427'}
 
 
 def test_model_relation_holds_the_latest_versions_metrics_as_sklearn_computes_them(db):

@@ -1,4 +1,5 @@
-{#- A Jinja value (string, number, boolean, none, list, dict) as a sqlml OPTIONS or STRUCT value. -#}
+{#- A Jinja value as a sqlml OPTIONS value: strings, numbers, booleans, none, lists, and dicts,
+    which become BigQuery's array of STRUCT(key, value) (the form of class_weights). -#}
 {% macro sql_literal(value) -%}
   {%- if value is none -%} NULL
   {%- elif value is sameas true -%} TRUE
@@ -6,7 +7,7 @@
   {%- elif value is number -%} {{ value }}
   {%- elif value is string -%} '{{ value | replace("'", "''") }}'
   {%- elif value is mapping -%}
-    STRUCT({%- for k, v in value.items() -%}{{ sqlml.sql_literal(v) }} AS {{ adapter.quote(k) }}{{ ", " if not loop.last }}{%- endfor -%})
+    [{%- for k, v in value.items() -%}STRUCT({{ sqlml.sql_literal(k) }}, {{ sqlml.sql_literal(v) }}){{ ", " if not loop.last }}{%- endfor -%}]
   {%- elif value is iterable -%}
     [{%- for v in value -%}{{ sqlml.sql_literal(v) }}{{ ", " if not loop.last }}{%- endfor -%}]
   {%- else -%}
