@@ -17,7 +17,7 @@ import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss, mean_squared_error
 
-from . import baselines, imbalance, metrics, options as opts, storage
+from . import baselines, explain, imbalance, metrics, options as opts, storage
 from .errors import DataError, OptionError
 from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind, build_estimator
 from .preprocess import Preprocessor, as_float, column_kind
@@ -152,7 +152,7 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
 
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes,
               "label_type": label_type_name(table.schema.field(label).type) if label else "float",
-              "target_scale": target_scale}
+              "target_scale": target_scale, "background": explain.background(X, kind.encoding)}
     blob = storage.dumps(estimator, header)
     info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=header["label_type"], options=options,
                         input_schema=[{"name": f, "type": str(table.schema.field(f).type)} for f in features],
