@@ -13,9 +13,9 @@ escapes, surrogate pairs included, which only a JSON decoder joins back into one
 from __future__ import annotations
 
 import json
-import logging
 
 import duckdb
+from dbt.adapters.events.logging import AdapterLogger
 
 from .. import udf
 from ..engine import DuckDBEngine
@@ -25,7 +25,7 @@ from . import plugin
 
 ERROR_VARIABLE = "sqlml_dbt_error"
 
-logger = logging.getLogger("sqlml.dbt")
+logger = AdapterLogger("sqlml")  # progress messages go to dbt's log file (logs/dbt.log)
 
 
 def run(session, statements_json: str, needs_plugin: bool = False) -> None:
@@ -44,7 +44,7 @@ def run(session, statements_json: str, needs_plugin: bool = False) -> None:
                              "to the profile in profiles.yml:  plugins: [{module: sqlml.dbt.plugin}]")
         before = _scoring_functions(cursor)
         try:
-            Connection(cursor, progress=logger.info).sql(json.loads(statements_json))
+            Connection(cursor, progress=logger.debug).sql(json.loads(statements_json))
         finally:
             _move_functions(cursor, before)
     except SqlmlError as e:
