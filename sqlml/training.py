@@ -10,7 +10,6 @@ import typing as t
 import warnings
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -202,22 +201,24 @@ def _fit(estimator: t.Any, X: np.ndarray, y: np.ndarray | None, sample_weight: n
 
 
 def feature_info(table: pa.Table, features: list[str]) -> list[dict]:
-    """ML.FEATURE_INFO rows: BigQuery's statistics of each input column over the training query,
-    computed by DuckDB in one parallel scan of the Arrow table (no copy)."""
-    aggregates = []
+    """ML.FEATURE_INFO rows: BigQuery's statistics of each input column over the training query.
+    The median comes from numpy's selection (exact, and ~50× cheaper than Arrow's t-digest here)."""
+    rows = []
     for name in features:
-        column = f'"__t"."{name.replace(chr(34), chr(34) * 2)}"'
-        if column_kind(name, table.schema.field(name).type) == "numeric":
-            x = f"CAST({column} AS DOUBLE)"
-            aggregates += [f"min({x})", f"max({x})", f"avg({x})", f"median({x})", f"stddev_samp({x})", "NULL::BIGINT"]
+        column = table[name]
+        row = {"input": name, "min": None, "max": None, "mean": None, "median": None, "stddev": None,
+               "category_count": None, "null_count": column.null_count}
+        if column_kind(name, column.type) == "numeric":
+            values = pc.cast(column, pa.float64())
+            bounds = pc.min_max(values).as_py()
+            present = values.drop_null().to_numpy() if values.null_count else values.to_numpy()
+            row.update(min=bounds["min"], max=bounds["max"], mean=pc.mean(values).as_py(),
+                       median=float(np.median(present)) if len(present) else None,
+                       stddev=pc.stddev(values, ddof=1).as_py())
         else:
-            aggregates += ["NULL::DOUBLE"] * 5 + [f"count(DISTINCT {column})"]
-        aggregates.append(f"count(*) - count({column})")
-    with duckdb.connect() as scratch:
-        scratch.register("__t", table.select(features))
-        values = scratch.execute(f"SELECT {', '.join(aggregates)} FROM __t").fetchall()[0]
-    keys = ("min", "max", "mean", "median", "stddev", "category_count", "null_count")
-    return [{"input": name, **dict(zip(keys, values[i * 7:(i + 1) * 7]))} for i, name in enumerate(features)]
+            row["category_count"] = pc.count_distinct(column, mode="only_valid").as_py()
+        rows.append(row)
+    return rows
 
 
 def training_info(estimator: t.Any, duration: float, notes: list[str], X: np.ndarray, y: np.ndarray | None) -> list[dict]:

@@ -221,6 +221,7 @@ def test_feature_info_and_training_info(penguins):
     assert info.loc["bill_length_mm", "mean"] == pytest.approx(frame.bill_length_mm.mean())
     assert info.loc["bill_length_mm", "stddev"] == pytest.approx(frame.bill_length_mm.std())
     assert info.loc["bill_length_mm", "min"] == frame.bill_length_mm.min()
+    assert info.loc["bill_length_mm", "median"] == frame.bill_length_mm.median()
     assert info.loc["sex", "null_count"] == frame.sex.isna().sum()
     assert info.loc["island", "category_count"] == frame.island.nunique()
     training = penguins.sql("SELECT * FROM ML.TRAINING_INFO(MODEL m)").df()
