@@ -28,6 +28,15 @@ def scored(conn, data=HELD_OUT, struct=""):
     return frame.is_late.to_numpy(bool), frame.predicted_is_late.to_numpy(bool), frame.p.to_numpy()
 
 
+def model_scores(conn, where="month > 9"):
+    """Labels and positive-class scores computed the way ML.ROC_CURVE does (predict_proba). Default
+    thresholds are score percentiles, i.e. exact scores, so ML.PREDICT's linear fast path (equal to
+    within 1e-15) could land a tied row on the other side of one."""
+    model = conn.executor.load("m")
+    table = conn.duckdb.sql(f"SELECT * FROM flights WHERE {where}").to_arrow_table()
+    return table["is_late"].to_numpy(zero_copy_only=False).astype(bool), model.probabilities(model.features(table))[:, 1]
+
+
 def expected_at(y, p, t):
     predicted = p >= t
     tn, fp, fn, tp = skm.confusion_matrix(y, predicted, labels=[False, True]).ravel()
@@ -62,7 +71,7 @@ def test_threshold_metrics_equal_sklearn_at_each_threshold(model):
 
 def test_threshold_metrics_default_thresholds_include_extremes(model):
     table = model.sql(f"SELECT * FROM ML.THRESHOLD_METRICS(MODEL m, {HELD_OUT})").df()
-    y, _, p = scored(model)
+    y, p = model_scores(model)
     assert table.threshold.max() == pytest.approx(p.max()) and table.threshold.min() == pytest.approx(p.min())
     assert_rows_match(table, y, p)
 
@@ -70,14 +79,16 @@ def test_threshold_metrics_default_thresholds_include_extremes(model):
 def test_threshold_metrics_without_data_use_the_evaluation_split(model):
     table = model.duckdb.sql("SELECT * FROM flights WHERE month <= 9").to_arrow_table()
     split = training.split_rows(table, {"data_split_method": "RANDOM", "data_split_eval_fraction": 0.3}, 5)
-    model.duckdb.register("eval_split", table.take(split.eval))
-    y, _, p = scored(model, "TABLE eval_split")
+    eval_rows = table.take(split.eval)
+    loaded = model.executor.load("m")
+    y = eval_rows["is_late"].to_numpy(zero_copy_only=False).astype(bool)
+    p = loaded.probabilities(loaded.features(eval_rows))[:, 1]
     assert_rows_match(model.sql("SELECT * FROM ML.THRESHOLD_METRICS(MODEL m)").df(), y, p)
 
 
 def test_roc_curve_precision_equals_sklearn(model):
     roc = model.sql(f"SELECT * FROM ML.ROC_CURVE(MODEL m, {HELD_OUT})").df()
-    y, _, p = scored(model)
+    y, p = model_scores(model)
     for row in roc.to_dict("records"):
         predicted = p >= row["threshold"]
         assert row["precision"] == pytest.approx(skm.precision_score(y, predicted, zero_division=np.nan), rel=1e-12)
