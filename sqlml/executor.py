@@ -103,7 +103,9 @@ class Executor:
                 self.engine.register_table(table_function.name, self.compute(table_function))
                 registered.append(table_function.name)
             result = self.engine.execute(step.sql)
-            if result is None or not registered:
+            if not step.returns_rows:
+                return None
+            if not registered:
                 return result
             # Registered tables are dropped below, so a result that reads them is materialized now.
             return self.engine.connection.from_arrow(result.to_arrow_table())

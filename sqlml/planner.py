@@ -41,7 +41,7 @@ class Query:
     sql: str
     tables: list[TableFunction] = field(default_factory=list)
     models: list[ModelVersion] = field(default_factory=list)
-    returns_rows: bool = True
+    returns_rows: bool = True  # False for DDL, whose DuckDB result is only a count
     passthrough: str | None = None  # the statement is ``SELECT * FROM <this table function>``
 
 
@@ -124,7 +124,7 @@ class Planner:
 
     def _query(self, statement: exp.Expr) -> Query:
         lazy = isinstance(statement, exp.Create) and statement.kind and statement.kind.upper() == "VIEW"
-        step = Query(sql="", returns_rows=isinstance(statement, exp.Query))
+        step = Query(sql="", returns_rows=not isinstance(statement, (exp.Create, exp.Drop, exp.Alter)))
         for call in reversed(list(statement.find_all(MLCall))):
             replacement = self._lazy(call, step) if lazy else self._eager(call, step)
             target = call.parent if isinstance(call.parent, exp.Table) else call

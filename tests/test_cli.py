@@ -84,3 +84,9 @@ def test_database_busy(runner, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_ddl_prints_nothing(runner):
+    result = run(runner, "run", "-", "--format", "csv", stdin="CREATE TABLE t AS SELECT 1 AS a; SELECT 42 AS x;")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["x", "42"]
