@@ -75,8 +75,8 @@ def test_slices_by_carrier_and_origin_equal_sklearn_per_group(delays):
 
 def test_slice_combinations_and_settings_in_one_scoring_pass(delays, monkeypatch):
     calls = []
-    original = LoadedModel.probabilities
-    monkeypatch.setattr(LoadedModel, "probabilities", lambda self, X: calls.append(len(X)) or original(self, X))
+    original = LoadedModel.predict
+    monkeypatch.setattr(LoadedModel, "predict", lambda self, data, *a: calls.append(len(data)) or original(self, data, *a))
     out = delays.sql(f"SELECT * FROM ML.EVALUATE(MODEL m, {TEST}, STRUCT(['carrier', 'origin'] AS slice_by, "
                      "TRUE AS slice_combinations, 500 AS min_slice_size, 0.02 AS slice_margin, "
                      "'accuracy' AS primary_metric))").df()
@@ -130,4 +130,3 @@ def test_unknown_slice_column_lists_the_columns(penguins):
                  "SELECT * FROM penguins")
     with pytest.raises(SqlmlError, match=r"slice_by column\(s\) isle not in the evaluation data.*island"):
         penguins.sql("SELECT * FROM ML.EVALUATE(MODEL c, TABLE penguins, STRUCT(['species', 'isle'] AS slice_by))")
-
