@@ -45,12 +45,11 @@ def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = Non
     data = labelled_rows(model, data)
     if data.num_rows == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
-    X = model.features(data)
     if model.kind.task == CLASSIFICATION:
-        probs = model.probabilities(X)
+        probs = model.class_probabilities(data)
         return classification_metrics(true_codes(model, data), probs, model.decide(probs, threshold))
     y = pc.cast(data[model.label], pa.float64()).to_numpy()
-    return regression_metrics(y, model.regress(X))
+    return regression_metrics(y, model.regression_values(data))
 
 
 def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray) -> dict:
@@ -101,7 +100,7 @@ def confusion_matrix(model: "LoadedModel", data: pa.Table, threshold: float | No
     """ML.CONFUSION_MATRIX: ``expected_label`` and one count column per predicted class."""
     _require_classifier(model, "ML.CONFUSION_MATRIX")
     data = labelled_rows(model, data)
-    probs = model.probabilities(model.features(data))
+    probs = model.class_probabilities(data)
     matrix = skm.confusion_matrix(true_codes(model, data), model.decide(probs, threshold),
                                   labels=np.arange(len(model.classes)))
     columns = {"expected_label": pa.array(model.classes, type=model.label_type)}
@@ -125,7 +124,7 @@ def roc_curve(model: "LoadedModel", data: pa.Table, thresholds: list[float] | No
         raise DataError("ML.ROC_CURVE needs a binary classifier; this model has "
                         f"{len(model.classes)} classes.")
     data = labelled_rows(model, data)
-    scores = model.probabilities(model.features(data))[:, 1]
+    scores = model.class_probabilities(data)[:, 1]
     positive = true_codes(model, data) == 1
     if thresholds is None:
         thresholds = np.unique(np.quantile(scores, np.linspace(0, 1, 101)))[::-1]

@@ -146,14 +146,21 @@ class LoadedModel:
         if self.kind.task == CLUSTERING:
             return self._clusters(self.features(data))
         if self.kind.task == CLASSIFICATION:
-            probs = self.linear_probabilities(data) if self.is_linear else self.probabilities(self.features(data))
+            probs = self.class_probabilities(data)
             return self.classification_output(probs, self.decide(probs, threshold))
-        if self.is_linear:
-            mean, std = self.target_scale
-            predicted = self.linear_decision(data)[:, 0] * std + mean
-        else:
-            predicted = self.regress(self.features(data))
-        return pa.Table.from_arrays([pa.array(predicted)], schema=self.output_schema())
+        return pa.Table.from_arrays([pa.array(self.regression_values(data))], schema=self.output_schema())
+
+    def class_probabilities(self, data: pa.Table) -> np.ndarray:
+        """Class probabilities of every row: the one path ML.PREDICT and every metric share, so a
+        score exactly at a threshold is decided the same way everywhere."""
+        return self.linear_probabilities(data) if self.is_linear else self.probabilities(self.features(data))
+
+    def regression_values(self, data: pa.Table) -> np.ndarray:
+        """A regressor's predictions of every row, in the label's units (shared like the above)."""
+        if not self.is_linear:
+            return self.regress(self.features(data))
+        mean, std = self.target_scale
+        return self.linear_decision(data)[:, 0] * std + mean
 
     def regress(self, X: np.ndarray) -> np.ndarray:
         """A regressor's predictions in the label's own units."""

@@ -28,13 +28,11 @@ def scored(conn, data=HELD_OUT, struct=""):
     return frame.is_late.to_numpy(bool), frame.predicted_is_late.to_numpy(bool), frame.p.to_numpy()
 
 
-def model_scores(conn, where="month > 9"):
-    """Labels and positive-class scores computed the way ML.ROC_CURVE does (predict_proba). Default
-    thresholds are score percentiles, i.e. exact scores, so ML.PREDICT's linear fast path (equal to
-    within 1e-15) could land a tied row on the other side of one."""
-    model = conn.executor.load("m")
-    table = conn.duckdb.sql(f"SELECT * FROM flights WHERE {where}").to_arrow_table()
-    return table["is_late"].to_numpy(zero_copy_only=False).astype(bool), model.probabilities(model.features(table))[:, 1]
+def model_scores(conn):
+    """Labels and positive-class scores of the held-out rows, as ML.PREDICT gives them: every
+    ML.* function scores through the same path, so even default thresholds (exact scores) agree."""
+    y, _, p = scored(conn)
+    return y, p
 
 
 def expected_at(y, p, t):
@@ -82,7 +80,7 @@ def test_threshold_metrics_without_data_use_the_evaluation_split(model):
     eval_rows = table.take(split.eval)
     loaded = model.executor.load("m")
     y = eval_rows["is_late"].to_numpy(zero_copy_only=False).astype(bool)
-    p = loaded.probabilities(loaded.features(eval_rows))[:, 1]
+    p = loaded.class_probabilities(eval_rows)[:, 1]
     assert_rows_match(model.sql("SELECT * FROM ML.THRESHOLD_METRICS(MODEL m)").df(), y, p)
 
 
