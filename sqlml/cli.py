@@ -113,6 +113,7 @@ def run(file: t.TextIO, db_path: str, output_format: str, dataset_names: tuple[s
             spinner.clear()
             if result is not None:
                 print_result(result, output_format)
+                warn_if_below_baseline(result)
 
 
 @main.command()
@@ -129,6 +130,18 @@ def models(db_path: str, output_format: str) -> None:
         print_result(conn.duckdb.sql(
             "SELECT name, version, model_type, label, training_rows, eval_rows, created_at, metrics "
             "FROM sqlml.models ORDER BY name, version"), output_format)
+
+
+def warn_if_below_baseline(relation: t.Any) -> None:
+    """An evaluation that does not beat its baseline must be impossible to miss."""
+    if "beats_baseline" not in relation.columns:
+        return
+    rows = relation.to_arrow_table().to_pylist()
+    losing = sorted({r.get("primary_metric") or "its primary metric" for r in rows if r["beats_baseline"] is False})
+    if losing:
+        click.secho(f"Warning: the model does NOT beat its trivial baseline on {', '.join(losing)} "
+                    f"({sum(r['beats_baseline'] is False for r in rows)} of {len(rows)} evaluation rows). "
+                    "See docs/evaluation.md.", err=True, fg="red", bold=True)
 
 
 def print_result(relation: t.Any, output_format: str) -> None:

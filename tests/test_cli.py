@@ -90,3 +90,18 @@ def test_ddl_prints_nothing(runner):
     result = run(runner, "run", "-", "--format", "csv", stdin="CREATE TABLE t AS SELECT 1 AS a; SELECT 42 AS x;")
     assert result.exit_code == 0
     assert result.stdout.splitlines() == ["x", "42"]
+
+
+def test_a_model_that_does_not_beat_its_baseline_is_flagged(runner):
+    """Random noise as the only feature: roc_auc ≈ 0.5, no better than the class prior."""
+    sql = ("CREATE TABLE t AS SELECT hash(range) % 1000 / 1000.0 AS noise, range % 3 = 0 AS label FROM range(3000);"
+           "CREATE MODEL m OPTIONS (model_type = 'logistic_reg', random_seed = 1) AS SELECT * FROM t;"
+           "SELECT roc_auc, baseline_roc_auc, beats_baseline FROM ML.EVALUATE(MODEL m);")
+    result = run(runner, "run", "-", "--format", "json", stdin=sql)
+    assert result.exit_code == 0
+    row = json.loads(result.stdout)
+    assert row["beats_baseline"] is (row["roc_auc"] > row["baseline_roc_auc"])
+    flagged = "does NOT beat its trivial baseline on its primary metric" in result.stderr
+    assert flagged is (not row["beats_baseline"])
+    good = run(runner, "run", "examples/penguins.sql", "--dataset", "penguins")
+    assert "does NOT beat" not in good.stderr
