@@ -14,6 +14,7 @@ import typing as t
 
 import duckdb
 
+from . import datasets
 from .engine import DuckDBEngine, connect_duckdb
 from .errors import (
     DatabaseBusyError,
@@ -26,7 +27,7 @@ from .errors import (
 )
 from .executor import Executor, parse
 
-__all__ = ["Connection", "connect", "register", "parse", "SqlmlError", "SqlmlParseError", "OptionError",
+__all__ = ["Connection", "connect", "register", "parse", "datasets", "SqlmlError", "SqlmlParseError", "OptionError",
            "DataError", "ModelNotFoundError", "ModelIntegrityError", "DatabaseBusyError"]
 
 

@@ -100,14 +100,6 @@ def threshold_metrics(call: Call) -> pa.Table:
     return metrics.threshold_metrics(call.require_model(), call.input_table(), thresholds)
 
 
-def threshold_metrics(call: Call) -> pa.Table:
-    """ML.THRESHOLD_METRICS: metrics per decision threshold, to pick one for ALTER MODEL ... threshold."""
-    thresholds = call.argument if isinstance(call.argument, list) else call.param("thresholds")
-    if call.input_sql is None and thresholds is None:
-        return metrics.metrics_from_counts(_stored_table(call, "roc_curve").to_pydict())
-    return metrics.threshold_metrics(call.require_model(), call.input_table(), thresholds)
-
-
 def _stored_table(call: Call, name: str) -> pa.Table:
     """A table computed on the evaluation split at training time."""
     rows = (call.require_model().info.eval_tables or {}).get(name)
@@ -176,7 +168,6 @@ FUNCTIONS: dict[str, t.Callable[[Call], pa.Table]] = {
     "EVALUATE": evaluate,
     "CONFUSION_MATRIX": confusion_matrix,
     "ROC_CURVE": roc_curve,
-    "THRESHOLD_METRICS": threshold_metrics,
     "THRESHOLD_METRICS": threshold_metrics,
     "TRAINING_INFO": training_info,
     "FEATURE_INFO": feature_info,

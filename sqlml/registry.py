@@ -85,7 +85,8 @@ class Registry:
 
     def exists(self) -> bool:
         rows = self.engine.fetch(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = 'models'", [SCHEMA]
+            "SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
+            "AND table_schema = ? AND table_name = 'models'", [SCHEMA]
         )
         return bool(rows)
 

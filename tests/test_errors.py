@@ -148,3 +148,14 @@ def test_database_busy_in_a_second_process(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_registry_in_another_attached_database_is_not_ours(conn, tmp_path):
+    other = str(tmp_path / "other.duckdb")
+    with sqlml.connect(other, progress=lambda m: None) as elsewhere:
+        elsewhere.sql("CREATE MODEL x OPTIONS (model_type = 'linear_reg') AS SELECT 1.0 AS a, 2.0 AS label")
+    conn.duckdb.execute(f"ATTACH '{other}' AS other (READ_ONLY)")
+    with pytest.raises(ModelNotFoundError, match="This database has no models yet"):
+        conn.sql("SELECT * FROM ML.EVALUATE(MODEL x)")
+    conn.sql("CREATE MODEL mine OPTIONS (model_type = 'linear_reg') AS SELECT 1.0 AS a, 2.0 AS label")
+    assert conn.sql("SELECT name FROM sqlml.models").fetchall() == [("mine",)]
