@@ -90,7 +90,7 @@ class Executor:
             if step.if_exists:
                 return None
             self.registry.resolve(step.name)  # raises the not-found error with the known models
-        self.registry.update_options(step.name, step.options)
+        udf.refresh(self.engine.connection, self.registry.update_options(step.name, step.options))
 
     def query(self, step: Query) -> t.Any:
         for info in step.models:

@@ -8,6 +8,7 @@ it) and lazy scoring (an Arrow UDF, used where SQL must stay SQL, as in ``CREATE
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import typing as t
 from collections import OrderedDict
@@ -211,8 +212,9 @@ class ModelCache:
             model = self._models.get(info.fingerprint)
             if model is not None:
                 self._models.move_to_end(info.fingerprint)
-                model.info = info  # options (threshold, description) may have been altered
-                return model
+                # The caller's registry row: ALTER MODEL may have changed the threshold since. A copy,
+                # so callers holding other rows (a view's UDF, another thread) are not affected.
+                return dataclasses.replace(model, info=info)
         model = LoadedModel.from_blob(info, load_blob(info.fingerprint))
         with self._lock:
             self._models[info.fingerprint] = model

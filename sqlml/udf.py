@@ -63,10 +63,21 @@ def register(connection: duckdb.DuckDBPyConnection, info: ModelVersion) -> None:
 
     parameter = duckdb.struct_type({c["name"]: duckdb.sqltype(_feature_type(c)) for c in info.input_schema})
     name = udf_name(info)
-    if connection.execute("SELECT 1 FROM duckdb_functions() WHERE function_name = ?", [name]).fetchall():
+    if _defined(connection, name):
         return
     connection.create_function(name, score, [parameter], _duck_type(pa.struct(list(output_schema(info)))),
                                type="arrow", side_effects=False)
+
+
+def refresh(connection: duckdb.DuckDBPyConnection, info: ModelVersion) -> None:
+    """Redefine a version's scoring function after ALTER MODEL changed its options (threshold)."""
+    if _defined(connection, udf_name(info)):
+        connection.remove_function(udf_name(info))
+    register(connection, info)
+
+
+def _defined(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(connection.execute("SELECT 1 FROM duckdb_functions() WHERE function_name = ?", [name]).fetchall())
 
 
 def register_all(connection: duckdb.DuckDBPyConnection, registry: Registry) -> None:

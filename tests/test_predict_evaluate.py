@@ -227,3 +227,18 @@ def test_feature_info_and_training_info(penguins):
     training = penguins.sql("SELECT * FROM ML.TRAINING_INFO(MODEL m)").df()
     assert list(training.iteration) == list(range(7))
     assert training.loss.is_monotonic_decreasing
+
+
+def test_altered_threshold_reaches_views_and_does_not_leak_between_callers(flights):
+    flights.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS SELECT * FROM flights")
+    flights.sql("CREATE VIEW v AS SELECT predicted_is_late, predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL m, TABLE flights)")
+    flights.sql("ALTER MODEL m SET OPTIONS (threshold = 0.2)")
+    eager = flights.sql("SELECT predicted_is_late, predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL m, TABLE flights)").df()
+    assert (eager.predicted_is_late == (eager.p >= 0.2)).all()
+    overridden = flights.sql("SELECT predicted_is_late, predicted_is_late_probs[2].prob AS p "
+                             "FROM ML.PREDICT(MODEL m, TABLE flights, STRUCT(0.7 AS threshold))").df()
+    assert (overridden.predicted_is_late == (overridden.p >= 0.7)).all()
+    lazy = flights.sql("SELECT * FROM v").df()  # views follow the version's current threshold
+    assert (lazy.predicted_is_late == (lazy.p >= 0.2)).all()
+    again = flights.sql("SELECT predicted_is_late, predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL m, TABLE flights)").df()
+    assert (again.predicted_is_late == (again.p >= 0.2)).all()
