@@ -21,7 +21,7 @@ from . import baselines, explain, imbalance, metrics, options as opts, storage
 from .errors import DataError, OptionError
 from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind, build_estimator
 from .preprocess import Preprocessor, as_float, column_kind
-from .scoring import LABEL_TYPES, LoadedModel, label_type_name
+from .scoring import LABEL_TYPES, LoadedModel, label_type_name, thread_limit
 from .registry import ModelVersion
 
 AUTO_SPLIT_NO_SPLIT_BELOW = 500
@@ -110,8 +110,11 @@ def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
     return np.asarray(pc.index_in(values, value_set=pa.array(classes, type=values.type)), dtype=np.int64)
 
 
-def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print) -> dict:
-    """Train a model on ``table`` and return the registry row to store (model bytes included)."""
+def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
+          split: Split | None = None) -> dict:
+    """Train a model on ``table`` and return the registry row to store (model bytes included).
+    ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
+    fit on the training split less a validation part (:mod:`sqlml.tuning`)."""
     kind, options = resolve_options(raw_options)
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
@@ -119,7 +122,7 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     classes = None
     if kind.supervised:
         table, classes = prepare_label(table, label, kind)
-    split = split_rows(table, options, options.get("random_seed"))
+    split = split or split_rows(table, options, options.get("random_seed"))
     excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None,
                 options.get("instance_weight_col")}
     features = [c for c in table.column_names if c not in excluded]
@@ -244,10 +247,11 @@ def _staged_losses(estimator: t.Any, X: np.ndarray, y: np.ndarray) -> list[float
     """Per-iteration training loss of a boosted model fitted without early stopping (which then
     records none), measured on at most LOSS_SAMPLE_ROWS training rows."""
     X, y = X[:LOSS_SAMPLE_ROWS], y[:LOSS_SAMPLE_ROWS]
-    if hasattr(estimator, "predict_proba"):
-        labels = np.arange(len(estimator.classes_))
-        return [float(log_loss(y, p, labels=labels)) for p in estimator.staged_predict_proba(X)]
-    return [float(mean_squared_error(y, p)) / 2 for p in estimator.staged_predict(X)]  # HGB's half squared error
+    with thread_limit(len(X)):  # one small predict per stage: thread start-up would dominate
+        if hasattr(estimator, "predict_proba"):
+            labels = np.arange(len(estimator.classes_))
+            return [float(log_loss(y, p, labels=labels)) for p in estimator.staged_predict_proba(X)]
+        return [float(mean_squared_error(y, p)) / 2 for p in estimator.staged_predict(X)]  # HGB's half squared error
 
 
 def _loss_curve(estimator: t.Any) -> list[float | None]:
