@@ -179,7 +179,8 @@ FUNCTIONS: dict[str, t.Callable[[Call], pa.Table]] = {
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = {"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS"}
 
-from . import explain  # noqa: E402  (explain's handlers take a Call, defined above)
+from . import card, explain  # noqa: E402  (their handlers take a Call, defined above)
 
 FUNCTIONS.update(explain.FUNCTIONS)
 MODEL_ONLY |= explain.MODEL_ONLY
+FUNCTIONS["MODEL_CARD"] = card.model_card
