@@ -3,6 +3,7 @@
     sqlml run examples/penguins.sql --dataset penguins
     echo "SELECT * FROM ML.EVALUATE(MODEL m)" | sqlml run - --db models.duckdb
     sqlml models --db models.duckdb
+    sqlml card late_model --db models.duckdb -o card.html
 
 Exit codes: 0 success, 1 an error in the SQL, the data or the environment (``Error: …``), 2 usage.
 """
@@ -130,6 +131,30 @@ def models(db_path: str, output_format: str) -> None:
         print_result(conn.duckdb.sql(
             "SELECT name, version, model_type, label, training_rows, eval_rows, created_at, metrics "
             "FROM sqlml.models ORDER BY name, version"), output_format)
+
+
+@main.command()
+@click.argument("model")
+@db_option
+@click.option("-o", "--output", default="card.html", show_default=True, type=click.Path(dir_okay=False),
+              help="HTML file to write.")
+@click.option("--data", "data_sql", help="Evaluate on this query instead of the evaluation split kept at training.")
+@click.option("--slice-by", multiple=True, help="Add a sliced evaluation by this column (repeatable; needs --data).")
+@click.option("--sensitive-col", help="Add fairness figures for this column (needs --data).")
+@user_errors
+def card(model: str, db_path: str, output: str, data_sql: str | None, slice_by: tuple[str, ...],
+         sensitive_col: str | None) -> None:
+    """Write MODEL's model card as a self-contained HTML file (see docs/model_cards.md)."""
+    import sqlml
+    from .card import card_query
+    with sqlml.connect(db_path, read_only=db_path != ":memory:") as conn:
+        (html,) = conn.sql(card_query(model, data_sql, slice_by, sensitive_col)).fetchall()[0]
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(html)
+    except OSError as e:
+        raise click.ClickException(f"Cannot write the model card to {output}: {e.strerror}.") from None
+    click.echo(f"Model card of '{model}' written to {output}.", err=True)
 
 
 def warn_if_below_baseline(relation: t.Any) -> None:
