@@ -18,7 +18,6 @@ import time
 os.environ.setdefault("SQLML_SECRET_KEY", "benchmark")
 
 import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
 
 import sqlml  # noqa: E402
 

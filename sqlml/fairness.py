@@ -62,16 +62,9 @@ def fairness(call: "Call") -> pa.Table:
 
 
 def sensitive_columns(params: dict, data: pa.Table) -> list[str]:
-    columns = params.get("sensitive_col")
-    columns = [columns] if isinstance(columns, str) else list(columns or [])
-    if not columns or not all(isinstance(c, str) for c in columns):
-        raise SqlmlError("ML.FAIRNESS needs the sensitive column: STRUCT('sex' AS sensitive_col) "
-                         "(or an array of column names).")
-    missing = [c for c in columns if c not in data.column_names]
-    if missing:
-        raise DataError(f"sensitive_col {', '.join(missing)} not in the evaluation data; "
-                        f"its columns are: {', '.join(data.column_names)}.")
-    return columns
+    return slices.column_names(params.get("sensitive_col"), data, "sensitive_col",
+                               "ML.FAIRNESS needs the sensitive column: STRUCT('sex' AS sensitive_col) "
+                               "(or an array of column names).")
 
 
 def group_rows(column: str, data: pa.Table, y_true: np.ndarray, y_pred: np.ndarray) -> list[dict]:

@@ -31,14 +31,19 @@ MAX_SLICES = 1_000  # per slice column: beyond this it is an identifier, and skl
 
 def slice_columns(params: dict, data: pa.Table) -> list[str]:
     """The ``slice_by`` columns, checked against the evaluation data."""
-    columns = params["slice_by"]
-    columns = [columns] if isinstance(columns, str) else list(columns or [])
+    return column_names(params["slice_by"], data, "slice_by column(s)",
+                        "slice_by must be a column name or an array of column names, e.g. "
+                        "STRUCT(['carrier', 'origin'] AS slice_by).")
+
+
+def column_names(value: t.Any, data: pa.Table, role: str, usage: str) -> list[str]:
+    """A parameter naming one column or an array of columns, each checked against ``data``."""
+    columns = [value] if isinstance(value, str) else list(value or [])
     if not columns or not all(isinstance(c, str) for c in columns):
-        raise SqlmlError("slice_by must be a column name or an array of column names, e.g. "
-                         "STRUCT(['carrier', 'origin'] AS slice_by).")
+        raise SqlmlError(usage)
     missing = [c for c in columns if c not in data.column_names]
     if missing:
-        raise DataError(f"slice_by column(s) {', '.join(missing)} not in the evaluation data; "
+        raise DataError(f"{role} {', '.join(missing)} not in the evaluation data; "
                         f"its columns are: {', '.join(data.column_names)}.")
     return columns
 

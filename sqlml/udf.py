@@ -8,7 +8,6 @@ per stored version whenever sqlml is attached to a connection. Models load on fi
 
 from __future__ import annotations
 
-import typing as t
 import weakref
 
 import duckdb

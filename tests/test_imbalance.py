@@ -7,7 +7,6 @@ same estimator with scikit-learn's own sample weights; the evaluation split is r
 import math
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from sklearn import metrics as skm
 from sklearn.base import clone

@@ -1,7 +1,6 @@
 """ML.PREDICT and ML.EVALUATE against scikit-learn on the same rows, on real data."""
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn import metrics as skm
 from sklearn.compose import ColumnTransformer
