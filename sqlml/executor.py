@@ -12,7 +12,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot.errors import ParseError
 
-from . import options as opts, training, udf
+from . import options as opts, training, transform, udf
 from .dialect import Sqlml  # noqa: F401  (registers the "sqlml" dialect)
 from .engine import DuckDBEngine
 from .errors import SqlmlError, SqlmlParseError
@@ -65,17 +65,22 @@ class Executor:
         return scoring.CACHE.get(self.registry.resolve(name, version), self.registry.blob)
 
     def train(self, step: Train) -> None:
-        if step.transform:
-            raise SqlmlError("TRANSFORM (...) is not supported yet; compute the features in the training query.")
         exists = bool(self.registry.versions(step.name))
         if exists and step.if_not_exists:
             return None
         if exists and not step.replace:
             raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
-        training.resolve_options(step.options)  # fail on bad options before reading any data
-        table = self.engine.read_arrow(step.query_sql)
-        row = training.train(table, step.options, step.name, step.query_sql, self.progress)
+        kind, checked = training.resolve_options(step.options)  # fail on bad options before reading any data
+        fitted, query_sql = None, step.query_sql
+        if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
+            fitted = transform.fit(self.engine, step.transform, step.query_sql,
+                                   checked.get("input_label_cols", ["label"])[0] if kind.supervised else None,
+                                   keep=[checked.get("data_split_col"), checked.get("instance_weight_col")],
+                                   dialect=self.engine.dialect)
+            query_sql = transform.training_sql(fitted, step.query_sql)
+        table = self.engine.read_arrow(query_sql)
+        row = training.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted)
         version = self.registry.add(row)
         udf.register(self.engine.connection, self.registry.resolve(step.name, version))
         self.progress(f"Model '{step.name}' version {version} stored.")
@@ -114,11 +119,16 @@ class Executor:
                 self.engine.unregister_table(name)
 
     def compute(self, tf: TableFunction) -> pa.Table:
+        model = self.load(*tf.model) if tf.model else None
+        input_sql = tf.input_sql
+        if model is not None and model.transform and input_sql is not None:
+            # Every function reads the data as the model saw it in training: through its TRANSFORM.
+            input_sql = transform.wrap_sql(model.transform, input_sql, self.engine.schema(input_sql).names)
         call = Call(
             function=tf.function,
             engine=self.engine,
-            model=self.load(*tf.model) if tf.model else None,
-            input_sql=tf.input_sql,
+            model=model,
+            input_sql=input_sql,
             params=self._value(tf.params_sql) or {},
             argument=self._value(tf.argument_sql),
         )

@@ -183,4 +183,9 @@ from . import card, explain  # noqa: E402  (their handlers take a Call, defined 
 
 FUNCTIONS.update(explain.FUNCTIONS)
 MODEL_ONLY |= explain.MODEL_ONLY
+
+from . import describe, transform  # noqa: E402
+
+FUNCTIONS["DESCRIBE_DATA"] = describe.describe_data
+FUNCTIONS["TRANSFORM"] = transform.ml_transform
 FUNCTIONS["MODEL_CARD"] = card.model_card

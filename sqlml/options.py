@@ -72,6 +72,9 @@ OPTIONS: dict[str, Option] = {
     "hidden_units": Option("int_list", DNN, low=1),
     "num_clusters": Option(int, ("kmeans",), low=2),
     "random_seed": Option(int, low=0),
+    # Training on part of the training split (sqlml.sampling).
+    "max_training_rows": Option(int, low=1),
+    "sample_fraction": Option(float, low=0.0, high=1.0, low_open=True),
     "threshold": Option(float, low=0.0, high=1.0),
     # Imbalanced classes (sqlml.imbalance checks how they combine).
     "auto_class_weights": Option(bool, CLASSIFIERS),

@@ -21,6 +21,8 @@ from .registry import ModelVersion
 class Catalog(t.Protocol):
     def resolve(self, name: str, version: int | None = None) -> ModelVersion: ...
 
+    def blob(self, fingerprint: str) -> bytes: ...
+
 
 @dataclass
 class TableFunction:
@@ -177,7 +179,17 @@ class Planner:
         if source is None:
             raise SqlmlError("ML.PREDICT needs input data: ML.PREDICT(MODEL m, TABLE t) or (SELECT ...).")
         inner = exp.select("*").from_(source.copy()) if isinstance(source, exp.Table) else source.copy()
+        if any("transform_sql" in c for c in info.input_schema):
+            inner = self._transformed(info, inner)
         return scoring_query(info, inner)
+
+    def _transformed(self, info: ModelVersion, inner: exp.Expr) -> exp.Expr:
+        """The view's input through the model's TRANSFORM, taken from the authenticated model header
+        (the registry row only says there is one)."""
+        import sqlglot
+        from . import scoring, transform
+        state = scoring.CACHE.get(info, self.catalog.blob).transform
+        return sqlglot.parse_one(transform.wrap_sql(state, inner.sql(self.dialect), None), read="sqlml")
 
     def _model_ref(self, ref: ModelRef) -> tuple[str, int | None]:
         version = ref.args.get("version")

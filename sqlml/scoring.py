@@ -76,6 +76,7 @@ class LoadedModel:
     label_type: pa.DataType
     target_scale: tuple[float, float] = (0.0, 1.0)  # (mean, std) a regressor's label was scaled by
     background: dict | None = None  # training reference for explanations (sqlml.explain.background)
+    transform: dict | None = None  # the fitted TRANSFORM clause (sqlml.transform), replayed on every input
 
     @classmethod
     def from_blob(cls, info: ModelVersion, blob: bytes) -> "LoadedModel":
@@ -89,6 +90,7 @@ class LoadedModel:
             label_type=LABEL_TYPES[header["label_type"]],
             target_scale=tuple(header.get("target_scale", (0.0, 1.0))),
             background=header.get("background"),
+            transform=header.get("transform"),
         )
 
     @property

@@ -17,12 +17,13 @@ import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss, mean_squared_error
 
-from . import baselines, explain, imbalance, metrics, options as opts, storage
+from . import baselines, describe, explain, imbalance, metrics, options as opts, sampling, storage
 from .errors import DataError, OptionError
 from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind, build_estimator
 from .preprocess import Preprocessor, as_float, column_kind
 from .scoring import LABEL_TYPES, LoadedModel, label_type_name, thread_limit
 from .registry import ModelVersion
+from .transform import annotate_schema
 
 AUTO_SPLIT_NO_SPLIT_BELOW = 500
 AUTO_SPLIT_FRACTION_UP_TO = 50_000
@@ -111,10 +112,12 @@ def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
 
 
 def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
-          split: Split | None = None) -> dict:
+          split: Split | None = None, transform: dict | None = None) -> dict:
     """Train a model on ``table`` and return the registry row to store (model bytes included).
     ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
-    fit on the training split less a validation part (:mod:`sqlml.tuning`)."""
+    fit on the training split less a validation part (:mod:`sqlml.tuning`). ``transform`` is the fitted
+    TRANSFORM clause (:mod:`sqlml.transform`) that made ``table``; it is stored in the model header."""
+    started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
@@ -123,6 +126,10 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     if kind.supervised:
         table, classes = prepare_label(table, label, kind)
     split = split or split_rows(table, options, options.get("random_seed"))
+    split, data_notes = sampling.limit_training_rows(split, table, label, classes, options)
+    data_notes += [f"Data check: {w}" for w in describe.training_warnings(table, label, options)]
+    for note in data_notes:
+        progress(note)
     excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None,
                 options.get("instance_weight_col")}
     features = [c for c in table.column_names if c not in excluded]
@@ -150,16 +157,16 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
                                                            preprocessor.categorical_mask, progress)
 
     progress(f"Training {kind.name} '{name}' on {X_fit.shape[0]:,} rows × {X_fit.shape[1]} features…")
-    started = time.perf_counter()
-    fit_warnings = _fit(estimator, X_fit, y_fit, sample_weight) + notes
+    fit_warnings = _fit(estimator, X_fit, y_fit, sample_weight) + notes + data_notes
     duration = time.perf_counter() - started
+    progress(f"Trained '{name}' in {duration:.1f} s ({X_fit.shape[0]:,} rows).")
 
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes,
               "label_type": label_type_name(table.schema.field(label).type) if label else "float",
-              "target_scale": target_scale, "background": explain.background(X, kind.encoding)}
+              "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
     blob = storage.dumps(estimator, header)
     info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=header["label_type"], options=options,
-                        input_schema=[{"name": f, "type": str(table.schema.field(f).type)} for f in features],
+                        input_schema=annotate_schema([{"name": f, "type": str(table.schema.field(f).type)} for f in features], transform),
                         metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={}, training_rows=len(split.train),
                         eval_rows=0, query=query, created_at=None, fingerprint=storage.fingerprint(blob))
     model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[header["label_type"]], target_scale)

@@ -1,0 +1,258 @@
+"""ML.DESCRIBE_DATA and the data checks CREATE MODEL runs before fitting.
+
+    SELECT * FROM ML.DESCRIBE_DATA((SELECT * FROM flights), STRUCT('is_late' AS label_col))
+
+One row per column: type, counts, null share, distinct count, numeric summary or top values, and
+``findings``: problems that make a model fail or mislead, each saying why it matters and what to do.
+
+* constant column, nearly-all-NULL column (share ≥ ``MOSTLY_NULL_SHARE``);
+* identifier-like column: a string or integer unique on every row (a model memorizes it);
+* label imbalance (the same threshold as :mod:`sqlml.imbalance`);
+* likely label leakage: one feature alone predicts the label almost perfectly on held-out rows
+  (a depth-``LEAK_TREE_DEPTH`` tree for numbers, per-value label rates for categories, on at most
+  ``LEAK_SAMPLE_ROWS`` sampled rows), or equals the label under another name.
+
+Statistics are exact over all rows (Arrow kernels); only the leakage check samples.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sklearn.metrics import balanced_accuracy_score, r2_score, roc_auc_score
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from . import imbalance
+from .errors import DataError
+
+if t.TYPE_CHECKING:
+    from .functions import Call
+
+MOSTLY_NULL_SHARE = 0.95
+IDENTIFIER_MIN_ROWS = 50  # below this, unique values are common and say little
+TOP_VALUES = 5
+LEAK_SAMPLE_ROWS = 20_000
+LEAK_TREE_DEPTH = 3
+#: A single feature scoring at least this on held-out rows is almost certainly leaking the label.
+LEAK_SCORE = {"binary": 0.99, "multiclass": 0.99, "regression": 0.98}
+MAX_CLASSES = 50  # a label with more distinct values than this (and numeric) is treated as a regression target
+
+FINDING = pa.struct([("check", pa.string()), ("message", pa.string())])
+SCHEMA = pa.schema([
+    ("column_name", pa.string()), ("data_type", pa.string()), ("row_count", pa.int64()), ("null_count", pa.int64()),
+    ("null_share", pa.float64()), ("distinct_count", pa.int64()), ("min", pa.float64()), ("max", pa.float64()),
+    ("mean", pa.float64()), ("stddev", pa.float64()),
+    ("top_values", pa.list_(pa.struct([("value", pa.string()), ("count", pa.int64())]))),
+    ("findings", pa.list_(FINDING)),
+])
+
+
+def _value_type(dtype: pa.DataType) -> pa.DataType:
+    return dtype.value_type if pa.types.is_dictionary(dtype) else dtype
+
+
+def _numeric(dtype: pa.DataType) -> bool:
+    dtype = _value_type(dtype)
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
+
+
+def column_stats(column: pa.ChunkedArray, name: str) -> dict:
+    """The per-column statistics of ML.DESCRIBE_DATA (stddev is the sample one, like pandas)."""
+    rows, nulls = len(column), column.null_count
+    row = {"column_name": name, "data_type": str(_value_type(column.type)), "row_count": rows, "null_count": nulls,
+           "null_share": nulls / rows if rows else None,
+           "distinct_count": pc.count_distinct(column, mode="only_valid").as_py(),
+           "min": None, "max": None, "mean": None, "stddev": None, "top_values": [], "findings": []}
+    if _numeric(column.type):
+        values = pc.cast(column, pa.float64())
+        bounds = pc.min_max(values).as_py()
+        row.update(min=bounds["min"], max=bounds["max"], mean=pc.mean(values).as_py(),
+                   stddev=pc.stddev(values, ddof=1).as_py())
+    else:
+        counts = pc.value_counts(pc.cast(column, pa.string())).to_pylist()
+        ranked = sorted((vc for vc in counts if vc["values"] is not None), key=lambda vc: (-vc["counts"], vc["values"]))
+        row["top_values"] = [{"value": vc["values"], "count": vc["counts"]} for vc in ranked[:TOP_VALUES]]
+    return row
+
+
+def column_findings(row: dict, is_label: bool) -> list[dict]:
+    """Constant, mostly-NULL and identifier-like findings for one column's statistics."""
+    found, name = [], row["column_name"]
+    present = row["row_count"] - row["null_count"]
+    if row["null_share"] is not None and row["null_share"] >= MOSTLY_NULL_SHARE and not is_label:
+        found.append({"check": "mostly_null", "message": (
+            f"'{name}' is NULL on {row['null_share']:.1%} of rows: the model learns mostly the imputed value, "
+            "and the column hides how rows differ. Drop it, or replace it with a flag such as "
+            f"{name} IS NOT NULL AS has_{name}.")})
+    if row["distinct_count"] <= 1 and not is_label:
+        found.append({"check": "constant", "message": (
+            f"'{name}' has {'one value' if row['distinct_count'] else 'no values'} on every non-NULL row: it "
+            "cannot help any model and makes standardization divide by zero. Drop it from the query.")})
+    identifier_type = row["data_type"] in ("string", "large_string", "string_view") \
+        or row["data_type"].startswith(("int", "uint"))
+    if (not is_label and identifier_type and present >= IDENTIFIER_MIN_ROWS
+            and row["distinct_count"] == present):
+        found.append({"check": "identifier", "message": (
+            f"'{name}' is unique on every row, like an identifier: a model memorizes it and learns nothing that "
+            "carries over to new rows. Leave it out of the features (SELECT * EXCLUDE ({name}), or list the "
+            "features in TRANSFORM), or derive real features from it.")})
+    return found
+
+
+def label_task(column: pa.ChunkedArray, distinct: int) -> str:
+    """'binary', 'multiclass' or 'regression', judged from the label's type and distinct values."""
+    if _numeric(column.type) and (pa.types.is_floating(_value_type(column.type)) or distinct > MAX_CLASSES):
+        return "regression"
+    return "binary" if distinct == 2 else "multiclass"
+
+
+def imbalance_finding(column: pa.ChunkedArray, label: str) -> dict | None:
+    """The label-imbalance finding, with :mod:`sqlml.imbalance`'s threshold."""
+    counts = pc.value_counts(column.drop_null()).to_pylist()
+    if len(counts) < 2:
+        return None
+    classes = [vc["values"] for vc in counts]
+    y = np.repeat(np.arange(len(counts)), [vc["counts"] for vc in counts])
+    message = imbalance.imbalance_warning(y, classes, label)
+    return {"check": "label_imbalance", "message": message.removeprefix("Warning: ")} if message else None
+
+
+def leakage_findings(table: pa.Table, label: str, features: list[str], task: str, seed: int = 0) -> dict[str, dict]:
+    """Features that alone predict the label almost perfectly on held-out rows, by name."""
+    present = table.filter(pc.is_valid(table[label]))
+    if present.num_rows < 20:
+        return {}
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(present.num_rows)[:LEAK_SAMPLE_ROWS]
+    sample = present.take(pa.array(rows))
+    half = sample.num_rows // 2
+    y = _label_values(sample[label], task)
+    found = {}
+    for name in features:
+        column = sample[name]
+        if _identical(column, sample[label]):
+            found[name] = {"check": "label_leakage", "message": (
+                f"'{name}' equals the label '{label}' on every sampled row: it is the label under another name. "
+                "Remove it from the features.")}
+            continue
+        score = _single_feature_score(column, y, half, task)
+        if score is not None and score >= LEAK_SCORE[task]:
+            metric = {"binary": "ROC AUC", "multiclass": "balanced accuracy", "regression": "R²"}[task]
+            found[name] = {"check": "label_leakage", "message": (
+                f"'{name}' alone predicts the label '{label}' with {metric} {score:.3f} on held-out rows: it probably "
+                "leaks the answer (computed from the label, or known only after it). A model using it looks "
+                "excellent in evaluation and fails in production. Remove it unless it is truly known at "
+                "prediction time.")}
+    return found
+
+
+def _label_values(column: pa.ChunkedArray, task: str) -> np.ndarray:
+    if task == "regression":
+        return pc.cast(column, pa.float64()).to_numpy()
+    text = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False)
+    return np.unique(text, return_inverse=True)[1]
+
+
+def _identical(column: pa.ChunkedArray, label: pa.ChunkedArray) -> bool:
+    try:
+        equal = pc.equal(pc.cast(column, pa.string()), pc.cast(label, pa.string()))
+    except pa.ArrowInvalid:
+        return False
+    return bool(pc.all(pc.fill_null(equal, False)).as_py())
+
+
+def _single_feature_score(column: pa.ChunkedArray, y: np.ndarray, half: int, task: str) -> float | None:
+    """How well this one feature predicts ``y`` on the second half when fitted on the first."""
+    if _numeric(column.type):
+        x = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(float)[:, None]
+        model = (DecisionTreeRegressor if task == "regression" else DecisionTreeClassifier)(
+            max_depth=LEAK_TREE_DEPTH, random_state=0)
+        model.fit(x[:half], y[:half])
+        if task == "regression":  # a rescaled copy of the label needs more than a shallow tree's steps
+            r2 = _score(y[half:], model.predict(x[half:]), task)
+            return max(r2 if r2 is not None else -np.inf, _squared_correlation(x[:, 0], y)) if r2 is not None else None
+        prediction = _full_proba(model.predict_proba(x[half:]), model.classes_, int(y.max()) + 1)
+    else:
+        prediction = _per_value(pc.cast(column, pa.string()).to_numpy(zero_copy_only=False), y, half, task)
+    return _score(y[half:], prediction, task)
+
+
+def _squared_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    present = ~np.isnan(x)
+    if present.sum() < 3 or np.ptp(x[present]) == 0:
+        return 0.0
+    return float(np.corrcoef(x[present], y[present])[0, 1] ** 2)
+
+
+def _full_proba(proba: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
+    full = np.zeros((len(proba), k))
+    full[:, seen] = proba
+    return full
+
+
+def _per_value(values: np.ndarray, y: np.ndarray, half: int, task: str) -> np.ndarray:
+    """Per-value label mean (regression) or class shares, learned on the first half; unseen values
+    get the overall figure."""
+    keys = np.where(values == None, "\x00NULL", values).astype(str)  # noqa: E711 (elementwise)
+    fit_keys, test_keys = keys[:half], keys[half:]
+    if task == "regression":
+        overall = y[:half].mean()
+        table = {k: y[:half][fit_keys == k].mean() for k in np.unique(fit_keys)}
+        return np.array([table.get(k, overall) for k in test_keys])
+    k = int(y.max()) + 1
+    onehot = np.eye(k)[y[:half]]
+    overall = onehot.mean(axis=0)
+    table = {key: onehot[fit_keys == key].mean(axis=0) for key in np.unique(fit_keys)}
+    return np.array([table.get(key, overall) for key in test_keys])
+
+
+def _score(y: np.ndarray, prediction: np.ndarray, task: str) -> float | None:
+    if task == "regression":
+        return float(r2_score(y, prediction)) if np.ptp(y) > 0 else None
+    if task == "binary":
+        return float(roc_auc_score(y, prediction[:, 1])) if len(np.unique(y)) == 2 else None
+    return float(balanced_accuracy_score(y, prediction.argmax(axis=1)))
+
+
+def describe(table: pa.Table, label: str | None = None, skip: t.Iterable[str] = ()) -> list[dict]:
+    """ML.DESCRIBE_DATA rows for ``table``: statistics and findings per column."""
+    if label is not None and label not in table.column_names:
+        raise DataError(f"label_col '{label}' is not a column of the data. Columns: {', '.join(table.column_names)}.")
+    rows = [column_stats(table[name], name) for name in table.column_names]
+    for row in rows:
+        row["findings"] = column_findings(row, row["column_name"] == label)
+    if label is None:
+        return rows
+    label_row = next(r for r in rows if r["column_name"] == label)
+    task = label_task(table[label], label_row["distinct_count"])
+    if task != "regression":
+        finding = imbalance_finding(table[label], label)
+        label_row["findings"] += [finding] if finding else []
+    features = [r["column_name"] for r in rows if r["column_name"] != label and r["column_name"] not in set(skip)
+                and r["distinct_count"] > 1]
+    leaks = leakage_findings(table, label, features, task) if label_row["distinct_count"] > 1 else {}
+    for row in rows:
+        if row["column_name"] in leaks:
+            row["findings"].append(leaks[row["column_name"]])
+    return rows
+
+
+def describe_data(call: "Call") -> pa.Table:
+    """ML.DESCRIBE_DATA((query) [, STRUCT('y' AS label_col)])."""
+    if call.model is not None:
+        raise DataError("ML.DESCRIBE_DATA takes data, not a model: ML.DESCRIBE_DATA((SELECT ...), STRUCT('y' AS label_col)).")
+    unknown = set(call.params) - {"label_col"}
+    if unknown:
+        raise DataError(f"ML.DESCRIBE_DATA does not know {', '.join(sorted(unknown))}; it takes label_col only.")
+    return pa.Table.from_pylist(describe(call.input_table(), call.param("label_col")), schema=SCHEMA)
+
+
+def training_warnings(table: pa.Table, label: str | None, options: dict) -> list[str]:
+    """The findings of :func:`describe` on CREATE MODEL's training data, as warning messages. The label's
+    imbalance is left to :mod:`sqlml.imbalance`, which already warns (and knows about weights)."""
+    skip = [options.get("data_split_col"), options.get("instance_weight_col")]
+    rows = describe(table.drop_columns([c for c in skip if c in table.column_names]), label)
+    return [f["message"] for r in rows for f in r["findings"] if f["check"] != "label_imbalance"]
