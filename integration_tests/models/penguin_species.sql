@@ -1,7 +1,7 @@
 -- A penguin's species from its measurements: a logistic regression evaluated on a random 30 %.
 {{ config(
     materialized='sqlml_model',
-    ml_config={
+    sqlml={
         'model_type': 'logistic_reg',
         'input_label_cols': ['species'],
         'data_split_method': 'random',

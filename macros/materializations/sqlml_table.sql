@@ -7,6 +7,8 @@
   {%- set target_relation = this.incorporate(type='table') -%}
   {%- set existing_relation = load_cached_relation(this) -%}
 
+  {%- do sqlml.require_plugin() -%}
+
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
   {%- if existing_relation is not none and not existing_relation.is_table %}
     {{ adapter.drop_relation(existing_relation) }}

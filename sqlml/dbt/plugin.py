@@ -7,6 +7,12 @@ thread's cursor sees the functions defined there. In ``profiles.yml``::
 
     plugins:
       - module: sqlml.dbt.plugin
+        alias: sqlml
+
+When dbt opens the database the plugin also creates the registry table (``sqlml.models``) and the
+audit table (:data:`AUDIT_DDL`, ``sqlml.training_runs``) if they do not exist yet — once, before
+any dbt thread runs, so parallel models never race to create them — and defines the functions
+behind the table-expression macros (:mod:`sqlml.dbt.functions`).
 
 Functions must live on that parent connection, not on a thread's cursor: DuckDB frees a Python
 function when the connection that defined it closes, yet keeps it in the catalog, and dbt closes
@@ -25,12 +31,39 @@ _lock = threading.Lock()
 _connection: duckdb.DuckDBPyConnection | None = None
 
 
+# One row per training run of a sqlml_model, appended by the materialization, never rewritten.
+# Schema version 1; columns are only ever added at the end.
+AUDIT_TABLE = "sqlml.training_runs"
+AUDIT_DDL = f"""CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+    run_id VARCHAR NOT NULL,
+    model_name VARCHAR NOT NULL,
+    model_version INTEGER NOT NULL,
+    model_type VARCHAR NOT NULL,
+    label VARCHAR,
+    options JSON,
+    metrics JSON,
+    training_rows BIGINT,
+    eval_rows BIGINT,
+    fingerprint VARCHAR NOT NULL,
+    trained_at TIMESTAMP NOT NULL,
+    dbt_invocation_id VARCHAR,
+    dbt_node VARCHAR,
+    schema_version INTEGER NOT NULL
+)"""
+
+
 class Plugin(BasePlugin):
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         import sqlml
+        from ..engine import DuckDBEngine
+        from ..registry import Registry
+        from . import functions
         global _connection
         with _lock:
+            Registry(DuckDBEngine(conn)).ensure()
+            conn.execute(AUDIT_DDL)
             sqlml.register(conn)
+            functions.define(conn)
             _connection = conn
 
 
