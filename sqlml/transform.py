@@ -390,7 +390,8 @@ def _compile_item(fitter: Fitter, name: str, node: exp.Expr) -> list[dict]:
         statistics[function.lower()] = {**stats, "inputs": inputs}
         found = next((m for m in map(_ml_call, node.find_all(exp.Dot)) if m), None)
     return [{"name": name, "sql": node.sql(fitter.dialect), "function": "+".join(functions) or None,
-             "statistics": statistics or None, "inputs": _inputs(node)}]
+             "statistics": statistics or None, "inputs": _inputs(node),
+             "unchanged": isinstance(node, exp.Column) and node.name == name}]
 
 
 def _normalize(sql: str, dialect: str) -> str:
@@ -426,7 +427,8 @@ def wrap_sql(state: dict, input_sql: str, columns: list[str] | None) -> str:
     ``columns`` are the input's column names; without them (a view, stored as text) the other
     columns are selected with DuckDB's ``COLUMNS(lambda ...)`` and a computed label is left out."""
     features = [i for i in state["items"] if i["role"] == "feature"]
-    label = [i for i in state["items"] if i["role"] == "label"
+    # A label the TRANSFORM only passes through stays where the input has it (as in a view).
+    label = [i for i in state["items"] if i["role"] == "label" and not i.get("unchanged")
              and columns is not None and set(i["inputs"]) <= set(columns)]
     outputs = features + label
     names = {i["name"] for i in outputs}
