@@ -12,7 +12,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot.errors import ParseError
 
-from . import options as opts, training, transform, udf
+from . import options as opts, training, transform, tuning, udf
 from .dialect import Sqlml  # noqa: F401  (registers the "sqlml" dialect)
 from .engine import DuckDBEngine
 from .errors import SqlmlError, SqlmlParseError
@@ -61,8 +61,13 @@ class Executor:
             return self.alter(step)
         return self.query(step)
 
-    def load(self, name: str, version: int | None = None) -> LoadedModel:
-        return scoring.CACHE.get(self.registry.resolve(name, version), self.registry.blob)
+    def load(self, name: str, version: int | None = None, trial_id: int | None = None) -> LoadedModel:
+        """A stored version, or one tuning trial of it (``STRUCT(3 AS trial_id)``)."""
+        info = self.registry.resolve(name, version)
+        if trial_id is None:
+            return scoring.CACHE.get(info, self.registry.blob)
+        trial = tuning.trial_version(info, self.registry.trials(info.name, info.version), trial_id)
+        return scoring.CACHE.get(trial, self.registry.trial_blob)
 
     def train(self, step: Train) -> None:
         exists = bool(self.registry.versions(step.name))
@@ -71,7 +76,7 @@ class Executor:
         if exists and not step.replace:
             raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
-        kind, checked = training.resolve_options(step.options)  # fail on bad options before reading any data
+        kind, checked = tuning.resolve_options(step.options)  # fail on bad options before reading any data
         fitted, query_sql = None, step.query_sql
         if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
             fitted = transform.fit(self.engine, step.transform, step.query_sql,
@@ -80,7 +85,7 @@ class Executor:
                                    dialect=self.engine.dialect)
             query_sql = transform.training_sql(fitted, step.query_sql)
         table = self.engine.read_arrow(query_sql)
-        row = training.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted)
+        row = tuning.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted)
         version = self.registry.add(row)
         udf.register(self.engine.connection, self.registry.resolve(step.name, version))
         self.progress(f"Model '{step.name}' version {version} stored.")
@@ -119,7 +124,8 @@ class Executor:
                 self.engine.unregister_table(name)
 
     def compute(self, tf: TableFunction) -> pa.Table:
-        model = self.load(*tf.model) if tf.model else None
+        params = self._value(tf.params_sql) or {}
+        model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
         input_sql = tf.input_sql
         if model is not None and model.transform and input_sql is not None:
             # Every function reads the data as the model saw it in training: through its TRANSFORM.
@@ -129,7 +135,7 @@ class Executor:
             engine=self.engine,
             model=model,
             input_sql=input_sql,
-            params=self._value(tf.params_sql) or {},
+            params=params,
             argument=self._value(tf.argument_sql),
         )
         return FUNCTIONS[tf.function](call)

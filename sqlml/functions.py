@@ -184,8 +184,13 @@ from . import card, explain  # noqa: E402  (their handlers take a Call, defined 
 FUNCTIONS.update(explain.FUNCTIONS)
 MODEL_ONLY |= explain.MODEL_ONLY
 
+from . import tuning  # noqa: E402
+
+FUNCTIONS.update(tuning.FUNCTIONS)
+MODEL_ONLY |= tuning.MODEL_ONLY
+FUNCTIONS["MODEL_CARD"] = card.model_card
+
 from . import describe, transform  # noqa: E402
 
 FUNCTIONS["DESCRIBE_DATA"] = describe.describe_data
 FUNCTIONS["TRANSFORM"] = transform.ml_transform
-FUNCTIONS["MODEL_CARD"] = card.model_card

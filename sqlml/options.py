@@ -29,6 +29,7 @@ class Option:
     high: float | None = None
     low_open: bool = False
     choices: tuple[str, ...] | None = None
+    tunable: bool = False  # accepts HPARAM_RANGE / HPARAM_CANDIDATES (sqlml.tuning)
 
     def describe(self) -> str:
         if self.choices:
@@ -62,15 +63,15 @@ OPTIONS: dict[str, Option] = {
     "data_split_method": Option(str, choices=("AUTO_SPLIT", "RANDOM", "SEQ", "CUSTOM", "NO_SPLIT")),
     "data_split_eval_fraction": Option(float, low=0.0, high=1.0, low_open=True),
     "data_split_col": Option(str),
-    "l1_reg": Option(float, LINEAR + DNN, low=0.0),
-    "l2_reg": Option(float, LINEAR + BOOSTED + DNN, low=0.0),
-    "max_iterations": Option(int, ITERATIVE, low=1),
-    "learn_rate": Option(float, BOOSTED + DNN, low=0.0, low_open=True),
-    "early_stop": Option(bool, BOOSTED + DNN),
-    "max_tree_depth": Option(int, TREES, low=1),
-    "num_parallel_tree": Option(int, FORESTS, low=1),
-    "hidden_units": Option("int_list", DNN, low=1),
-    "num_clusters": Option(int, ("kmeans",), low=2),
+    "l1_reg": Option(float, LINEAR + DNN, low=0.0, tunable=True),
+    "l2_reg": Option(float, LINEAR + BOOSTED + DNN, low=0.0, tunable=True),
+    "max_iterations": Option(int, ITERATIVE, low=1, tunable=True),
+    "learn_rate": Option(float, BOOSTED + DNN, low=0.0, low_open=True, tunable=True),
+    "early_stop": Option(bool, BOOSTED + DNN, tunable=True),
+    "max_tree_depth": Option(int, TREES, low=1, tunable=True),
+    "num_parallel_tree": Option(int, FORESTS, low=1, tunable=True),
+    "hidden_units": Option("int_list", DNN, low=1, tunable=True),
+    "num_clusters": Option(int, ("kmeans",), low=2, tunable=True),
     "random_seed": Option(int, low=0),
     # Training on part of the training split (sqlml.sampling).
     "max_training_rows": Option(int, low=1),
@@ -82,6 +83,13 @@ OPTIONS: dict[str, Option] = {
     "instance_weight_col": Option(str, SUPERVISED),
     "sampling": Option(str, CLASSIFIERS, choices=("oversample", "undersample", "smote")),
     "sampling_ratio": Option(float, CLASSIFIERS, low=0.0, high=1.0, low_open=True),
+    # Hyperparameter tuning and model_type = 'auto' (sqlml.tuning checks how they combine).
+    "num_trials": Option(int, low=1),
+    "max_parallel_trials": Option(int, low=1),
+    "hparam_tuning_algorithm": Option(str, choices=("VIZIER_DEFAULT", "RANDOM_SEARCH", "GRID_SEARCH")),
+    "hparam_tuning_objectives": Option("str_list"),
+    "max_trials": Option(int, ("auto",), low=1),
+    "time_budget_seconds": Option(float, ("auto",), low=0.0, low_open=True),
     "description": Option(str),
     "intended_use": Option(str),
     "limitations": Option(str),
@@ -108,10 +116,10 @@ def to_python(value: exp.Expr) -> t.Any:
         return to_python(value.this if isinstance(value, exp.Alias) else value.expression)
     if isinstance(value, (exp.Column, exp.Identifier, exp.Var)):
         return value.name
+    if isinstance(value, exp.Anonymous):  # HPARAM_RANGE(a, b), HPARAM_CANDIDATES([...])
+        return {"function": value.name.upper(), "args": [to_python(a) for a in value.expressions]}
     if isinstance(value, exp.Func):
-        name = value.sql_name() if not isinstance(value, exp.Anonymous) else value.name
-        return {"function": name.upper(), "args": [to_python(a) for a in value.flatten_args()]} \
-            if hasattr(value, "flatten_args") else {"function": name.upper()}
+        return {"function": value.sql_name().upper(), "args": [to_python(a) for a in value.iter_expressions()]}
     raise OptionError(f"Cannot use {value.sql()} as an option value: expected a literal, array or STRUCT.")
 
 
@@ -139,8 +147,41 @@ def validate(options: dict[str, t.Any], model_type: str | None, extra: dict[str,
                 f"Option '{name}' does not apply to model_type '{model_type}'; "
                 f"it applies to {', '.join(option.applies_to)}."
             )
-        checked[name] = check_value(name, option, value)
+        checked[name] = check_space(name, option, value) if is_space(value) else check_value(name, option, value)
     return checked
+
+
+SPACES = ("HPARAM_RANGE", "HPARAM_CANDIDATES")
+
+
+def is_space(value: t.Any) -> bool:
+    """Whether an option value is a search space, ``HPARAM_RANGE(a, b)`` or ``HPARAM_CANDIDATES([...])``."""
+    return isinstance(value, dict) and value.get("function") in SPACES
+
+
+def check_space(name: str, option: Option, space: dict) -> dict:
+    """A search space with every end or candidate checked against the option's own type and range."""
+    function, args = space["function"], space.get("args", [])
+    if not option.tunable:
+        tunable = sorted(n for n, o in OPTIONS.items() if o.tunable)
+        raise OptionError(f"Option '{name}' cannot be tuned with {function}; tunable options are: {', '.join(tunable)}.")
+    if function == "HPARAM_RANGE":
+        if option.kind not in (int, float) or len(args) != 2:
+            raise OptionError(f"HPARAM_RANGE on '{name}' needs two numbers, HPARAM_RANGE(low, high); "
+                              f"'{name}' takes {option.describe()}: use HPARAM_CANDIDATES([...]).")
+        low, high = (check_value(name, option, a) for a in args)
+        if not low < high:
+            raise OptionError(f"HPARAM_RANGE on '{name}' needs low < high; got HPARAM_RANGE({args[0]}, {args[1]}).")
+        return {"function": function, "args": [low, high]}
+    if len(args) != 1 or not isinstance(args[0], list) or not args[0]:
+        raise OptionError(f"HPARAM_CANDIDATES on '{name}' needs one non-empty array: HPARAM_CANDIDATES([a, b, ...]).")
+    candidates = [c[0] if option.kind == "int_list" and _is_wrapped_list(c) else c for c in args[0]]
+    return {"function": function, "args": [[check_value(name, option, c) for c in candidates]]}
+
+
+def _is_wrapped_list(value: t.Any) -> bool:
+    """BigQuery writes list candidates as STRUCT([16, 8]), which arrives as [[16, 8]]."""
+    return isinstance(value, list) and len(value) == 1 and isinstance(value[0], list)
 
 
 def _unknown(name: str, table: dict[str, Option]) -> str:

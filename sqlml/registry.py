@@ -18,6 +18,7 @@ from .errors import ModelNotFoundError, SqlmlError
 
 SCHEMA = "sqlml"
 TABLE = f"{SCHEMA}.models"
+TRIALS = f"{SCHEMA}.trials"  # one row per tuning trial of a version (sqlml.tuning); trial 0 is the baseline
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -42,9 +43,33 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     model BLOB NOT NULL,
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS {TRIALS} (
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    trial_id INTEGER NOT NULL,
+    model_type VARCHAR,
+    hyperparameters JSON,
+    hparam_tuning_evaluation_metrics JSON,
+    training_loss DOUBLE,
+    eval_loss DOUBLE,
+    status VARCHAR NOT NULL,
+    error_message VARCHAR,
+    is_optimal BOOLEAN NOT NULL,
+    training_seconds DOUBLE,
+    metrics JSON,
+    eval_tables JSON,
+    training_info JSON,
+    fingerprint VARCHAR,
+    model BLOB,
+    PRIMARY KEY (name, version, trial_id)
+);
 """
 
 JSON_COLUMNS = ("options", "input_schema", "metrics", "eval_tables", "feature_info", "training_info", "library_versions")
+TRIAL_JSON_COLUMNS = ("hyperparameters", "hparam_tuning_evaluation_metrics", "metrics", "eval_tables", "training_info")
+TRIAL_COLUMNS = ("trial_id", "model_type", "hyperparameters", "hparam_tuning_evaluation_metrics", "training_loss",
+                 "eval_loss", "status", "error_message", "is_optimal", "training_seconds", "metrics", "eval_tables",
+                 "training_info", "fingerprint", "model")
 INFO_COLUMNS = ("name", "version", "model_type", "label", "label_type", *JSON_COLUMNS, "training_rows", "eval_rows",
                 "query", "created_at", "fingerprint")
 
@@ -83,10 +108,10 @@ class Registry:
         for statement in filter(str.strip, DDL.split(";")):
             self.engine.execute(statement)
 
-    def exists(self) -> bool:
+    def exists(self, table: str = "models") -> bool:
         rows = self.engine.fetch(
             "SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
-            "AND table_schema = ? AND table_name = 'models'", [SCHEMA]
+            "AND table_schema = ? AND table_name = ?", [SCHEMA, table]
         )
         return bool(rows)
 
@@ -121,19 +146,40 @@ class Registry:
         return rows[0][0]
 
     def add(self, row: dict) -> int:
-        """Store a new version of ``row['name']`` in one transaction and return its number."""
+        """Store a new version of ``row['name']`` in one transaction and return its number; a
+        tuned model's ``row['trials']`` go to the trials table in the same transaction."""
         self.ensure()
+        row = dict(row)
+        trials = row.pop("trials", None) or []
         with self.engine.transaction():
             (latest,) = self.engine.fetch(f"SELECT coalesce(max(version), 0) FROM {TABLE} WHERE name = ?", [row["name"]])[0]
-            values = {**row, "version": latest + 1}
-            for column in JSON_COLUMNS:
-                values[column] = json.dumps(values[column], default=str)
-            columns = list(values)
-            self.engine.fetch(
-                f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                [values[c] for c in columns],
-            )
+            self._insert(TABLE, {**row, "version": latest + 1})
+            for trial in trials:
+                self._insert(TRIALS, {**trial, "name": row["name"], "version": latest + 1})
         return latest + 1
+
+    def _insert(self, table: str, values: dict) -> None:
+        values = {k: json.dumps(v, default=str) if k in JSON_COLUMNS + TRIAL_JSON_COLUMNS else v
+                  for k, v in values.items()}
+        columns = list(values)
+        self.engine.fetch(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                          [values[c] for c in columns])
+
+    def trials(self, name: str, version: int) -> list[dict]:
+        """The tuning trials of a version (trial 0 is the baseline), without model bytes; [] if untuned."""
+        if not self.exists("trials"):
+            return []
+        columns = [c for c in TRIAL_COLUMNS if c != "model"]
+        rows = self.engine.fetch(f"SELECT {', '.join(columns)} FROM {TRIALS} WHERE name = ? AND version = ? "
+                                 "ORDER BY trial_id", [name, version])
+        return [{c: json.loads(v) if c in TRIAL_JSON_COLUMNS and v is not None else v for c, v in zip(columns, row)}
+                for row in rows]
+
+    def trial_blob(self, fingerprint: str) -> bytes:
+        rows = self.engine.fetch(f"SELECT model FROM {TRIALS} WHERE fingerprint = ?", [fingerprint])
+        if not rows:
+            raise ModelNotFoundError("That trial's model was dropped.")
+        return rows[0][0]
 
     def drop(self, name: str) -> int:
         """Delete every version of a model; returns how many there were."""
@@ -142,6 +188,8 @@ class Registry:
         with self.engine.transaction():
             (count,) = self.engine.fetch(f"SELECT count(*) FROM {TABLE} WHERE name = ?", [name])[0]
             self.engine.fetch(f"DELETE FROM {TABLE} WHERE name = ?", [name])
+            if self.exists("trials"):  # registries written before tuning existed have none
+                self.engine.fetch(f"DELETE FROM {TRIALS} WHERE name = ?", [name])
         return count
 
     def update_options(self, name: str, changes: dict) -> ModelVersion:
