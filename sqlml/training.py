@@ -112,11 +112,12 @@ def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
 
 
 def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
-          split: Split | None = None, transform: dict | None = None) -> dict:
+          split: Split | None = None, transform: dict | None = None, data_warnings: list[str] | None = None) -> dict:
     """Train a model on ``table`` and return the registry row to store (model bytes included).
     ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
     fit on the training split less a validation part (:mod:`sqlml.tuning`). ``transform`` is the fitted
-    TRANSFORM clause (:mod:`sqlml.transform`) that made ``table``; it is stored in the model header."""
+    TRANSFORM clause (:mod:`sqlml.transform`) that made ``table``; it is stored in the model header.
+    ``data_warnings``: the data checks' findings when already known (tuning runs them once, not per trial)."""
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
     if table.num_rows == 0:
@@ -127,7 +128,9 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
         table, classes = prepare_label(table, label, kind)
     split = split or split_rows(table, options, options.get("random_seed"))
     split, data_notes = sampling.limit_training_rows(split, table, label, classes, options)
-    data_notes += [f"Data check: {w}" for w in describe.training_warnings(table, label, options)]
+    if data_warnings is None:
+        data_warnings = describe.training_warnings(table, label, options)
+    data_notes += [f"Data check: {w}" for w in data_warnings]
     for note in data_notes:
         progress(note)
     excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None,
