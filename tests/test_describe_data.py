@@ -143,3 +143,9 @@ def test_sampling_option_errors(flights, option, message):
     with pytest.raises(SqlmlError, match=message):
         flights.sql(f"""CREATE MODEL bad OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late'], {option})
             AS SELECT * FROM flights""")
+
+
+def test_example_runs(flights):
+    with open("examples/describe_flights.sql") as f:  # written for `sqlml run --dataset flights` (the raw table)
+        result = flights.sql(f.read().replace("FROM flights WHERE", "FROM all_flights WHERE"))
+    assert result.fetchall() == [(5000, round(flights.sql("SELECT count(*) FROM late_flights").fetchall()[0][0] * 0.2))]

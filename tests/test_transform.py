@@ -187,3 +187,11 @@ def test_ml_transform_needs_a_transform_model(penguins):
 def test_prediction_input_missing_a_transform_column(trained):
     with pytest.raises(SqlmlError, match="missing column.*island"):
         trained.sql("SELECT * FROM ML.PREDICT(MODEL w, (SELECT bill_length_mm, flipper_length_mm, bill_depth_mm FROM clean))")
+
+
+def test_example_runs(penguins):
+    with open("examples/transform_penguins.sql") as f:
+        penguins.sql(f.read())
+    rows = penguins.sql("SELECT * FROM ML.TRANSFORM(MODEL penguin_weight_tf, TABLE penguins)").df()
+    assert {"bill", "flipper", "depth_bin", "island_Biscoe", "cross_species_island", "recent"} <= set(rows.columns)
+    assert rows["sex"].notna().all()  # imputed
