@@ -1,6 +1,9 @@
 """The dbt package, run in-process with dbt-core on a copy of integration_tests/.
 
-Everything dbt built is read back with sqlml and checked against scikit-learn on the same rows.
+Everything dbt built is read back with sqlml and checked against scikit-learn on the same rows:
+the table-expression macros (predict, evaluate with baselines and slices, confusion matrix, ROC
+curve, explanations), the generic tests (one deliberately failing), the audit table, the registry
+views, parallel training with four threads, and the profile the package documents.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,9 @@ from dbt.cli.main import dbtRunner  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHT = "wt.main.penguin_weight"  # registry names are the relations' full names
 SPECIES = "wt.main.penguin_species"
+DELAY = "wt.main.delay_model"
+AUDIT_COLUMNS = ["run_id", "model_name", "model_version", "model_type", "label", "options", "metrics", "training_rows",
+                 "eval_rows", "fingerprint", "trained_at", "dbt_invocation_id", "dbt_node", "schema_version"]
 
 
 def dbt(project: Path, *args: str):
@@ -36,12 +43,12 @@ def dbt(project: Path, *args: str):
 
 
 def copy_project(directory: Path, database: str, plugin: bool = True) -> Path:
-    """integration_tests/ with the package installed from this checkout and its own database."""
+    """integration_tests/ with the package installed from this checkout and its own database; its
+    profile is profiles.yml.example with the path changed (test_integration_profile_is_the_example)."""
     project = directory / "project"
     shutil.copytree(ROOT / "integration_tests", project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "*.duckdb"))
     (project / "packages.yml").write_text(f"packages:\n  - local: {ROOT}\n")
-    profile = (project / "profiles.yml").read_text()
-    profile = profile.replace("{{ env_var('SQLML_DBT_DATABASE', 'integration_tests.duckdb') }}", str(directory / database))
+    profile = (ROOT / "profiles.yml.example").read_text().replace("path: dev.duckdb", f"path: {directory / database}")
     if not plugin:
         profile = profile.split("      plugins:")[0]
     (project / "profiles.yml").write_text(profile)
@@ -55,29 +62,39 @@ def failures(result) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """integration_tests/ built, plus models whose options are wrong or missing and one whose SQL
-    holds a character outside the BMP; then the weight model and what depends on it built again."""
+    """integration_tests/ built with four threads (the default selector leaves out the deliberately
+    failing model), plus models whose options are wrong or missing, one trained with the older
+    ml_config whose SQL holds a character outside the BMP, a prediction from an unknown model and a
+    generic test naming an unknown metric; then the failing model alone; then the weight model and
+    what depends on it again."""
     directory = tmp_path_factory.mktemp("dbt")
     project = copy_project(directory, "wt.duckdb")
-    (project / "models" / "bad_options.sql").write_text(
-        "{{ config(materialized='sqlml_model', ml_config={'model_type': 'linear_reg', "
+    models = project / "models"
+    (models / "bad_options.sql").write_text(
+        "{{ config(materialized='sqlml_model', sqlml={'model_type': 'linear_reg', "
         "'input_label_cols': ['body_mass_g'], 'max_iterations': 0}) }}\n"
         "select body_mass_g, flipper_length_mm from {{ ref('penguins') }}\n")
-    (project / "models" / "no_config.sql").write_text(
+    (models / "no_config.sql").write_text(
         "{{ config(materialized='sqlml_model') }}\nselect * from {{ ref('penguins') }}\n")
-    (project / "models" / "weighted_species.sql").write_text(
+    (models / "weighted_species.sql").write_text(
         "{{ config(materialized='sqlml_model', ml_config={'model_type': 'logistic_reg', 'input_label_cols': ['species'], "
         "'class_weights': {'Adelie': 1, 'Gentoo': 2.5, \"Chin'strap\": 1}, 'auto_class_weights': false, "
         "'description': 'weighted \"species\"; 🐧'}) }}\n"
         "select replace(species, 'Chinstrap', 'Chin''strap') as species, bill_length_mm, flipper_length_mm "
         "from {{ ref('penguins') }} where bill_length_mm is not null\n")
-    (project / "models" / "penguin_labels.sql").write_text(
+    (models / "penguin_labels.sql").write_text(
         "{{ config(materialized='sqlml_table') }}\n"
         "select '🐧 ' || predicted_species as label, species\n"
         "from ML.PREDICT(MODEL {{ ref('penguin_species') }}, TABLE {{ ref('penguins') }})\n")
-    first = dbt(project, "build")
+    (models / "unknown_model_predictions.sql").write_text(
+        "select * from {{ sqlml.predict('wt.main.nope', ref('penguins')) }}\n")
+    first = dbt(project, "build", "--threads", "4")
+    with sqlml.connect(str(directory / "wt.duckdb"), read_only=True, progress=lambda m: None) as conn:
+        audit_after_first = conn.sql("SELECT * FROM sqlml.training_runs ORDER BY run_id").fetchall()
+    failing = dbt(project, "build", "--select", "tag:deliberately_failing")
     second = dbt(project, "build", "--select", "penguin_weight+")
-    yield {"first": first, "second": second, "project": project, "database": directory / "wt.duckdb"}
+    yield {"first": first, "failing": failing, "second": second, "project": project,
+           "database": directory / "wt.duckdb", "audit_after_first": audit_after_first}
 
 
 @pytest.fixture
@@ -87,14 +104,23 @@ def db(built):
     connection.close()
 
 
-def test_build_succeeds_except_the_models_with_bad_options(built):
-    assert sorted(failures(built["first"])) == ["bad_options", "no_config"]
+def test_build_succeeds_except_the_models_and_test_with_user_errors(built):
+    assert sorted(failures(built["first"])) == ["bad_options", "no_config", "unknown_model_predictions"]
     assert built["second"].success
+    names = {r.node.name for r in built["first"].result.results}
+    assert "delay_model_noise" not in names  # left out by the default selector
+    assert {"delay_model", "late_evaluation", "sqlml_models", "sqlml_model_versions", "sqlml_training_runs"} <= names
 
 
-def test_missing_ml_config_is_named_at_compile_time(built):
+def test_missing_options_are_named_at_compile_time(built):
     message = failures(built["first"])["no_config"]
-    assert "A sqlml_model needs ml_config, the model's OPTIONS as a dict" in message
+    assert "A sqlml_model needs its model's OPTIONS as a dict in config(sqlml={...}) (or meta: {sqlml: {...}})" in message
+
+
+def test_user_errors_in_macros_are_compiler_errors_with_the_message(built):
+    errors = failures(built["first"])
+    assert "sqlml: Model 'wt.main.nope' does not exist." in errors["unknown_model_predictions"]
+    assert not any("Traceback" in message for message in errors.values())
 
 
 def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
@@ -105,7 +131,8 @@ def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
 
 def test_each_build_trains_a_new_version(db):
     versions = db.sql("SELECT name, list(version ORDER BY version) FROM sqlml.models GROUP BY name ORDER BY name").fetchall()
-    assert versions == [(SPECIES, [1]), (WEIGHT, [1, 2]), ("wt.main.weighted_species", [1])]
+    assert versions == [(DELAY, [1]), ("wt.main.delay_model_noise", [1]), (SPECIES, [1]), (WEIGHT, [1, 2]),
+                        ("wt.main.weighted_species", [1])]
 
 
 def test_ml_config_values_reach_the_options_as_written(db):
@@ -167,12 +194,41 @@ def test_sql_text_keeps_characters_outside_the_bmp(db):
     assert labels == [("\U0001F427 " + p,) for (p,) in predicted]
 
 
-def test_view_without_the_plugin_is_refused_with_the_fix(tmp_path):
-    project = copy_project(tmp_path, "noplugin.duckdb", plugin=False)
-    result = dbt(project, "run", "--select", "penguin_species_scored")
-    message = failures(result)["penguin_species_scored"]
-    assert "sqlml: A sqlml_view calls sqlml's scoring functions whenever it is read" in message
-    assert "plugins: [{module: sqlml.dbt.plugin}]" in message
+@pytest.fixture(scope="module")
+def bare_project(tmp_path_factory):
+    return copy_project(tmp_path_factory.mktemp("bare"), "noplugin.duckdb", plugin=False)
+
+
+def test_without_the_plugin_the_first_sqlml_macro_says_what_to_add(bare_project):
+    project = bare_project
+    result = dbt(project, "run", "--select", "penguin_species", "late_predictions", "sqlml_models")
+    errors = failures(result)
+    assert sorted(errors) == ["late_predictions", "penguin_species", "sqlml_models"]
+    for message in errors.values():
+        assert "sqlml needs its dbt-duckdb plugin, which this profile does not load." in message
+        assert "plugins: [{module: sqlml.dbt.plugin, alias: sqlml}]" in message
+
+
+def test_generic_test_arguments_are_checked_when_dbt_parses(bare_project):
+    (bare_project / "models" / "extra.yml").write_text(
+        "version: 2\nmodels:\n  - name: penguin_species\n    data_tests:\n"
+        "      - sqlml.sqlml_metric_at_least:\n          arguments: {metric: auc, threshold: 0.5}\n")
+    try:
+        result = dbtRunner().invoke(["parse", "--project-dir", str(bare_project), "--profiles-dir", str(bare_project), "-q"])
+    finally:
+        (bare_project / "models" / "extra.yml").unlink()
+    assert "sqlml_metric_at_least: metric must be one of precision, recall, accuracy" in str(result.exception)
+    assert "explained_variance; got auc" in str(result.exception)
+
+
+def test_integration_profile_is_the_example_apart_from_the_path():
+    example = (ROOT / "profiles.yml.example").read_text().splitlines()
+    used = (ROOT / "integration_tests" / "profiles.yml").read_text().splitlines()
+    differing = [(a, b) for a, b in zip(example, used) if a != b]
+    assert len(example) == len(used)
+    assert differing == [("      path: dev.duckdb",
+                          "      path: \"{{ env_var('SQLML_DBT_DATABASE', 'integration_tests.duckdb') }}\"")]
+    assert "plugins:\n        # " in "\n".join(example) and "- module: sqlml.dbt.plugin\n          alias: sqlml" in "\n".join(example)
 
 
 def test_example_script_builds_what_the_dbt_project_builds():
@@ -190,3 +246,198 @@ def test_example_script_builds_what_the_dbt_project_builds():
     (weighed,) = conn.sql("SELECT count(*) FROM penguins WHERE body_mass_g IS NOT NULL").fetchall()[0]
     assert sum(n for _, _, n in counts) == len(view) == weighed
     conn.close()
+
+
+# ---- flights: predict, evaluate with baselines and slices, confusion matrix, ROC, explanations ----
+
+@pytest.fixture
+def late(db):
+    """late_predictions (a plain dbt table over sqlml.predict) with the positive class's probability."""
+    frame = db.sql("SELECT * FROM late_predictions").df()
+    frame["score"] = [dict((p["label"], p["prob"]) for p in probs)[True] for probs in frame.predicted_is_late_probs]
+    return frame
+
+
+def test_predictions_cover_the_recent_flights_with_consistent_labels(db, late):
+    (recent,) = db.sql("SELECT count(*) FROM flights WHERE month >= 10").fetchall()[0]
+    assert len(late) == recent == 1876
+    assert (late.predicted_is_late == (late.score >= 0.5)).all()
+
+
+def test_evaluation_with_baselines_matches_sklearn_on_the_predicted_rows(db, late):
+    row = db.sql("SELECT * FROM late_evaluation WHERE slice_column IS NULL").df().iloc[0]
+    y, score, predicted = late.is_late.astype(bool), late.score, late.predicted_is_late.astype(bool)
+    assert row.row_count == len(late)
+    assert row.roc_auc == pytest.approx(sklearn.metrics.roc_auc_score(y, score), abs=1e-12)
+    assert row.accuracy == pytest.approx(sklearn.metrics.accuracy_score(y, predicted), abs=1e-12)
+    assert row.recall == pytest.approx(sklearn.metrics.recall_score(y, predicted), abs=1e-12)
+    assert row.log_loss == pytest.approx(sklearn.metrics.log_loss(y, score), rel=1e-9)
+    # The baseline predicts the training split's majority class (on time) and its class prior.
+    (statistics,) = db.sql(f"SELECT metrics->'baseline'->'statistics' FROM sqlml.models WHERE name = '{DELAY}'").fetchall()[0]
+    statistics = json.loads(statistics)
+    train = db.sql("SELECT is_late FROM flights_train").df().is_late.astype(bool)
+    assert statistics["majority_class"] is False and statistics["class_prior"][1] == pytest.approx(train.mean(), abs=0.01)
+    assert row.baseline_accuracy == pytest.approx(sklearn.metrics.accuracy_score(y, np.zeros(len(y), bool)), abs=1e-12)
+    assert row.baseline_roc_auc == 0.5
+    assert row.baseline_log_loss == pytest.approx(
+        sklearn.metrics.log_loss(y, np.full(len(y), statistics["class_prior"][1])), rel=1e-9)
+    assert row.lift_roc_auc == pytest.approx(row.roc_auc - 0.5, abs=1e-12)
+    assert row.lift_log_loss == pytest.approx(row.baseline_log_loss - row.log_loss, abs=1e-12)
+    assert row.primary_metric == "roc_auc" and bool(row.beats_baseline)
+
+
+def test_evaluation_slices_match_sklearn_per_carrier_and_origin(db, late):
+    slices = db.sql("SELECT * FROM late_evaluation WHERE slice_column IS NOT NULL").df()
+    overall = db.sql("SELECT accuracy, roc_auc FROM late_evaluation WHERE slice_column IS NULL").fetchall()[0]
+    assert sorted(slices.slice_column.unique()) == ["carrier", "origin"]
+    assert set(slices[slices.slice_column == "origin"].slice_value) == {"EWR", "JFK", "LGA"}
+    for _, row in slices.iterrows():
+        rows = late[late[row.slice_column] == row.slice_value]
+        y = rows.is_late.astype(bool)
+        assert row.row_count == len(rows)
+        assert row.accuracy == pytest.approx(sklearn.metrics.accuracy_score(y, rows.predicted_is_late.astype(bool)), abs=1e-12)
+        if y.nunique() == 2:
+            assert row.roc_auc == pytest.approx(sklearn.metrics.roc_auc_score(y, rows.score), abs=1e-12)
+            assert row.worse_than_overall == (row.roc_auc < overall[1] - 0.05)
+        assert row.unreliable == (len(rows) < 30)
+
+
+def test_confusion_matrix_table_matches_sklearn(db, late):
+    matrix = sklearn.metrics.confusion_matrix(late.is_late.astype(bool), late.predicted_is_late.astype(bool), labels=[False, True])
+    table = db.sql('SELECT expected_label, "false", "true" FROM late_confusion ORDER BY expected_label').fetchall()
+    assert table == [(False, matrix[0, 0], matrix[0, 1]), (True, matrix[1, 0], matrix[1, 1])]
+
+
+def test_roc_curve_table_matches_sklearn_at_every_threshold(db, late):
+    curve = db.sql("SELECT * FROM late_roc").df()
+    y = late.is_late.astype(bool)
+    assert len(curve) > 100
+    for _, row in curve.iterrows():
+        predicted = late.score >= row.threshold
+        assert row.recall == pytest.approx(sklearn.metrics.recall_score(y, predicted), abs=1e-12)
+        assert row.true_positives == (predicted & y).sum() and row.false_positives == (predicted & ~y).sum()
+    fpr, tpr, _ = sklearn.metrics.roc_curve(y, late.score)
+    points = curve.sort_values(["false_positive_rate", "recall"])
+    assert np.trapezoid(points.recall, points.false_positive_rate) == pytest.approx(
+        sklearn.metrics.auc(fpr, tpr), abs=0.01)
+
+
+def test_predict_with_a_threshold_decides_on_the_same_probabilities(db, late):
+    strict = db.sql("SELECT * FROM late_predictions_strict").df()
+    strict["score"] = [dict((p["label"], p["prob"]) for p in probs)[True] for probs in strict.predicted_is_late_probs]
+    np.testing.assert_array_equal(strict.score, late.score)  # same rows, same order, scores exact through JSON
+    assert (strict.predicted_is_late == (strict.score >= 0.8)).all()
+    assert 0 < strict.predicted_is_late.sum() < late.predicted_is_late.sum()
+
+
+def test_view_and_incremental_models_over_predict_score_like_the_table(db, late):
+    view = db.sql("SELECT sched_dep_time, carrier, origin, distance, dep_delay, predicted_is_late FROM late_scores").fetchall()
+    december = late[late.month == 12]
+    assert len(view) == len(december) and sum(r[-1] for r in view) == december.predicted_is_late.sum()
+    incremental = db.sql("SELECT month, count(*), sum(predicted_is_late::INT) FROM late_predictions_incremental "
+                         "GROUP BY month ORDER BY month").fetchall()
+    by_month = late.groupby("month").predicted_is_late.agg(["count", "sum"])
+    assert incremental == [(m, by_month.loc[m, "count"], by_month.loc[m, "sum"]) for m in (10, 12)]
+
+
+def test_explanations_sum_to_the_logit_of_the_predicted_probability(db):
+    rows = db.sql("SELECT * FROM late_explanations").df()
+    assert len(rows) == 20 and all(len(a) == 2 for a in rows.top_feature_attributions)
+    logit = np.log(rows.probability / (1 - rows.probability))
+    chosen = np.where(rows.predicted_is_late, logit, -logit)  # probability is the predicted class's
+    np.testing.assert_allclose(rows.prediction_value, chosen, atol=1e-9)
+
+
+# ---- generic tests ----
+
+def test_generic_tests_pass_on_the_delay_and_weight_models(built):
+    tests = {r.node.name: r.status for r in built["first"].result.results if r.node.resource_type == "test"}
+    passing = [name for name in tests if name.startswith(("sqlml_sqlml_beats", "sqlml_sqlml_no_slice", "sqlml_sqlml_metric"))
+]
+    assert len(passing) == 4 and all(tests[name] == "pass" for name in passing)
+
+
+def test_the_noise_model_fails_its_baseline_test_for_the_right_reason(built, db):
+    results = {r.node.name: r for r in built["failing"].result.results}
+    (test,) = [r for name, r in results.items() if name.startswith("sqlml_sqlml_beats_baseline_delay_model_noise")]
+    assert results["delay_model_noise"].status == "success"
+    assert test.status == "fail" and test.failures == 1
+    assert "Got 1 result, configured to fail if != 0" in test.message
+    scored = db.sql("SELECT is_late, predicted_is_late_probs FROM ML.PREDICT(MODEL wt.main.delay_model_noise, TABLE flights_recent)").df()
+    score = [dict((p["label"], p["prob"]) for p in probs)[True] for probs in scored.predicted_is_late_probs]
+    assert sklearn.metrics.roc_auc_score(scored.is_late.astype(bool), score) - 0.5 <= 0.05
+
+
+# ---- audit table and registry views ----
+
+def test_audit_table_has_one_row_per_training_run_appended_never_rewritten(built, db):
+    columns = [c for (c,) in db.sql("SELECT column_name FROM information_schema.columns WHERE table_schema = 'sqlml' "
+                                     "AND table_name = 'training_runs' ORDER BY ordinal_position").fetchall()]
+    assert columns == AUDIT_COLUMNS
+    runs = db.sql("SELECT * FROM sqlml.training_runs ORDER BY run_id").fetchall()
+    assert set(built["audit_after_first"]) <= set(runs)  # the first build's rows are untouched
+    assert len(runs) == len(built["audit_after_first"]) + 2  # noise model, then penguin_weight again
+    registry = {(n, v): (o, m, f) for n, v, o, m, f in db.sql(
+        "SELECT name, version, options, metrics, fingerprint FROM sqlml.models").fetchall()}
+    assert sorted((r[1], r[2]) for r in runs) == sorted(registry)
+    for run in runs:
+        record = dict(zip(AUDIT_COLUMNS, run))
+        options, metrics, fingerprint = registry[(record["model_name"], record["model_version"])]
+        assert json.loads(record["options"]) == json.loads(options)
+        assert json.loads(record["metrics"]) == json.loads(metrics)
+        assert record["fingerprint"] == fingerprint and record["schema_version"] == 1
+        assert record["dbt_node"] == "model.sqlml_integration_tests." + record["model_name"].split(".")[-1]
+    delay = [dict(zip(AUDIT_COLUMNS, r)) for r in runs if r[1] == DELAY][0]
+    assert json.loads(delay["options"])["auto_class_weights"] is True
+    assert 0.8 < json.loads(delay["metrics"])["roc_auc"] < 1
+
+
+def test_registry_views_list_every_model_and_version(db):
+    versions = db.sql("SELECT model_name, model_version, metrics FROM sqlml_model_versions ORDER BY 1, 2").fetchall()
+    assert versions == db.sql("SELECT name, version, metrics FROM sqlml.models ORDER BY 1, 2").fetchall()
+    models = dict((n, (latest, count)) for n, latest, count in db.sql(
+        "SELECT model_name, latest_version, versions FROM sqlml_models").fetchall())
+    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 5
+
+
+# ---- threads ----
+
+def test_models_trained_in_parallel_threads(built, db):
+    """The default build runs with four threads: sqlml_model nodes trained at the same time."""
+    spans = []
+    for r in built["first"].result.results:
+        if r.node.config.materialized == "sqlml_model" and r.status == "success":
+            (execute,) = [t for t in r.timing if t.name == "execute"]
+            spans.append((execute.started_at, execute.completed_at, r.thread_id))
+    assert len(spans) == 4
+    overlapping = [(a, b) for a in spans for b in spans if a is not b and a[0] < b[1] and b[0] < a[1]]
+    assert overlapping and all(a[2] != b[2] for a, b in overlapping)
+    assert db.sql(f"SELECT count(*) FROM sqlml.models WHERE name IN ('{DELAY}', '{SPECIES}', '{WEIGHT}')").fetchall() == [(4,)]
+
+
+def test_model_cache_is_safe_to_share_between_threads(db):
+    """Eight threads load and score three versions through a two-model cache at once."""
+    from sqlml.registry import Registry
+    from sqlml.engine import DuckDBEngine
+    from sqlml.scoring import ModelCache
+    registry = Registry(DuckDBEngine(db.duckdb))
+    infos = [registry.resolve(WEIGHT, 1), registry.resolve(WEIGHT, 2), registry.resolve(SPECIES)]
+    blobs = {info.fingerprint: registry.blob(info.fingerprint) for info in infos}
+    data = db.sql("SELECT * FROM penguins WHERE body_mass_g IS NOT NULL").to_arrow_table()
+    expected = [ModelCache().get(info, blobs.__getitem__).predict(data).column(0).to_pylist() for info in infos]
+    cache, errors = ModelCache(size=2), []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(30):
+                k = (seed + i) % 3
+                assert cache.get(infos[k], blobs.__getitem__).predict(data).column(0).to_pylist() == expected[k]
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(cache._models) <= 2
