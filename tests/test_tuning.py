@@ -261,3 +261,27 @@ def test_drop_model_drops_its_trials(bc):
     assert bc.duckdb.sql("SELECT count(*) FROM sqlml.trials WHERE name = 'doomed'").fetchall()[0][0] == 3  # + baseline
     bc.sql("DROP MODEL doomed")
     assert bc.duckdb.sql("SELECT count(*) FROM sqlml.trials WHERE name = 'doomed'").fetchall()[0][0] == 0
+
+
+def sql_statements(text):
+    """Statements of a SQL script without comments, whitespace-normalized."""
+    text = re.sub(r"--[^\n]*", "", text)
+    return [" ".join(s.split()) for s in text.split(";") if s.strip()]
+
+
+def test_example_runs_and_the_docs_show_its_statements():
+    messages: list[str] = []
+    with sqlml.connect(progress=messages.append) as conn:
+        datasets.load(conn.duckdb, "breast_cancer")
+        with open("examples/tuning_breast_cancer.sql") as f:
+            example = f.read()
+        conn.sql(example)
+        board = conn.sql("SELECT model_type, objective_value FROM ML.LEADERBOARD(MODEL cancer_auto)").fetchall()
+        kept = conn.duckdb.sql("SELECT model_type FROM sqlml.models WHERE name = 'cancer_auto'").fetchall()[0][0]
+        assert kept == next(m for m, _ in board if m != "baseline")
+        assert [v for _, v in board] == sorted(v for _, v in board)  # log_loss: lower first
+        assert sum(m.startswith("Trial ") for m in messages) == 12 + 4 + 4
+    with open("docs/tuning.md") as f:
+        blocks = re.findall(r"```sql\n(.*?)```", f.read(), re.S)
+    documented = [s for block in blocks for s in sql_statements(block)]
+    assert documented and set(documented) <= set(sql_statements(example))
