@@ -88,11 +88,9 @@ class Plan:
     objective: str | None  # None: the task's default, known once the label is seen
     algorithm: str
     num_trials: int
+    settings: dict  # the validated tuning options, kept in the version's options
     time_budget: float | None = None
-
-    @property
-    def auto(self) -> bool:
-        return len(self.model_types) > 1 or not self.model_types
+    auto: bool = False
 
 
 def wanted(raw: dict) -> bool:
@@ -127,7 +125,8 @@ def plan(raw: dict) -> Plan:
     algorithm = options.get("hparam_tuning_algorithm", "VIZIER_DEFAULT")
     if algorithm == "GRID_SEARCH":
         _grid(spaces)  # refuses float ranges now
-    return Plan((kind.name,), _fixed(options), spaces, _objective(options, kind.task), algorithm, options["num_trials"])
+    return Plan((kind.name,), _fixed(options), spaces, _objective(options, kind.task), algorithm, options["num_trials"],
+                _settings(options))
 
 
 def _auto_plan(raw: dict) -> Plan:
@@ -137,11 +136,15 @@ def _auto_plan(raw: dict) -> Plan:
     if "num_trials" in options:
         raise OptionError("model_type = 'auto' takes max_trials (and time_budget_seconds), not num_trials.")
     return Plan((), _fixed(options), {}, _objective(options, None), "VIZIER_DEFAULT", options.get("max_trials", 0),
-                options.get("time_budget_seconds"))
+                _settings(options), options.get("time_budget_seconds"), auto=True)
 
 
 def _fixed(options: dict) -> dict:
     return {k: v for k, v in options.items() if not opts.is_space(v) and k not in TUNING_OPTIONS}
+
+
+def _settings(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k in TUNING_OPTIONS}
 
 
 def _objective(options: dict, task: str | None) -> str | None:
@@ -178,9 +181,12 @@ def train(table: pa.Table, raw: dict, name: str, query: str, progress: t.Callabl
         the_plan = dataclasses.replace(the_plan, model_types=AUTO_TYPES[task],
                                        num_trials=the_plan.num_trials or len(AUTO_TYPES[task]))
     kind = MODEL_KINDS[the_plan.model_types[0]]
+    classes = None
     if kind.supervised:
-        table, _ = training.prepare_label(table, label or "label", kind)
+        table, classes = training.prepare_label(table, label or "label", kind)
     objective = the_plan.objective or DEFAULT_OBJECTIVE[kind.task]
+    if objective == "pr_auc" and classes and len(classes) > 2:
+        raise OptionError(f"hparam_tuning_objectives 'pr_auc' needs a binary label; '{label}' has {len(classes)} classes.")
     if objective not in OBJECTIVES[kind.task]:
         raise OptionError(f"hparam_tuning_objectives {objective!r} is not an objective for a {kind.task} model; "
                           f"choose one of: {', '.join(OBJECTIVES[kind.task])}.")
@@ -191,7 +197,7 @@ def train(table: pa.Table, raw: dict, name: str, query: str, progress: t.Callabl
     runner = _Runner(the_plan, objective, table, training.Split(fit, split.eval), table.take(validation),
                      name, query, progress, train_args)
     runner.run()
-    return runner.version_row(raw)
+    return runner.version_row()
 
 
 def label_task(table: pa.Table, label: str) -> str:
@@ -339,14 +345,14 @@ class _Runner:
         scored = [r for r in self.trials if r["trial_id"] in self.rows]
         return min(scored, key=lambda r: (sign * r["hparam_tuning_evaluation_metrics"][self.objective], r["trial_id"]))
 
-    def version_row(self, raw: dict) -> dict:
+    def version_row(self) -> dict:
         """The optimal trial's row as the version, with every trial and the baseline attached."""
         best = self.best()
         best["is_optimal"] = True
         row = dict(self.rows[best["trial_id"]])
-        row["options"] = {**row["options"], **{k: v for k, v in raw.items() if k in TUNING_OPTIONS or opts.is_space(v)},
-                          "model_type": str(raw["model_type"]).lower()} if self.plan.auto else \
-            {**row["options"], **self.plan.spaces, **{k: v for k, v in raw.items() if k in TUNING_OPTIONS}}
+        # The declared search (spaces, settings, 'auto'); each trial's values are in sqlml.trials.
+        row["options"] = {**row["options"], **self.plan.spaces, **self.plan.settings,
+                          **({"model_type": "auto"} if self.plan.auto else {})}
         baseline = self._baseline(loaded(row))
         row["trials"] = ([baseline] if baseline else []) + self.trials
         return row

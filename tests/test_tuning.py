@@ -285,3 +285,10 @@ def test_example_runs_and_the_docs_show_its_statements():
         blocks = re.findall(r"```sql\n(.*?)```", f.read(), re.S)
     documented = [s for block in blocks for s in sql_statements(block)]
     assert documented and set(documented) <= set(sql_statements(example))
+
+
+def test_pr_auc_objective_needs_a_binary_label(conn):
+    datasets.load(conn.duckdb, "iris")
+    with pytest.raises(OptionError, match="'pr_auc' needs a binary label; 'target' has 3 classes"):
+        conn.sql("""CREATE MODEL x OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'], num_trials = 2,
+                    l2_reg = HPARAM_RANGE(0, 1), hparam_tuning_objectives = ['PR_AUC']) AS SELECT * FROM iris""")
