@@ -117,8 +117,8 @@ def test_quoted_column_names_survive_lazy_scoring(conn):
 
 
 def test_ml_function_that_does_not_exist_yet_lists_the_available_ones(table):
-    with pytest.raises(SqlmlError, match=r"ML.MODEL_CARD is not available yet. Available: .*ML.PREDICT"):
-        table.sql("SELECT * FROM ML.MODEL_CARD(MODEL m)")
+    with pytest.raises(SqlmlError, match=r"ML.VALIDATE_DATA_DRIFT is not available yet. Available: .*ML.PREDICT"):
+        table.sql("SELECT * FROM ML.VALIDATE_DATA_DRIFT(MODEL m)")
 
 
 def test_evaluate_in_a_view_is_refused(table):
