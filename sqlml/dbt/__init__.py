@@ -1,9 +1,12 @@
 """sqlml for dbt: the Python half of the dbt package whose macros live in the repository's ``macros/``.
 
-Two pieces, both used by dbt-duckdb in the dbt process:
+Three pieces, all used by dbt-duckdb in the dbt process (see docs/dbt.md):
 
+* :mod:`sqlml.dbt.plugin` is the dbt-duckdb plugin (``plugins: [{module: sqlml.dbt.plugin, alias: sqlml}]``):
+  it creates the registry and audit tables and defines, on dbt's long-lived connection, the scoring
+  function of every stored model version and the functions of :mod:`sqlml.dbt.functions`;
+* :mod:`sqlml.dbt.functions` turns a table-expression macro call (``sqlml.predict``,
+  ``sqlml.evaluate``, ...) into plain DuckDB SQL;
 * :mod:`sqlml.dbt.job` runs the sqlml statements of the ``sqlml_model``, ``sqlml_table`` and
-  ``sqlml_view`` materializations on the dbt thread's own DuckDB cursor;
-* :mod:`sqlml.dbt.plugin` is a dbt-duckdb plugin that defines the scoring function of every stored
-  model version when dbt opens the database, so views over ``ML.PREDICT`` can be read by any model.
+  ``sqlml_view`` materializations on the dbt thread's own DuckDB cursor.
 """

@@ -41,7 +41,7 @@ def run(session, statements_json: str, needs_plugin: bool = False) -> None:
     try:
         if needs_plugin and not plugin.configured():
             raise SqlmlError("A sqlml_view calls sqlml's scoring functions whenever it is read; add the plugin "
-                             "to the profile in profiles.yml:  plugins: [{module: sqlml.dbt.plugin}]")
+                             "to the profile in profiles.yml:  plugins: [{module: sqlml.dbt.plugin, alias: sqlml}]")
         before = _scoring_functions(cursor)
         try:
             Connection(cursor, progress=logger.debug).sql(json.loads(statements_json))

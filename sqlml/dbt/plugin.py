@@ -60,8 +60,11 @@ class Plugin(BasePlugin):
         from . import functions
         global _connection
         with _lock:
-            Registry(DuckDBEngine(conn)).ensure()
-            conn.execute(AUDIT_DDL)
+            ((read_only,),) = conn.execute("SELECT readonly FROM duckdb_databases() "
+                                           "WHERE database_name = current_database()").fetchall()
+            if not read_only:  # a read-only target reads the tables of an earlier run, or none
+                Registry(DuckDBEngine(conn)).ensure()
+                conn.execute(AUDIT_DDL)
             sqlml.register(conn)
             functions.define(conn)
             _connection = conn
