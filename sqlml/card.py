@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import typing as t
 
 import jinja2
@@ -105,8 +106,19 @@ def describe(model: "LoadedModel") -> dict:
         "options": {k: v for k, v in sorted(options.items()) if k not in FREE_TEXT},
         "free_text": {k: options.get(k) for k in FREE_TEXT},
         "features": functions.feature_info(functions.Call("FEATURE_INFO", None, model)).to_pylist(),
-        "warnings": sorted({row["notes"] for row in info.training_info or [] if row.get("notes")}),
+        "warnings": training_notes(info.training_info or []),
     }
+
+
+def training_notes(rows: list[dict]) -> list[str]:
+    """ML.TRAINING_INFO's notes (convergence, resampling, data checks), each once; the data checks
+    are joined into one notes string at training and split back here, one warning each."""
+    notes = []
+    for row in rows:
+        for note in re.split(r"; (?=Data check: )", row.get("notes") or ""):
+            if note and note not in notes:
+                notes.append(note)
+    return notes
 
 
 def evaluation(run) -> dict:

@@ -179,6 +179,17 @@ def test_free_text_appears_after_alter_model(penguins):
     assert "Teaching &lt;b&gt;only&lt;/b&gt;." in html and "<b>only" not in html
 
 
+def test_training_notes_and_data_checks_are_warnings(penguins):
+    penguins.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) AS "
+                 "SELECT * EXCLUDE (year), 'Antarctica' AS continent, NULL::DOUBLE AS tag FROM penguins")
+    notes = penguins.sql("SELECT DISTINCT notes FROM ML.TRAINING_INFO(MODEL m)").fetchall()
+    assert len(notes) == 1 and "'continent'" in notes[0][0] and "'tag'" in notes[0][0]
+    shown = card(penguins, "m").split("## Warnings\n\n")[1].splitlines()
+    assert "; ".join(line.removeprefix("- ") for line in shown) == notes[0][0]
+    assert any(line.startswith("- Data check: 'continent'") for line in shown)
+    assert any(line.startswith("- Data check: 'tag'") for line in shown)
+
+
 def test_trees_regressors_and_multiclass(penguins):
     penguins.sql("""
         CREATE MODEL species_model OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['species'],
