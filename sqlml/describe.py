@@ -168,6 +168,7 @@ def _single_feature_score(column: pa.ChunkedArray, y: np.ndarray, half: int, tas
     """How well this one feature predicts ``y`` on the second half when fitted on the first."""
     if _numeric(column.type):
         x = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(float)[:, None]
+        x[~np.isfinite(x)] = np.nan  # infinity is refused later, by name, by the preprocessing
         model = (DecisionTreeRegressor if task == "regression" else DecisionTreeClassifier)(
             max_depth=LEAK_TREE_DEPTH, random_state=0)
         model.fit(x[:half], y[:half])
