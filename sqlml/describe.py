@@ -59,12 +59,16 @@ def _numeric(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
 
 
-def column_stats(column: pa.ChunkedArray, name: str) -> dict:
-    """The per-column statistics of ML.DESCRIBE_DATA (stddev is the sample one, like pandas)."""
+def column_stats(column: pa.ChunkedArray, name: str, float_distincts: bool = True) -> dict:
+    """The per-column statistics of ML.DESCRIBE_DATA (stddev is the sample one, like pandas).
+    Without ``float_distincts`` a floating column's distinct count is left NULL: hashing every double
+    is the costliest statistic, and no check needs it (min = max tells a constant)."""
     rows, nulls = len(column), column.null_count
+    floating = pa.types.is_floating(_value_type(column.type))
     row = {"column_name": name, "data_type": str(_value_type(column.type)), "row_count": rows, "null_count": nulls,
            "null_share": nulls / rows if rows else None,
-           "distinct_count": pc.count_distinct(column, mode="only_valid").as_py(),
+           "distinct_count": pc.count_distinct(column, mode="only_valid").as_py()
+           if float_distincts or not floating else None,
            "min": None, "max": None, "mean": None, "stddev": None, "top_values": [], "findings": []}
     if _numeric(column.type):
         values = pc.cast(column, pa.float64())
@@ -87,9 +91,9 @@ def column_findings(row: dict, is_label: bool) -> list[dict]:
             f"'{name}' is NULL on {row['null_share']:.1%} of rows: the model learns mostly the imputed value, "
             "and the column hides how rows differ. Drop it, or replace it with a flag such as "
             f"{name} IS NOT NULL AS has_{name}.")})
-    if row["distinct_count"] <= 1 and not is_label:
+    if not varies(row) and not is_label:
         found.append({"check": "constant", "message": (
-            f"'{name}' has {'one value' if row['distinct_count'] else 'no values'} on every non-NULL row: it "
+            f"'{name}' has {'one value' if present else 'no values'} on every non-NULL row: it "
             "cannot help any model and makes standardization divide by zero. Drop it from the query.")})
     identifier_type = row["data_type"] in ("string", "large_string", "string_view") \
         or row["data_type"].startswith(("int", "uint"))
@@ -100,6 +104,13 @@ def column_findings(row: dict, is_label: bool) -> list[dict]:
             "carries over to new rows. Leave it out of the features (SELECT * EXCLUDE ({name}), or list the "
             "features in TRANSFORM), or derive real features from it.")})
     return found
+
+
+def varies(row: dict) -> bool:
+    """Whether a column takes more than one value on its non-NULL rows."""
+    if row["distinct_count"] is not None:
+        return row["distinct_count"] > 1
+    return row["min"] is not None and row["min"] != row["max"]
 
 
 def label_task(column: pa.ChunkedArray, distinct: int) -> str:
@@ -218,11 +229,12 @@ def _score(y: np.ndarray, prediction: np.ndarray, task: str) -> float | None:
     return float(balanced_accuracy_score(y, prediction.argmax(axis=1)))
 
 
-def describe(table: pa.Table, label: str | None = None, skip: t.Iterable[str] = ()) -> list[dict]:
+def describe(table: pa.Table, label: str | None = None, skip: t.Iterable[str] = (),
+             float_distincts: bool = True) -> list[dict]:
     """ML.DESCRIBE_DATA rows for ``table``: statistics and findings per column."""
     if label is not None and label not in table.column_names:
         raise DataError(f"label_col '{label}' is not a column of the data. Columns: {', '.join(table.column_names)}.")
-    rows = [column_stats(table[name], name) for name in table.column_names]
+    rows = [column_stats(table[name], name, float_distincts or name == label) for name in table.column_names]
     for row in rows:
         row["findings"] = column_findings(row, row["column_name"] == label)
     if label is None:
@@ -233,8 +245,8 @@ def describe(table: pa.Table, label: str | None = None, skip: t.Iterable[str] = 
         finding = imbalance_finding(table[label], label)
         label_row["findings"] += [finding] if finding else []
     features = [r["column_name"] for r in rows if r["column_name"] != label and r["column_name"] not in set(skip)
-                and r["distinct_count"] > 1]
-    leaks = leakage_findings(table, label, features, task) if label_row["distinct_count"] > 1 else {}
+                and varies(r)]
+    leaks = leakage_findings(table, label, features, task) if varies(label_row) else {}
     for row in rows:
         if row["column_name"] in leaks:
             row["findings"].append(leaks[row["column_name"]])
@@ -255,5 +267,5 @@ def training_warnings(table: pa.Table, label: str | None, options: dict) -> list
     """The findings of :func:`describe` on CREATE MODEL's training data, as warning messages. The label's
     imbalance is left to :mod:`sqlml.imbalance`, which already warns (and knows about weights)."""
     skip = [options.get("data_split_col"), options.get("instance_weight_col")]
-    rows = describe(table.drop_columns([c for c in skip if c in table.column_names]), label)
+    rows = describe(table.drop_columns([c for c in skip if c in table.column_names]), label, float_distincts=False)
     return [f["message"] for r in rows for f in r["findings"] if f["check"] != "label_imbalance"]
