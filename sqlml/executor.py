@@ -12,7 +12,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot.errors import ParseError
 
-from . import options as opts, training, transform, tuning, udf
+from . import transform, tuning, udf
 from .dialect import Sqlml  # noqa: F401  (registers the "sqlml" dialect)
 from .engine import DuckDBEngine
 from .errors import SqlmlError, SqlmlParseError

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from . import baselines, fairness, metrics, slices
 from .errors import DataError, SqlmlError
-from .models import CLASSIFICATION, CLUSTERING
+from .models import CLUSTERING
 
 if t.TYPE_CHECKING:
     from .engine import DuckDBEngine

@@ -19,7 +19,7 @@ from sklearn.metrics import log_loss, mean_squared_error
 
 from . import baselines, describe, explain, imbalance, metrics, options as opts, sampling, storage
 from .errors import DataError, OptionError
-from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind, build_estimator
+from .models import CLASSIFICATION, MODEL_KINDS, ModelKind, build_estimator
 from .preprocess import Preprocessor, as_float, column_kind
 from .scoring import LABEL_TYPES, LoadedModel, label_type_name, thread_limit
 from .registry import ModelVersion

@@ -246,20 +246,27 @@ def _fit_one_hot_encoder(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[di
     return {"vocabulary": vocabulary, "dropped": dropped}, columns
 
 
+def _named(node: exp.Expr) -> tuple[str, exp.Expr] | None:
+    """(name, expression) of ``expr AS name``, ``name := expr`` or a bare column; None when unnamed."""
+    if isinstance(node, exp.PropertyEQ):
+        return node.this.name, node.expression
+    if isinstance(node, exp.Alias):
+        return node.alias, node.this
+    if isinstance(node, exp.Column):
+        return node.name, node
+    return None
+
+
 def _struct_fields(call: exp.Anonymous, name: str, low_degree: int) -> tuple[list[tuple[str, exp.Expr]], int]:
     args = _args(call, name, 1, 2)
     if not isinstance(args[0], exp.Struct):
         raise TransformError(f"ML.{name} takes a STRUCT of columns first: ML.{name}(STRUCT(a, b)).")
     fields = []
     for e in args[0].expressions:
-        if isinstance(e, exp.PropertyEQ):
-            fields.append((e.this.name, e.expression))
-        elif isinstance(e, exp.Alias):
-            fields.append((e.alias, e.this))
-        elif isinstance(e, exp.Column):
-            fields.append((e.name, e))
-        else:
+        named = _named(e)
+        if named is None:
             raise TransformError(f"Every field of ML.{name}'s STRUCT needs a name: write {e.sql()} AS name.")
+        fields.append(named)
     if len({n for n, _ in fields}) != len(fields) or not 1 <= len(fields) <= 10:
         raise TransformError(f"ML.{name} takes 1 to 10 distinct named features.")
     degree = _constant(args[1] if len(args) > 1 else None, 2, name, "degree")
@@ -327,10 +334,8 @@ def _items(transform_sqls: list[str], columns: list[str]) -> list[tuple[str, exp
             if unknown:
                 raise TransformError(f"TRANSFORM excludes unknown column(s) {', '.join(sorted(unknown))}.")
             items += [(c, exp.column(c, quoted=True)) for c in columns if c not in excluded]
-        elif isinstance(node, exp.Alias):
-            items.append((node.alias, node.this))
-        elif isinstance(node, exp.Column):
-            items.append((node.name, node))
+        elif not isinstance(node, exp.PropertyEQ) and (named := _named(node)) is not None:
+            items.append(named)
         else:
             raise TransformError(f"Every TRANSFORM item needs a name: write {text} AS name.")
     names = [n for n, _ in items]

@@ -9,7 +9,6 @@ import itertools
 import re
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
