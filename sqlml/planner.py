@@ -100,11 +100,9 @@ class Planner:
         query = statement.expression
         if query is None:
             raise SqlmlError("CREATE MODEL needs a training query: CREATE MODEL m OPTIONS (...) AS SELECT ...")
-        if any(True for _ in query.find_all(MLCall)):
-            query_step = self._query(query)
-            if query_step.tables:
-                raise SqlmlError("The training query of CREATE MODEL cannot call ML.* functions; "
-                                 "materialize their result in a table first.")
+        if query.find(MLCall):
+            raise SqlmlError("The training query of CREATE MODEL cannot call ML.* functions; "
+                             "materialize their result in a table first.")
         transform = statement.args.get("transform")
         return Train(
             name=model_name(statement.this),

@@ -159,3 +159,9 @@ def test_a_registry_in_another_attached_database_is_not_ours(conn, tmp_path):
         conn.sql("SELECT * FROM ML.EVALUATE(MODEL x)")
     conn.sql("CREATE MODEL mine OPTIONS (model_type = 'linear_reg') AS SELECT 1.0 AS a, 2.0 AS label")
     assert conn.sql("SELECT name FROM sqlml.models").fetchall() == [("mine",)]
+
+
+def test_training_query_cannot_call_ml_functions(table):
+    table.sql(TRAIN + "SELECT * FROM t")
+    with pytest.raises(SqlmlError, match="The training query of CREATE MODEL cannot call ML.\\* functions"):
+        table.sql("CREATE MODEL m2 OPTIONS (model_type = 'logistic_reg') AS SELECT * FROM ML.PREDICT(MODEL m, TABLE t)")
