@@ -53,21 +53,19 @@ def predict(call: Call) -> pa.Table:
     The input is streamed in record batches, each scored in one vectorized call."""
     model = call.require_model()
     threshold = call.param("threshold")
-    pieces = []
-    for batch in call.engine.read_batches(call.require_input()):
-        scored = model.predict(batch, threshold)
-        pieces.append(pa.Table.from_batches([batch]).select(
-            [c for c in batch.schema.names if c not in scored.column_names]))
-        pieces[-1] = _prepend(scored, pieces[-1])
+    pieces = [_with_predictions(model.predict(batch, threshold), pa.Table.from_batches([batch]))
+              for batch in call.engine.read_batches(call.require_input())]
     if not pieces:
-        schema = call.engine.schema(call.input_sql)
         empty = pa.Table.from_batches([], schema=model.output_schema())
-        return _prepend(empty, schema.empty_table().select([n for n in schema.names if n not in empty.column_names]))
+        return _with_predictions(empty, call.engine.schema(call.input_sql).empty_table())
     return pa.concat_tables(pieces)
 
 
-def _prepend(front: pa.Table, back: pa.Table) -> pa.Table:
-    return pa.Table.from_arrays(front.columns + back.columns, names=front.column_names + back.column_names)
+def _with_predictions(predictions: pa.Table, inputs: pa.Table) -> pa.Table:
+    """Prediction columns, then the input columns they do not replace."""
+    kept = [name for name in inputs.column_names if name not in predictions.column_names]
+    return pa.Table.from_arrays(predictions.columns + [inputs[name] for name in kept],
+                                names=predictions.column_names + kept)
 
 
 def evaluate(call: Call) -> pa.Table:
