@@ -53,6 +53,10 @@ class ModelKind:
     standardize: bool
     defaults: dict
     scale_target: bool = False  # gradient-trained regressors learn badly on labels in the thousands
+    #: The feature matrix's layout: "C" (row-major) where the estimator would otherwise copy to it
+    #: (lbfgs, k-means) or reads rows (MLP mini-batches); "F" where it reads column by column (trees,
+    #: coordinate descent). A matching layout saves a copy of the whole matrix at fit time.
+    matrix_order: str = "F"
 
     @property
     def supervised(self) -> bool:
@@ -125,7 +129,8 @@ MODEL_KINDS: dict[str, ModelKind] = {
     kind.name: kind
     for kind in (
         ModelKind("linear_reg", REGRESSION, _linear_reg, "onehot", True, {"max_iterations": 1000}),
-        ModelKind("logistic_reg", CLASSIFICATION, _logistic_reg, "onehot", True, {"max_iterations": 1000}),
+        ModelKind("logistic_reg", CLASSIFICATION, _logistic_reg, "onehot", True, {"max_iterations": 1000},
+                  matrix_order="C"),
         ModelKind("boosted_tree_classifier", CLASSIFICATION, _boosted(HistGradientBoostingClassifier),
                   "ordinal", False, _BOOSTED_DEFAULTS),
         ModelKind("boosted_tree_regressor", REGRESSION, _boosted(HistGradientBoostingRegressor),
@@ -134,9 +139,11 @@ MODEL_KINDS: dict[str, ModelKind] = {
                   "ordinal", False, _FOREST_DEFAULTS),
         ModelKind("random_forest_regressor", REGRESSION, _forest(RandomForestRegressor),
                   "ordinal", False, _FOREST_DEFAULTS),
-        ModelKind("dnn_classifier", CLASSIFICATION, _dnn(MLPClassifier), "onehot", True, _DNN_DEFAULTS),
-        ModelKind("dnn_regressor", REGRESSION, _dnn(MLPRegressor), "onehot", True, _DNN_DEFAULTS, scale_target=True),
-        ModelKind("kmeans", CLUSTERING, _kmeans, "onehot", True, {"num_clusters": 4, "max_iterations": 20}),
+        ModelKind("dnn_classifier", CLASSIFICATION, _dnn(MLPClassifier), "onehot", True, _DNN_DEFAULTS, matrix_order="C"),
+        ModelKind("dnn_regressor", REGRESSION, _dnn(MLPRegressor), "onehot", True, _DNN_DEFAULTS, scale_target=True,
+                  matrix_order="C"),
+        ModelKind("kmeans", CLUSTERING, _kmeans, "onehot", True, {"num_clusters": 4, "max_iterations": 20},
+                  matrix_order="C"),
     )
 }
 

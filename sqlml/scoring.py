@@ -106,7 +106,8 @@ class LoadedModel:
         return output_schema(self.info)
 
     def features(self, data: pa.Table | pa.RecordBatch) -> np.ndarray:
-        return self.preprocessor.transform(pa.table(data) if isinstance(data, pa.RecordBatch) else data)
+        return self.preprocessor.transform(pa.table(data) if isinstance(data, pa.RecordBatch) else data,
+                                           self.kind.matrix_order)
 
     @property
     def is_linear(self) -> bool:

@@ -147,7 +147,7 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     estimator = build_estimator(kind, {k: v for k, v in options.items() if k in opts.OPTIONS})
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
-    X = preprocessor.transform(train_rows)
+    X = preprocessor.transform(train_rows, kind.matrix_order)
     y = label_codes(train_rows[label], classes) if classes else (
         as_float(train_rows, label).to_numpy() if kind.supervised else None)
 
