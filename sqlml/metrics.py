@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import typing as t
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -38,16 +39,31 @@ def true_codes(model: "LoadedModel", data: pa.Table) -> np.ndarray:
     return np.asarray(codes, dtype=np.int64)
 
 
-def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = None) -> dict:
-    """One row of BigQuery's ML.EVALUATE metrics for ``data``."""
+@dataclass
+class Scored:
+    """A classifier's labelled rows scored once: the true class codes and the class probabilities.
+    The metrics, confusion matrix and ROC curve of the same rows share it (CREATE MODEL needs all three)."""
+
+    y: np.ndarray
+    probs: np.ndarray
+
+    @classmethod
+    def of(cls, model: "LoadedModel", data: pa.Table) -> "Scored":
+        data = labelled_rows(model, data)
+        return cls(true_codes(model, data), model.class_probabilities(data))
+
+
+def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = None,
+             scored: Scored | None = None) -> dict:
+    """One row of BigQuery's ML.EVALUATE metrics for ``data`` (already ``scored``, for a classifier)."""
     if model.kind.task == CLUSTERING:
         return clustering_metrics(model.features(data), model.estimator)
     data = labelled_rows(model, data)
     if data.num_rows == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
     if model.kind.task == CLASSIFICATION:
-        probs = model.class_probabilities(data)
-        return classification_metrics(true_codes(model, data), probs, model.decide(probs, threshold))
+        scored = scored or Scored.of(model, data)
+        return classification_metrics(scored.y, scored.probs, model.decide(scored.probs, threshold))
     y = pc.cast(data[model.label], pa.float64()).to_numpy()
     return regression_metrics(y, model.regression_values(data))
 
@@ -96,13 +112,12 @@ def clustering_metrics(X: np.ndarray, estimator: t.Any) -> dict:
     }
 
 
-def confusion_matrix(model: "LoadedModel", data: pa.Table, threshold: float | None = None) -> pa.Table:
+def confusion_matrix(model: "LoadedModel", data: pa.Table, threshold: float | None = None,
+                     scored: Scored | None = None) -> pa.Table:
     """ML.CONFUSION_MATRIX: ``expected_label`` and one count column per predicted class."""
     _require_classifier(model, "ML.CONFUSION_MATRIX")
-    data = labelled_rows(model, data)
-    probs = model.class_probabilities(data)
-    matrix = skm.confusion_matrix(true_codes(model, data), model.decide(probs, threshold),
-                                  labels=np.arange(len(model.classes)))
+    scored = scored or Scored.of(model, data)
+    matrix = skm.confusion_matrix(scored.y, model.decide(scored.probs, threshold), labels=np.arange(len(model.classes)))
     columns = {"expected_label": pa.array(model.classes, type=model.label_type)}
     for index, label in enumerate(model.classes):
         columns[sanitize(label)] = pa.array(matrix[:, index], type=pa.int64())
@@ -117,15 +132,15 @@ def sanitize(label: t.Any) -> str:
     return f"_{text}" if numeric or not text or text[0].isdigit() else text
 
 
-def roc_curve(model: "LoadedModel", data: pa.Table, thresholds: list[float] | None = None) -> pa.Table:
+def roc_curve(model: "LoadedModel", data: pa.Table, thresholds: list[float] | None = None,
+              scored: Scored | None = None) -> pa.Table:
     """ML.ROC_CURVE for a binary classifier, at the given thresholds or at score percentiles."""
     _require_classifier(model, "ML.ROC_CURVE")
     if len(model.classes) != 2:
         raise DataError("ML.ROC_CURVE needs a binary classifier; this model has "
                         f"{len(model.classes)} classes.")
-    data = labelled_rows(model, data)
-    scores = model.class_probabilities(data)[:, 1]
-    positive = true_codes(model, data) == 1
+    scored = scored or Scored.of(model, data)
+    scores, positive = scored.probs[:, 1], scored.y == 1
     if thresholds is None:
         thresholds = np.unique(np.quantile(scores, np.linspace(0, 1, 101)))[::-1]
     counts = threshold_counts(scores, positive, np.asarray(thresholds, dtype=np.float64))
