@@ -44,26 +44,29 @@ def user_errors(command: t.Callable) -> t.Callable:
 
 
 class Spinner:
-    """Shows elapsed time on stderr while a long statement (a CREATE MODEL) runs."""
+    """Shows elapsed time on stderr from a "Training…" message until "Trained…" or the statement's end.
+    Messages may come from two threads (the data checks run beside the fit): they are printed above
+    the spinner's line, which keeps turning."""
 
     def __init__(self, stream: t.TextIO = sys.stderr):
         self.stream = stream
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # one writer of the terminal line at a time
         self._thread: threading.Thread | None = None
-        self.message = ""
 
     def say(self, message: str) -> None:
-        self.clear()
-        click.echo(message, err=True)
-        if message.startswith("Training"):
-            self.message = message
-            self._start()
-        else:
+        if message.startswith("Trained"):
             self._halt()
+        with self._lock:
+            self._erase()
+            click.echo(message, err=True)
+        if message.startswith("Training"):
+            self._start()
 
     def _start(self) -> None:
         if not self.stream.isatty():
             return
+        self._halt()
         self._stop.clear()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -73,8 +76,9 @@ class Spinner:
         for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
             if self._stop.wait(0.2):
                 break
-            self.stream.write(f"\r{frame} training… {time.monotonic() - started:5.1f}s")
-            self.stream.flush()
+            with self._lock:
+                self.stream.write(f"\r{frame} training… {time.monotonic() - started:5.1f}s")
+                self.stream.flush()
 
     def _halt(self) -> None:
         if self._thread:
@@ -82,10 +86,14 @@ class Spinner:
             self._thread.join()
             self._thread = None
 
-    def clear(self) -> None:
-        self._halt()
+    def _erase(self) -> None:
         if self.stream.isatty():
             self.stream.write("\r\033[K")
+
+    def clear(self) -> None:
+        self._halt()
+        with self._lock:
+            self._erase()
 
 
 @click.group()

@@ -68,7 +68,7 @@ def column_stats(column: pa.ChunkedArray, name: str, float_distincts: bool = Tru
     row = {"column_name": name, "data_type": str(_value_type(column.type)), "row_count": rows, "null_count": nulls,
            "null_share": nulls / rows if rows else None,
            "distinct_count": pc.count_distinct(column, mode="only_valid").as_py()
-           if float_distincts or not floating else None,
+           if _numeric(column.type) and (float_distincts or not floating) else None,
            "min": None, "max": None, "mean": None, "stddev": None, "top_values": [], "findings": []}
     if _numeric(column.type):
         values = pc.cast(column, pa.float64())
@@ -78,6 +78,7 @@ def column_stats(column: pa.ChunkedArray, name: str, float_distincts: bool = Tru
     else:
         counts = pc.value_counts(pc.cast(column, pa.string())).to_pylist()
         ranked = sorted((vc for vc in counts if vc["values"] is not None), key=lambda vc: (-vc["counts"], vc["values"]))
+        row["distinct_count"] = len(ranked)
         row["top_values"] = [{"value": vc["values"], "count": vc["counts"]} for vc in ranked[:TOP_VALUES]]
     return row
 
@@ -263,9 +264,12 @@ def describe_data(call: "Call") -> pa.Table:
     return pa.Table.from_pylist(describe(call.input_table(), call.param("label_col")), schema=SCHEMA)
 
 
-def training_warnings(table: pa.Table, label: str | None, options: dict) -> list[str]:
-    """The findings of :func:`describe` on CREATE MODEL's training data, as warning messages. The label's
-    imbalance is left to :mod:`sqlml.imbalance`, which already warns (and knows about weights)."""
-    skip = [options.get("data_split_col"), options.get("instance_weight_col")]
-    rows = describe(table.drop_columns([c for c in skip if c in table.column_names]), label, float_distincts=False)
-    return [f["message"] for r in rows for f in r["findings"] if f["check"] != "label_imbalance"]
+def training_findings(table: pa.Table, label: str | None, skip: t.Iterable[str]) -> tuple[list[str], list[dict]]:
+    """CREATE MODEL's data checks: the findings of :func:`describe` as warning messages, and the statistics
+    rows they came from (ML.FEATURE_INFO reuses them). ``skip`` (the split and weight columns) are described
+    but not checked. The label's imbalance is left to :mod:`sqlml.imbalance`, which already warns (and knows
+    about weights)."""
+    skip = set(skip)
+    rows = describe(table, label, skip=skip, float_distincts=False)
+    return [f["message"] for r in rows if r["column_name"] not in skip
+            for f in r["findings"] if f["check"] != "label_imbalance"], rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import typing as t
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import log_loss, mean_squared_error
+from sklearn.metrics import mean_squared_error
 
 from . import baselines, describe, explain, imbalance, metrics, options as opts, sampling, storage
 from .errors import DataError, OptionError
@@ -75,8 +76,9 @@ def split_rows(table: pa.Table, options: dict, seed: int | None) -> Split:
     if method == "SEQ":
         order = np.asarray(pc.sort_indices(_column(table, options["data_split_col"], "data_split_col")))
         return Split(np.sort(order[: n - n_eval]), np.sort(order[n - n_eval:]))
-    shuffled = np.random.default_rng(seed).permutation(n)
-    return Split(np.sort(shuffled[n_eval:]), np.sort(shuffled[:n_eval]))
+    held_out = np.zeros(n, dtype=bool)  # drawing only the evaluation rows: no shuffle or sort of all n
+    held_out[np.random.default_rng(seed).choice(n, n_eval, replace=False, shuffle=False)] = True
+    return Split(np.flatnonzero(~held_out), np.flatnonzero(held_out))
 
 
 def _column(table: pa.Table, name: str, role: str) -> pa.ChunkedArray:
@@ -112,12 +114,12 @@ def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
 
 
 def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
-          split: Split | None = None, transform: dict | None = None, data_warnings: list[str] | None = None) -> dict:
+          split: Split | None = None, transform: dict | None = None, profile: "DataProfile | None" = None) -> dict:
     """Train a model on ``table`` and return the registry row to store (model bytes included).
     ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
     fit on the training split less a validation part (:mod:`sqlml.tuning`). ``transform`` is the fitted
     TRANSFORM clause (:mod:`sqlml.transform`) that made ``table``; it is stored in the model header.
-    ``data_warnings``: the data checks' findings when already known (tuning runs them once, not per trial)."""
+    ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial)."""
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
     if table.num_rows == 0:
@@ -128,21 +130,65 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
         table, classes = prepare_label(table, label, kind)
     split = split or split_rows(table, options, options.get("random_seed"))
     split, data_notes = sampling.limit_training_rows(split, table, label, classes, options)
-    if data_warnings is None:
-        data_warnings = describe.training_warnings(table, label, options)
-    data_notes += [f"Data check: {w}" for w in data_warnings]
     for note in data_notes:
         progress(note)
-    excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None,
-                options.get("instance_weight_col")}
-    features = [c for c in table.column_names if c not in excluded]
-    if not features:
-        raise DataError("The training query has no feature columns besides the label.")
+    features = feature_columns(table, label, options)
     train_rows = table.take(split.train)
     if train_rows.num_rows == 0:
         raise DataError("The data split left zero training rows; lower data_split_eval_fraction.")
     eval_rows = table.take(split.eval) if split.eval is not None else train_rows
 
+    # The data checks and ML.FEATURE_INFO's statistics read only the query's rows: they run in a thread
+    # beside the preprocessing, the fit and the evaluation (Arrow kernels and sklearn release the GIL),
+    # and are joined last. Done one after the other, they would add ~0.5 s per million rows.
+    with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside_the_fit:
+        profiling = beside_the_fit.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
+        preprocessor, estimator, X, y, target_scale, fit_notes = _preprocess_and_fit(
+            kind, options, name, train_rows, features, label, classes, progress)
+        duration = time.perf_counter() - started
+        progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
+
+        header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes,
+                  "label_type": label_type_name(table.schema.field(label).type) if label else "float",
+                  "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
+        blob = storage.dumps(estimator, header)
+        info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=header["label_type"],
+                            options=options, input_schema=annotate_schema(
+                                [{"name": f, "type": str(table.schema.field(f).type)} for f in features], transform),
+                            metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
+                            training_rows=len(split.train), eval_rows=0, query=query, created_at=None,
+                            fingerprint=storage.fingerprint(blob))
+        model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[header["label_type"]], target_scale)
+        scored = metrics.Scored.of(model, eval_rows) if kind.task == CLASSIFICATION else None  # once for all three
+        evaluation = metrics.evaluate(model, eval_rows, scored=scored)
+        baseline = baselines.at_training(model, train_rows, eval_rows)
+        eval_tables = evaluation_tables(model, eval_rows, scored)
+        profile = profiling.result()
+    return {
+        "name": name,
+        "model_type": kind.name,
+        "label": label,
+        "label_type": header["label_type"],
+        "options": options,
+        "input_schema": info.input_schema,
+        "training_rows": len(split.train),
+        "eval_rows": eval_rows.num_rows,
+        "metrics": {**evaluation, **baseline},
+        "eval_tables": eval_tables,
+        "feature_info": profile.feature_info,
+        "training_info": training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y),
+        "library_versions": {"sklearn": sklearn.__version__, "pyarrow": pa.__version__, "sqlml": _version()},
+        "query": query,
+        "fingerprint": info.fingerprint,
+        "model": blob,
+    }
+
+
+def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: pa.Table, features: list[str],
+                        label: str | None, classes: list | None, progress: t.Callable[[str], None]) -> tuple:
+    """Fit the preprocessing and the estimator on the training rows. Returns the preprocessor, the
+    estimator, the training matrix and labels as they really are (before weights or resampling), the
+    target scaling and the notes for ML.TRAINING_INFO."""
     preprocessor = Preprocessor.fit(train_rows, features, kind.encoding, kind.standardize)
     estimator = build_estimator(kind, {k: v for k, v in options.items() if k in opts.OPTIONS})
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
@@ -158,49 +204,55 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     # Weights and resampling change only what is fitted; X and y stay the real training rows.
     X_fit, y_fit, sample_weight, notes = imbalance.prepare(options, classes, label, train_rows, X, y,
                                                            preprocessor.categorical_mask, progress)
-
     progress(f"Training {kind.name} '{name}' on {X_fit.shape[0]:,} rows × {X_fit.shape[1]} features…")
-    fit_warnings = _fit(estimator, X_fit, y_fit, sample_weight) + notes + data_notes
-    duration = time.perf_counter() - started
-    progress(f"Trained '{name}' in {duration:.1f} s ({X_fit.shape[0]:,} rows).")
-
-    header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes,
-              "label_type": label_type_name(table.schema.field(label).type) if label else "float",
-              "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
-    blob = storage.dumps(estimator, header)
-    info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=header["label_type"], options=options,
-                        input_schema=annotate_schema([{"name": f, "type": str(table.schema.field(f).type)} for f in features], transform),
-                        metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={}, training_rows=len(split.train),
-                        eval_rows=0, query=query, created_at=None, fingerprint=storage.fingerprint(blob))
-    model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[header["label_type"]], target_scale)
-    evaluation = metrics.evaluate(model, eval_rows)
-    return {
-        "name": name,
-        "model_type": kind.name,
-        "label": label,
-        "label_type": header["label_type"],
-        "options": options,
-        "input_schema": info.input_schema,
-        "training_rows": len(split.train),
-        "eval_rows": eval_rows.num_rows,
-        "metrics": {**evaluation, **baselines.at_training(model, train_rows, eval_rows)},
-        "eval_tables": evaluation_tables(model, eval_rows),
-        "feature_info": feature_info(table, features),
-        "training_info": training_info(estimator, duration, fit_warnings, X, y),
-        "library_versions": {"sklearn": sklearn.__version__, "pyarrow": pa.__version__, "sqlml": _version()},
-        "query": query,
-        "fingerprint": info.fingerprint,
-        "model": blob,
-    }
+    return preprocessor, estimator, X, y, target_scale, _fit(estimator, X_fit, y_fit, sample_weight) + notes
 
 
-def evaluation_tables(model: LoadedModel, eval_rows: pa.Table) -> dict:
+@dataclass
+class DataProfile:
+    """What CREATE MODEL learns about the training query apart from the model: the data checks' findings
+    (as ML.TRAINING_INFO notes) and ML.FEATURE_INFO's rows."""
+
+    notes: list[str]
+    feature_info: list[dict]
+
+
+def feature_columns(table: pa.Table, label: str | None, options: dict) -> list[str]:
+    """The query's columns the model learns from: all but the label, the CUSTOM split flag and the weights."""
+    excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None,
+                options.get("instance_weight_col")}
+    features = [c for c in table.column_names if c not in excluded]
+    if not features:
+        raise DataError("The training query has no feature columns besides the label.")
+    return features
+
+
+def profile_data(table: pa.Table, label: str | None, options: dict, features: list[str],
+                 known: DataProfile | None = None) -> DataProfile:
+    """The data checks and column statistics of the training query (``known`` when already computed)."""
+    if known is not None:
+        return known
+    found, statistics = describe.training_findings(
+        table, label, [options.get("data_split_col"), options.get("instance_weight_col")])
+    return DataProfile([f"Data check: {w}" for w in found], feature_info(table, features, statistics))
+
+
+def _profile_beside_the_fit(table: pa.Table, label: str | None, options: dict, features: list[str],
+                            known: DataProfile | None, progress: t.Callable[[str], None]) -> DataProfile:
+    """:func:`profile_data` for the thread beside the fit, announcing each finding as soon as it is known."""
+    profile = profile_data(table, label, options, features, known)
+    for note in profile.notes:
+        progress(note)
+    return profile
+
+
+def evaluation_tables(model: LoadedModel, eval_rows: pa.Table, scored: metrics.Scored | None) -> dict:
     """The confusion matrix and ROC curve of the evaluation split, for ML.* calls without data."""
     if model.kind.task != CLASSIFICATION:
         return {}
-    tables = {"confusion_matrix": metrics.confusion_matrix(model, eval_rows).to_pylist()}
+    tables = {"confusion_matrix": metrics.confusion_matrix(model, eval_rows, scored=scored).to_pylist()}
     if len(model.classes) == 2:
-        tables["roc_curve"] = metrics.roc_curve(model, eval_rows).to_pylist()
+        tables["roc_curve"] = metrics.roc_curve(model, eval_rows, scored=scored).to_pylist()
     return tables
 
 
@@ -213,25 +265,25 @@ def _fit(estimator: t.Any, X: np.ndarray, y: np.ndarray | None, sample_weight: n
     return sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)})
 
 
-def feature_info(table: pa.Table, features: list[str]) -> list[dict]:
-    """ML.FEATURE_INFO rows: BigQuery's statistics of each input column over the training query.
-    The median comes from numpy's selection (exact, and ~50× cheaper than Arrow's t-digest here)."""
+def feature_info(table: pa.Table, features: list[str], statistics: list[dict]) -> list[dict]:
+    """ML.FEATURE_INFO rows: BigQuery's statistics of each input column over the training query, taken
+    from the data checks' ``statistics`` rows. The median comes from numpy's selection (exact, and ~50×
+    cheaper than Arrow's t-digest here)."""
+    by_name = {row["column_name"]: row for row in statistics}
     rows = []
     for name in features:
-        column = table[name]
-        row = {"input": name, "min": None, "max": None, "mean": None, "median": None, "stddev": None,
-               "category_count": None, "null_count": column.null_count}
-        if column_kind(name, column.type) == "numeric":
-            values = pc.cast(column, pa.float64())
-            bounds = pc.min_max(values).as_py()
-            present = values.drop_null().to_numpy() if values.null_count else values.to_numpy()
-            row.update(min=bounds["min"], max=bounds["max"], mean=pc.mean(values).as_py(),
-                       median=float(np.median(present)) if len(present) else None,
-                       stddev=pc.stddev(values, ddof=1).as_py())
-        else:
-            row["category_count"] = pc.count_distinct(column, mode="only_valid").as_py()
-        rows.append(row)
+        stats = by_name[name]
+        numeric = column_kind(name, table.schema.field(name).type) == "numeric"
+        rows.append({"input": name, "min": stats["min"], "max": stats["max"], "mean": stats["mean"],
+                     "median": _median(table[name]) if numeric else None, "stddev": stats["stddev"],
+                     "category_count": None if numeric else stats["distinct_count"], "null_count": stats["null_count"]})
     return rows
+
+
+def _median(column: pa.ChunkedArray) -> float | None:
+    values = pc.cast(column, pa.float64())
+    present = values.drop_null().to_numpy() if values.null_count else values.to_numpy()
+    return float(np.median(present)) if len(present) else None
 
 
 def training_info(estimator: t.Any, duration: float, notes: list[str], X: np.ndarray, y: np.ndarray | None) -> list[dict]:
@@ -259,9 +311,14 @@ def _staged_losses(estimator: t.Any, X: np.ndarray, y: np.ndarray) -> list[float
     X, y = X[:LOSS_SAMPLE_ROWS], y[:LOSS_SAMPLE_ROWS]
     with thread_limit(len(X)):  # one small predict per stage: thread start-up would dominate
         if hasattr(estimator, "predict_proba"):
-            labels = np.arange(len(estimator.classes_))
-            return [float(log_loss(y, p, labels=labels)) for p in estimator.staged_predict_proba(X)]
+            return [_log_loss(y, p) for p in estimator.staged_predict_proba(X)]
         return [float(mean_squared_error(y, p)) / 2 for p in estimator.staged_predict(X)]  # HGB's half squared error
+
+
+def _log_loss(y: np.ndarray, probs: np.ndarray) -> float:
+    """sklearn.metrics.log_loss for class codes ``y``, without its input checks (run once per boosting stage)."""
+    eps = np.finfo(probs.dtype).eps
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], eps, 1 - eps)).mean())
 
 
 def _loss_curve(estimator: t.Any) -> list[float | None]:

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn import metrics as skm
 
-from . import baselines, describe, metrics, options as opts, training
+from . import baselines, metrics, options as opts, training
 from .errors import DataError, OptionError, SqlmlError
 from .models import CLASSIFICATION, CLUSTERING, MODEL_KINDS, REGRESSION, ModelKind
 from .preprocess import column_kind
@@ -192,8 +192,9 @@ def train(table: pa.Table, raw: dict, name: str, query: str, progress: t.Callabl
                           f"choose one of: {', '.join(OBJECTIVES[kind.task])}.")
     split = training.split_rows(table, the_plan.fixed, the_plan.fixed.get("random_seed"))
     fit, validation = validation_rows(table, split, the_plan.fixed)
-    # The data checks look at the whole training query: run them once, not once per trial.
-    train_args = {"data_warnings": describe.training_warnings(table, label, the_plan.fixed), **train_args}
+    # The data checks and column statistics look at the whole training query: once, not once per trial.
+    features = training.feature_columns(table, label, the_plan.fixed)
+    train_args = {"profile": training.profile_data(table, label, the_plan.fixed, features), **train_args}
     runner = _Runner(the_plan, objective, table, training.Split(fit, split.eval), table.take(validation),
                      name, query, progress, train_args)
     runner.run()

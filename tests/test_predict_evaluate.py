@@ -228,6 +228,18 @@ def test_feature_info_and_training_info(penguins):
     assert training.loss.is_monotonic_decreasing
 
 
+def test_boosted_training_loss_per_iteration_equals_sklearn_log_loss(penguins):
+    """Without early stopping HGB records no loss; sqlml measures each stage on the first training rows."""
+    penguins.sql("""CREATE MODEL c OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['species'],
+                    max_iterations = 6, early_stop = FALSE, data_split_method = 'NO_SPLIT') AS SELECT * FROM penguins""")
+    model = penguins.executor.load("c")
+    rows = penguins.duckdb.sql("SELECT * FROM penguins").to_arrow_table()
+    y = np.searchsorted(model.classes, rows["species"].to_pylist())
+    expected = [skm.log_loss(y, p, labels=[0, 1, 2]) for p in model.estimator.staged_predict_proba(model.features(rows))]
+    losses = penguins.sql("SELECT loss FROM ML.TRAINING_INFO(MODEL c) ORDER BY iteration").fetchall()
+    assert [loss for (loss,) in losses] == pytest.approx(expected, rel=1e-12)
+
+
 def test_altered_threshold_reaches_views_and_does_not_leak_between_callers(flights):
     flights.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS SELECT * FROM flights")
     flights.sql("CREATE VIEW v AS SELECT predicted_is_late, predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL m, TABLE flights)")
