@@ -8,7 +8,8 @@ result as the statement's relation, (2) also fetch it back as Arrow, (3) write i
 (4) score lazily through a view. The floor for training is ``fit`` of the same estimator on the
 prepared matrix of the very rows CREATE MODEL trains on (its training split), in the layout the
 estimator reads; CREATE MODEL adds reading the query, the split, preprocessing, the data checks and
-column statistics, evaluation against baselines, signing and storing. Ratios are best-of-``repeat``.
+column statistics, evaluation against baselines, signing and storing. Ratios are best-of-``repeat``,
+each round running the floor and sqlml's forms one after the other.
 
 Before measuring, the script touches a few GB of memory once: on a fresh virtual machine the first
 touch of memory costs ~1.5 s per GB (the host backs the pages), which would land on whichever side
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import typing as t
 
 os.environ.setdefault("SQLML_SECRET_KEY", "benchmark")
 
@@ -40,13 +42,17 @@ LONG_FITS = {
 WARM_MEMORY_GB = 6
 
 
-def best(action, repeat: int) -> float:
-    times = []
+def best_of(repeat: int, **actions: t.Callable[[], object]) -> dict[str, float]:
+    """Best time of each action over ``repeat`` rounds. Each round runs every action once, so a floor
+    and what is compared with it see the same state of a noisy machine (drifts of ±20 % between
+    minutes were seen on this 2-core VM)."""
+    times: dict[str, list[float]] = {name: [] for name in actions}
     for _ in range(repeat):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
+        for name, action in actions.items():
+            started = time.perf_counter()
+            action()
+            times[name].append(time.perf_counter() - started)
+    return {name: min(seconds) for name, seconds in times.items()}
 
 
 def make_data(conn: sqlml.Connection, rows: int) -> None:
@@ -75,7 +81,8 @@ def bench_training(conn: sqlml.Connection, name: str, options: str, repeat: int)
 
     def bare_fit():
         model.estimator.__class__(**model.estimator.get_params()).fit(X, y)
-    fit_time, train_time = best(bare_fit, repeat), best(lambda: conn.sql(create), repeat)
+    times = best_of(repeat, fit=bare_fit, create=lambda: conn.sql(create))
+    fit_time, train_time = times["fit"], times["create"]
     print(f"{name} — training: bare fit on the {len(y):,} prepared training rows {fit_time:6.2f}s | CREATE MODEL "
           f"{train_time:6.2f}s  {train_time / fit_time:5.2f}x  ({train_time - fit_time:+.2f}s)")
 
@@ -84,19 +91,20 @@ def bench_scoring(conn: sqlml.Connection, name: str, rows: int, repeat: int) -> 
     """ML.PREDICT of the model ``name`` in four forms against predict_proba on the encoded matrix."""
     model = conn.executor.load(name)
     X = model.features(conn.duckdb.sql("SELECT * FROM data").to_arrow_table())
-    floor_time = best(lambda: model.estimator.predict_proba(X), repeat)
     query = f"SELECT * FROM ML.PREDICT(MODEL {name}, TABLE data)"
-    computed = best(lambda: conn.sql(query), repeat)
-    fetched = best(lambda: conn.sql(query).to_arrow_table(), repeat)
-    ctas = best(lambda: conn.sql(f"CREATE OR REPLACE TABLE scored AS {query}"), repeat)
     conn.sql(f"CREATE OR REPLACE VIEW lazy AS {query}")
-    lazy = best(lambda: conn.duckdb.sql("SELECT * FROM lazy").to_arrow_table(), repeat)
+    times = best_of(repeat, floor=lambda: model.estimator.predict_proba(X),
+                    computed=lambda: conn.sql(query),
+                    fetched=lambda: conn.sql(query).to_arrow_table(),
+                    ctas=lambda: conn.sql(f"CREATE OR REPLACE TABLE scored AS {query}"),
+                    lazy=lambda: conn.duckdb.sql("SELECT * FROM lazy").to_arrow_table())
+    floor_time = times["floor"]
     print(f"{name} — scoring {rows:,} rows, 10 numbers + 2 strings of 20 levels")
     print(f"  numpy floor: predict_proba on the encoded matrix      {floor_time:7.3f}s")
-    for label, seconds in [("ML.PREDICT, scored and registered (conn.sql)", computed),
-                           ("ML.PREDICT, then fetched as Arrow", fetched),
-                           ("CREATE TABLE … AS SELECT * FROM ML.PREDICT", ctas),
-                           ("view over ML.PREDICT (Arrow UDF, 2,048 rows/call)", lazy)]:
+    for label, seconds in [("ML.PREDICT, scored and registered (conn.sql)", times["computed"]),
+                           ("ML.PREDICT, then fetched as Arrow", times["fetched"]),
+                           ("CREATE TABLE … AS SELECT * FROM ML.PREDICT", times["ctas"]),
+                           ("view over ML.PREDICT (Arrow UDF, 2,048 rows/call)", times["lazy"])]:
         print(f"  {label:52s} {seconds:7.3f}s  {seconds / floor_time:5.2f}x  {rows / seconds / 1e6:5.1f} M rows/s")
 
 

@@ -134,12 +134,11 @@ def imbalance_finding(column: pa.ChunkedArray, label: str) -> dict | None:
 
 def leakage_findings(table: pa.Table, label: str, features: list[str], task: str, seed: int = 0) -> dict[str, dict]:
     """Features that alone predict the label almost perfectly on held-out rows, by name."""
-    present = table.filter(pc.is_valid(table[label]))
-    if present.num_rows < 20:
+    labelled = np.flatnonzero(pc.is_valid(table[label])) if table[label].null_count else np.arange(table.num_rows)
+    if len(labelled) < 20:
         return {}
-    rng = np.random.default_rng(seed)
-    rows = rng.permutation(present.num_rows)[:LEAK_SAMPLE_ROWS]
-    sample = present.take(pa.array(rows))
+    rows = np.random.default_rng(seed).choice(labelled, min(len(labelled), LEAK_SAMPLE_ROWS), replace=False)
+    sample = table.take(pa.array(rows))  # only the sampled rows are copied
     half = sample.num_rows // 2
     y = _label_values(sample[label], task)
     found = {}
