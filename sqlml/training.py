@@ -114,7 +114,7 @@ def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
 
 
 def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
-          split: Split | None = None, transform: dict | None = None, profile: "DataProfile | None" = None) -> dict:
+          split: Split | None = None, transform: dict | None = None, profile: DataProfile | None = None) -> dict:
     """Train a model on ``table`` and return the registry row to store (model bytes included).
     ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
     fit on the training split less a validation part (:mod:`sqlml.tuning`). ``transform`` is the fitted
