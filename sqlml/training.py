@@ -227,11 +227,8 @@ def feature_columns(table: pa.Table, label: str | None, options: dict) -> list[s
     return features
 
 
-def profile_data(table: pa.Table, label: str | None, options: dict, features: list[str],
-                 known: DataProfile | None = None) -> DataProfile:
-    """The data checks and column statistics of the training query (``known`` when already computed)."""
-    if known is not None:
-        return known
+def profile_data(table: pa.Table, label: str | None, options: dict, features: list[str]) -> DataProfile:
+    """The data checks and column statistics of the training query."""
     found, statistics = describe.training_findings(
         table, label, [options.get("data_split_col"), options.get("instance_weight_col")])
     return DataProfile([f"Data check: {w}" for w in found], feature_info(table, features, statistics))
@@ -239,8 +236,9 @@ def profile_data(table: pa.Table, label: str | None, options: dict, features: li
 
 def _profile_beside_the_fit(table: pa.Table, label: str | None, options: dict, features: list[str],
                             known: DataProfile | None, progress: t.Callable[[str], None]) -> DataProfile:
-    """:func:`profile_data` for the thread beside the fit, announcing each finding as soon as it is known."""
-    profile = profile_data(table, label, options, features, known)
+    """:func:`profile_data` (unless ``known``) for the thread beside the fit, announcing each finding as
+    soon as it is known."""
+    profile = known or profile_data(table, label, options, features)
     for note in profile.notes:
         progress(note)
     return profile
