@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
@@ -76,14 +77,16 @@ class Explanation:
         return np.abs(self.prediction - (self.baseline + self.attributions.sum(axis=1)))
 
 
-def background(X: np.ndarray, encoding: str) -> dict | None:
+def background(X: np.ndarray | sp.csr_matrix, encoding: str) -> dict | None:
     """What explanations need from the training rows, kept in the model header: the mean encoded
     row (linear models' reference point) and a seeded sample (sampled explainers' background).
     Trees need neither: Tree SHAP uses the node counts stored in the trees."""
-    if encoding != "onehot" or len(X) == 0:
+    if encoding != "onehot" or X.shape[0] == 0:
         return None
-    rows = np.random.default_rng(SEED).choice(len(X), min(len(X), BACKGROUND_ROWS), replace=False)
-    return {"mean": X.mean(axis=0).tolist(), "sample": X[np.sort(rows)].tolist()}
+    rows = np.random.default_rng(SEED).choice(X.shape[0], min(X.shape[0], BACKGROUND_ROWS), replace=False)
+    sample = X[np.sort(rows)]
+    return {"mean": np.asarray(X.mean(axis=0)).ravel().tolist(),  # CSR's mean is a 1 × n np.matrix
+            "sample": (sample.toarray() if sp.issparse(sample) else sample).tolist()}
 
 
 def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None, engine=None) -> Explanation:

@@ -57,6 +57,10 @@ class ModelKind:
     #: (lbfgs, k-means) or reads rows (MLP mini-batches); "F" where it reads column by column (trees,
     #: coordinate descent). A matching layout saves a copy of the whole matrix at fit time.
     matrix_order: str = "F"
+    #: Fit on a CSR matrix when one-hot columns make the matrix mostly zeros (see
+    #: :meth:`~sqlml.preprocess.Preprocessor.sparse_pays`): lbfgs then reads ~3× fewer bytes per pass.
+    #: Only where the solver is the same on sparse input (not LinearRegression's lstsq → lsqr switch).
+    sparse_fit: bool = False
 
     @property
     def supervised(self) -> bool:
@@ -130,7 +134,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
     for kind in (
         ModelKind("linear_reg", REGRESSION, _linear_reg, "onehot", True, {"max_iterations": 1000}),
         ModelKind("logistic_reg", CLASSIFICATION, _logistic_reg, "onehot", True, {"max_iterations": 1000},
-                  matrix_order="C"),
+                  matrix_order="C", sparse_fit=True),
         ModelKind("boosted_tree_classifier", CLASSIFICATION, _boosted(HistGradientBoostingClassifier),
                   "ordinal", False, _BOOSTED_DEFAULTS),
         ModelKind("boosted_tree_regressor", REGRESSION, _boosted(HistGradientBoostingRegressor),

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import scipy.sparse as sp
 
 from .errors import DataError
 
 MAX_CATEGORIES = 254  # HistGradientBoosting's native categorical limit, used for every model type
 ROW_TILE = 16_384  # rows written at a time by Preprocessor.transform (a tile of 50 float64 columns is 6 MB)
+SPARSE_DENSITY = 0.3  # at most this share of nonzeros per row, a CSR matrix pays (ColumnTransformer's threshold)
 
 
 def column_kind(name: str, dtype: pa.DataType) -> str:
@@ -116,6 +118,33 @@ class Preprocessor:
                 self._write(c, values[rows], X[rows, position:position + self.width(c)])
                 position += self.width(c)
         return X
+
+    def sparse_pays(self) -> bool:
+        """Whether the one-hot matrix is sparse enough for CSR: each input column sets at most one entry
+        of its block, so a row has at most ``len(columns)`` nonzeros."""
+        width = sum(self.width(c) for c in self.columns)
+        return self.encoding == "onehot" and len(self.columns) <= SPARSE_DENSITY * width
+
+    def transform_sparse(self, table: pa.Table) -> sp.csr_matrix:
+        """The one-hot feature matrix of :meth:`transform` as CSR, one stored entry per input column and
+        row (an unseen category stores an explicit zero, so every row has the same number of entries).
+        Written tile by tile of ``ROW_TILE`` rows, like :meth:`transform`."""
+        self.check_columns(table)
+        rows, per_row = table.num_rows, len(self.columns)
+        index_type = np.int32 if rows * per_row < 2**31 else np.int64
+        data, indices = np.empty((rows, per_row)), np.empty((rows, per_row), dtype=index_type)
+        offsets = np.cumsum([0] + [self.width(c) for c in self.columns])
+        encoded = [self.numeric(c, table) if c["kind"] == "numeric" else self.codes(c, table) for c in self.columns]
+        for start in range(0, rows, ROW_TILE):
+            tile = slice(start, start + ROW_TILE)
+            for j, (c, values) in enumerate(zip(self.columns, encoded)):
+                if c["kind"] == "numeric":
+                    data[tile, j], indices[tile, j] = values[tile], offsets[j]
+                else:
+                    codes = values[tile]
+                    data[tile, j], indices[tile, j] = codes >= 0, offsets[j] + np.maximum(codes, 0)
+        indptr = np.arange(0, rows * per_row + 1, per_row, dtype=index_type)
+        return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(rows, offsets[-1]))
 
     def check_columns(self, table: pa.Table) -> None:
         """Every input column the model was trained on must be there; name all that are not."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import scipy.sparse as sp
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import mean_squared_error
@@ -193,7 +194,7 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     estimator = build_estimator(kind, {k: v for k, v in options.items() if k in opts.OPTIONS})
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
-    X = preprocessor.transform(train_rows, kind.matrix_order)
+    X = training_matrix(preprocessor, kind, train_rows)
     y = label_codes(train_rows[label], classes) if classes else (
         as_float(train_rows, label).to_numpy() if kind.supervised else None)
 
@@ -206,6 +207,14 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
                                                            preprocessor.categorical_mask, progress)
     progress(f"Training {kind.name} '{name}' on {X_fit.shape[0]:,} rows × {X_fit.shape[1]} features…")
     return preprocessor, estimator, X, y, target_scale, _fit(estimator, X_fit, y_fit, sample_weight) + notes
+
+
+def training_matrix(preprocessor: Preprocessor, kind: ModelKind, rows: pa.Table) -> np.ndarray | sp.csr_matrix:
+    """The matrix the estimator is fitted on: CSR where the kind's solver gains from it and the one-hot
+    columns make the matrix mostly zeros, else dense in the layout the estimator reads."""
+    if kind.sparse_fit and preprocessor.sparse_pays():
+        return preprocessor.transform_sparse(rows)
+    return preprocessor.transform(rows, kind.matrix_order)
 
 
 @dataclass

@@ -66,6 +66,37 @@ def test_logistic_probabilities_equal_sklearn_pipeline_row_by_row(penguins):
     assert [p["label"] for p in ours.predicted_species_probs[0]] == ["Adelie", "Chinstrap", "Gentoo"]
 
 
+FLIGHT_NUMBERS = ["month", "day", "dep_delay", "sched_dep_time", "distance", "hour"]
+FLIGHT_CATEGORIES = ["carrier", "origin", "dest"]
+
+
+def test_logistic_on_mostly_one_hot_data_equals_sklearns_sparse_pipeline(flights):
+    """Nine columns become ~130 features, 93 % zeros: sqlml fits on CSR, as scikit-learn's own
+    ColumnTransformer does at this density, and must land on the same model."""
+    flights.sql("""CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late'], l2_reg = 1.0,
+                   data_split_method = 'NO_SPLIT') AS SELECT * FROM flights WHERE month <= 6""")
+    frame = flights.sql("SELECT * FROM flights WHERE month <= 6").df()
+    pre = ColumnTransformer([("num", StandardScaler(), FLIGHT_NUMBERS),
+                             ("cat", OneHotEncoder(handle_unknown="ignore"), FLIGHT_CATEGORIES)])
+    pipeline = make_pipeline(pre, LogisticRegression(C=1.0, max_iter=1000)).fit(frame, frame.is_late)
+    assert pipeline[0].sparse_output_  # the floor this matches is the sparse one
+    ours = flights.sql("SELECT predicted_is_late_probs FROM ML.PREDICT(MODEL m, (SELECT * FROM flights WHERE month <= 6))").df()
+    np.testing.assert_allclose([probs[1]["prob"] for probs in ours.predicted_is_late_probs],
+                               pipeline.predict_proba(frame)[:, 1], atol=1e-6)
+
+
+def test_sparse_matrix_equals_the_dense_one_with_nulls_and_unseen_categories(flights):
+    from sqlml.preprocess import Preprocessor
+    training = flights.duckdb.sql("SELECT * EXCLUDE (is_late) FROM flights WHERE month <= 6").to_arrow_table()
+    prep = Preprocessor.fit(training, FLIGHT_NUMBERS + FLIGHT_CATEGORIES, "onehot", True)
+    assert prep.sparse_pays()
+    later = flights.duckdb.sql("""SELECT * REPLACE (IF(day = 1, NULL, dep_delay) AS dep_delay,
+                                                    IF(hour = 6, 'XX', carrier) AS carrier, IF(hour = 7, NULL, dest) AS dest)
+                                  FROM flights WHERE month > 6""").to_arrow_table()
+    assert later["dep_delay"].null_count and later["dest"].null_count and "XX" in later["carrier"].to_pylist()
+    np.testing.assert_array_equal(prep.transform_sparse(later).toarray(), prep.transform(later))
+
+
 def test_unseen_category_contributes_nothing(penguins):
     penguins.sql("""CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
                     AS SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL""")
