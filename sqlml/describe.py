@@ -9,7 +9,7 @@ One row per column: type, counts, null share, distinct count, numeric summary or
 * identifier-like column: a string or integer unique on every row (a model memorizes it);
 * label imbalance (the same threshold as :mod:`sqlml.imbalance`);
 * likely label leakage: one feature alone predicts the label almost perfectly on held-out rows
-  (a depth-``LEAK_TREE_DEPTH`` tree for numbers, per-value label rates for categories, on at most
+  (a depth-``LEAK_TREE_DEPTH`` tree for numbers, per-value label rates for other values, on at most
   ``LEAK_SAMPLE_ROWS`` sampled rows), or equals the label under another name.
 
 Statistics are exact over all rows (Arrow kernels); only the leakage check samples.
@@ -27,6 +27,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from . import imbalance
 from .errors import DataError
+from .preprocess import as_categories, category_counts
 
 if t.TYPE_CHECKING:
     from .functions import Call
@@ -76,10 +77,9 @@ def column_stats(column: pa.ChunkedArray, name: str, float_distincts: bool = Tru
         row.update(min=bounds["min"], max=bounds["max"], mean=pc.mean(values).as_py(),
                    stddev=pc.stddev(values, ddof=1).as_py())
     else:
-        counts = pc.value_counts(pc.cast(column, pa.string())).to_pylist()
-        ranked = sorted((vc for vc in counts if vc["values"] is not None), key=lambda vc: (-vc["counts"], vc["values"]))
+        ranked = sorted(((v, n) for v, n in category_counts(column) if v is not None), key=lambda vc: (-vc[1], vc[0]))
         row["distinct_count"] = len(ranked)
-        row["top_values"] = [{"value": vc["values"], "count": vc["counts"]} for vc in ranked[:TOP_VALUES]]
+        row["top_values"] = [{"value": value, "count": count} for value, count in ranked[:TOP_VALUES]]
     return row
 
 
@@ -137,9 +137,11 @@ def leakage_findings(table: pa.Table, label: str, features: list[str], task: str
     labelled = np.flatnonzero(pc.is_valid(table[label])) if table[label].null_count else np.arange(table.num_rows)
     if len(labelled) < 20:
         return {}
-    rows = np.random.default_rng(seed).choice(labelled, min(len(labelled), LEAK_SAMPLE_ROWS), replace=False)
-    sample = table.take(pa.array(rows))  # only the sampled rows are copied
-    half = sample.num_rows // 2
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(labelled, min(len(labelled), LEAK_SAMPLE_ROWS), replace=False))
+    sample = table.take(pa.array(rows))  # only the sampled rows are copied, in table order (a faster take)
+    fitting = np.zeros(sample.num_rows, dtype=bool)  # a random half to learn from, the rest to score on
+    fitting[rng.permutation(sample.num_rows)[: sample.num_rows // 2]] = True
     y = _label_values(sample[label], task)
     found = {}
     for name in features:
@@ -149,7 +151,7 @@ def leakage_findings(table: pa.Table, label: str, features: list[str], task: str
                 f"'{name}' equals the label '{label}' on every sampled row: it is the label under another name. "
                 "Remove it from the features.")}
             continue
-        score = _single_feature_score(column, y, half, task)
+        score = _single_feature_score(column, y, fitting, task)
         if score is not None and score >= LEAK_SCORE[task]:
             metric = {"binary": "ROC AUC", "multiclass": "balanced accuracy", "regression": "R²"}[task]
             found[name] = {"check": "label_leakage", "message": (
@@ -163,62 +165,60 @@ def leakage_findings(table: pa.Table, label: str, features: list[str], task: str
 def _label_values(column: pa.ChunkedArray, task: str) -> np.ndarray:
     if task == "regression":
         return pc.cast(column, pa.float64()).to_numpy()
-    text = pc.cast(column, pa.string()).to_numpy(zero_copy_only=False)
-    return np.unique(text, return_inverse=True)[1]
+    return _value_codes(column)
 
 
 def _identical(column: pa.ChunkedArray, label: pa.ChunkedArray) -> bool:
+    as_type = pa.float64() if _numeric(column.type) and _numeric(label.type) else pa.string()
     try:
-        equal = pc.equal(pc.cast(column, pa.string()), pc.cast(label, pa.string()))
+        equal = pc.equal(pc.cast(column, as_type), pc.cast(label, as_type))
     except pa.ArrowInvalid:
         return False
     return bool(pc.all(pc.fill_null(equal, False)).as_py())
 
 
-def _single_feature_score(column: pa.ChunkedArray, y: np.ndarray, half: int, task: str) -> float | None:
-    """How well this one feature predicts ``y`` on the second half when fitted on the first."""
-    if _numeric(column.type):
-        x = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(float)[:, None]
-        x[~np.isfinite(x)] = np.nan  # infinity is refused later, by name, by the preprocessing
-        model = (DecisionTreeRegressor if task == "regression" else DecisionTreeClassifier)(
-            max_depth=LEAK_TREE_DEPTH, random_state=0)
-        model.fit(x[:half], y[:half])
-        if task == "regression":  # a rescaled copy of the label needs more than a shallow tree's steps
-            r2 = _score(y[half:], model.predict(x[half:]), task)
-            return max(r2 if r2 is not None else -np.inf, _squared_correlation(x[:, 0], y)) if r2 is not None else None
-        prediction = _full_proba(model.predict_proba(x[half:]), model.classes_, int(y.max()) + 1)
-    else:
-        prediction = _per_value(pc.cast(column, pa.string()).to_numpy(zero_copy_only=False), y, half, task)
-    return _score(y[half:], prediction, task)
+def _single_feature_score(column: pa.ChunkedArray, y: np.ndarray, fitting: np.ndarray, task: str) -> float | None:
+    """How well this one feature predicts ``y`` on the held-out rows when learned on the ``fitting`` rows:
+    numbers through a depth-``LEAK_TREE_DEPTH`` tree (it places its thresholds where the label changes),
+    other values through the label's mean or class shares per value."""
+    if not _numeric(column.type):
+        return _score(y[~fitting], _learned_per_value(_value_codes(column), y, fitting, task), task)
+    x = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(float)[:, None]
+    x[~np.isfinite(x)] = np.nan  # infinity is refused later, by name, by the preprocessing
+    model = (DecisionTreeRegressor if task == "regression" else DecisionTreeClassifier)(
+        max_depth=LEAK_TREE_DEPTH, random_state=0).fit(x[fitting], y[fitting])
+    if task == "regression":  # a rescaled copy of the label needs more than a shallow tree's steps
+        r2 = _score(y[~fitting], model.predict(x[~fitting]), task)
+        return max(r2, _squared_correlation(x[:, 0], y)) if r2 is not None else None
+    proba = np.zeros((int((~fitting).sum()), int(y.max()) + 1))
+    proba[:, model.classes_] = model.predict_proba(x[~fitting])
+    return _score(y[~fitting], proba, task)
+
+
+def _value_codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Each row's index among the column's distinct values (NULL last)."""
+    encoded = as_categories(column)
+    return encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _learned_per_value(codes: np.ndarray, y: np.ndarray, fitting: np.ndarray, task: str) -> np.ndarray:
+    """For each held-out row, the label's mean (regression) or class shares on the fitting rows with the
+    same value code; a value unseen there gets the fitting rows' overall figure."""
+    targets = y[:, None].astype(float) if task == "regression" else np.eye(int(y.max()) + 1)[y]
+    width = int(codes.max()) + 1
+    learned_codes = codes[fitting]
+    counts = np.bincount(learned_codes, minlength=width)[:, None]
+    sums = np.stack([np.bincount(learned_codes, weights=targets[fitting, j], minlength=width)
+                     for j in range(targets.shape[1])], axis=1)
+    per_code = np.where(counts > 0, sums / np.maximum(counts, 1), targets[fitting].mean(axis=0))[codes[~fitting]]
+    return per_code[:, 0] if task == "regression" else per_code
 
 
 def _squared_correlation(x: np.ndarray, y: np.ndarray) -> float:
-    present = ~np.isnan(x)
+    present = np.isfinite(x)
     if present.sum() < 3 or np.ptp(x[present]) == 0:
         return 0.0
     return float(np.corrcoef(x[present], y[present])[0, 1] ** 2)
-
-
-def _full_proba(proba: np.ndarray, seen: np.ndarray, k: int) -> np.ndarray:
-    full = np.zeros((len(proba), k))
-    full[:, seen] = proba
-    return full
-
-
-def _per_value(values: np.ndarray, y: np.ndarray, half: int, task: str) -> np.ndarray:
-    """Per-value label mean (regression) or class shares, learned on the first half; unseen values
-    get the overall figure."""
-    keys = np.where(values == None, "\x00NULL", values).astype(str)  # noqa: E711 (elementwise)
-    fit_keys, test_keys = keys[:half], keys[half:]
-    if task == "regression":
-        overall = y[:half].mean()
-        table = {k: y[:half][fit_keys == k].mean() for k in np.unique(fit_keys)}
-        return np.array([table.get(k, overall) for k in test_keys])
-    k = int(y.max()) + 1
-    onehot = np.eye(k)[y[:half]]
-    overall = onehot.mean(axis=0)
-    table = {key: onehot[fit_keys == key].mean(axis=0) for key in np.unique(fit_keys)}
-    return np.array([table.get(key, overall) for key in test_keys])
 
 
 def _score(y: np.ndarray, prediction: np.ndarray, task: str) -> float | None:

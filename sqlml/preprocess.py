@@ -49,11 +49,34 @@ def as_float(table: pa.Table, name: str) -> pa.ChunkedArray:
     return column
 
 
-def as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Categories as strings: booleans become 'true'/'false', like BigQuery's one-hot names."""
-    if pa.types.is_dictionary(column.type):
-        column = pc.cast(column, column.type.value_type)
-    return pc.cast(column, pa.string())
+def as_categories(column: pa.ChunkedArray) -> pa.DictionaryArray:
+    """A categorical column as one dictionary array whose values are strings (booleans become
+    'true'/'false', like BigQuery's one-hot names). Strings are hashed only when the column is not
+    dictionary-encoded yet: see :func:`encode_categories`."""
+    if not pa.types.is_dictionary(column.type):
+        column = pc.dictionary_encode(column)
+    encoded = column.unify_dictionaries().combine_chunks() if column.num_chunks else pa.array([], column.type)
+    if encoded.dictionary.type != pa.string():
+        encoded = pa.DictionaryArray.from_arrays(encoded.indices, pc.cast(encoded.dictionary, pa.string()))
+    return encoded
+
+
+def encode_categories(table: pa.Table, columns: t.Iterable[str]) -> pa.Table:
+    """``table`` with its categorical ``columns`` dictionary-encoded once, so that counting, taking rows,
+    encoding and profiling them read small integer indices instead of hashing strings again each time."""
+    for name in columns:
+        if column_kind(name, table.schema.field(name).type) == "categorical" \
+                and not pa.types.is_dictionary(table.schema.field(name).type):
+            table = table.set_column(table.schema.get_field_index(name), name, as_categories(table[name]))
+    return table
+
+
+def category_counts(column: pa.ChunkedArray) -> list[tuple[str | None, int]]:
+    """Each category present in ``column`` (None for NULL) with its row count."""
+    encoded = as_categories(column)
+    values = encoded.dictionary.to_pylist() + [None]
+    indices = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+    return [(value, int(n)) for value, n in zip(values, np.bincount(indices, minlength=len(values))) if n]
 
 
 @dataclass
@@ -154,7 +177,7 @@ class Preprocessor:
 
     def codes(self, c: dict, table: pa.Table) -> np.ndarray:
         """One categorical input column as category indices, −1 where unseen at training."""
-        return _category_codes(as_text(table[c["name"]]), c["categories"])
+        return _category_codes(as_categories(table[c["name"]]), c["categories"])
 
     def numeric(self, c: dict, table: pa.Table) -> np.ndarray:
         """One numeric input column, imputed and (when the model needs it) standardized."""
@@ -192,18 +215,15 @@ def _fit_numeric(table: pa.Table, name: str) -> dict:
 
 
 def _fit_categorical(table: pa.Table, name: str) -> dict:
-    counts = pc.value_counts(as_text(table[name])).to_pylist()
-    ranked = sorted(counts, key=lambda vc: (-vc["counts"], vc["values"] is None, vc["values"] or ""))
-    kept = [vc["values"] for vc in ranked[:MAX_CATEGORIES]]
+    ranked = sorted(category_counts(table[name]), key=lambda vc: (-vc[1], vc[0] is None, vc[0] or ""))
+    kept = [value for value, _ in ranked[:MAX_CATEGORIES]]
     categories = sorted(v for v in kept if v is not None) + ([None] if None in kept else [])
     return {"name": name, "kind": "categorical", "categories": categories, "dropped": max(0, len(ranked) - MAX_CATEGORIES)}
 
 
-def _category_codes(values: pa.ChunkedArray, categories: list[t.Any]) -> np.ndarray:
+def _category_codes(encoded: pa.DictionaryArray, categories: list[t.Any]) -> np.ndarray:
     """Index of each value in ``categories`` (NULL matches the NULL category), −1 when unseen."""
     lookup = {v: i for i, v in enumerate(categories)}
-    null_code = lookup.get(None, -1)
-    encoded = pc.dictionary_encode(values).combine_chunks()
-    dictionary_codes = np.array([lookup.get(v, -1) for v in encoded.dictionary.to_pylist()] + [null_code])
+    dictionary_codes = np.array([lookup.get(v, -1) for v in encoded.dictionary.to_pylist()] + [lookup.get(None, -1)])
     indices = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
     return dictionary_codes[indices]

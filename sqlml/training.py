@@ -22,7 +22,7 @@ from sklearn.metrics import mean_squared_error
 from . import baselines, describe, explain, imbalance, metrics, options as opts, sampling, storage
 from .errors import DataError, OptionError
 from .models import CLASSIFICATION, MODEL_KINDS, ModelKind, build_estimator
-from .preprocess import Preprocessor, as_float, column_kind
+from .preprocess import Preprocessor, as_float, column_kind, encode_categories
 from .scoring import LABEL_TYPES, LoadedModel, label_type_name, thread_limit
 from .registry import ModelVersion
 from .transform import annotate_schema
@@ -134,6 +134,8 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     for note in data_notes:
         progress(note)
     features = feature_columns(table, label, options)
+    input_schema = annotate_schema([{"name": f, "type": str(table.schema.field(f).type)} for f in features], transform)
+    table = encode_categories(table, features)
     train_rows = table.take(split.train)
     if train_rows.num_rows == 0:
         raise DataError("The data split left zero training rows; lower data_split_eval_fraction.")
@@ -154,8 +156,7 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
                   "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
         blob = storage.dumps(estimator, header)
         info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=header["label_type"],
-                            options=options, input_schema=annotate_schema(
-                                [{"name": f, "type": str(table.schema.field(f).type)} for f in features], transform),
+                            options=options, input_schema=input_schema,
                             metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
                             training_rows=len(split.train), eval_rows=0, query=query, created_at=None,
                             fingerprint=storage.fingerprint(blob))

@@ -51,6 +51,18 @@ def test_label_under_another_name(penguins):
     assert found["bill_length_mm"] == set()
 
 
+def test_leaks_through_numbers_in_regression_and_multiclass(penguins):
+    regression = _findings(penguins, """SELECT column_name, findings FROM ML.DESCRIBE_DATA(
+        (SELECT body_mass_g, body_mass_g / 1000.0 AS kilograms, ln(body_mass_g) AS log_mass, flipper_length_mm
+         FROM penguins WHERE body_mass_g IS NOT NULL), STRUCT('body_mass_g' AS label_col))""")
+    assert "label_leakage" in regression["kilograms"] and "label_leakage" in regression["log_mass"]
+    assert regression["flipper_length_mm"] == set()  # R² ≈ 0.76: a strong, honest predictor
+    multiclass = _findings(penguins, """SELECT column_name, findings FROM ML.DESCRIBE_DATA(
+        (SELECT species, CASE species WHEN 'Adelie' THEN 1.5 WHEN 'Gentoo' THEN 7.2 ELSE 3.3 END + random() / 10 AS code,
+                bill_length_mm FROM penguins), STRUCT('species' AS label_col))""")
+    assert "label_leakage" in multiclass["code"] and multiclass["bill_length_mm"] == set()
+
+
 def test_imbalance_finding_on_label(conn):
     conn.sql("CREATE TABLE rare AS SELECT i, i % 40 = 0 AS fraud, random() AS noise FROM range(2000) t(i)")
     found = _findings(conn, """SELECT column_name, findings FROM ML.DESCRIBE_DATA((SELECT fraud, noise FROM rare),
