@@ -34,7 +34,7 @@ AUTO_SPLIT_MAX_EVAL_ROWS = 10_000
 
 @dataclass
 class Split:
-    train: np.ndarray  # row indices
+    train: np.ndarray  # row indices, ascending
     eval: np.ndarray | None  # None: evaluate on the training rows, like BigQuery without a split
 
 
@@ -109,6 +109,14 @@ def prepare_label(table: pa.Table, label: str, kind: ModelKind) -> tuple[pa.Tabl
     return table, classes
 
 
+def rows_at(table: pa.Table, ascending: np.ndarray) -> pa.Table:
+    """The rows at ``ascending`` indices, taken as a boolean filter: it copies contiguous runs, about
+    twice as fast as a gather when most rows are kept (a training split)."""
+    keep = np.zeros(table.num_rows, dtype=bool)
+    keep[ascending] = True
+    return table.filter(pa.array(keep))
+
+
 def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
     """Class index of each label value."""
     return np.asarray(pc.index_in(values, value_set=pa.array(classes, type=values.type)), dtype=np.int64)
@@ -136,7 +144,7 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     features = feature_columns(table, label, options)
     input_schema = annotate_schema([{"name": f, "type": str(table.schema.field(f).type)} for f in features], transform)
     table = encode_categories(table, features)
-    train_rows = table.take(split.train)
+    train_rows = rows_at(table, split.train)
     if train_rows.num_rows == 0:
         raise DataError("The data split left zero training rows; lower data_split_eval_fraction.")
     eval_rows = table.take(split.eval) if split.eval is not None else train_rows
