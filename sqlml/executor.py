@@ -100,7 +100,7 @@ class Executor:
             if step.if_exists:
                 return None
             self.registry.resolve(step.name)  # raises the not-found error with the known models
-        udf.refresh(self.engine.connection, self.registry.update_options(step.name, step.options))
+        self.registry.update_options(step.name, step.options)  # views read the threshold from the registry
 
     def query(self, step: Query) -> t.Any:
         for info in step.models:

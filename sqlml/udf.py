@@ -2,12 +2,14 @@
 
 ``CREATE VIEW v AS SELECT * FROM ML.PREDICT(MODEL m, TABLE t)`` is stored by DuckDB as text, and
 read again in later sessions. The planner rewrites such calls into a call of
-``sqlml_predict_<fingerprint>(struct_pack(...))``; :func:`register_all` defines one such function
+``sqlml_predict_<fingerprint>(struct_pack(...), threshold)``, the threshold read from the registry
+when the view runs (so a view follows ALTER MODEL); :func:`register_all` defines one such function
 per stored version whenever sqlml is attached to a connection. Models load on first use.
 """
 
 from __future__ import annotations
 
+import typing as t
 import weakref
 
 import duckdb
@@ -16,12 +18,20 @@ import pyarrow as pa
 from sqlglot import exp
 
 from .engine import DuckDBEngine
+from .errors import ModelNotFoundError, SqlmlError
 from .preprocess import column_kind
-from .registry import ModelVersion, Registry
+from .registry import TABLE, ModelVersion, Registry
 from . import scoring
 from .scoring import output_schema
 
 OUTPUT = "__sqlml_out"
+
+#: Every scoring function sqlml defined in this process. DuckDB keeps only a borrowed reference to a
+#: Python UDF, owned by the connection that defined it: once that connection closes (a cursor), the
+#: database still calls the function, and calling a freed one crashes the process.
+_DEFINED: list[t.Callable] = []
+#: Connections sqlml defined functions on, to load a model's bytes through when the defining one is closed.
+_CONNECTIONS: "weakref.WeakSet[duckdb.DuckDBPyConnection]" = weakref.WeakSet()
 
 
 def udf_name(info: ModelVersion) -> str:
@@ -50,29 +60,43 @@ def _arrow_type(text: str) -> pa.DataType:
 
 def register(connection: duckdb.DuckDBPyConnection, info: ModelVersion) -> None:
     """Define the scoring function of one model version on ``connection`` (idempotent)."""
-    connection_ref = weakref.ref(connection)  # no cycle between the connection and its functions
-
-    def score(features: pa.ChunkedArray | pa.StructArray) -> pa.StructArray:
-        # A UDF may run on DuckDB's worker threads: read the blob through a cursor of its own.
-        model = scoring.CACHE.get(info, lambda fp: Registry(DuckDBEngine(connection_ref().cursor())).blob(fp))
-        array = features.combine_chunks() if isinstance(features, pa.ChunkedArray) else features
-        table = pa.Table.from_arrays(array.flatten(), names=[f.name for f in array.type])
-        out = model.predict(table)
-        return pa.StructArray.from_arrays([c.combine_chunks() for c in out.columns], names=out.column_names)
-
-    parameter = duckdb.struct_type({c["name"]: duckdb.sqltype(_feature_type(c)) for c in info.input_schema})
+    _CONNECTIONS.add(connection)
     name = udf_name(info)
     if _defined(connection, name):
         return
-    connection.create_function(name, score, [parameter], _duck_type(pa.struct(list(output_schema(info)))),
-                               type="arrow", side_effects=False)
+
+    def score(features: pa.ChunkedArray | pa.StructArray, threshold: pa.ChunkedArray | pa.Array) -> pa.StructArray:
+        model = scoring.CACHE.get(info, lambda fingerprint: _blob(fingerprint, info))
+        array = features.combine_chunks() if isinstance(features, pa.ChunkedArray) else features
+        table = pa.Table.from_arrays(array.flatten(), names=[f.name for f in array.type])
+        out = model.predict(table, threshold[0].as_py() if len(threshold) else None)
+        return pa.StructArray.from_arrays([c.combine_chunks() for c in out.columns], names=out.column_names)
+
+    parameter = duckdb.struct_type({c["name"]: duckdb.sqltype(_feature_type(c)) for c in info.input_schema})
+    connection.create_function(name, score, [parameter, duckdb.sqltype("DOUBLE")],
+                               _duck_type(pa.struct(list(output_schema(info)))), type="arrow", side_effects=False,
+                               null_handling="special")  # a NULL threshold (none set) means the default
+    _DEFINED.append(score)
 
 
-def refresh(connection: duckdb.DuckDBPyConnection, info: ModelVersion) -> None:
-    """Redefine a version's scoring function after ALTER MODEL changed its options (threshold)."""
-    if _defined(connection, udf_name(info)):
-        connection.remove_function(udf_name(info))
-    register(connection, info)
+def _blob(fingerprint: str, info: ModelVersion) -> bytes:
+    """A version's bytes, read through an open connection sqlml was attached to (a UDF may run on
+    DuckDB's worker threads: each read takes a cursor of its own). The fingerprint is the bytes' tag,
+    so any database holding it holds the same bytes."""
+    for connection in list(_CONNECTIONS):
+        try:
+            cursor = connection.cursor()
+        except duckdb.ConnectionException:  # closed
+            continue
+        try:
+            return Registry(DuckDBEngine(cursor)).blob(fingerprint)
+        except SqlmlError:  # not in this database
+            continue
+        finally:
+            cursor.close()
+    raise ModelNotFoundError(f"Model '{info.name}' version {info.version} cannot be loaded: it was dropped, or every "
+                             "connection sqlml was attached to is closed. Attach sqlml to an open connection of "
+                             "this database (sqlml.register(connection)).")
 
 
 def _defined(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -92,7 +116,10 @@ def scoring_query(info: ModelVersion, input_sql: exp.Expr) -> exp.Expr:
                        expression=exp.cast(exp.column(c["name"], quoted=True), _feature_type(c)))
         for c in info.input_schema
     ])
-    inner = exp.select(exp.Star(), exp.alias_(exp.func(udf_name(info), packed), OUTPUT)).from_(
+    threshold = exp.select(exp.cast(exp.func("json_extract_string", exp.column("options"), exp.Literal.string("$.threshold")),
+                                    "DOUBLE")).from_(TABLE).where(exp.column("fingerprint").eq(exp.Literal.string(info.fingerprint)))
+    inner = exp.select(exp.Star(), exp.alias_(exp.func(udf_name(info), packed, exp.Subquery(this=threshold)),
+                                              OUTPUT)).from_(
         exp.Subquery(this=input_sql, alias=exp.TableAlias(this=exp.to_identifier("__sqlml_in"))))
     return exp.select(exp.func("unnest", exp.column(OUTPUT)), exp.Star(except_=[exp.column(OUTPUT)])).from_(
         exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__sqlml_scored"))))

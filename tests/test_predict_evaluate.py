@@ -1,5 +1,10 @@
 """ML.PREDICT and ML.EVALUATE against scikit-learn on the same rows, on real data."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
@@ -208,6 +213,41 @@ def test_view_over_predict_scores_lazily_and_in_a_later_session(tmp_path, monkey
     monkeypatch.setattr(scoring, "CACHE", scoring.ModelCache())  # a fresh process has no loaded models
     with sqlml.connect(path) as conn:
         assert conn.sql("SELECT predicted_body_mass_g FROM scored").fetchall() == eager
+
+
+def test_view_outlives_the_cursor_that_defined_its_scoring_function():
+    """sqlml attached to a cursor that is then closed (as dbt and threaded notebooks do): the view over
+    ML.PREDICT keeps scoring from the parent connection, follows ALTER MODEL run on yet another cursor,
+    and says clearly when no open connection is left to load the model through. Run in a child
+    process: a freed scoring function used to crash the interpreter."""
+    script = textwrap.dedent("""
+        import gc, duckdb, sqlml
+        from sqlml import datasets, scoring
+        parent = duckdb.connect()
+        datasets.load(parent, "penguins")
+        cursor = parent.cursor()
+        attached = sqlml.register(cursor)
+        attached.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) "
+                     "AS SELECT * EXCLUDE (year) FROM penguins WHERE sex IS NOT NULL")
+        attached.sql("CREATE VIEW v AS SELECT * FROM ML.PREDICT(MODEL m, TABLE penguins)")
+        eager = attached.sql("SELECT predicted_sex, predicted_sex_probs[2].prob FROM ML.PREDICT(MODEL m, TABLE penguins)").fetchall()
+        cursor.close(); del attached, cursor; gc.collect()
+        print(parent.sql("SELECT predicted_sex, predicted_sex_probs[2].prob FROM v").fetchall() == eager)
+        other = parent.cursor()
+        sqlml.register(other).sql("ALTER MODEL m SET OPTIONS (threshold = 0.9)")
+        print(parent.sql("SELECT bool_and((predicted_sex = 'male') = (predicted_sex_probs[2].prob >= 0.9)) FROM v").fetchall())
+        other.close(); del other; gc.collect()
+        scoring.CACHE._models.clear()
+        try:
+            parent.sql("SELECT * FROM v").fetchall()
+        except Exception as error:
+            print("cannot be loaded" in str(error) and "sqlml.register" in str(error))
+        sqlml.register(parent)
+        print(parent.sql("SELECT count(predicted_sex) FROM v").fetchall())
+    """)
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.splitlines() == ["True", "[(True,)]", "True", "[(344,)]"]
 
 
 def test_versions_and_version_selection(penguins):
