@@ -104,7 +104,9 @@ def _defined(connection: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def register_all(connection: duckdb.DuckDBPyConnection, registry: Registry) -> None:
-    """Define the scoring function of every stored model version."""
+    """Define the scoring function of every stored model version; models of later versions may load
+    through ``connection`` too."""
+    _CONNECTIONS.add(connection)
     for info in registry.versions():
         register(connection, info)
 

@@ -17,10 +17,7 @@ import json
 import duckdb
 from dbt.adapters.events.logging import AdapterLogger
 
-from .. import udf
-from ..engine import DuckDBEngine
 from ..errors import SqlmlError
-from ..registry import Registry
 from . import plugin
 
 ERROR_VARIABLE = "sqlml_dbt_error"
@@ -42,11 +39,7 @@ def run(session, statements_json: str, needs_plugin: bool = False) -> None:
         if needs_plugin and not plugin.configured():
             raise SqlmlError("A sqlml_view calls sqlml's scoring functions whenever it is read; add the plugin "
                              "to the profile in profiles.yml:  plugins: [{module: sqlml.dbt.plugin, alias: sqlml}]")
-        before = _scoring_functions(cursor)
-        try:
-            Connection(cursor, progress=logger.debug).sql(json.loads(statements_json))
-        finally:
-            _move_functions(cursor, before)
+        Connection(cursor, progress=logger.debug).sql(json.loads(statements_json))
     except SqlmlError as e:
         cursor.execute(f"SET VARIABLE {ERROR_VARIABLE} = ?", [str(e)])
 
@@ -57,26 +50,3 @@ def _duckdb_cursor(session) -> duckdb.DuckDBPyConnection:
     while not isinstance(session, duckdb.DuckDBPyConnection) and hasattr(session, "_cursor"):
         session = session._cursor
     return session
-
-
-def _scoring_functions(cursor: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = cursor.execute("SELECT DISTINCT function_name FROM duckdb_functions() "
-                          "WHERE function_name LIKE 'sqlml_predict_%'").fetchall()
-    return {name for (name,) in rows}
-
-
-def _move_functions(cursor: duckdb.DuckDBPyConnection, before: set[str]) -> None:
-    """Move the scoring functions this cursor defined to the plugin's connection (see
-    :mod:`sqlml.dbt.plugin`): dbt closes the cursor after the model, which would leave them
-    dangling. Without the plugin they are only removed, so a later call fails cleanly."""
-    new = _scoring_functions(cursor) - before
-    if not new:
-        return
-    versions = {udf.udf_name(v): v for v in Registry(DuckDBEngine(cursor)).versions()}
-    for name in sorted(new):
-        try:
-            cursor.remove_function(name)
-        except duckdb.InvalidInputException:
-            continue  # defined by another thread's cursor, which moves it itself
-        if name in versions:
-            plugin.define(lambda parent, info=versions[name]: udf.register(parent, info))

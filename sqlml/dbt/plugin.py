@@ -14,10 +14,9 @@ audit table (:data:`AUDIT_DDL`, ``sqlml.training_runs``) if they do not exist ye
 any dbt thread runs, so parallel models never race to create them — and defines the functions
 behind the table-expression macros (:mod:`sqlml.dbt.functions`).
 
-Functions must live on that parent connection, not on a thread's cursor: DuckDB frees a Python
-function when the connection that defined it closes, yet keeps it in the catalog, and dbt closes
-each thread's cursor when its model is done (a later call then runs freed memory).
-:mod:`sqlml.dbt.job` therefore moves the functions a materialization defined here.
+A scoring function a materialization defines on its thread's cursor stays valid after dbt closes
+that cursor (:mod:`sqlml.udf` keeps every function alive), and loads its model through this
+parent connection.
 """
 
 from __future__ import annotations
@@ -74,15 +73,6 @@ def configured() -> bool:
     """Whether dbt's profile lists this plugin (for the run going on in this process)."""
     with _lock:
         return _open()
-
-
-def define(define_on_connection) -> bool:
-    """Call ``define_on_connection(parent)`` under the plugin's lock; False without the plugin."""
-    with _lock:
-        if not _open():
-            return False
-        define_on_connection(_connection)
-        return True
 
 
 def _open() -> bool:
