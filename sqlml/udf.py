@@ -64,9 +64,10 @@ def register(connection: duckdb.DuckDBPyConnection, info: ModelVersion) -> None:
     name = udf_name(info)
     if _defined(connection, name):
         return
+    catalog = connection.execute("SELECT current_database()").fetchall()[0][0]  # where the registry is
 
     def score(features: pa.ChunkedArray | pa.StructArray, threshold: pa.ChunkedArray | pa.Array) -> pa.StructArray:
-        model = scoring.CACHE.get(info, lambda fingerprint: _blob(fingerprint, info))
+        model = scoring.CACHE.get(info, lambda fingerprint: _blob(fingerprint, info, catalog))
         array = features.combine_chunks() if isinstance(features, pa.ChunkedArray) else features
         table = pa.Table.from_arrays(array.flatten(), names=[f.name for f in array.type])
         out = model.predict(table, threshold[0].as_py() if len(threshold) else None)
@@ -79,17 +80,20 @@ def register(connection: duckdb.DuckDBPyConnection, info: ModelVersion) -> None:
     _DEFINED.append(score)
 
 
-def _blob(fingerprint: str, info: ModelVersion) -> bytes:
+def _blob(fingerprint: str, info: ModelVersion, catalog: str) -> bytes:
     """A version's bytes, read through an open connection sqlml was attached to (a UDF may run on
-    DuckDB's worker threads: each read takes a cursor of its own). The fingerprint is the bytes' tag,
-    so any database holding it holds the same bytes."""
+    DuckDB's worker threads: each read takes a cursor of its own, which starts in the default
+    database, so it first switches to the registry's ``catalog``). The fingerprint is the bytes'
+    tag, so any database holding it holds the same bytes."""
     for connection in list(_CONNECTIONS):
         try:
             cursor = connection.cursor()
         except duckdb.ConnectionException:  # closed
             continue
         try:
-            return Registry(DuckDBEngine(cursor)).blob(fingerprint)
+            engine = DuckDBEngine(cursor)
+            engine.execute(f"USE {exp.to_identifier(catalog, quoted=True).sql('duckdb')}")
+            return Registry(engine).blob(fingerprint)
         except SqlmlError:  # not in this database
             continue
         finally:

@@ -250,6 +250,30 @@ def test_view_outlives_the_cursor_that_defined_its_scoring_function():
     assert child.stdout.splitlines() == ["True", "[(True,)]", "True", "[(344,)]"]
 
 
+def test_view_in_an_attached_database_loads_its_model_from_there(tmp_path):
+    """Scoring functions load model bytes through cursors of their own, which start in the default
+    database: they must look for the registry where the model was trained."""
+    import duckdb
+    import sqlml
+    from sqlml import datasets
+    parent = duckdb.connect()
+    parent.execute(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")
+    parent.execute("USE other")
+    datasets.load(parent, "penguins")
+    attached = sqlml.register(parent)
+    attached.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex'], l2_reg = 0.0123) "
+                 "AS SELECT * EXCLUDE (year) FROM penguins WHERE sex IS NOT NULL")  # an option no other test uses: not cached yet
+    attached.sql("CREATE VIEW v AS SELECT * FROM ML.PREDICT(MODEL m, TABLE penguins)")
+    attached.sql("ALTER MODEL m SET OPTIONS (threshold = 0.9)")
+    eager = attached.sql("SELECT predicted_sex, predicted_sex_probs FROM ML.PREDICT(MODEL m, TABLE penguins)").fetchall()
+    parent.execute("USE memory")
+    assert parent.sql("SELECT predicted_sex, predicted_sex_probs FROM other.v").fetchall() == eager
+    male = [probs[1]["prob"] for _, probs in eager]
+    assert all((sex == "male") == (p >= 0.9) for (sex, _), p in zip(eager, male))
+    assert any(0.5 <= p < 0.9 for p in male)  # the altered threshold decides some rows
+    parent.close()
+
+
 def test_versions_and_version_selection(penguins):
     for depth in (1, 6):
         penguins.sql(f"""CREATE OR REPLACE MODEL m OPTIONS (model_type = 'boosted_tree_regressor', max_tree_depth = {depth},
