@@ -2,7 +2,7 @@
 
 Only the training rows are sampled; the evaluation split stays whole so metrics stay comparable.
 Classifiers sample each class in proportion (stratified), so class shares are kept to within one
-row per class; the draw is seeded by ``random_seed``.
+row per class; the draw is seeded by ``random_seed`` (``DATA_SEED`` without it).
 """
 
 from __future__ import annotations
@@ -11,6 +11,11 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import OptionError
+
+#: Seeds every choice of rows (the evaluation split, sampled training rows) when ``random_seed`` is not
+#: given: the same data is divided the same way every time, so versions of a model, and a challenger
+#: against its champion, are evaluated on the same rows. ``random_seed`` also seeds the estimator.
+DATA_SEED = 0
 
 
 def sample_size(available: int, options: dict) -> int | None:
@@ -48,7 +53,7 @@ def limit_training_rows(split, table: pa.Table, label: str | None, classes: list
     size = sample_size(len(split.train), options)
     if size is None:
         return split, []
-    rng = np.random.default_rng(options.get("random_seed"))
+    rng = np.random.default_rng(options.get("random_seed", DATA_SEED))
     if classes:
         from .training import label_codes  # training imports this module
         codes = label_codes(table[label].take(pa.array(split.train)), classes)

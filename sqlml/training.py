@@ -60,7 +60,8 @@ def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
 
 
 def split_rows(table: pa.Table, options: dict, seed: int | None) -> Split:
-    """Training and evaluation rows with BigQuery's data_split_method semantics."""
+    """Training and evaluation rows with BigQuery's data_split_method semantics; a random split is drawn
+    with ``seed``, else :data:`sqlml.sampling.DATA_SEED` (the same rows give the same split)."""
     n = table.num_rows
     method = options.get("data_split_method", "AUTO_SPLIT")
     fraction = options.get("data_split_eval_fraction")
@@ -78,7 +79,8 @@ def split_rows(table: pa.Table, options: dict, seed: int | None) -> Split:
         order = np.asarray(pc.sort_indices(_column(table, options["data_split_col"], "data_split_col")))
         return Split(np.sort(order[: n - n_eval]), np.sort(order[n - n_eval:]))
     held_out = np.zeros(n, dtype=bool)  # drawing only the evaluation rows: no shuffle or sort of all n
-    held_out[np.random.default_rng(seed).choice(n, n_eval, replace=False, shuffle=False)] = True
+    rng = np.random.default_rng(sampling.DATA_SEED if seed is None else seed)
+    held_out[rng.choice(n, n_eval, replace=False, shuffle=False)] = True
     return Split(np.flatnonzero(~held_out), np.flatnonzero(held_out))
 
 

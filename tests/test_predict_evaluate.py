@@ -295,6 +295,19 @@ def test_auto_split_thresholds(conn):
     assert rows == {"small_m": [499, 499], "mid_m": [800, 200], "big_m": [50000, 10000]}
 
 
+def test_random_split_is_the_same_every_time_unless_random_seed_changes_it(flights):
+    """Versions of a model must be evaluated on the same rows to be compared: the split is seeded
+    (``sqlml.sampling.DATA_SEED``) when random_seed is not given."""
+    train = "SELECT * FROM flights WHERE month <= 3"
+    for name, seed in [("a", ""), ("b", ""), ("c", ", random_seed = 7")]:
+        flights.sql(f"CREATE MODEL {name} OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']{seed}) AS {train}")
+    metrics = {name: flights.sql(f"SELECT * FROM ML.EVALUATE(MODEL {name})").fetchall()[0] for name in "abc"}
+    assert metrics["a"] == metrics["b"]  # lbfgs is deterministic: same split, same model, same metrics
+    assert metrics["a"] != metrics["c"]
+    held_out = flights.sql("SELECT eval_rows FROM sqlml.models WHERE name = 'a'").fetchall()[0][0]
+    assert held_out == round(0.2 * flights.sql(f"SELECT count(*) FROM ({train})").fetchall()[0][0])
+
+
 def test_seq_and_custom_split(conn):
     conn.sql("CREATE TABLE t AS SELECT range::DOUBLE AS x, range * 2.0 AS label, range AS ts, range % 4 = 0 AS is_eval FROM range(1000)")
     conn.sql("""CREATE MODEL seq OPTIONS (model_type = 'linear_reg', data_split_method = 'SEQ', data_split_col = 'ts',
