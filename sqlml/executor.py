@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import typing as t
 
 import pyarrow as pa
 import sqlglot
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import Token, TokenType
 
 from . import transform, tuning, udf
 from .dialect import Sqlml  # noqa: F401  (registers the "sqlml" dialect)
@@ -24,16 +27,75 @@ from .scoring import LoadedModel
 
 
 def parse(text: str) -> list[sqlglot.exp.Expr]:
-    """Parse one or more sqlml statements; errors carry line and column."""
+    """Parse one or more statements; errors carry line and column. A plain DuckDB statement that
+    sqlglot cannot parse (``EXPORT DATABASE …``) runs as written; sqlml's own statements must parse."""
+    with _quiet_passthrough():
+        return _parse(text)
+
+
+@contextlib.contextmanager
+def _quiet_passthrough() -> t.Iterator[None]:
+    """Silence sqlglot's warning that it keeps a statement as text (``CREATE TYPE``, ``LOAD``): sqlml
+    runs such statements as written, so the warning tells its users nothing."""
+    def keep(record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+    logger = logging.getLogger("sqlglot")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+def _parse(text: str) -> list[sqlglot.exp.Expr]:
     try:
         return [s for s in sqlglot.parse(text, read="sqlml") if s is not None]
-    except ParseError as e:
-        first = e.errors[0] if e.errors else {}
-        where = f" (line {first.get('line')}, column {first.get('col')})" if first.get("line") else ""
-        raise SqlmlParseError(f"{first.get('description', str(e))}{where}: "
-                              f"…{first.get('start_context', '')}{first.get('highlight', '')}…") from None
+    except TokenError as e:
+        near = str(e).removeprefix("Error tokenizing ")
+        raise SqlmlParseError(f"Cannot read the SQL: a string, quoted name or comment is not closed, near {near}") from None
+    except ParseError:
+        pass  # parsed again statement by statement below
     except RecursionError:
         raise SqlmlParseError("The statement is nested too deeply to parse.") from None
+    statements = []
+    for statement_text, tokens in _statements(text):
+        try:
+            statements += [s for s in sqlglot.parse(statement_text, read="sqlml") if s is not None]
+        except ParseError as e:
+            if _is_sqlml(tokens):
+                raise _parse_error(e, text, tokens[0].start) from None
+            statements.append(sqlglot.exp.Command(this=statement_text))
+    return statements
+
+
+def _statements(text: str) -> t.Iterator[tuple[str, list[Token]]]:
+    """Each statement of ``text`` as written, with its tokens (split at semicolons outside strings)."""
+    tokens: list[Token] = []
+    for token in sqlglot.Dialect.get_or_raise("sqlml").tokenize(text) + [None]:
+        if token is None or token.token_type == TokenType.SEMICOLON:
+            if tokens:
+                yield text[tokens[0].start:tokens[-1].end + 1], tokens
+            tokens = []
+        else:
+            tokens.append(token)
+
+
+def _is_sqlml(tokens: list[Token]) -> bool:
+    """Whether a statement uses sqlml's syntax (a MODEL or an ML.* function)."""
+    return any(token.text.upper() == "MODEL" or (token.text.upper() == "ML" and following.token_type == TokenType.DOT)
+               for token, following in zip(tokens, tokens[1:] + tokens[:1]))
+
+
+def _parse_error(e: ParseError, text: str, offset: int) -> SqlmlParseError:
+    """sqlglot's first error in a statement that starts at ``offset`` of ``text``, located in ``text``."""
+    first = e.errors[0] if e.errors else {}
+    line, column = first.get("line"), first.get("col")
+    if line:  # the statement's own line 1 starts where the statement does
+        column += offset - (text.rfind("\n", 0, offset) + 1) if line == 1 else 0
+        line += text.count("\n", 0, offset)
+    where = f" (line {line}, column {column})" if line else ""
+    return SqlmlParseError(f"{first.get('description', str(e))}{where}: "
+                           f"…{first.get('start_context', '')}{first.get('highlight', '')}…")
 
 
 class Executor:

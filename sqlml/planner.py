@@ -79,6 +79,21 @@ def model_name(table: exp.Table) -> str:
     return ".".join(part.name if part.args.get("quoted") else part.name.lower() for part in table.parts)
 
 
+#: Statements DuckDB answers with an empty "Success" or "Count" relation: they have nothing to show.
+NO_ROWS = (exp.Create, exp.Drop, exp.Alter, exp.Set, exp.Use, exp.Transaction, exp.Commit, exp.Rollback,
+           exp.Attach, exp.Detach, exp.Install)
+#: The same for statements sqlglot keeps as text (exp.Command), by their first word.
+NO_ROWS_COMMANDS = {"ALTER", "ANALYZE", "ATTACH", "CHECKPOINT", "CREATE", "DETACH", "DROP", "EXPORT", "FORCE",
+                    "IMPORT", "INSTALL", "LOAD", "RESET", "SET", "USE", "VACUUM"}
+
+
+def returns_rows(statement: exp.Expr) -> bool:
+    """Whether a plain statement's result is worth showing (a query's rows, an INSERT's count)."""
+    if isinstance(statement, exp.Command):
+        return str(statement.this).split(maxsplit=1)[0].upper() not in NO_ROWS_COMMANDS
+    return not isinstance(statement, NO_ROWS)
+
+
 class Planner:
     """Plans statements for one engine dialect."""
 
@@ -124,7 +139,7 @@ class Planner:
 
     def _query(self, statement: exp.Expr) -> Query:
         lazy = isinstance(statement, exp.Create) and statement.kind and statement.kind.upper() == "VIEW"
-        step = Query(sql="", returns_rows=not isinstance(statement, (exp.Create, exp.Drop, exp.Alter)))
+        step = Query(sql="", returns_rows=returns_rows(statement))
         for call in reversed(list(statement.find_all(MLCall))):
             replacement = self._lazy(call, step) if lazy else self._eager(call, step)
             target = call.parent if isinstance(call.parent, exp.Table) else call

@@ -56,6 +56,7 @@ def test_nested_values_as_json_in_csv(runner):
 
 @pytest.mark.parametrize("sql, message", [
     ("SELECT * FROM ML.PREDICT(MODEL m, TABLE t", "Error: Expecting ) (line 1, column 41)"),
+    ("SELECT 'unclosed", "Error: Cannot read the SQL: a string, quoted name or comment is not closed"),
     ("SELECT * FROM ML.EVALUATE(MODEL nope);", "Error: Model 'nope' does not exist."),
     ("SELECT * FROM no_such_table;", "Error: Catalog Error: Table with name no_such_table does not exist"),
     ("CREATE MODEL m OPTIONS (model_type = 'linear_regression') AS SELECT 1 AS label;", "Did you mean 'linear_reg'?"),
@@ -64,6 +65,17 @@ def test_user_errors_exit_1_without_traceback(runner, sql, message):
     result = run(runner, "run", "-", stdin=sql)
     assert result.exit_code == 1
     assert message in result.stderr
+
+
+def test_statements_with_nothing_to_show_print_nothing_and_sqlglot_stays_quiet(runner):
+    """DuckDB answers SET or CREATE TYPE with an empty 'Success'/'Count' relation, and sqlglot warns when
+    it keeps a statement it does not know as text: neither is worth a line of the analyst's output."""
+    result = run(runner, "run", "-", stdin="CREATE TYPE mood AS ENUM ('sad', 'ok'); SET threads = 2; "
+                                           "CREATE TABLE t AS SELECT 'ok'::mood AS m; SELECT m FROM t;")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("┌") == 1  # one table: the SELECT's
+    assert "enum('sad', 'ok')" in result.stdout and "Success" not in result.stdout and "Count" not in result.stdout
+    assert "unsupported syntax" not in result.stderr
 
 
 def test_usage_errors_exit_2(runner):

@@ -77,6 +77,7 @@ class TestParseErrors:
         ("ALTER MODEL m SET", "Expecting OPTIONS", 1, 17),
         ("CREATE MODEL m OPTIONS (a 1)", "Expecting name = value in OPTIONS", 1, 27),
         ("SELECT 1;\nSELECT * FROM ML.PREDICT(MODEL m VERSION)", "Expecting a version number", 2, 41),
+        ("EXPORT DATABASE 'd';\n  SELECT * FROM ML.EVALUATE(MODEL x", "Expecting )", 2, 35),  # after a passthrough
     ])
     def test_errors_carry_position(self, sql, message, line, col):
         with pytest.raises(sqlml.SqlmlParseError) as error:
@@ -87,6 +88,18 @@ class TestParseErrors:
     def test_deep_nesting_is_a_parse_error(self):
         with pytest.raises(sqlml.SqlmlParseError, match="nested too deeply"):
             sqlml.parse("SELECT " + "(" * 5000 + "1" + ")" * 5000)
+
+    def test_unclosed_string_is_a_parse_error(self):
+        with pytest.raises(sqlml.SqlmlParseError, match="a string, quoted name or comment is not closed, near 'SELECT 'ab"):
+            sqlml.parse("SELECT 'abc")
+
+    def test_duckdb_statements_sqlglot_cannot_parse_run_as_written(self, conn, tmp_path):
+        export = f"EXPORT DATABASE '{tmp_path / 'out'}' (FORMAT parquet)"
+        statements = sqlml.parse(f"SELECT 1; {export};\nSELECT 2")
+        assert [s.sql("sqlml") for s in statements] == ["SELECT 1", export, "SELECT 2"]
+        conn.sql("CREATE TABLE kept AS SELECT 1 AS a")
+        assert conn.sql(f"{export}; SELECT 42").fetchall() == [(42,)]
+        assert (tmp_path / "out" / "kept.parquet").exists()
 
     def test_several_statements(self):
         assert len(sqlml.parse("SELECT 1; DROP TABLE x")) == 2
