@@ -82,8 +82,9 @@ def _statements(text: str) -> t.Iterator[tuple[str, list[Token]]]:
 
 def _is_sqlml(tokens: list[Token]) -> bool:
     """Whether a statement uses sqlml's syntax (a MODEL or an ML.* function)."""
-    return any(token.text.upper() == "MODEL" or (token.text.upper() == "ML" and following.token_type == TokenType.DOT)
-               for token, following in zip(tokens, tokens[1:] + tokens[:1]))
+    words = [token.text.upper() for token in tokens]
+    return "MODEL" in words or any(word == "ML" and following.token_type == TokenType.DOT
+                                   for word, following in zip(words, tokens[1:]))
 
 
 def _parse_error(e: ParseError, text: str, offset: int) -> SqlmlParseError:
