@@ -117,8 +117,15 @@ def run(file: t.TextIO, db_path: str, output_format: str, dataset_names: tuple[s
     with sqlml.connect(db_path, progress=spinner.say) as conn:
         for name in dataset_names:
             datasets.load(conn.duckdb, name)
-        for statement in sqlml.parse(text):
-            result = conn.executor.run_step(conn.executor.planner.plan(statement))
+        statements = sqlml.parse(text)
+        for statement in statements:
+            try:
+                result = conn.executor.run_step(conn.executor.planner.plan(statement))
+            except SqlmlError as e:
+                if len(statements) == 1:
+                    raise
+                # DuckDB's "LINE 1" counts from the failing statement, not from the top of the file
+                raise SqlmlError(f"Statement at line {statement.meta['line']}: {e}") from None
             spinner.clear()
             if result is not None:
                 print_result(result, output_format)

@@ -49,22 +49,23 @@ def _quiet_passthrough() -> t.Iterator[None]:
 
 def _parse(text: str) -> list[sqlglot.exp.Expr]:
     try:
-        return [s for s in sqlglot.parse(text, read="sqlml") if s is not None]
+        pieces = list(_statements(text))
     except TokenError as e:
         near = str(e).removeprefix("Error tokenizing ")
         raise SqlmlParseError(f"Cannot read the SQL: a string, quoted name or comment is not closed, near {near}") from None
-    except ParseError:
-        pass  # parsed again statement by statement below
-    except RecursionError:
-        raise SqlmlParseError("The statement is nested too deeply to parse.") from None
     statements = []
-    for statement_text, tokens in _statements(text):
+    for statement_text, tokens in pieces:
         try:
-            statements += [s for s in sqlglot.parse(statement_text, read="sqlml") if s is not None]
+            parsed = [s for s in sqlglot.parse(statement_text, read="sqlml") if s is not None]
         except ParseError as e:
             if _is_sqlml(tokens):
                 raise _parse_error(e, text, tokens[0].start) from None
-            statements.append(sqlglot.exp.Command(this=statement_text))
+            parsed = [sqlglot.exp.Command(this=statement_text)]
+        except RecursionError:
+            raise SqlmlParseError("The statement is nested too deeply to parse.") from None
+        for statement in parsed:
+            statement.meta["line"] = tokens[0].line  # where it starts in ``text``, for errors found later (CLI)
+        statements += parsed
     return statements
 
 

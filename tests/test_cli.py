@@ -78,6 +78,14 @@ def test_statements_with_nothing_to_show_print_nothing_and_sqlglot_stays_quiet(r
     assert "unsupported syntax" not in result.stderr
 
 
+def test_an_error_in_a_script_names_the_line_its_statement_starts_on(runner):
+    """DuckDB's own "LINE 1" counts from the failing statement; the script's line is what the analyst needs."""
+    result = run(runner, "run", "-", stdin="SELECT 1 AS a;\n\n-- the next one fails\nSELECT *\nFROM nope;\nSELECT 2;")
+    assert result.exit_code == 1
+    assert "Error: Statement at line 4: Catalog Error: Table with name nope does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_usage_errors_exit_2(runner):
     assert run(runner, "run").exit_code == 2
     assert run(runner, "run", "missing.sql").exit_code == 2
