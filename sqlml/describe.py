@@ -27,7 +27,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from . import imbalance
 from .errors import DataError
-from .preprocess import as_categories, category_counts
+from .preprocess import as_categories, category_counts, category_indices
 
 if t.TYPE_CHECKING:
     from .functions import Call
@@ -197,8 +197,7 @@ def _single_feature_score(column: pa.ChunkedArray, y: np.ndarray, fitting: np.nd
 
 def _value_codes(column: pa.ChunkedArray) -> np.ndarray:
     """Each row's index among the column's distinct values (NULL last)."""
-    encoded = as_categories(column)
-    return encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False).astype(np.int64)
+    return category_indices(as_categories(column)).astype(np.int64)
 
 
 def _learned_per_value(codes: np.ndarray, y: np.ndarray, fitting: np.ndarray, task: str) -> np.ndarray:

@@ -71,12 +71,17 @@ def encode_categories(table: pa.Table, columns: t.Iterable[str]) -> pa.Table:
     return table
 
 
+def category_indices(encoded: pa.DictionaryArray) -> np.ndarray:
+    """Each row's index in ``encoded``'s dictionary; NULL rows get one more, ``len(dictionary)``."""
+    return encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+
+
 def category_counts(column: pa.ChunkedArray) -> list[tuple[str | None, int]]:
     """Each category present in ``column`` (None for NULL) with its row count."""
     encoded = as_categories(column)
     values = encoded.dictionary.to_pylist() + [None]
-    indices = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
-    return [(value, int(n)) for value, n in zip(values, np.bincount(indices, minlength=len(values))) if n]
+    counts = np.bincount(category_indices(encoded), minlength=len(values))
+    return [(value, int(n)) for value, n in zip(values, counts) if n]
 
 
 @dataclass
@@ -132,7 +137,7 @@ class Preprocessor:
         columns are reported together. Each input column is encoded once, then written tile by tile
         of ``ROW_TILE`` rows so the writes stay in cache whatever the layout."""
         self.check_columns(table)
-        encoded = [self.numeric(c, table) if c["kind"] == "numeric" else self.codes(c, table) for c in self.columns]
+        encoded = self._encoded(table)
         X = np.empty((table.num_rows, sum(self.width(c) for c in self.columns)), order=order)
         for start in range(0, table.num_rows, ROW_TILE):
             rows = slice(start, start + ROW_TILE)
@@ -157,7 +162,7 @@ class Preprocessor:
         index_type = np.int32 if rows * per_row < 2**31 else np.int64
         data, indices = np.empty((rows, per_row)), np.empty((rows, per_row), dtype=index_type)
         offsets = np.cumsum([0] + [self.width(c) for c in self.columns])
-        encoded = [self.numeric(c, table) if c["kind"] == "numeric" else self.codes(c, table) for c in self.columns]
+        encoded = self._encoded(table)
         for start in range(0, rows, ROW_TILE):
             tile = slice(start, start + ROW_TILE)
             for j, (c, values) in enumerate(zip(self.columns, encoded)):
@@ -168,6 +173,10 @@ class Preprocessor:
                     data[tile, j], indices[tile, j] = codes >= 0, offsets[j] + np.maximum(codes, 0)
         indptr = np.arange(0, rows * per_row + 1, per_row, dtype=index_type)
         return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(rows, offsets[-1]))
+
+    def _encoded(self, table: pa.Table) -> list[np.ndarray]:
+        """Every input column encoded once: numbers imputed (and standardized), categories as codes."""
+        return [self.numeric(c, table) if c["kind"] == "numeric" else self.codes(c, table) for c in self.columns]
 
     def check_columns(self, table: pa.Table) -> None:
         """Every input column the model was trained on must be there; name all that are not."""
@@ -225,5 +234,4 @@ def _category_codes(encoded: pa.DictionaryArray, categories: list[t.Any]) -> np.
     """Index of each value in ``categories`` (NULL matches the NULL category), −1 when unseen."""
     lookup = {v: i for i, v in enumerate(categories)}
     dictionary_codes = np.array([lookup.get(v, -1) for v in encoded.dictionary.to_pylist()] + [lookup.get(None, -1)])
-    indices = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
-    return dictionary_codes[indices]
+    return dictionary_codes[category_indices(encoded)]
