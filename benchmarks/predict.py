@@ -36,7 +36,7 @@ from sklearn.compose import ColumnTransformer  # noqa: E402
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler  # noqa: E402
 
 import sqlml  # noqa: E402
-from sqlml import training  # noqa: E402
+from sqlml.train import fit as training  # noqa: E402
 
 MODELS = {
     "logistic_reg": "model_type = 'logistic_reg'",
@@ -103,7 +103,7 @@ def bench_training(conn: sqlml.Connection, name: str, options: str, repeat: int)
         print(f"  {floor:56s} {times[floor]:6.2f}s  CREATE MODEL {ratio:5.2f}x ({times['create'] - times[floor]:+.2f}s)")
 
 
-def by_hand(conn: sqlml.Connection, model: "sqlml.scoring.LoadedModel", rows: np.ndarray) -> t.Callable[[], object]:
+def by_hand(conn: sqlml.Connection, model: "sqlml.model.loaded.LoadedModel", rows: np.ndarray) -> t.Callable[[], object]:
     """The same job without sqlml, as a notebook does it: the query into pandas, the training rows,
     scikit-learn's own encoders (BigQuery's preprocessing for this data, which has no NULLs), the fit."""
     numbers, strings = [f"x{i}" for i in range(10)], ["s1", "s2"]

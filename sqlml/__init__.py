@@ -6,16 +6,15 @@
     >>> conn.sql("CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['y']) AS SELECT * FROM t")
     >>> round(conn.sql("SELECT predicted_y FROM ML.PREDICT(MODEL m, (SELECT 10.0 AS x))").fetchall()[0][0], 6)
     21.0
+
+Importing sqlml is cheap: the engine, scikit-learn and the other heavy libraries load on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import typing as t
 
-import duckdb
-
-from . import datasets
-from .engine import DuckDBEngine, connect_duckdb
 from .errors import (
     DatabaseBusyError,
     DataError,
@@ -25,55 +24,22 @@ from .errors import (
     SqlmlError,
     SqlmlParseError,
 )
-from .executor import Executor, parse
+
+if t.TYPE_CHECKING:
+    from . import datasets
+    from .connection import Connection, connect, register
+    from .sql.parse import parse
 
 __all__ = ["Connection", "connect", "register", "parse", "datasets", "SqlmlError", "SqlmlParseError", "OptionError",
            "DataError", "ModelNotFoundError", "ModelIntegrityError", "DatabaseBusyError"]
 
-
-class Connection:
-    """A DuckDB connection that also understands sqlml statements."""
-
-    def __init__(self, duckdb_connection: duckdb.DuckDBPyConnection, progress: t.Callable[[str], None] | None = None):
-        self.duckdb = duckdb_connection
-        self.executor = Executor(DuckDBEngine(duckdb_connection), progress)
-
-    def sql(self, text: str) -> duckdb.DuckDBPyRelation | None:
-        """Run one or more statements; return the last result as a DuckDB relation (or None).
-
-        The relation supports ``.df()``, ``.arrow()``, ``.fetchall()`` and further SQL.
-        """
-        return self.executor.run(text)
-
-    execute = sql
-
-    def models(self) -> duckdb.DuckDBPyRelation:
-        """The model registry: one row per stored version, without the model bytes."""
-        from .registry import INFO_COLUMNS, TABLE
-        self.executor.registry.ensure()
-        return self.duckdb.sql(f"SELECT {', '.join(INFO_COLUMNS)} FROM {TABLE} ORDER BY name, version")
-
-    def close(self) -> None:
-        self.duckdb.close()
-
-    def __enter__(self) -> "Connection":
-        return self
-
-    def __exit__(self, *exc: t.Any) -> None:
-        self.close()
+#: Public names loaded on first access (PEP 562), so ``import sqlml`` stays fast.
+_LAZY = {"Connection": "connection", "connect": "connection", "register": "connection", "parse": "sql.parse"}
 
 
-def connect(path: str = ":memory:", read_only: bool = False, progress: t.Callable[[str], None] | None = None) -> Connection:
-    """Open (or create) a DuckDB database with sqlml installed on it."""
-    connection = connect_duckdb(path, read_only=read_only)
-    register(connection)
-    return Connection(connection, progress)
-
-
-def register(connection: duckdb.DuckDBPyConnection) -> Connection:
-    """Install sqlml on an existing DuckDB connection: the scoring functions of every stored
-    model version, so views over ML.PREDICT work. Returns a :class:`Connection` wrapping it."""
-    from . import udf
-    from .registry import Registry
-    udf.register_all(connection, Registry(DuckDBEngine(connection)))
-    return Connection(connection)
+def __getattr__(name: str) -> t.Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name == "datasets":
+        return importlib.import_module(".datasets", __name__)
+    raise AttributeError(f"module 'sqlml' has no attribute {name!r}")

@@ -161,7 +161,8 @@ def card(model: str, db_path: str, output: str, data_sql: str | None, slice_by: 
          sensitive_col: str | None) -> None:
     """Write MODEL's model card as a self-contained HTML file (see docs/model_cards.md)."""
     import sqlml
-    from .card import card_query
+
+    from .functions.card import card_query
     with sqlml.connect(db_path, read_only=db_path != ":memory:") as conn:
         (html,) = conn.sql(card_query(model, data_sql, slice_by, sensitive_col)).fetchall()[0]
     try:

@@ -125,7 +125,7 @@ def test_max_training_rows_is_stratified(flights):
 
 
 def test_stratified_sample_keeps_class_shares(flights):
-    from sqlml import sampling
+    from sqlml.train import sample as sampling
     codes = flights.sql("SELECT is_late::INT FROM flights").fetchnumpy()["CAST(is_late AS INTEGER)"]
     rows = np.arange(len(codes))
     chosen = sampling.stratified(rows, codes, 2000, np.random.default_rng(3))

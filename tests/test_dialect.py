@@ -4,7 +4,7 @@ import pytest
 import sqlglot
 
 import sqlml
-from sqlml.dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
+from sqlml.sql.dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
 
 
 def validate_identity(sql: str, expected: str | None = None) -> sqlglot.exp.Expr:

@@ -139,7 +139,7 @@ def test_tree_attributions_equal_shap_tree_explainer(penguins):
 
 def test_rewritten_hgb_trees_match_shap_on_numeric_splits(penguins):
     """Without categorical splits the rewrite must be exactly what shap builds for HGB itself."""
-    from sqlml.explain import _hgb_tree
+    from sqlml.model.explain import _hgb_tree
     model = train(penguins, "gb", "model_type='boosted_tree_classifier', input_label_cols=['species']",
                   f"SELECT {PENGUIN_NUMERICS}, species FROM penguins")
     estimator = model.estimator
@@ -195,8 +195,9 @@ def test_global_explain_samples_at_most_2000_rows(flights):
     train(flights, "f", "model_type='boosted_tree_classifier', input_label_cols=['is_late'], max_iterations=5",
           "SELECT * EXCLUDE (dest) FROM flights")
     model = flights.executor.load("f")
-    from sqlml import explain
-    sample = explain.evaluation_sample(flights.executor.engine, model)
+    from sqlml.functions.explain import evaluation_sample
+    from sqlml.model import explain
+    sample = evaluation_sample(flights.executor.engine, model)
     assert sample.num_rows == 2000
     expected = np.abs(explain.explain(model, model.features(sample), np.ones(2000, dtype=int)).per_column(model)).mean(0)
     rows = explained(flights, "SELECT * FROM ML.GLOBAL_EXPLAIN(MODEL f)")

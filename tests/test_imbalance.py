@@ -14,9 +14,11 @@ from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 
 import sqlml
-from sqlml import datasets, imbalance, training
+from sqlml import datasets
+from sqlml.train import imbalance
+from sqlml.train.split import split_rows
 from sqlml.errors import OptionError
-from sqlml.preprocess import Preprocessor
+from sqlml.model.preprocess import Preprocessor
 
 LABEL = "very_late"
 TRAIN_WHERE = "month <= 9"
@@ -172,7 +174,7 @@ def test_sampling_leaves_the_evaluation_split_untouched(rare, sampling):
     train(rare, "unsampled", "logistic_reg", split_options, where="TRUE")
     train(rare, "sampled", "logistic_reg", split_options + f", sampling = '{sampling}'", where="TRUE")
     table = rare.duckdb.sql("SELECT * EXCLUDE (month) FROM rare").to_arrow_table()
-    split = training.split_rows(table, {"data_split_method": "RANDOM", "data_split_eval_fraction": 0.25}, 3)
+    split = split_rows(table, {"data_split_method": "RANDOM", "data_split_eval_fraction": 0.25}, 3)
     rows = dict(rare.sql("SELECT name, struct_pack(training_rows, eval_rows) FROM sqlml.models "
                          "WHERE name IN ('sampled', 'unsampled')").fetchall())
     assert rows["sampled"] == rows["unsampled"] == {"training_rows": len(split.train), "eval_rows": len(split.eval)}

@@ -91,7 +91,7 @@ def test_logistic_on_mostly_one_hot_data_equals_sklearns_sparse_pipeline(flights
 
 
 def test_sparse_matrix_equals_the_dense_one_with_nulls_and_unseen_categories(flights):
-    from sqlml.preprocess import Preprocessor
+    from sqlml.model.preprocess import Preprocessor
     training = flights.duckdb.sql("SELECT * EXCLUDE (is_late) FROM flights WHERE month <= 6").to_arrow_table()
     prep = Preprocessor.fit(training, FLIGHT_NUMBERS + FLIGHT_CATEGORIES, "onehot", True)
     assert prep.sparse_pays()
@@ -209,7 +209,7 @@ def test_view_over_predict_scores_lazily_and_in_a_later_session(tmp_path, monkey
         conn.sql("CREATE VIEW scored AS SELECT * FROM ML.PREDICT(MODEL m, TABLE penguins)")
         eager = conn.sql("SELECT predicted_body_mass_g FROM ML.PREDICT(MODEL m, TABLE penguins)").fetchall()
         assert conn.sql("SELECT predicted_body_mass_g FROM scored").fetchall() == eager
-    from sqlml import scoring
+    from sqlml.model import loaded as scoring
     monkeypatch.setattr(scoring, "CACHE", scoring.ModelCache())  # a fresh process has no loaded models
     with sqlml.connect(path) as conn:
         assert conn.sql("SELECT predicted_body_mass_g FROM scored").fetchall() == eager
@@ -222,7 +222,8 @@ def test_view_outlives_the_cursor_that_defined_its_scoring_function():
     process: a freed scoring function used to crash the interpreter."""
     script = textwrap.dedent("""
         import gc, duckdb, sqlml
-        from sqlml import datasets, scoring
+        from sqlml import datasets
+        from sqlml.model import loaded as scoring
         parent = duckdb.connect()
         datasets.load(parent, "penguins")
         cursor = parent.cursor()
@@ -297,7 +298,7 @@ def test_auto_split_thresholds(conn):
 
 def test_random_split_is_the_same_every_time_unless_random_seed_changes_it(flights):
     """Versions of a model must be evaluated on the same rows to be compared: the split is seeded
-    (``sqlml.sampling.DATA_SEED``) when random_seed is not given."""
+    (``sqlml.train.sample.DATA_SEED``) when random_seed is not given."""
     train = "SELECT * FROM flights WHERE month <= 3"
     for name, seed in [("a", ""), ("b", ""), ("c", ", random_seed = 7")]:
         flights.sql(f"CREATE MODEL {name} OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']{seed}) AS {train}")

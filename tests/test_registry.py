@@ -10,7 +10,7 @@ import time
 import pytest
 
 import sqlml
-from sqlml import storage
+from sqlml.model import envelope as storage
 from sqlml.errors import ModelIntegrityError
 
 TRAIN = """CREATE OR REPLACE MODEL m OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['label'])
@@ -30,7 +30,7 @@ def test_registry_is_plain_sql(conn):
 
 @pytest.mark.parametrize("offset", [-1, 100, 10])
 def test_tampered_bytes_are_refused(conn, offset, monkeypatch):
-    from sqlml import scoring
+    from sqlml.model import loaded as scoring
     conn.sql(TRAIN)
     blob = bytearray(conn.sql("SELECT model FROM sqlml.models").fetchall()[0][0])
     blob[offset] ^= 0xFF

@@ -9,7 +9,7 @@ from sklearn import metrics as skm
 from sklearn.dummy import DummyClassifier
 
 from sqlml.errors import SqlmlError
-from sqlml.scoring import LoadedModel
+from sqlml.model.loaded import LoadedModel
 
 TRAIN = "SELECT * EXCLUDE (month, day) FROM flights WHERE month <= 9"
 TEST = "(SELECT * EXCLUDE (month, day) FROM flights WHERE month > 9)"

@@ -6,7 +6,9 @@ import pytest
 from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
 
-from sqlml import SqlmlError, training
+from sqlml import SqlmlError
+
+from sqlml.train.split import split_rows
 
 HELD_OUT = "(SELECT * FROM flights WHERE month > 9)"
 
@@ -76,7 +78,7 @@ def test_threshold_metrics_default_thresholds_include_extremes(model):
 
 def test_threshold_metrics_without_data_use_the_evaluation_split(model):
     table = model.duckdb.sql("SELECT * FROM flights WHERE month <= 9").to_arrow_table()
-    split = training.split_rows(table, {"data_split_method": "RANDOM", "data_split_eval_fraction": 0.3}, 5)
+    split = split_rows(table, {"data_split_method": "RANDOM", "data_split_eval_fraction": 0.3}, 5)
     eval_rows = table.take(split.eval)
     loaded = model.executor.load("m")
     y = eval_rows["is_late"].to_numpy(zero_copy_only=False).astype(bool)

@@ -14,9 +14,12 @@ from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
 
 import sqlml
-from sqlml import datasets, storage, training, tuning
+from sqlml import datasets
+from sqlml.model import envelope as storage
+from sqlml.train.split import split_rows
+from sqlml.train import tune as tuning
 from sqlml.errors import OptionError, SqlmlError
-from sqlml.preprocess import Preprocessor
+from sqlml.model.preprocess import Preprocessor
 
 SEED = 7
 TUNED = f"""CREATE OR REPLACE MODEL tuned OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'],
@@ -47,7 +50,7 @@ def rows_of(conn, table="breast_cancer", seed=SEED):
     """(fit, validation, evaluation) row positions of a tuned model trained on ``table`` with ``seed``."""
     data = conn.duckdb.sql(f"SELECT * FROM {table}").to_arrow_table()
     options = {"random_seed": seed}
-    split = training.split_rows(data, options, seed)
+    split = split_rows(data, options, seed)
     fit, validation = tuning.validation_rows(data, split, options)
     return fit, validation, split.eval
 

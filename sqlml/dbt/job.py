@@ -31,7 +31,7 @@ def run(session, statements_json: str, needs_plugin: bool = False) -> None:
     On a user error the statement's effects are whatever sqlml guarantees (a model version is
     stored whole or not at all) and the message is left in ``getvariable('sqlml_dbt_error')``.
     """
-    from .. import Connection
+    from ..connection import Connection
 
     cursor = _duckdb_cursor(session)
     cursor.execute(f"SET VARIABLE {ERROR_VARIABLE} = NULL")

@@ -54,8 +54,9 @@ AUDIT_DDL = f"""CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
 class Plugin(BasePlugin):
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         import sqlml
-        from ..engine import DuckDBEngine
-        from ..registry import Registry
+
+        from ..engines.duckdb import DuckDBEngine
+        from ..registry.versions import Registry
         from . import functions
         global _connection
         with _lock:

@@ -1,0 +1,57 @@
+"""The Python API's connection: a DuckDB connection that also understands sqlml statements."""
+
+from __future__ import annotations
+
+import typing as t
+
+import duckdb
+
+from . import views
+from .engines.duckdb import DuckDBEngine, connect_duckdb
+from .executor import Executor
+from .registry.versions import INFO_COLUMNS, TABLE, Registry
+
+
+class Connection:
+    """A DuckDB connection that also understands sqlml statements."""
+
+    def __init__(self, duckdb_connection: duckdb.DuckDBPyConnection, progress: t.Callable[[str], None] | None = None):
+        self.duckdb = duckdb_connection
+        self.executor = Executor(DuckDBEngine(duckdb_connection), progress)
+
+    def sql(self, text: str) -> duckdb.DuckDBPyRelation | None:
+        """Run one or more statements; return the last result as a DuckDB relation (or None).
+
+        The relation supports ``.df()``, ``.arrow()``, ``.fetchall()`` and further SQL.
+        """
+        return self.executor.run(text)
+
+    execute = sql
+
+    def models(self) -> duckdb.DuckDBPyRelation:
+        """The model registry: one row per stored version, without the model bytes."""
+        self.executor.registry.ensure()
+        return self.duckdb.sql(f"SELECT {', '.join(INFO_COLUMNS)} FROM {TABLE} ORDER BY name, version")
+
+    def close(self) -> None:
+        self.duckdb.close()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: t.Any) -> None:
+        self.close()
+
+
+def connect(path: str = ":memory:", read_only: bool = False, progress: t.Callable[[str], None] | None = None) -> Connection:
+    """Open (or create) a DuckDB database with sqlml installed on it."""
+    connection = connect_duckdb(path, read_only=read_only)
+    register(connection)
+    return Connection(connection, progress)
+
+
+def register(connection: duckdb.DuckDBPyConnection) -> Connection:
+    """Install sqlml on an existing DuckDB connection: the scoring functions of every stored
+    model version, so views over ML.PREDICT work. Returns a :class:`Connection` wrapping it."""
+    views.register_all(connection, Registry(DuckDBEngine(connection)))
+    return Connection(connection)

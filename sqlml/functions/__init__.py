@@ -1,0 +1,45 @@
+"""The ML.* table functions: each handler takes a resolved :class:`~sqlml.functions.base.Call` and
+returns an Arrow table. A new function is one handler module plus one entry in :data:`HANDLERS`
+(and its name in :data:`sqlml.sql.catalog.AVAILABLE`)."""
+
+from __future__ import annotations
+
+import typing as t
+
+from . import (
+    card,
+    describe,
+    evaluate,
+    explain,
+    fairness,
+    info,
+    predict,
+    transform,
+    trials,
+)
+
+if t.TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .base import Call
+
+HANDLERS: dict[str, t.Callable[["Call"], "pa.Table"]] = {
+    "PREDICT": predict.predict,
+    "BASELINE": predict.baseline_predictions,
+    "EVALUATE": evaluate.evaluate,
+    "CONFUSION_MATRIX": evaluate.confusion_matrix,
+    "ROC_CURVE": evaluate.roc_curve,
+    "THRESHOLD_METRICS": evaluate.threshold_metrics,
+    "TRAINING_INFO": info.training_info,
+    "FEATURE_INFO": info.feature_info,
+    "WEIGHTS": info.weights,
+    "FAIRNESS": fairness.fairness,
+    "EXPLAIN_PREDICT": explain.explain_predict,
+    "GLOBAL_EXPLAIN": explain.global_explain,
+    "FEATURE_IMPORTANCE": explain.feature_importance,
+    "TRIAL_INFO": trials.trial_info,
+    "LEADERBOARD": trials.leaderboard,
+    "MODEL_CARD": card.model_card,
+    "DESCRIBE_DATA": describe.describe_data,
+    "TRANSFORM": transform.ml_transform,
+}

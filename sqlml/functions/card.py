@@ -1,0 +1,333 @@
+"""Model cards: what a model predicts, how it was trained, how well it does and for whom, on one page.
+
+``ML.MODEL_CARD(MODEL m [, TABLE t | (query)] [, STRUCT(...)])`` returns one row, ``model_card``:
+the card as Markdown (``'html' AS format``: a self-contained HTML page, which ``sqlml card`` writes).
+STRUCT fields: ``slice_by`` and ``sensitive_col`` (need data), ``format``, ``images`` (embed the plots
+in the Markdown too), ``threshold``, and the slice settings of ML.EVALUATE (``min_slice_size``,
+``slice_margin``, ``primary_metric``).
+
+Every figure comes from the ML.* handlers themselves (:data:`HANDLERS`), so a card
+never disagrees with the SQL: without data, the evaluation split kept at training; with data, the
+query is read once and every function sees the same rows. Plots are matplotlib PNGs (Agg backend)
+embedded as ``data:`` URIs, so the HTML needs no network.
+"""
+
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import typing as t
+
+import jinja2
+import pyarrow as pa
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from ..engines.duckdb import DuckDBEngine
+from ..errors import SqlmlError
+from ..model import metrics
+from ..model.kinds import CLASSIFICATION
+from ..model.loaded import LoadedModel
+from . import evaluate, explain, fairness
+from .base import Call
+from .info import feature_info
+
+FREE_TEXT = ("description", "intended_use", "limitations")
+
+
+FORMATS = ("markdown", "html")
+
+
+TREES = ("boosted_tree_", "random_forest_")
+
+
+SLICE_SETTINGS = ("min_slice_size", "slice_margin", "primary_metric", "slice_combinations", "threshold")
+
+
+WORST_SLICES = 3
+
+
+PLOTS = ("roc", "pr", "confusion", "importance")
+
+
+def model_card(call: "Call") -> pa.Table:
+    """The ML.MODEL_CARD handler."""
+    params = call.params
+    output = str(params.get("format") or "markdown").lower()
+    if output not in FORMATS:
+        raise SqlmlError(f"ML.MODEL_CARD format must be 'markdown' or 'html'; got {params.get('format')!r}.")
+    context = gather(call.engine, call.require_model(), call.input_sql, params)
+    text = render(context, output, images=output == "html" or bool(params.get("images", False)))
+    return pa.table({"model_card": pa.array([text], type=pa.string())})
+
+
+def gather(engine: "DuckDBEngine", model: "LoadedModel", data_sql: str | None = None, params: dict | None = None) -> dict:
+    """Everything a card shows, as plain Python values (the templates only format them)."""
+    params = params or {}
+    slice_by, sensitive = _names(params.get("slice_by")), _names(params.get("sensitive_col"))
+    if (slice_by or sensitive) and data_sql is None:
+        raise SqlmlError("A model card's slices and fairness figures need evaluation data: "
+                         "ML.MODEL_CARD(MODEL m, (SELECT ...), STRUCT(...)) or sqlml card --data 'SELECT ...'.")
+    staged = engine.temp_name("card_data") if data_sql is not None else None
+    if staged:  # read the data once; every ML.* call below sees the same rows
+        engine.register_table(staged, engine.read_arrow(data_sql))
+    try:
+        run = _runner(engine, model, f"SELECT * FROM {staged}" if staged else None,
+                      {k: params[k] for k in ("threshold",) if params.get(k) is not None})
+        context = describe(model)
+        context["evaluated_on"] = data_sql
+        context.update(evaluation(run))
+        context.update(curves(run, model))
+        context["importance"] = importance(run, model, context["warnings"])
+        context["slices"] = sliced(run, slice_by, params) if slice_by else None
+        context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
+        context["warnings"] += warnings(context)
+        return context
+    finally:
+        if staged:
+            engine.unregister_table(staged)
+
+
+def _names(value: t.Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+#: The handlers a card reads its figures from (not the whole table in :mod:`sqlml.functions`, which lists this module).
+HANDLERS = {"EVALUATE": evaluate.evaluate, "CONFUSION_MATRIX": evaluate.confusion_matrix, "ROC_CURVE": evaluate.roc_curve,
+            "FAIRNESS": fairness.fairness, "FEATURE_IMPORTANCE": explain.feature_importance,
+            "GLOBAL_EXPLAIN": explain.global_explain}
+
+
+def _runner(engine: "DuckDBEngine", model: "LoadedModel", input_sql: str | None, common: dict):
+    """``run('EVALUATE', slice_by=[...])``: an ML.* handler's Arrow result for this model and data."""
+    def run(function: str, with_data: bool = True, **params: t.Any) -> pa.Table:
+        call = Call(function=function, engine=engine, model=model,
+                              input_sql=input_sql if with_data else None, params={**common, **params})
+        return HANDLERS[function](call)
+    return run
+
+
+def describe(model: "LoadedModel") -> dict:
+    """What the model is and how it was trained, from the registry row."""
+    info = model.info
+    options = info.options or {}
+    return {
+        "name": info.name, "version": info.version, "model_type": info.model_type, "task": model.kind.task,
+        "label": info.label, "classes": [str(c) for c in model.classes] if model.classes else None,
+        "created_at": info.created_at, "training_rows": info.training_rows, "eval_rows": info.eval_rows,
+        "query": info.query, "library_versions": info.library_versions or {},
+        "options": {k: v for k, v in sorted(options.items()) if k not in FREE_TEXT},
+        "free_text": {k: options.get(k) for k in FREE_TEXT},
+        "features": feature_info(Call("FEATURE_INFO", None, model)).to_pylist(),
+        "warnings": training_notes(info.training_info or []),
+    }
+
+
+def training_notes(rows: list[dict]) -> list[str]:
+    """ML.TRAINING_INFO's notes (convergence, resampling, data checks), each once; the data checks
+    are joined into one notes string at training and split back here, one warning each."""
+    notes = []
+    for row in rows:
+        for note in re.split(r"; (?=Data check: )", row.get("notes") or ""):
+            if note and note not in notes:
+                notes.append(note)
+    return notes
+
+
+def evaluation(run) -> dict:
+    """ML.EVALUATE's row, regrouped as one line per metric: model, baseline, lift."""
+    row = run("EVALUATE").to_pylist()[0]
+    metrics = [k for k in row if f"lift_{k}" in row]
+    if not metrics:  # clustering: no baseline
+        metrics = [k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {"evaluation": [{"metric": k, "model": row[k], "baseline": row.get(f"baseline_{k}"),
+                            "lift": row.get(f"lift_{k}")} for k in metrics],
+            "evaluation_row": row}
+
+
+def curves(run, model: "LoadedModel") -> dict:
+    """ROC/PR points (binary classifiers) and the confusion matrix (classifiers)."""
+    if model.kind.task != CLASSIFICATION:
+        return {"roc": None, "confusion": None}
+    confusion = run("CONFUSION_MATRIX").to_pydict()
+    labels = [str(v) for v in confusion.pop("expected_label")]
+    matrix = [list(row) for row in zip(*confusion.values())]
+    roc = run("ROC_CURVE").to_pydict() if len(model.classes) == 2 else None
+    return {"roc": roc, "confusion": {"labels": labels, "matrix": matrix}}
+
+
+def importance(run, model: "LoadedModel", notes: list[str]) -> dict | None:
+    """Global importance: split gain for trees (ML.FEATURE_IMPORTANCE), else mean |attribution|
+    (ML.GLOBAL_EXPLAIN, which re-runs the training query: a card must not fail if that is gone)."""
+    try:
+        if model.kind.name.startswith(TREES):
+            rows = run("FEATURE_IMPORTANCE", with_data=False).to_pylist()
+            return {"source": "ML.FEATURE_IMPORTANCE", "measure": "importance_gain",
+                    "rows": [{"feature": r["feature"], "value": r["importance_gain"]} for r in rows]}
+        rows = run("GLOBAL_EXPLAIN", with_data=False).to_pylist()
+        return {"source": "ML.GLOBAL_EXPLAIN", "measure": "mean |attribution|",
+                "rows": [{"feature": r["feature"], "value": r["attribution"]} for r in rows]}
+    except SqlmlError as e:
+        notes.append(f"Global feature importance is unavailable: {e}")
+        return None
+
+
+def sliced(run, slice_by: list[str], params: dict) -> dict:
+    """ML.EVALUATE with slice_by; the worst reliable slices by the primary metric are named."""
+    settings = {k: params[k] for k in SLICE_SETTINGS if params.get(k) is not None}
+    rows = run("EVALUATE", slice_by=slice_by, **settings).to_pylist()
+    primary = rows[0]["primary_metric"]
+    lower_is_better = primary in metrics.LOWER_IS_BETTER
+    candidates = [r for r in rows[1:] if r[primary] is not None and not r["unreliable"]]
+    candidates.sort(key=lambda r: r[primary], reverse=lower_is_better)
+    worst = [r for r in candidates if r["worse_than_overall"]][:WORST_SLICES]
+    return {"primary": primary, "rows": rows, "worst": worst}
+
+
+def warnings(context: dict) -> list[str]:
+    """Findings a reader must not miss, beyond the training notes."""
+    found = []
+    row = context["evaluation_row"]
+    if row.get("beats_baseline") is False:
+        found.append(f"The model does not beat its trivial baseline ({row['baseline_strategy']}) on "
+                     f"{row['primary_metric']}.")
+    if context["slices"]:
+        rows = context["slices"]["rows"][1:]
+        worse = sum(bool(r["worse_than_overall"]) for r in rows)
+        unreliable = sum(bool(r["unreliable"]) for r in rows)
+        if worse:
+            found.append(f"{worse} of {len(rows)} slices score worse than overall on {context['slices']['primary']} "
+                         "by more than the margin.")
+        if unreliable:
+            found.append(f"{unreliable} of {len(rows)} slices have too few rows to trust their figures.")
+    return found
+
+
+def plots(context: dict) -> dict[str, str]:
+    """PNG ``data:`` URIs of the card's plots, by name (None where a plot does not apply)."""
+    import matplotlib
+    matplotlib.use("Agg")  # no display; the images are bytes
+    from matplotlib import pyplot as plt
+
+    drawn = dict.fromkeys(PLOTS)
+    if context["roc"]:
+        drawn["roc"] = _roc(plt, context)
+        drawn["pr"] = _pr(plt, context)
+    if context["confusion"]:
+        drawn["confusion"] = _confusion(plt, context["confusion"])
+    if context["importance"] and context["importance"]["rows"]:
+        drawn["importance"] = _importance(plt, context["importance"])
+    return drawn
+
+
+def _png(plt, figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _roc(plt, context: dict) -> str:
+    roc = context["roc"]
+    figure, ax = plt.subplots(figsize=(4.5, 4))
+    points = sorted(zip(roc["false_positive_rate"], roc["recall"]))
+    ax.plot([0, 1], [0, 1], ls="--", color="#999999", label="baseline (class prior)")
+    ax.plot([p[0] for p in points], [p[1] for p in points], color="#1f77b4", lw=2,
+            label=f"model (roc_auc {_value(context, 'roc_auc')})")
+    ax.set(xlabel="false positive rate", ylabel="recall (true positive rate)", title="ROC curve", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(plt, figure)
+
+
+def _pr(plt, context: dict) -> str:
+    roc = context["roc"]
+    figure, ax = plt.subplots(figsize=(4.5, 4))
+    points = sorted((r, p) for r, p in zip(roc["recall"], roc["precision"]) if p is not None)
+    positives = roc["true_positives"][0] + roc["false_negatives"][0]
+    total = positives + roc["false_positives"][0] + roc["true_negatives"][0]
+    ax.axhline(positives / total, ls="--", color="#999999", label="baseline (positive rate)")
+    ax.plot([p[0] for p in points], [p[1] for p in points], color="#d62728", lw=2,
+            label=f"model (pr_auc {_value(context, 'pr_auc')})")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve", xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower left", fontsize=8)
+    return _png(plt, figure)
+
+
+def _confusion(plt, confusion: dict) -> str:
+    labels, matrix = confusion["labels"], confusion["matrix"]
+    size = 2.5 + 0.5 * len(labels)
+    figure, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(matrix, cmap="Blues")
+    peak = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, f"{count:,}", ha="center", va="center", color="white" if count > peak / 2 else "black")
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(xlabel="predicted", ylabel="expected", title="Confusion matrix")
+    figure.colorbar(image, ax=ax, fraction=0.046)
+    return _png(plt, figure)
+
+
+def _importance(plt, ranked: dict) -> str:
+    rows = ranked["rows"][:15][::-1]
+    figure, ax = plt.subplots(figsize=(5.5, 0.35 * len(rows) + 1.2))
+    ax.barh([r["feature"] for r in rows], [r["value"] for r in rows], color="#2ca02c")
+    ax.set(xlabel=ranked["measure"], title=f"Global feature importance ({ranked['source']})")
+    return _png(plt, figure)
+
+
+def _value(context: dict, metric: str) -> str:
+    value = context["evaluation_row"].get(metric)
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def fmt(value: t.Any) -> str:
+    """Numbers as a card shows them: counts with separators, measures to 4 decimals."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10_000 else f"{value:.4f}"
+    return str(value)
+
+
+def _cell(value: t.Any) -> str:
+    """A Markdown table cell: pipes escaped, one line."""
+    return fmt(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("sqlml", "templates"), trim_blocks=True, lstrip_blocks=True,
+                             autoescape=jinja2.select_autoescape(["html.j2"]), undefined=jinja2.StrictUndefined)
+    env.filters.update(fmt=fmt, cell=_cell)
+    return env
+
+
+def render(context: dict, output: str = "markdown", images: bool = False) -> str:
+    """The card as Markdown or HTML; ``images`` embeds the plots (always in HTML)."""
+    template = _environment().get_template("card.html.j2" if output == "html" else "card.md.j2")
+    drawn = plots(context) if images else dict.fromkeys(PLOTS)
+    return template.render(card=context, plots=drawn, free_text=FREE_TEXT)
+
+
+def card_query(model: str, data_sql: str | None = None, slice_by: t.Sequence[str] = (),
+               sensitive_col: str | None = None, output: str = "html") -> str:
+    """The ``SELECT model_card FROM ML.MODEL_CARD(...)`` statement ``sqlml card`` runs."""
+    try:
+        name = exp.to_table(model, dialect="sqlml").sql("sqlml")
+    except (ParseError, ValueError):
+        raise SqlmlError(f"{model!r} is not a model name.") from None
+    fields = [f"{exp.Literal.string(output).sql()} AS format"]
+    if slice_by:
+        fields.append(f"[{', '.join(exp.Literal.string(c).sql() for c in slice_by)}] AS slice_by")
+    if sensitive_col:
+        fields.append(f"{exp.Literal.string(sensitive_col).sql()} AS sensitive_col")
+    data = f"({data_sql.strip().rstrip(';')}), " if data_sql else ""
+    return f"SELECT model_card FROM ML.MODEL_CARD(MODEL {name}, {data}STRUCT({', '.join(fields)}))"
+

@@ -1,0 +1,116 @@
+"""Trivial baselines in every evaluation: the figure a model has to beat to be worth deploying.
+
+=================  ===============================================  ==================================
+model              label metrics (precision, accuracy, r2, ...)     probability metrics (log_loss,
+                                                                    roc_auc)
+=================  ===============================================  ==================================
+classifier         majority class of the training rows              training class prior
+                   (DummyClassifier 'most_frequent')                (DummyClassifier 'prior')
+regressor          training mean (DummyRegressor 'mean'); also
+                   ``baseline_median_*`` from the training median
+``SEQ`` split      label of the last training row in                classifiers: the class prior
+                   ``data_split_col`` order (persistence)
+=================  ===============================================  ==================================
+
+The statistics are taken from the training rows when the model is trained (before any resampling)
+and stored in the registry's ``metrics`` JSON under ``"baseline"``, with the baseline's metrics on
+the evaluation split, so ``ML.EVALUATE(MODEL m)`` without data reports them too.
+
+``lift_<metric>`` is signed so that positive always means the model is better: model − baseline
+for scores, baseline − model for errors and losses (:data:`LOWER_IS_BETTER`). ``beats_baseline``
+is ``lift_<primary_metric> > 0``.
+"""
+
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ..errors import DataError
+from ..model import metrics
+from ..model.baseline import (
+    STORED_KEY,
+    Baseline,
+    compare,
+    evaluate_rows,
+    metric_values,
+    primary_metric,
+    score,
+)
+from ..model.kinds import CLUSTERING
+from ..model.loaded import LoadedModel
+from . import slices
+from .base import Call, as_table
+
+
+def evaluate_overall(model: "LoadedModel", data: pa.Table | None, params: dict) -> pa.Table:
+    """ML.EVALUATE without slices: one row, on ``data`` or (None) the stored evaluation split."""
+    wanted = params.get("baselines", True) and model.kind.task != CLUSTERING
+    threshold = params.get("threshold")
+    if data is None:
+        return as_table([stored_row(model, params) if wanted else _without_baseline(model.info.metrics)])
+    if not wanted:
+        return as_table([metrics.evaluate(model, data, threshold)])
+    data = metrics.labelled_rows(model, data)
+    if data.num_rows == 0:
+        raise DataError("The evaluation data has no rows with a non-NULL label.")
+    scored = score(model, data, threshold)
+    baseline = Baseline.of(model)
+    values = metric_values(scored)
+    return as_table([evaluate_rows(model, scored, baseline, primary_metric(model, params, values))])
+
+
+def stored_row(model: "LoadedModel", params: dict) -> dict:
+    """The evaluation split's row kept at training, with the baseline kept beside it."""
+    model_values = _without_baseline(model.info.metrics)
+    stored = model.info.metrics.get(STORED_KEY)
+    if not stored:  # trained before baselines existed
+        return model_values
+    return compare(model_values, stored["metrics"], stored.get("median_metrics"), stored["statistics"]["strategy"],
+                   primary_metric(model, params, model_values))
+
+
+def _without_baseline(stored: dict) -> dict:
+    return {k: v for k, v in stored.items() if k != STORED_KEY}
+
+
+
+
+def evaluate(call: Call) -> pa.Table:
+    """ML.EVALUATE: one row of metrics with the baseline's beside them (:mod:`sqlml.baselines`), on the
+    given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
+    model = call.require_model()
+    if call.param("slice_by") is not None:
+        return slices.evaluate(model, call.input_table(), call.params)
+    return evaluate_overall(model, call.input_table() if call.input_sql is not None else None, call.params)
+
+
+def confusion_matrix(call: Call) -> pa.Table:
+    if call.input_sql is None and call.param("threshold") is None:
+        return _stored_table(call, "confusion_matrix")
+    return metrics.confusion_matrix(call.require_model(), call.input_table(), call.param("threshold"))
+
+
+def roc_curve(call: Call) -> pa.Table:
+    thresholds = call.argument if isinstance(call.argument, list) else call.param("thresholds")
+    if call.input_sql is None and thresholds is None:
+        return _stored_table(call, "roc_curve")
+    return metrics.roc_curve(call.require_model(), call.input_table(), thresholds)
+
+
+def threshold_metrics(call: Call) -> pa.Table:
+    """ML.THRESHOLD_METRICS: metrics per decision threshold, to pick one for ALTER MODEL ... threshold."""
+    thresholds = call.argument if isinstance(call.argument, list) else call.param("thresholds")
+    if call.input_sql is None and thresholds is None:
+        return metrics.metrics_from_counts(_stored_table(call, "roc_curve").to_pydict())
+    return metrics.threshold_metrics(call.require_model(), call.input_table(), thresholds)
+
+
+def _stored_table(call: Call, name: str) -> pa.Table:
+    """A table computed on the evaluation split at training time."""
+    rows = (call.require_model().info.eval_tables or {}).get(name)
+    if rows is None:
+        raise DataError(f"ML.{call.function} of '{call.model.info.name}' needs evaluation data: no stored {name} "
+                        "(it needs a classifier; the ROC curve a binary one).")
+    return pa.Table.from_pylist(rows)
+

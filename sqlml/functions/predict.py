@@ -1,0 +1,69 @@
+"""Trivial baselines in every evaluation: the figure a model has to beat to be worth deploying.
+
+=================  ===============================================  ==================================
+model              label metrics (precision, accuracy, r2, ...)     probability metrics (log_loss,
+                                                                    roc_auc)
+=================  ===============================================  ==================================
+classifier         majority class of the training rows              training class prior
+                   (DummyClassifier 'most_frequent')                (DummyClassifier 'prior')
+regressor          training mean (DummyRegressor 'mean'); also
+                   ``baseline_median_*`` from the training median
+``SEQ`` split      label of the last training row in                classifiers: the class prior
+                   ``data_split_col`` order (persistence)
+=================  ===============================================  ==================================
+
+The statistics are taken from the training rows when the model is trained (before any resampling)
+and stored in the registry's ``metrics`` JSON under ``"baseline"``, with the baseline's metrics on
+the evaluation split, so ``ML.EVALUATE(MODEL m)`` without data reports them too.
+
+``lift_<metric>`` is signed so that positive always means the model is better: model − baseline
+for scores, baseline − model for errors and losses (:data:`LOWER_IS_BETTER`). ``beats_baseline``
+is ``lift_<primary_metric> > 0``.
+"""
+
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ..errors import SqlmlError
+from ..model.baseline import Baseline
+from ..model.kinds import CLUSTERING
+from .base import Call
+
+
+def baseline_predictions(call: "Call") -> pa.Table:
+    """ML.BASELINE: the baseline's own predictions, named like ML.PREDICT's, then the input columns."""
+    model = call.require_model()
+    if model.kind.task == CLUSTERING:
+        raise SqlmlError(f"ML.BASELINE needs a classifier or regressor; '{model.info.name}' is a {model.kind.name}.")
+    baseline = Baseline.of(model)
+    data = call.input_table()
+    predicted, probs = baseline.predict(data.num_rows)
+    if probs is not None:
+        front = model.classification_output(probs, predicted)
+    else:
+        front = pa.Table.from_arrays([pa.array(predicted)], schema=model.output_schema())
+    rest = [n for n in data.column_names if n not in front.column_names]
+    return pa.Table.from_arrays(front.columns + data.select(rest).columns, names=front.column_names + rest)
+
+
+def predict(call: Call) -> pa.Table:
+    """ML.PREDICT: prediction columns first, then every input column (BigQuery's order).
+    The input is streamed in record batches, each scored in one vectorized call."""
+    model = call.require_model()
+    threshold = call.param("threshold")
+    pieces = [_with_predictions(model.predict(batch, threshold), pa.Table.from_batches([batch]))
+              for batch in call.engine.read_batches(call.require_input())]
+    if not pieces:
+        empty = pa.Table.from_batches([], schema=model.output_schema())
+        return _with_predictions(empty, call.engine.schema(call.input_sql).empty_table())
+    return pa.concat_tables(pieces)
+
+
+def _with_predictions(predictions: pa.Table, inputs: pa.Table) -> pa.Table:
+    """Prediction columns, then the input columns they do not replace."""
+    kept = [name for name in inputs.column_names if name not in predictions.column_names]
+    return pa.Table.from_arrays(predictions.columns + [inputs[name] for name in kept],
+                                names=predictions.column_names + kept)
+

@@ -1,0 +1,71 @@
+"""Hyperparameter tuning (``num_trials`` with ``HPARAM_RANGE`` / ``HPARAM_CANDIDATES``) and ``model_type = 'auto'``.
+
+    CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'],
+                            num_trials = 12, l2_reg = HPARAM_RANGE(0, 10)) AS SELECT * FROM t
+
+Every trial is an ordinary training run (:func:`sqlml.training.train`) on the training split less a
+validation part (:data:`VALIDATION_FRACTION` of the training rows); its objective is measured on those
+validation rows only, so the evaluation split never influences which trial wins. optuna proposes the
+values: TPE for ``VIZIER_DEFAULT`` (BigQuery's name for its model-based default), a random sampler for
+``RANDOM_SEARCH`` and a grid sampler for ``GRID_SEARCH``. Trials run one after another:
+``max_parallel_trials`` is accepted for BigQuery compatibility and ignored (the machines sqlml targets
+have few cores, which each trial's estimator already uses).
+
+Trial 1 of a model-based or random search uses the untuned defaults wherever they lie inside the
+declared spaces, so a tuned model scores at least as well as the untuned one on the validation rows.
+The optimal trial's model becomes the version; every trial is stored in ``sqlml.trials`` with its
+model, and trial 0 holds the trivial baseline scored on the same validation rows (for ML.LEADERBOARD).
+"""
+
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ..errors import SqlmlError
+from ..model.loaded import LoadedModel
+from ..model.metrics import DEFAULT_OBJECTIVE, lower_is_better
+from ..registry.versions import Registry
+from .base import Call
+
+TRIAL_INFO_COLUMNS = ("trial_id", "hyperparameters", "hparam_tuning_evaluation_metrics", "training_loss", "eval_loss",
+                      "status", "error_message", "is_optimal")
+
+
+def trial_info(call: "Call") -> pa.Table:
+    """ML.TRIAL_INFO: one row per trial, BigQuery's columns; hyperparameters and metrics are STRUCTs."""
+    trials = [r for r in _trials(call) if r["trial_id"] > 0]
+    return pa.Table.from_pylist([{c: r[c] for c in TRIAL_INFO_COLUMNS} for r in trials])
+
+
+def leaderboard(call: "Call") -> pa.Table:
+    """ML.LEADERBOARD: what was tried, best first on the objective (validation rows), the trivial
+    baseline ranked among the trials; trials without an objective value come last."""
+    model = call.require_model()
+    objective = _stored_objective(model)
+    sign = 1 if lower_is_better(objective) else -1
+    rows = []
+    for r in _trials(call):
+        value = (r["hparam_tuning_evaluation_metrics"] or {}).get(objective)
+        rows.append({"trial_id": r["trial_id"], "model_type": r["model_type"], "hyperparameters": r["hyperparameters"],
+                     "objective": objective, "objective_value": value, "metrics": r["hparam_tuning_evaluation_metrics"],
+                     "training_seconds": r["training_seconds"], "status": r["status"], "is_optimal": r["is_optimal"]})
+    rows.sort(key=lambda r: (r["objective_value"] is None, sign * (r["objective_value"] or 0.0), r["trial_id"]))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return pa.Table.from_pylist([{"rank": r.pop("rank"), **r} for r in rows])
+
+
+def _stored_objective(model: LoadedModel) -> str:
+    names = model.info.options.get("hparam_tuning_objectives")
+    return names[0].lower() if names else DEFAULT_OBJECTIVE[model.kind.task]
+
+
+def _trials(call: "Call") -> list[dict]:
+    info = call.require_model().info
+    trials = Registry(call.engine).trials(info.name, info.version)
+    if not trials:
+        raise SqlmlError(f"ML.{call.function} needs a tuned model; '{info.name}' version {info.version} was trained "
+                         "without num_trials or model_type = 'auto'.")
+    return trials
+

@@ -1,0 +1,223 @@
+"""ML.EVALUATE, ML.CONFUSION_MATRIX and ML.ROC_CURVE, computed with sklearn.metrics.
+
+Classifiers: binary metrics are for the positive class (the second class in sorted order);
+multiclass precision, recall, f1 and roc_auc are macro averages and accuracy is micro.
+"""
+
+
+from __future__ import annotations
+
+import re
+import typing as t
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sklearn import metrics as skm
+
+from ..errors import DataError
+from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION
+from .loaded import LoadedModel
+
+
+def labelled_rows(model: "LoadedModel", data: pa.Table) -> pa.Table:
+    """Rows with a non-NULL label; evaluation needs the label column."""
+    if model.label not in data.column_names:
+        raise DataError(f"Evaluation data must contain the label column '{model.label}'.")
+    return data.filter(pc.is_valid(data[model.label]))
+
+
+def true_codes(model: "LoadedModel", data: pa.Table) -> np.ndarray:
+    """Class index of each row's label; labels unseen at training are an error."""
+    column = data[model.label]
+    codes = pc.index_in(pc.cast(column, model.label_type), value_set=pa.array(model.classes, type=model.label_type))
+    if codes.null_count:
+        unseen = pc.unique(pc.filter(column, pc.is_null(codes))).to_pylist()[:5]
+        raise DataError(f"Label '{model.label}' has values the model never saw in training: {unseen}.")
+    return np.asarray(codes, dtype=np.int64)
+
+
+@dataclass
+class Scored:
+    """A classifier's labelled rows scored once: the true class codes and the class probabilities.
+    The metrics, confusion matrix and ROC curve of the same rows share it (CREATE MODEL needs all three)."""
+
+    y: np.ndarray
+    probs: np.ndarray
+
+    @classmethod
+    def of(cls, model: "LoadedModel", data: pa.Table) -> "Scored":
+        data = labelled_rows(model, data)
+        return cls(true_codes(model, data), model.class_probabilities(data))
+
+
+def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = None,
+             scored: Scored | None = None) -> dict:
+    """One row of BigQuery's ML.EVALUATE metrics for ``data`` (already ``scored``, for a classifier)."""
+    if model.kind.task == CLUSTERING:
+        return clustering_metrics(model.features(data), model.estimator)
+    data = labelled_rows(model, data)
+    if data.num_rows == 0:
+        raise DataError("The evaluation data has no rows with a non-NULL label.")
+    if model.kind.task == CLASSIFICATION:
+        scored = scored or Scored.of(model, data)
+        return classification_metrics(scored.y, scored.probs, model.decide(scored.probs, threshold))
+    y = pc.cast(data[model.label], pa.float64()).to_numpy()
+    return regression_metrics(y, model.regression_values(data))
+
+
+def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray) -> dict:
+    labels = np.arange(probs.shape[1])
+    binary = probs.shape[1] == 2
+    average = "binary" if binary else "macro"
+    present = np.unique(y)
+    if binary:
+        auc = skm.roc_auc_score(y, probs[:, 1]) if len(present) == 2 else None
+    else:
+        auc = skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=labels) \
+            if len(present) == probs.shape[1] else None
+    return {
+        "precision": skm.precision_score(y, predicted, average=average, labels=None if binary else labels, zero_division=0),
+        "recall": skm.recall_score(y, predicted, average=average, labels=None if binary else labels, zero_division=0),
+        "accuracy": skm.accuracy_score(y, predicted),
+        "f1_score": skm.f1_score(y, predicted, average=average, labels=None if binary else labels, zero_division=0),
+        "log_loss": skm.log_loss(y, probs, labels=labels),
+        "roc_auc": auc,
+        # Area under the precision-recall curve: unlike roc_auc, it drops when a rare class is missed.
+        **({"pr_auc": skm.average_precision_score(y, probs[:, 1]) if len(present) == 2 else None} if binary else {}),
+    }
+
+
+def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
+    nonnegative = (y >= 0).all() and (predicted >= 0).all()
+    return {
+        "mean_absolute_error": skm.mean_absolute_error(y, predicted),
+        "mean_squared_error": skm.mean_squared_error(y, predicted),
+        "mean_squared_log_error": skm.mean_squared_log_error(y, predicted) if nonnegative else None,
+        "median_absolute_error": skm.median_absolute_error(y, predicted),
+        "r2_score": skm.r2_score(y, predicted),
+        "explained_variance": skm.explained_variance_score(y, predicted),
+    }
+
+
+def clustering_metrics(X: np.ndarray, estimator: t.Any) -> dict:
+    distances = estimator.transform(X)
+    assigned = distances.argmin(axis=1)
+    several = len(np.unique(assigned)) > 1
+    return {
+        "davies_bouldin_index": skm.davies_bouldin_score(X, assigned) if several else None,
+        "mean_squared_distance": float(np.mean(distances.min(axis=1) ** 2)),
+    }
+
+
+def confusion_matrix(model: "LoadedModel", data: pa.Table, threshold: float | None = None,
+                     scored: Scored | None = None) -> pa.Table:
+    """ML.CONFUSION_MATRIX: ``expected_label`` and one count column per predicted class."""
+    _require_classifier(model, "ML.CONFUSION_MATRIX")
+    scored = scored or Scored.of(model, data)
+    matrix = skm.confusion_matrix(scored.y, model.decide(scored.probs, threshold), labels=np.arange(len(model.classes)))
+    columns = {"expected_label": pa.array(model.classes, type=model.label_type)}
+    for index, label in enumerate(model.classes):
+        columns[sanitize(label)] = pa.array(matrix[:, index], type=pa.int64())
+    return pa.table(columns)
+
+
+def sanitize(label: t.Any) -> str:
+    """BigQuery's column name for a class: non-alphanumerics become '_'; numbers and names that
+    start with a digit get a leading '_' (labels 0 and 1 give columns _0 and _1)."""
+    text = str(label).lower() if isinstance(label, bool) else re.sub(r"\W", "_", str(label))
+    numeric = isinstance(label, (int, float)) and not isinstance(label, bool)
+    return f"_{text}" if numeric or not text or text[0].isdigit() else text
+
+
+def roc_curve(model: "LoadedModel", data: pa.Table, thresholds: list[float] | None = None,
+              scored: Scored | None = None) -> pa.Table:
+    """ML.ROC_CURVE for a binary classifier, at the given thresholds or at score percentiles."""
+    _require_classifier(model, "ML.ROC_CURVE")
+    if len(model.classes) != 2:
+        raise DataError("ML.ROC_CURVE needs a binary classifier; this model has "
+                        f"{len(model.classes)} classes.")
+    scored = scored or Scored.of(model, data)
+    scores, positive = scored.probs[:, 1], scored.y == 1
+    if thresholds is None:
+        thresholds = np.unique(np.quantile(scores, np.linspace(0, 1, 101)))[::-1]
+    counts = threshold_counts(scores, positive, np.asarray(thresholds, dtype=np.float64))
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    return pa.table({
+        "threshold": counts["threshold"],
+        "recall": counts["true_positives"] / n_pos if n_pos else np.full(len(thresholds), np.nan),
+        "false_positive_rate": counts["false_positives"] / n_neg if n_neg else np.full(len(thresholds), np.nan),
+        "true_positives": counts["true_positives"],
+        "false_positives": counts["false_positives"],
+        "true_negatives": counts["true_negatives"],
+        "false_negatives": counts["false_negatives"],
+        "precision": _ratio(counts["true_positives"], counts["true_positives"] + counts["false_positives"]),
+    })
+
+
+def threshold_metrics(model: "LoadedModel", data: pa.Table, thresholds: list[float] | None = None) -> pa.Table:
+    """ML.THRESHOLD_METRICS: the metrics a binary classifier would score at each decision threshold."""
+    _require_classifier(model, "ML.THRESHOLD_METRICS")
+    if len(model.classes) != 2:
+        raise DataError("ML.THRESHOLD_METRICS needs a binary classifier; this model has "
+                        f"{len(model.classes)} classes.")
+    return metrics_from_counts(roc_curve(model, data, thresholds).to_pydict())
+
+
+def metrics_from_counts(counts: dict) -> pa.Table:
+    """Per-threshold precision, recall, f1, false positive rate and accuracy from confusion counts
+    (``roc_curve`` columns); NULL where a ratio has nothing to divide by."""
+    tp, fp, tn, fn = (np.asarray(counts[k], dtype=np.int64) for k in
+                      ("true_positives", "false_positives", "true_negatives", "false_negatives"))
+    return pa.table({
+        "threshold": pa.array(counts["threshold"], type=pa.float64()),
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1_score": _ratio(2 * tp, 2 * tp + fp + fn),
+        "false_positive_rate": _ratio(fp, fp + tn),
+        "accuracy": _ratio(tp + tn, tp + fp + tn + fn),
+        "true_positives": tp, "false_positives": fp, "true_negatives": tn, "false_negatives": fn,
+    })
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> pa.Array:
+    safe = np.where(denominator > 0, denominator, 1)
+    return pa.array(numerator / safe, type=pa.float64(), mask=np.asarray(denominator) == 0)
+
+
+def threshold_counts(scores: np.ndarray, positive: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+    """Confusion counts at each threshold (score ≥ threshold is positive), in one sort."""
+    pos_scores, neg_scores = np.sort(scores[positive]), np.sort(scores[~positive])
+    tp = len(pos_scores) - np.searchsorted(pos_scores, thresholds, side="left")
+    fp = len(neg_scores) - np.searchsorted(neg_scores, thresholds, side="left")
+    return {"threshold": thresholds, "true_positives": tp, "false_positives": fp,
+            "true_negatives": len(neg_scores) - fp, "false_negatives": len(pos_scores) - tp}
+
+
+def _require_classifier(model: "LoadedModel", function: str) -> None:
+    if model.kind.task != CLASSIFICATION:
+        raise DataError(f"{function} needs a classification model; '{model.info.name}' is a {model.kind.name}.")
+
+
+LOWER_IS_BETTER = frozenset({"log_loss", "mean_absolute_error", "mean_squared_error", "mean_squared_log_error",
+                             "median_absolute_error", "mean_squared_distance", "davies_bouldin_index"})
+
+
+OBJECTIVES = {
+    CLASSIFICATION: ("roc_auc", "pr_auc", "log_loss", "f1_score", "precision", "recall", "accuracy"),
+    REGRESSION: ("r2_score", "mean_absolute_error", "mean_squared_error", "mean_squared_log_error",
+                 "median_absolute_error", "explained_variance"),
+    CLUSTERING: ("davies_bouldin_index", "mean_squared_distance"),
+}
+
+
+DEFAULT_OBJECTIVE = {CLASSIFICATION: "roc_auc", REGRESSION: "r2_score", CLUSTERING: "davies_bouldin_index"}
+
+
+EVAL_LOSS = {CLASSIFICATION: "log_loss", REGRESSION: "mean_squared_error", CLUSTERING: "mean_squared_distance"}
+
+
+def lower_is_better(objective: str) -> bool:
+    return objective in LOWER_IS_BETTER
+

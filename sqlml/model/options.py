@@ -1,0 +1,221 @@
+"""OPTIONS (...) of CREATE MODEL: conversion from SQL, and validation in scikit-learn's style.
+
+Each option is declared once in :data:`OPTIONS` with its type, range and the model types it
+applies to; errors say what was expected and what came, and suggest the closest valid name.
+"""
+
+
+from __future__ import annotations
+
+import difflib
+import math
+import typing as t
+from dataclasses import dataclass
+
+from ..errors import OptionError
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its Python type, allowed range or choices, and the model types it applies to."""
+
+    kind: type | str  # int, float, bool, str, or "str_list" / "int_list"
+    applies_to: tuple[str, ...] | str = ALL
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple[str, ...] | None = None
+    tunable: bool = False  # accepts HPARAM_RANGE / HPARAM_CANDIDATES (sqlml.tuning)
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        names = {int: "an integer", float: "a number", bool: "TRUE or FALSE", str: "a string",
+                 "str_list": "an array of strings", "int_list": "an array of integers",
+                 "label_weights": "an array of STRUCT(label, weight)"}
+        text = names[self.kind]
+        if self.low is not None or self.high is not None:
+            left = "(" if self.low_open else "["
+            text += f" in the range {left}{_num(self.low, '-inf')}, {_num(self.high, 'inf')}]"
+        return text
+
+
+def _num(value: float | None, default: str) -> str:
+    return default if value is None else f"{value:g}"
+
+
+LINEAR = ("linear_reg", "logistic_reg")
+
+
+TREES = ("boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier", "random_forest_regressor")
+
+
+BOOSTED = TREES[:2]
+
+
+FORESTS = TREES[2:]
+
+
+DNN = ("dnn_classifier", "dnn_regressor")
+
+
+ITERATIVE = LINEAR + BOOSTED + DNN + ("kmeans",)
+
+
+CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier", "random_forest_classifier", "dnn_classifier")
+
+
+SUPERVISED = CLASSIFIERS + ("linear_reg", "boosted_tree_regressor", "random_forest_regressor", "dnn_regressor")
+
+
+OPTIONS: dict[str, Option] = {
+    "model_type": Option(str),  # choices are filled in by sqlml.models
+    "input_label_cols": Option("str_list"),
+    "data_split_method": Option(str, choices=("AUTO_SPLIT", "RANDOM", "SEQ", "CUSTOM", "NO_SPLIT")),
+    "data_split_eval_fraction": Option(float, low=0.0, high=1.0, low_open=True),
+    "data_split_col": Option(str),
+    "l1_reg": Option(float, LINEAR + DNN, low=0.0, tunable=True),
+    "l2_reg": Option(float, LINEAR + BOOSTED + DNN, low=0.0, tunable=True),
+    "max_iterations": Option(int, ITERATIVE, low=1, tunable=True),
+    "learn_rate": Option(float, BOOSTED + DNN, low=0.0, low_open=True, tunable=True),
+    "early_stop": Option(bool, BOOSTED + DNN, tunable=True),
+    "max_tree_depth": Option(int, TREES, low=1, tunable=True),
+    "num_parallel_tree": Option(int, FORESTS, low=1, tunable=True),
+    "hidden_units": Option("int_list", DNN, low=1, tunable=True),
+    "num_clusters": Option(int, ("kmeans",), low=2, tunable=True),
+    "random_seed": Option(int, low=0),
+    # Training on part of the training split (sqlml.sampling).
+    "max_training_rows": Option(int, low=1),
+    "sample_fraction": Option(float, low=0.0, high=1.0, low_open=True),
+    "threshold": Option(float, low=0.0, high=1.0),
+    # Imbalanced classes (sqlml.imbalance checks how they combine).
+    "auto_class_weights": Option(bool, CLASSIFIERS),
+    "class_weights": Option("label_weights", CLASSIFIERS),
+    "instance_weight_col": Option(str, SUPERVISED),
+    "sampling": Option(str, CLASSIFIERS, choices=("oversample", "undersample", "smote")),
+    "sampling_ratio": Option(float, CLASSIFIERS, low=0.0, high=1.0, low_open=True),
+    # Hyperparameter tuning and model_type = 'auto' (sqlml.tuning checks how they combine).
+    "num_trials": Option(int, low=1),
+    "max_parallel_trials": Option(int, low=1),
+    "hparam_tuning_algorithm": Option(str, choices=("VIZIER_DEFAULT", "RANDOM_SEARCH", "GRID_SEARCH")),
+    "hparam_tuning_objectives": Option("str_list"),
+    "max_trials": Option(int, ("auto",), low=1),
+    "time_budget_seconds": Option(float, ("auto",), low=0.0, low_open=True),
+    "description": Option(str),
+    "intended_use": Option(str),
+    "limitations": Option(str),
+}
+
+
+def validate(options: dict[str, t.Any], model_type: str | None, extra: dict[str, Option] | None = None) -> dict:
+    """Check names, types, ranges and applicability; return the options with normalized values."""
+    table = {**OPTIONS, **(extra or {})}
+    checked = {}
+    for name, value in options.items():
+        option = table.get(name)
+        if option is None:
+            raise OptionError(_unknown(name, table))
+        if model_type and option.applies_to != ALL and model_type not in option.applies_to:
+            raise OptionError(
+                f"Option '{name}' does not apply to model_type '{model_type}'; "
+                f"it applies to {', '.join(option.applies_to)}."
+            )
+        checked[name] = check_space(name, option, value) if is_space(value) else check_value(name, option, value)
+    return checked
+
+
+SPACES = ("HPARAM_RANGE", "HPARAM_CANDIDATES")
+
+
+def is_space(value: t.Any) -> bool:
+    """Whether an option value is a search space, ``HPARAM_RANGE(a, b)`` or ``HPARAM_CANDIDATES([...])``."""
+    return isinstance(value, dict) and value.get("function") in SPACES
+
+
+def check_space(name: str, option: Option, space: dict) -> dict:
+    """A search space with every end or candidate checked against the option's own type and range."""
+    function, args = space["function"], space.get("args", [])
+    if not option.tunable:
+        tunable = sorted(n for n, o in OPTIONS.items() if o.tunable)
+        raise OptionError(f"Option '{name}' cannot be tuned with {function}; tunable options are: {', '.join(tunable)}.")
+    if function == "HPARAM_RANGE":
+        if option.kind not in (int, float) or len(args) != 2:
+            raise OptionError(f"HPARAM_RANGE on '{name}' needs two numbers, HPARAM_RANGE(low, high); "
+                              f"'{name}' takes {option.describe()}: use HPARAM_CANDIDATES([...]).")
+        low, high = (check_value(name, option, a) for a in args)
+        if not low < high:
+            raise OptionError(f"HPARAM_RANGE on '{name}' needs low < high; got HPARAM_RANGE({args[0]}, {args[1]}).")
+        return {"function": function, "args": [low, high]}
+    if len(args) != 1 or not isinstance(args[0], list) or not args[0]:
+        raise OptionError(f"HPARAM_CANDIDATES on '{name}' needs one non-empty array: HPARAM_CANDIDATES([a, b, ...]).")
+    candidates = [c[0] if option.kind == "int_list" and _is_wrapped_list(c) else c for c in args[0]]
+    return {"function": function, "args": [[check_value(name, option, c) for c in candidates]]}
+
+
+def _is_wrapped_list(value: t.Any) -> bool:
+    """BigQuery writes list candidates as STRUCT([16, 8]), which arrives as [[16, 8]]."""
+    return isinstance(value, list) and len(value) == 1 and isinstance(value[0], list)
+
+
+def _unknown(name: str, table: dict[str, Option]) -> str:
+    close = difflib.get_close_matches(name, table, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"Unknown option '{name}'.{hint} Valid options are: {', '.join(sorted(table))}."
+
+
+def check_value(name: str, option: Option, value: t.Any) -> t.Any:
+    """Return ``value`` converted to the option's type, or raise an OptionError that shows both."""
+    converted = _convert(option.kind, value)
+    ok = converted is not None
+    if ok and option.choices:
+        converted = str(converted).upper() if option.choices[0].isupper() else str(converted).lower()
+        ok = converted in option.choices
+    if ok:
+        numbers = converted if isinstance(converted, list) else [converted]
+        ok = all(_in_range(option, v) for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool))
+    if not ok:
+        raise OptionError(f"The '{name}' option must be {option.describe()}. Got {value!r} instead.")
+    return converted
+
+
+def _convert(kind: type | str, value: t.Any) -> t.Any:
+    if kind is bool:
+        return value if isinstance(value, bool) else None
+    if kind is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if kind is float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if kind is str:
+        return value if isinstance(value, str) else None
+    if kind == "label_weights":
+        return _label_weights(value)
+    item = str if kind == "str_list" else int
+    if isinstance(value, item) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, list) and value and all(isinstance(v, item) and not isinstance(v, bool) for v in value):
+        return value
+    return None
+
+
+def _label_weights(value: t.Any) -> list | None:
+    """[STRUCT(label, weight), ...] arrives as [[label, weight], ...]; weights become floats."""
+    if not isinstance(value, list) or not value:
+        return None
+    pairs = []
+    for entry in value:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], (int, float))
+                and not isinstance(entry[1], bool) and isinstance(entry[0], (str, int, float, bool))):
+            return None
+        pairs.append([entry[0], float(entry[1])])
+    return pairs
+
+
+def _in_range(option: Option, value: float) -> bool:
+    if math.isnan(value):
+        return False
+    if option.low is not None and (value < option.low or (option.low_open and value == option.low)):
+        return False
+    return option.high is None or value <= option.high
+

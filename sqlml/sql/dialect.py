@@ -1,0 +1,269 @@
+"""The sqlml SQL dialect: DuckDB's dialect plus BigQuery ML statements and ``ML.*`` functions.
+
+Registered with sqlglot under the name ``sqlml``::
+
+    >>> import sqlglot, sqlml.dialect
+    >>> sqlglot.parse_one("SELECT * FROM ML.PREDICT(MODEL m, TABLE t)", read="sqlml").sql("sqlml")
+    'SELECT * FROM ML.PREDICT(MODEL m, TABLE t)'
+
+AST nodes only hold data; what they mean is decided by :mod:`sqlml.planner`.
+"""
+
+
+from __future__ import annotations
+
+from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.generators.duckdb import DuckDBGenerator
+from sqlglot.helper import seq_get
+from sqlglot.parsers.duckdb import DuckDBParser
+from sqlglot.tokens import TokenType
+
+#: Every ``ML.<name>(...)`` table function the dialect parses. The planner decides which exist.
+ML_FUNCTIONS = (
+    "PREDICT",
+    "EVALUATE",
+    "CONFUSION_MATRIX",
+    "ROC_CURVE",
+    "TRAINING_INFO",
+    "FEATURE_INFO",
+    "WEIGHTS",
+    "EXPLAIN_PREDICT",
+    "GLOBAL_EXPLAIN",
+    "FEATURE_IMPORTANCE",
+    "THRESHOLD_METRICS",
+    "TRIAL_INFO",
+    "LEADERBOARD",
+    "BASELINE",
+    "TRANSFORM",
+    "DESCRIBE_DATA",
+    "FAIRNESS",
+    "MODEL_CARD",
+    "VALIDATE_DATA_DRIFT",
+)
+
+
+class ModelRef(exp.Expression):
+    """``MODEL name [VERSION n | VERSION 'alias']``."""
+
+    arg_types = {"this": True, "version": False}
+
+
+class MLCall(exp.Expression, exp.Func):
+    """``ML.<name>([MODEL m] [, TABLE t | (query)] [, STRUCT(...) | other argument])``."""
+
+    arg_types = {"this": True, "model": False, "input": False, "params": False}
+
+    @property
+    def function(self) -> str:
+        return self.this.name.upper()
+
+
+class GenerateArray(exp.Expression, exp.Func):
+    """BigQuery's ``GENERATE_ARRAY(start, end, step)``, inclusive, for numbers with fractions too
+    (DuckDB's generate_series takes integers only); used for ML.ROC_CURVE thresholds."""
+
+    arg_types = {"this": True, "expression": True, "step": False}
+
+
+class CreateModel(exp.Expression):
+    """``CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name [TRANSFORM (...)] OPTIONS (...) AS query``."""
+
+    arg_types = {
+        "this": True,
+        "options": False,
+        "expression": False,
+        "replace": False,
+        "exists": False,
+        "transform": False,
+    }
+
+
+class DropModel(exp.Expression):
+    """``DROP MODEL [IF EXISTS] name``."""
+
+    arg_types = {"this": True, "exists": False}
+
+
+class AlterModel(exp.Expression):
+    """``ALTER MODEL [IF EXISTS] name SET OPTIONS (...)``."""
+
+    arg_types = {"this": True, "options": True, "exists": False}
+
+
+def _parse_ml_call(self: DuckDBParser, name: str) -> exp.Expr:
+    """Parse the argument list of ``ML.<name>(``; other functions with the same name parse as usual."""
+    if not (self._index >= 4 and self._tokens[self._index - 4].text.upper() == "ML"):
+        return self.expression(exp.Anonymous(this=name, expressions=self._parse_csv(self._parse_lambda)))
+    call = MLCall(this=exp.var(name))
+    while self._curr and not self._match(TokenType.R_PAREN, advance=False):
+        if self._match_text_seq("MODEL"):
+            call.set("model", _parse_model_ref(self))
+        elif self._match(TokenType.TABLE):
+            call.set("input", self._parse_table_parts())
+        elif self._curr.token_type == TokenType.L_PAREN and self._next and self._next.token_type in (
+            TokenType.SELECT,
+            TokenType.WITH,
+            TokenType.L_PAREN,
+        ):
+            call.set("input", self._parse_wrapped(self._parse_select))
+        else:
+            call.set("params", self._parse_bitwise())
+        if not self._match(TokenType.COMMA):
+            break
+    # The caller consumes the closing parenthesis but does not insist on it.
+    if not self._match(TokenType.R_PAREN, advance=False):
+        self.raise_error("Expecting )")
+    return call
+
+
+def _parse_model_ref(self: DuckDBParser) -> ModelRef:
+    name = self._parse_table_parts()
+    version = self._parse_primary() if self._match_text_seq("VERSION") else None
+    if version is None and self._prev.text.upper() == "VERSION":
+        self.raise_error("Expecting a version number or alias after VERSION")
+    return ModelRef(this=name, version=version)
+
+
+def _parse_options(self: DuckDBParser) -> list[exp.Expr]:
+    if not self._match_text_seq("OPTIONS"):
+        return []
+    return self._parse_wrapped_csv(lambda: _parse_option(self))
+
+
+def _parse_option(self: DuckDBParser) -> exp.Property:
+    name = self._parse_id_var(any_token=True)
+    if not name or not self._match(TokenType.EQ):
+        self.raise_error("Expecting name = value in OPTIONS")
+    return exp.Property(this=exp.var(name.name), value=self._parse_bitwise())
+
+
+def _parse_create(self: DuckDBParser) -> exp.Expr | None:
+    start = self._index
+    replace = self._match_pair(TokenType.OR, TokenType.REPLACE)
+    if not self._match_text_seq("MODEL"):
+        self._retreat(start)
+        return self._parse_create()
+    exists = self._parse_exists(not_=True)
+    name = self._parse_table_parts()
+    transform = None
+    if self._match_text_seq("TRANSFORM"):
+        transform = self._parse_wrapped_csv(self._parse_expression)
+    options = _parse_options(self)
+    query = self._parse_select(nested=True) if self._match(TokenType.ALIAS) else None
+    if query is None and self._prev.token_type == TokenType.ALIAS:
+        self.raise_error("Expecting a query after AS")
+    return self.expression(
+        CreateModel(this=name, options=options, expression=query, replace=replace, exists=exists, transform=transform)
+    )
+
+
+def _parse_drop(self: DuckDBParser) -> exp.Expr | None:
+    if not self._match_text_seq("MODEL"):
+        return self._parse_drop()
+    exists = self._parse_exists()
+    return self.expression(DropModel(this=self._parse_table_parts(), exists=exists))
+
+
+def _parse_alter(self: DuckDBParser) -> exp.Expr | None:
+    if not self._match_text_seq("MODEL"):
+        return self._parse_alter()
+    exists = self._parse_exists()
+    name = self._parse_table_parts()
+    if not self._match(TokenType.SET):
+        self.raise_error("Expecting SET OPTIONS (...) after ALTER MODEL name")
+    options = _parse_options(self)
+    if not options:
+        self.raise_error("Expecting OPTIONS (...) after ALTER MODEL name SET")
+    return self.expression(AlterModel(this=name, options=options, exists=exists))
+
+
+class SqlmlParser(DuckDBParser):
+    FUNCTIONS = {
+        **DuckDBParser.FUNCTIONS,
+        "GENERATE_ARRAY": lambda args: GenerateArray(this=args[0], expression=args[1], step=seq_get(args, 2)),
+    }
+    FUNCTION_PARSERS = {
+        **DuckDBParser.FUNCTION_PARSERS,
+        **{name: (lambda n: lambda self: _parse_ml_call(self, n))(name) for name in ML_FUNCTIONS},
+    }
+    STATEMENT_PARSERS = {
+        **DuckDBParser.STATEMENT_PARSERS,
+        TokenType.CREATE: _parse_create,
+        TokenType.DROP: _parse_drop,
+        TokenType.ALTER: _parse_alter,
+    }
+
+
+def _options_sql(self: DuckDBGenerator, options: list[exp.Expr]) -> str:
+    return f" OPTIONS ({self.expressions(sqls=[self.sql(o) for o in options], flat=True)})" if options else ""
+
+
+def _model_ref_sql(self: DuckDBGenerator, e: ModelRef) -> str:
+    version = f" VERSION {self.sql(e, 'version')}" if e.args.get("version") else ""
+    return f"MODEL {self.sql(e, 'this')}{version}"
+
+
+def _ml_call_sql(self: DuckDBGenerator, e: MLCall) -> str:
+    args = []
+    if e.args.get("model"):
+        args.append(self.sql(e, "model"))
+    source = e.args.get("input")
+    if isinstance(source, exp.Table):
+        args.append(f"TABLE {self.sql(source)}")
+    elif source:
+        args.append(f"({self.sql(source)})")
+    if e.args.get("params"):
+        args.append(self.sql(e, "params"))
+    # Inside FROM, sqlglot keeps the ``ML.`` prefix on the enclosing Table node.
+    parent = e.parent
+    prefix = "" if isinstance(parent, exp.Table) and parent.text("db").upper() == "ML" else "ML."
+    return f"{prefix}{e.function}({', '.join(args)})"
+
+
+def _generate_array_sql(self: DuckDBGenerator, e: GenerateArray) -> str:
+    start, end = self.sql(e, "this"), self.sql(e, "expression")
+    step = self.sql(e, "step") or "1"
+    count = f"CAST(floor(({end} - {start}) / {step} + 1e-9) AS BIGINT) + 1"
+    return f"list_transform(range(0, greatest({count}, 0)), lambda i: round(CAST({start} AS DOUBLE) + i * {step}, 12))"
+
+
+def _create_model_sql(self: DuckDBGenerator, e: CreateModel) -> str:
+    replace = " OR REPLACE" if e.args.get("replace") else ""
+    exists = " IF NOT EXISTS" if e.args.get("exists") else ""
+    transform = e.args.get("transform")
+    transform_sql = f" TRANSFORM ({self.expressions(sqls=[self.sql(x) for x in transform], flat=True)})" if transform else ""
+    query = f" AS {self.sql(e, 'expression')}" if e.args.get("expression") else ""
+    return f"CREATE{replace} MODEL{exists} {self.sql(e, 'this')}{transform_sql}{_options_sql(self, e.args.get('options'))}{query}"
+
+
+def _property_sql(self: DuckDBGenerator, e: exp.Property) -> str:
+    return f"{self.sql(e, 'this')} = {self.sql(e, 'value')}"
+
+
+class SqlmlGenerator(DuckDBGenerator):
+    TRANSFORMS = {
+        **DuckDBGenerator.TRANSFORMS,
+        ModelRef: _model_ref_sql,
+        GenerateArray: _generate_array_sql,
+        MLCall: _ml_call_sql,
+        CreateModel: _create_model_sql,
+        DropModel: lambda self, e: f"DROP MODEL{' IF EXISTS' if e.args.get('exists') else ''} {self.sql(e, 'this')}",
+        AlterModel: lambda self, e: (
+            f"ALTER MODEL{' IF EXISTS' if e.args.get('exists') else ''} {self.sql(e, 'this')} SET"
+            f"{_options_sql(self, e.args['options'])}"
+        ),
+    }
+
+    def property_sql(self, expression: exp.Property) -> str:
+        if isinstance(expression.parent, (CreateModel, AlterModel)):
+            return _property_sql(self, expression)
+        return super().property_sql(expression)
+
+
+class Sqlml(DuckDB):
+    """DuckDB's dialect extended with CREATE/DROP/ALTER MODEL and the ML.* table functions."""
+
+    Parser = SqlmlParser
+    Generator = SqlmlGenerator
+

@@ -1,0 +1,92 @@
+"""Runs plans: trains and stores models, computes ML.* tables, then runs the plain SQL.
+
+    SQL text → sqlglot AST (dialect) → plan (planner) → engine (here)
+"""
+
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import typing as t
+
+import sqlglot
+from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import Token, TokenType
+
+from ..errors import SqlmlParseError
+
+
+def parse(text: str) -> list[sqlglot.exp.Expr]:
+    """Parse one or more statements; errors carry line and column. A plain DuckDB statement that
+    sqlglot cannot parse (``EXPORT DATABASE …``) runs as written; sqlml's own statements must parse."""
+    with _quiet_passthrough():
+        return _parse(text)
+
+
+@contextlib.contextmanager
+def _quiet_passthrough() -> t.Iterator[None]:
+    """Silence sqlglot's warning that it keeps a statement as text (``CREATE TYPE``, ``LOAD``): sqlml
+    runs such statements as written, so the warning tells its users nothing."""
+    def keep(record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+    logger = logging.getLogger("sqlglot")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+def _parse(text: str) -> list[sqlglot.exp.Expr]:
+    try:
+        pieces = list(_statements(text))
+    except TokenError as e:
+        near = str(e).removeprefix("Error tokenizing ")
+        raise SqlmlParseError(f"Cannot read the SQL: a string, quoted name or comment is not closed, near {near}") from None
+    statements = []
+    for statement_text, tokens in pieces:
+        try:
+            parsed = [s for s in sqlglot.parse(statement_text, read="sqlml") if s is not None]
+        except ParseError as e:
+            if _is_sqlml(tokens):
+                raise _parse_error(e, text, tokens[0].start) from None
+            parsed = [sqlglot.exp.Command(this=statement_text)]
+        except RecursionError:
+            raise SqlmlParseError("The statement is nested too deeply to parse.") from None
+        for statement in parsed:
+            statement.meta["line"] = tokens[0].line  # where it starts in ``text``, for errors found later (CLI)
+        statements += parsed
+    return statements
+
+
+def _statements(text: str) -> t.Iterator[tuple[str, list[Token]]]:
+    """Each statement of ``text`` as written, with its tokens (split at semicolons outside strings)."""
+    tokens: list[Token] = []
+    for token in sqlglot.Dialect.get_or_raise("sqlml").tokenize(text) + [None]:
+        if token is None or token.token_type == TokenType.SEMICOLON:
+            if tokens:
+                yield text[tokens[0].start:tokens[-1].end + 1], tokens
+            tokens = []
+        else:
+            tokens.append(token)
+
+
+def _is_sqlml(tokens: list[Token]) -> bool:
+    """Whether a statement uses sqlml's syntax (a MODEL or an ML.* function)."""
+    words = [token.text.upper() for token in tokens]
+    return "MODEL" in words or any(word == "ML" and following.token_type == TokenType.DOT
+                                   for word, following in zip(words, tokens[1:]))
+
+
+def _parse_error(e: ParseError, text: str, offset: int) -> SqlmlParseError:
+    """sqlglot's first error in a statement that starts at ``offset`` of ``text``, located in ``text``."""
+    first = e.errors[0] if e.errors else {}
+    line, column = first.get("line"), first.get("col")
+    if line:  # the statement's own line 1 starts where the statement does
+        column += offset - (text.rfind("\n", 0, offset) + 1) if line == 1 else 0
+        line += text.count("\n", 0, offset)
+    where = f" (line {line}, column {column})" if line else ""
+    return SqlmlParseError(f"{first.get('description', str(e))}{where}: "
+                           f"…{first.get('start_context', '')}{first.get('highlight', '')}…")
+

@@ -1,0 +1,225 @@
+"""From a parsed statement to a plan: steps of plain SQL in the engine's dialect plus model work.
+
+The planner never touches data. It needs a catalog only to look up stored models for lazy scoring
+(views), and the target engine's sqlglot dialect name; nothing here assumes DuckDB.
+"""
+
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from ..errors import SqlmlError
+from ..model import options as opts
+from ..registry.versions import ModelVersion
+from . import catalog, options
+from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
+
+
+class Catalog(t.Protocol):
+    def resolve(self, name: str, version: int | None = None) -> ModelVersion: ...
+
+    def blob(self, fingerprint: str) -> bytes: ...
+
+
+@dataclass
+class TableFunction:
+    """An ML.* call computed by the executor and exposed to the final SQL under ``name``."""
+
+    name: str
+    function: str
+    model: tuple[str, int | None] | None
+    input_sql: str | None
+    params_sql: str | None  # a STRUCT(...) literal, evaluated by the engine
+    argument_sql: str | None  # any other last argument (GENERATE_ARRAY(...))
+
+
+@dataclass
+class Query:
+    """Run ``sql`` after computing ``tables``; ``models`` are versions whose scoring UDF it calls."""
+
+    sql: str
+    tables: list[TableFunction] = field(default_factory=list)
+    models: list[ModelVersion] = field(default_factory=list)
+    returns_rows: bool = True  # False for DDL, whose DuckDB result is only a count
+    passthrough: str | None = None  # the statement is ``SELECT * FROM <this table function>``
+
+
+@dataclass
+class Train:
+    name: str
+    options: dict
+    query_sql: str
+    replace: bool
+    if_not_exists: bool
+    transform: list[str] | None = None
+
+
+@dataclass
+class Drop:
+    name: str
+    if_exists: bool
+
+
+@dataclass
+class Alter:
+    name: str
+    options: dict
+    if_exists: bool
+
+
+Step = t.Union[Query, Train, Drop, Alter]
+
+
+def model_name(table: exp.Table) -> str:
+    """A model's registry name: its dotted parts, unquoted ones lower-cased (``MODEL Delays`` is
+    ``delays``), quoted ones kept exactly as written."""
+    return ".".join(part.name if part.args.get("quoted") else part.name.lower() for part in table.parts)
+
+
+#: Statements DuckDB answers with an empty "Success" or "Count" relation: they have nothing to show.
+NO_ROWS = (exp.Create, exp.Drop, exp.Alter, exp.Set, exp.Use, exp.Transaction, exp.Commit, exp.Rollback,
+           exp.Attach, exp.Detach, exp.Install)
+
+
+#: The same for statements sqlglot keeps as text (exp.Command), by their first word.
+NO_ROWS_COMMANDS = {"ALTER", "ANALYZE", "ATTACH", "CHECKPOINT", "CREATE", "DETACH", "DROP", "EXPORT", "FORCE",
+                    "IMPORT", "INSTALL", "LOAD", "RESET", "SET", "USE", "VACUUM"}
+
+
+def returns_rows(statement: exp.Expr) -> bool:
+    """Whether a plain statement's result is worth showing (a query's rows, an INSERT's count)."""
+    if isinstance(statement, exp.Command):
+        return str(statement.this).split(maxsplit=1)[0].upper() not in NO_ROWS_COMMANDS
+    return not isinstance(statement, NO_ROWS)
+
+
+class Planner:
+    """Plans statements for one engine dialect."""
+
+    def __init__(self, catalog: Catalog, dialect: str = "duckdb"):
+        self.catalog = catalog
+        self.dialect = dialect
+        self._counter = 0
+
+    def plan(self, statement: exp.Expr) -> Step:
+        if isinstance(statement, CreateModel):
+            return self._train(statement)
+        if isinstance(statement, DropModel):
+            return Drop(model_name(statement.this), bool(statement.args.get("exists")))
+        if isinstance(statement, AlterModel):
+            return self._alter(statement)
+        return self._query(statement)
+
+    def _train(self, statement: CreateModel) -> Train:
+        query = statement.expression
+        if query is None:
+            raise SqlmlError("CREATE MODEL needs a training query: CREATE MODEL m OPTIONS (...) AS SELECT ...")
+        if query.find(MLCall):
+            raise SqlmlError("The training query of CREATE MODEL cannot call ML.* functions; "
+                             "materialize their result in a table first.")
+        transform = statement.args.get("transform")
+        return Train(
+            name=model_name(statement.this),
+            options=options.options_to_dict(statement.args.get("options")),
+            query_sql=query.sql(self.dialect),
+            replace=bool(statement.args.get("replace")),
+            if_not_exists=bool(statement.args.get("exists")),
+            transform=[e.sql(self.dialect) for e in transform] if transform else None,
+        )
+
+    def _alter(self, statement: AlterModel) -> Alter:
+        changes = options.options_to_dict(statement.args["options"])
+        not_alterable = [k for k in changes if k not in options.ALTERABLE]
+        if not_alterable:
+            raise SqlmlError(f"ALTER MODEL cannot change {', '.join(not_alterable)}; it can change "
+                             f"{', '.join(options.ALTERABLE)}. Train a new version with CREATE OR REPLACE MODEL instead.")
+        return Alter(model_name(statement.this), opts.validate(changes, None),
+                     bool(statement.args.get("exists")))
+
+    def _query(self, statement: exp.Expr) -> Query:
+        lazy = isinstance(statement, exp.Create) and statement.kind and statement.kind.upper() == "VIEW"
+        step = Query(sql="", returns_rows=returns_rows(statement))
+        for call in reversed(list(statement.find_all(MLCall))):
+            replacement = self._lazy(call, step) if lazy else self._eager(call, step)
+            target = call.parent if isinstance(call.parent, exp.Table) else call
+            alias = target.args.get("alias") if isinstance(target, exp.Table) else None
+            if alias is not None and isinstance(replacement, exp.Table):
+                replacement.set("alias", alias)
+            elif alias is not None:
+                replacement = exp.Subquery(this=replacement, alias=alias)
+            elif not isinstance(replacement, exp.Table):
+                replacement = exp.Subquery(this=replacement)
+            target.replace(replacement)
+        step.sql = statement.sql(self.dialect)
+        if len(step.tables) == 1 and step.sql == f"SELECT * FROM {step.tables[0].name}":
+            step.passthrough = step.tables[0].name
+        return step
+
+    def _eager(self, call: MLCall, step: Query) -> exp.Table:
+        function = call.function
+        if function not in catalog.AVAILABLE:
+            raise SqlmlError(f"ML.{function} is not available yet. Available: "
+                             f"{', '.join('ML.' + f for f in sorted(catalog.AVAILABLE))}.")
+        self._counter += 1
+        name = f"__sqlml_{function.lower()}_{self._counter}"
+        model = call.args.get("model")
+        params = call.args.get("params")
+        is_struct = isinstance(params, exp.Struct)
+        if function in catalog.MODEL_ONLY and call.args.get("input") is not None:
+            raise SqlmlError(f"ML.{function} takes only a model: ML.{function}(MODEL name).")
+        step.tables.append(TableFunction(
+            name=name,
+            function=function,
+            model=self._model_ref(model) if model is not None else None,
+            input_sql=self._input_sql(call.args.get("input")),
+            params_sql=params.sql(self.dialect) if params is not None and is_struct else None,
+            argument_sql=params.sql(self.dialect) if params is not None and not is_struct else None,
+        ))
+        return exp.to_table(name)
+
+    def _lazy(self, call: MLCall, step: Query) -> exp.Expr:
+        from ..views import scoring_query  # the lazy form exists for DuckDB only, today
+        if call.function != "PREDICT":
+            raise SqlmlError(f"ML.{call.function} cannot be used inside CREATE VIEW: its result is computed when the "
+                             "statement runs. Use CREATE TABLE ... AS instead.")
+        if call.args.get("params") is not None or call.args.get("model") is None:
+            raise SqlmlError("Inside CREATE VIEW, ML.PREDICT takes a model and input data only: "
+                             "ML.PREDICT(MODEL m, TABLE t); set a threshold with ALTER MODEL.")
+        info = self.catalog.resolve(*self._model_ref(call.args["model"]))
+        step.models.append(info)
+        source = call.args.get("input")
+        if source is None:
+            raise SqlmlError("ML.PREDICT needs input data: ML.PREDICT(MODEL m, TABLE t) or (SELECT ...).")
+        inner = exp.select("*").from_(source.copy()) if isinstance(source, exp.Table) else source.copy()
+        if any("transform_sql" in c for c in info.input_schema):
+            inner = self._transformed(info, inner)
+        return scoring_query(info, inner)
+
+    def _transformed(self, info: ModelVersion, inner: exp.Expr) -> exp.Expr:
+        """The view's input through the model's TRANSFORM, taken from the authenticated model header
+        (the registry row only says there is one)."""
+        import sqlglot
+
+        from ..model import loaded
+        from . import transform
+        state = loaded.CACHE.get(info, self.catalog.blob).transform
+        return sqlglot.parse_one(transform.wrap_sql(state, inner.sql(self.dialect), None), read="sqlml")
+
+    def _model_ref(self, ref: ModelRef) -> tuple[str, int | None]:
+        version = ref.args.get("version")
+        if version is not None and not (isinstance(version, exp.Literal) and not version.is_string
+                                        and version.this.isdigit()):
+            raise SqlmlError(f"VERSION must be a version number; got {version.sql()}.")
+        return model_name(ref.this), int(version.this) if version is not None else None
+
+    def _input_sql(self, source: exp.Expr | None) -> str | None:
+        if source is None:
+            return None
+        if isinstance(source, exp.Table):
+            return exp.select("*").from_(source.copy()).sql(self.dialect)
+        return source.sql(self.dialect)
+
