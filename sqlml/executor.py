@@ -1,8 +1,6 @@
 """Runs plans: trains and stores models, computes ML.* tables, then runs the plain SQL.
 
-    SQL text → sqlglot AST (dialect) → plan (planner) → engine (here)
-"""
-
+    SQL text → sqlglot AST (sql.dialect, sql.parse) → plan (sql.plan) → engine (here, through engines/)"""
 
 from __future__ import annotations
 
@@ -136,4 +134,3 @@ class Executor:
             return None
         value = self.engine.fetch(f"SELECT {sql}")[0][0]
         return {k.lower(): v for k, v in value.items()} if isinstance(value, dict) else value
-

@@ -7,7 +7,6 @@ when the view runs (so a view follows ALTER MODEL); :func:`register_all` defines
 per stored version whenever sqlml is attached to a connection. Models load on first use.
 """
 
-
 from __future__ import annotations
 
 import typing as t
@@ -25,14 +24,10 @@ from .model.preprocess import column_kind
 from .registry.versions import TABLE, ModelVersion, Registry
 
 OUTPUT = "__sqlml_out"
-
-
 #: Every scoring function sqlml defined in this process. DuckDB keeps only a borrowed reference to a
 #: Python UDF, owned by the connection that defined it: once that connection closes (a cursor), the
 #: database still calls the function, and calling a freed one crashes the process.
 _DEFINED: list[t.Callable] = []
-
-
 #: Connections sqlml defined functions on, to load a model's bytes through when the defining one is closed.
 _CONNECTIONS: "weakref.WeakSet[duckdb.DuckDBPyConnection]" = weakref.WeakSet()
 
@@ -132,4 +127,3 @@ def scoring_query(info: ModelVersion, input_sql: exp.Expr) -> exp.Expr:
         exp.Subquery(this=input_sql, alias=exp.TableAlias(this=exp.to_identifier("__sqlml_in"))))
     return exp.select(exp.func("unnest", exp.column(OUTPUT)), exp.Star(except_=[exp.column(OUTPUT)])).from_(
         exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__sqlml_scored"))))
-

@@ -94,7 +94,9 @@ def test_usage_errors_exit_2(runner):
 
 
 def test_database_busy(runner, tmp_path):
-    import subprocess, sys, textwrap
+    import subprocess
+    import sys
+    import textwrap
     db = tmp_path / "busy.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time, duckdb

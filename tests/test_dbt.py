@@ -417,9 +417,9 @@ def test_models_trained_in_parallel_threads(built, db):
 
 def test_model_cache_is_safe_to_share_between_threads(db):
     """Eight threads load and score three versions through a two-model cache at once."""
-    from sqlml.registry.versions import Registry
     from sqlml.engines.duckdb import DuckDBEngine
     from sqlml.model.loaded import ModelCache
+    from sqlml.registry.versions import Registry
     registry = Registry(DuckDBEngine(db.duckdb))
     infos = [registry.resolve(WEIGHT, 1), registry.resolve(WEIGHT, 2), registry.resolve(SPECIES)]
     blobs = {info.fingerprint: registry.blob(info.fingerprint) for info in infos}

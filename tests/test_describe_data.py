@@ -7,6 +7,7 @@ import pytest
 
 from sqlml.errors import SqlmlError
 
+
 @pytest.fixture
 def planted(flights):
     """flights with a leaky arr_delay (is_late = arr_delay > 15), an identifier, a constant and a

@@ -15,10 +15,10 @@ from threadpoolctl import threadpool_limits
 
 import sqlml
 from sqlml import datasets
-from sqlml.train import imbalance
-from sqlml.train.split import split_rows
 from sqlml.errors import OptionError
 from sqlml.model.preprocess import Preprocessor
+from sqlml.train import imbalance
+from sqlml.train.split import split_rows
 
 LABEL = "very_late"
 TRAIN_WHERE = "month <= 9"

@@ -255,6 +255,7 @@ def test_view_in_an_attached_database_loads_its_model_from_there(tmp_path):
     """Scoring functions load model bytes through cursors of their own, which start in the default
     database: they must look for the registry where the model was trained."""
     import duckdb
+
     import sqlml
     from sqlml import datasets
     parent = duckdb.connect()

@@ -10,8 +10,8 @@ import time
 import pytest
 
 import sqlml
-from sqlml.model import envelope as storage
 from sqlml.errors import ModelIntegrityError
+from sqlml.model import envelope as storage
 
 TRAIN = """CREATE OR REPLACE MODEL m OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['label'])
            AS SELECT range::DOUBLE AS x, (range % 5)::VARCHAR AS c, range % 2 = 0 AS label FROM range(300)"""

@@ -7,7 +7,6 @@ from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
 
 from sqlml import SqlmlError
-
 from sqlml.train.split import split_rows
 
 HELD_OUT = "(SELECT * FROM flights WHERE month > 9)"

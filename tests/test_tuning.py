@@ -15,11 +15,11 @@ from threadpoolctl import threadpool_limits
 
 import sqlml
 from sqlml import datasets
-from sqlml.model import envelope as storage
-from sqlml.train.split import split_rows
-from sqlml.train import tune as tuning
 from sqlml.errors import OptionError, SqlmlError
+from sqlml.model import envelope as storage
 from sqlml.model.preprocess import Preprocessor
+from sqlml.train import tune as tuning
+from sqlml.train.split import split_rows
 
 SEED = 7
 TUNED = f"""CREATE OR REPLACE MODEL tuned OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'],

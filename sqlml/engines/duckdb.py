@@ -5,7 +5,6 @@ Only :class:`DuckDBEngine` exists today. A second engine (Spark) implements the 
 ``transaction`` and ``dialect``.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -104,4 +103,3 @@ def _strip_udf_noise(message: str) -> str:
     the user only needs X."""
     marker = "Python exception occurred while executing the UDF: "
     return message.split(marker, 1)[1] if marker in message else message
-

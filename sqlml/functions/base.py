@@ -1,8 +1,4 @@
-"""The ML.* table functions: each takes a resolved :class:`Call` and returns an Arrow table.
-
-A new function is one handler here (or in its own module) plus one entry in :data:`FUNCTIONS`.
-"""
-
+"""What every ML.* handler shares: the :class:`Call` it receives and the typed table of evaluation rows."""
 
 from __future__ import annotations
 
@@ -45,8 +41,6 @@ class Call:
 
 
 TEXT_COLUMNS = ("slice_column", "slice_value", "baseline_strategy", "primary_metric")
-
-
 BOOL_COLUMNS = ("beats_baseline", "unreliable", "worse_than_overall")
 
 

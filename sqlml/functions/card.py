@@ -12,7 +12,6 @@ query is read once and every function sees the same rows. Plots are matplotlib P
 embedded as ``data:`` URIs, so the HTML needs no network.
 """
 
-
 from __future__ import annotations
 
 import base64
@@ -35,20 +34,10 @@ from .base import Call
 from .info import feature_info
 
 FREE_TEXT = ("description", "intended_use", "limitations")
-
-
 FORMATS = ("markdown", "html")
-
-
 TREES = ("boosted_tree_", "random_forest_")
-
-
 SLICE_SETTINGS = ("min_slice_size", "slice_margin", "primary_metric", "slice_combinations", "threshold")
-
-
 WORST_SLICES = 3
-
-
 PLOTS = ("roc", "pr", "confusion", "importance")
 
 
@@ -330,4 +319,3 @@ def card_query(model: str, data_sql: str | None = None, slice_by: t.Sequence[str
         fields.append(f"{exp.Literal.string(sensitive_col).sql()} AS sensitive_col")
     data = f"({data_sql.strip().rstrip(';')}), " if data_sql else ""
     return f"SELECT model_card FROM ML.MODEL_CARD(MODEL {name}, {data}STRUCT({', '.join(fields)}))"
-

@@ -1,26 +1,7 @@
-"""Trivial baselines in every evaluation: the figure a model has to beat to be worth deploying.
+"""ML.EVALUATE (the model beside its baseline), ML.CONFUSION_MATRIX, ML.ROC_CURVE and ML.THRESHOLD_METRICS.
 
-=================  ===============================================  ==================================
-model              label metrics (precision, accuracy, r2, ...)     probability metrics (log_loss,
-                                                                    roc_auc)
-=================  ===============================================  ==================================
-classifier         majority class of the training rows              training class prior
-                   (DummyClassifier 'most_frequent')                (DummyClassifier 'prior')
-regressor          training mean (DummyRegressor 'mean'); also
-                   ``baseline_median_*`` from the training median
-``SEQ`` split      label of the last training row in                classifiers: the class prior
-                   ``data_split_col`` order (persistence)
-=================  ===============================================  ==================================
-
-The statistics are taken from the training rows when the model is trained (before any resampling)
-and stored in the registry's ``metrics`` JSON under ``"baseline"``, with the baseline's metrics on
-the evaluation split, so ``ML.EVALUATE(MODEL m)`` without data reports them too.
-
-``lift_<metric>`` is signed so that positive always means the model is better: model − baseline
-for scores, baseline − model for errors and losses (:data:`LOWER_IS_BETTER`). ``beats_baseline``
-is ``lift_<primary_metric> > 0``.
-"""
-
+Without data, each reads what was computed on the evaluation split at training; sliced evaluation
+is :mod:`sqlml.functions.slices`."""
 
 from __future__ import annotations
 
@@ -74,8 +55,6 @@ def _without_baseline(stored: dict) -> dict:
     return {k: v for k, v in stored.items() if k != STORED_KEY}
 
 
-
-
 def evaluate(call: Call) -> pa.Table:
     """ML.EVALUATE: one row of metrics with the baseline's beside them (:mod:`sqlml.baselines`), on the
     given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
@@ -113,4 +92,3 @@ def _stored_table(call: Call, name: str) -> pa.Table:
         raise DataError(f"ML.{call.function} of '{call.model.info.name}' needs evaluation data: no stored {name} "
                         "(it needs a classifier; the ROC curve a binary one).")
     return pa.Table.from_pylist(rows)
-

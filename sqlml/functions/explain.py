@@ -1,21 +1,5 @@
-"""Explanations: ML.EXPLAIN_PREDICT, ML.GLOBAL_EXPLAIN and ML.FEATURE_IMPORTANCE.
-
-Attributions are additive in the model's raw output space, per row:
-``baseline_prediction_value + Σ attributions = prediction_value``. The raw output is the prediction
-for regressors, the log-odds of the positive class for binary classifiers and the raw score of the
-predicted class for multiclass ones (random forests average probabilities, so theirs is a
-probability). How each model type is explained:
-
-* linear_reg, logistic_reg: exact, ``coef × (x − mean of the encoded training rows)``.
-* boosted trees, random forests: exact Tree SHAP (shap's TreeExplainer, path-dependent). shap reads
-  HistGradientBoosting's categorical splits as numeric ones, so those models are first rewritten
-  into an equivalent tree (see :func:`_hgb_tree`) that shap explains exactly.
-* dnn_*, kmeans: approximate, shap's PermutationExplainer against a small background sample of
-  training rows; ``approximation_error`` reports how far the sum is from the prediction.
-
-Attributions of one-hot parts are summed back to their input column.
-"""
-
+"""ML.EXPLAIN_PREDICT, ML.GLOBAL_EXPLAIN and ML.FEATURE_IMPORTANCE; how each model type is explained is
+:mod:`sqlml.model.explain`."""
 
 from __future__ import annotations
 
@@ -38,8 +22,6 @@ from ..model.loaded import LoadedModel
 from .base import Call
 
 TOP_K_DEFAULT = 5  # BigQuery's default top_k_features
-
-
 GLOBAL_SAMPLE_ROWS = 2_000
 
 
@@ -201,4 +183,3 @@ def feature_importance(call: "Call") -> pa.Table:
     table = pa.table({"feature": pa.array(columns, type=pa.string()), "importance_weight": pa.array(weight, pa.int64()),
                       "importance_gain": pa.array(gain, pa.float64()), "importance_cover": pa.array(cover, pa.float64())})
     return table.take(np.argsort(-np.asarray(gain), kind="stable"))
-

@@ -9,7 +9,6 @@ repeated on each of its rows. The positive class is the model's second class in 
 (``TRUE``, ``1``, ``'male'`` after ``'female'``), as in ML.EVALUATE.
 """
 
-
 from __future__ import annotations
 
 import functools
@@ -96,4 +95,3 @@ def _require_binary(model: "LoadedModel") -> None:
     if model.kind.task != CLASSIFICATION or len(model.classes) != 2:
         what = f"{len(model.classes)} classes" if model.classes else f"a {model.kind.name}"
         raise SqlmlError(f"ML.FAIRNESS needs a binary classifier; '{model.info.name}' has {what}.")
-

@@ -1,8 +1,4 @@
-"""The ML.* table functions: each takes a resolved :class:`Call` and returns an Arrow table.
-
-A new function is one handler here (or in its own module) plus one entry in :data:`FUNCTIONS`.
-"""
-
+"""What a model learned, from its registry row and estimator: ML.TRAINING_INFO, ML.FEATURE_INFO, ML.WEIGHTS."""
 
 from __future__ import annotations
 
@@ -67,4 +63,3 @@ def _weight_rows(model: "LoadedModel", coef: np.ndarray, intercept: float, stand
             position += len(categories)
     rows.append({"processed_input": "__INTERCEPT__", "weight": intercept, "category_weights": [], "class_label": label})
     return rows
-

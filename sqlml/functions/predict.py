@@ -1,26 +1,4 @@
-"""Trivial baselines in every evaluation: the figure a model has to beat to be worth deploying.
-
-=================  ===============================================  ==================================
-model              label metrics (precision, accuracy, r2, ...)     probability metrics (log_loss,
-                                                                    roc_auc)
-=================  ===============================================  ==================================
-classifier         majority class of the training rows              training class prior
-                   (DummyClassifier 'most_frequent')                (DummyClassifier 'prior')
-regressor          training mean (DummyRegressor 'mean'); also
-                   ``baseline_median_*`` from the training median
-``SEQ`` split      label of the last training row in                classifiers: the class prior
-                   ``data_split_col`` order (persistence)
-=================  ===============================================  ==================================
-
-The statistics are taken from the training rows when the model is trained (before any resampling)
-and stored in the registry's ``metrics`` JSON under ``"baseline"``, with the baseline's metrics on
-the evaluation split, so ``ML.EVALUATE(MODEL m)`` without data reports them too.
-
-``lift_<metric>`` is signed so that positive always means the model is better: model − baseline
-for scores, baseline − model for errors and losses (:data:`LOWER_IS_BETTER`). ``beats_baseline``
-is ``lift_<primary_metric> > 0``.
-"""
-
+"""ML.PREDICT and ML.BASELINE: prediction columns first, then every input column (BigQuery's order)."""
 
 from __future__ import annotations
 
@@ -66,4 +44,3 @@ def _with_predictions(predictions: pa.Table, inputs: pa.Table) -> pa.Table:
     kept = [name for name in inputs.column_names if name not in predictions.column_names]
     return pa.Table.from_arrays(predictions.columns + [inputs[name] for name in kept],
                                 names=predictions.column_names + kept)
-

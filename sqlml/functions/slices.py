@@ -8,7 +8,6 @@ Each row carries the metrics, the baseline and lift (:mod:`sqlml.baselines`), ``
 than the overall row's by more than ``slice_margin``).
 """
 
-
 from __future__ import annotations
 
 import typing as t
@@ -26,11 +25,7 @@ from ..model.loaded import LoadedModel
 from .base import as_table
 
 MIN_SLICE_SIZE = 30
-
-
 SLICE_MARGIN = 0.05
-
-
 MAX_SLICES = 1_000  # per slice column: beyond this it is an identifier, and sklearn per group gets slow
 
 
@@ -138,4 +133,3 @@ def _setting(params: dict, name: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < 0:
         raise SqlmlError(f"{name} must be a non-negative number; got {value!r}.")
     return float(value)  # SQL literals such as 0.02 arrive as DECIMAL
-

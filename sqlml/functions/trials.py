@@ -1,22 +1,4 @@
-"""Hyperparameter tuning (``num_trials`` with ``HPARAM_RANGE`` / ``HPARAM_CANDIDATES``) and ``model_type = 'auto'``.
-
-    CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'],
-                            num_trials = 12, l2_reg = HPARAM_RANGE(0, 10)) AS SELECT * FROM t
-
-Every trial is an ordinary training run (:func:`sqlml.training.train`) on the training split less a
-validation part (:data:`VALIDATION_FRACTION` of the training rows); its objective is measured on those
-validation rows only, so the evaluation split never influences which trial wins. optuna proposes the
-values: TPE for ``VIZIER_DEFAULT`` (BigQuery's name for its model-based default), a random sampler for
-``RANDOM_SEARCH`` and a grid sampler for ``GRID_SEARCH``. Trials run one after another:
-``max_parallel_trials`` is accepted for BigQuery compatibility and ignored (the machines sqlml targets
-have few cores, which each trial's estimator already uses).
-
-Trial 1 of a model-based or random search uses the untuned defaults wherever they lie inside the
-declared spaces, so a tuned model scores at least as well as the untuned one on the validation rows.
-The optimal trial's model becomes the version; every trial is stored in ``sqlml.trials`` with its
-model, and trial 0 holds the trivial baseline scored on the same validation rows (for ML.LEADERBOARD).
-"""
-
+"""ML.TRIAL_INFO and ML.LEADERBOARD: the tuning trials of a version (:mod:`sqlml.train.tune`)."""
 
 from __future__ import annotations
 
@@ -68,4 +50,3 @@ def _trials(call: "Call") -> list[dict]:
         raise SqlmlError(f"ML.{call.function} needs a tuned model; '{info.name}' version {info.version} was trained "
                          "without num_trials or model_type = 'auto'.")
     return trials
-

@@ -21,7 +21,6 @@ for scores, baseline − model for errors and losses (:data:`LOWER_IS_BETTER`). 
 is ``lift_<primary_metric> > 0``.
 """
 
-
 from __future__ import annotations
 
 import math
@@ -194,4 +193,3 @@ def evaluate_rows(model: "LoadedModel", scored: Scored, baseline: Baseline, prim
     median = baseline.median_on(scored.y)
     return compare(metric_values(scored), metric_values(baseline.on(scored.y)),
                    metric_values(median) if median is not None else None, baseline.strategy, primary)
-

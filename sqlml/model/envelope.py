@@ -10,7 +10,6 @@ from ``SQLML_SECRET_KEY`` (any string), else from the file named by ``SQLML_KEY_
 another machine needs the same key there.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -27,11 +26,7 @@ import skops.io as sio
 from ..errors import ModelIntegrityError
 
 MAGIC = b"SQLML"
-
-
 FORMAT_VERSION = 1
-
-
 #: Types trusted beyond skops' defaults (which cover plain estimators and numpy arrays): the tree
 #: structures, the MLP's optimizer state, and the partial(check_array) that HistGradientBoosting's
 #: categorical preprocessor holds (skops still refuses any other function a partial might wrap).
@@ -97,4 +92,3 @@ def fingerprint(blob: bytes) -> str:
 
 def _tag(payload: bytes) -> bytes:
     return hmac.new(secret_key(), payload, hashlib.sha256).digest()
-

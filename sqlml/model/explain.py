@@ -16,7 +16,6 @@ probability). How each model type is explained:
 Attributions of one-hot parts are summed back to their input column.
 """
 
-
 from __future__ import annotations
 
 import typing as t
@@ -40,23 +39,11 @@ from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION
 from .loaded import LoadedModel
 
 BACKGROUND_ROWS = 50  # encoded training rows kept in the model header for sampled explanations
-
-
 SEED = 0
-
-
 UNREACHED = 1e6  # category codes never reach this (sklearn keeps at most 255 per column)
-
-
 BOOSTED = (HistGradientBoostingClassifier, HistGradientBoostingRegressor)
-
-
 FOREST = (RandomForestClassifier, RandomForestRegressor)
-
-
 SAMPLED = (MLPClassifier, MLPRegressor, KMeans)
-
-
 ATTRIBUTION = pa.struct([("feature", pa.string()), ("attribution", pa.float64())])
 
 
@@ -338,4 +325,3 @@ def targets(model: "LoadedModel", X: np.ndarray) -> np.ndarray | None:
         with threadpool_limits(1):
             return model.estimator.predict(X)
     return None
-

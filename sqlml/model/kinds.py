@@ -24,7 +24,6 @@ kmeans                     KMeans                          num_clusters → n_cl
 ``random_seed`` becomes ``random_state`` everywhere.
 """
 
-
 from __future__ import annotations
 
 import typing as t
@@ -127,14 +126,8 @@ def _kmeans(o: dict):
 
 
 _BOOSTED_DEFAULTS = {"max_iterations": 20, "max_tree_depth": 6, "learn_rate": 0.3, "l2_reg": 1.0, "early_stop": True}
-
-
 _FOREST_DEFAULTS = {"num_parallel_tree": 100, "max_tree_depth": 20}
-
-
 _DNN_DEFAULTS = {"hidden_units": [100], "learn_rate": 0.01, "max_iterations": 200, "early_stop": True}
-
-
 MODEL_KINDS: dict[str, ModelKind] = {
     kind.name: kind
     for kind in (
@@ -164,17 +157,9 @@ def build_estimator(kind: ModelKind, options: dict):
 
 
 _LINEAR_SPACE = {"l2_reg": [1e-4, 10.0]}
-
-
 _BOOSTED_SPACE = {"learn_rate": [0.02, 0.5], "max_tree_depth": [2, 8], "l2_reg": [1e-3, 10.0]}
-
-
 _FOREST_SPACE = {"max_tree_depth": [2, 20], "num_parallel_tree": [20, 200]}
-
-
 _DNN_SPACE = {"l2_reg": [1e-5, 0.1], "learn_rate": [1e-3, 0.1], "hidden_units": [[[32], [64], [128], [64, 32]]]}
-
-
 AUTO_SPACES = {name: {k: {"function": "HPARAM_CANDIDATES" if k == "hidden_units" else "HPARAM_RANGE", "args": v}
                       for k, v in space.items()}
                for names, space in ((("linear_reg", "logistic_reg"), _LINEAR_SPACE),
@@ -190,4 +175,3 @@ def default_value(model_type: str, name: str) -> t.Any:
     if name in kind.defaults:
         return kind.defaults[name]
     return {"l1_reg": 0.0, "l2_reg": 0.0001 if model_type.startswith("dnn") else 0.0}.get(name)
-

@@ -5,7 +5,6 @@ Two callers share it: eager scoring (the executor streams the input query's reco
 it) and lazy scoring (an Arrow UDF, used where SQL must stay SQL, as in ``CREATE VIEW``).
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +26,6 @@ from .preprocess import Preprocessor
 
 #: Created once: discovering the BLAS/OpenMP libraries costs ~20 ms, limiting them then ~50 µs.
 THREADPOOLS = ThreadpoolController()
-
-
 SMALL_BATCH_ROWS = 20_000  # below this, one thread per call: OpenMP start-up swamps the work
 
 
@@ -230,4 +227,3 @@ class ModelCache:
 
 
 CACHE = ModelCache()
-

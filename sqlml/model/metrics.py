@@ -4,7 +4,6 @@ Classifiers: binary metrics are for the positive class (the second class in sort
 multiclass precision, recall, f1 and roc_auc are macro averages and accuracy is micro.
 """
 
-
 from __future__ import annotations
 
 import re
@@ -213,11 +212,8 @@ OBJECTIVES = {
 
 
 DEFAULT_OBJECTIVE = {CLASSIFICATION: "roc_auc", REGRESSION: "r2_score", CLUSTERING: "davies_bouldin_index"}
-
-
 EVAL_LOSS = {CLASSIFICATION: "log_loss", REGRESSION: "mean_squared_error", CLUSTERING: "mean_squared_distance"}
 
 
 def lower_is_better(objective: str) -> bool:
     return objective in LOWER_IS_BETTER
-

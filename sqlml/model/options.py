@@ -1,9 +1,7 @@
-"""OPTIONS (...) of CREATE MODEL: conversion from SQL, and validation in scikit-learn's style.
+"""CREATE MODEL's options, validated in scikit-learn's style.
 
 Each option is declared once in :data:`OPTIONS` with its type, range and the model types it
-applies to; errors say what was expected and what came, and suggest the closest valid name.
-"""
-
+applies to; errors say what was expected and what came, and suggest the closest valid name."""
 
 from __future__ import annotations
 
@@ -47,29 +45,13 @@ def _num(value: float | None, default: str) -> str:
 
 
 LINEAR = ("linear_reg", "logistic_reg")
-
-
 TREES = ("boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier", "random_forest_regressor")
-
-
 BOOSTED = TREES[:2]
-
-
 FORESTS = TREES[2:]
-
-
 DNN = ("dnn_classifier", "dnn_regressor")
-
-
 ITERATIVE = LINEAR + BOOSTED + DNN + ("kmeans",)
-
-
 CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier", "random_forest_classifier", "dnn_classifier")
-
-
 SUPERVISED = CLASSIFIERS + ("linear_reg", "boosted_tree_regressor", "random_forest_regressor", "dnn_regressor")
-
-
 OPTIONS: dict[str, Option] = {
     "model_type": Option(str),  # choices are filled in by sqlml.models
     "input_label_cols": Option("str_list"),
@@ -218,4 +200,3 @@ def _in_range(option: Option, value: float) -> bool:
     if option.low is not None and (value < option.low or (option.low_open and value == option.low)):
         return False
     return option.high is None or value <= option.high
-

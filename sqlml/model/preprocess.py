@@ -9,7 +9,6 @@ The fitted state is plain JSON (means, deviations, vocabularies) so it can be st
 and later compiled to SQL.
 """
 
-
 from __future__ import annotations
 
 import typing as t
@@ -23,11 +22,7 @@ import scipy.sparse as sp
 from ..errors import DataError
 
 MAX_CATEGORIES = 254  # HistGradientBoosting's native categorical limit, used for every model type
-
-
 ROW_TILE = 16_384  # rows written at a time by Preprocessor.transform (a tile of 50 float64 columns is 6 MB)
-
-
 SPARSE_DENSITY = 0.3  # at most this share of nonzeros per row, a CSR matrix pays (ColumnTransformer's threshold)
 
 
@@ -240,4 +235,3 @@ def _category_codes(encoded: pa.DictionaryArray, categories: list[t.Any]) -> np.
     lookup = {v: i for i, v in enumerate(categories)}
     dictionary_codes = np.array([lookup.get(v, -1) for v in encoded.dictionary.to_pylist()] + [lookup.get(None, -1)])
     return dictionary_codes[category_indices(encoded)]
-

@@ -17,7 +17,6 @@ The optimal trial's model becomes the version; every trial is stored in ``sqlml.
 model, and trial 0 holds the trivial baseline scored on the same validation rows (for ML.LEADERBOARD).
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -49,14 +48,8 @@ def trial_version(info: ModelVersion, trials: list[dict], trial_id: t.Any) -> Mo
 
 
 SCHEMA = "sqlml"
-
-
 TABLE = f"{SCHEMA}.models"
-
-
 TRIALS = f"{SCHEMA}.trials"  # one row per tuning trial of a version (sqlml.tuning); trial 0 is the baseline
-
-
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -104,11 +97,7 @@ CREATE TABLE IF NOT EXISTS {TRIALS} (
 
 
 JSON_COLUMNS = ("options", "input_schema", "metrics", "eval_tables", "feature_info", "training_info", "library_versions")
-
-
 TRIAL_JSON_COLUMNS = ("hyperparameters", "hparam_tuning_evaluation_metrics", "metrics", "eval_tables", "training_info")
-
-
 TRIAL_COLUMNS = ("trial_id", "model_type", "hyperparameters", "hparam_tuning_evaluation_metrics", "training_loss",
                  "eval_loss", "status", "error_message", "is_optimal", "training_seconds", "metrics", "eval_tables",
                  "training_info", "fingerprint", "model")
@@ -256,4 +245,3 @@ def _to_version(row: tuple) -> ModelVersion:
         return ModelVersion(**values)
     except TypeError as e:  # a registry written by an incompatible sqlml
         raise SqlmlError(f"The model registry table has an unexpected layout: {e}") from None
-

@@ -9,7 +9,6 @@ Registered with sqlglot under the name ``sqlml``::
 AST nodes only hold data; what they mean is decided by :mod:`sqlml.planner`.
 """
 
-
 from __future__ import annotations
 
 from sqlglot import exp
@@ -266,4 +265,3 @@ class Sqlml(DuckDB):
 
     Parser = SqlmlParser
     Generator = SqlmlGenerator
-

@@ -1,9 +1,4 @@
-"""OPTIONS (...) of CREATE MODEL: conversion from SQL, and validation in scikit-learn's style.
-
-Each option is declared once in :data:`OPTIONS` with its type, range and the model types it
-applies to; errors say what was expected and what came, and suggest the closest valid name.
-"""
-
+"""OPTIONS (...) and STRUCT(...) literals as Python values, read from the AST (no engine round trip)."""
 
 from __future__ import annotations
 
@@ -51,4 +46,3 @@ def options_to_dict(properties: list[exp.Expr] | None) -> dict[str, t.Any]:
             raise OptionError(f"Option '{name}' is given twice.")
         result[name] = to_python(prop.args["value"])
     return result
-

@@ -1,8 +1,8 @@
-"""Runs plans: trains and stores models, computes ML.* tables, then runs the plain SQL.
+"""SQL text → sqlglot statements, one at a time, each knowing the line it starts on.
 
-    SQL text → sqlglot AST (dialect) → plan (planner) → engine (here)
-"""
-
+Used by every front end (the CLI, the Python API, dbt). Plain DuckDB statements sqlglot cannot
+parse run as written; only sqlml's own syntax (``MODEL``, ``ML.*``) must parse, and its errors
+carry line and column."""
 
 from __future__ import annotations
 
@@ -89,4 +89,3 @@ def _parse_error(e: ParseError, text: str, offset: int) -> SqlmlParseError:
     where = f" (line {line}, column {column})" if line else ""
     return SqlmlParseError(f"{first.get('description', str(e))}{where}: "
                            f"…{first.get('start_context', '')}{first.get('highlight', '')}…")
-

@@ -4,7 +4,6 @@ The planner never touches data. It needs a catalog only to look up stored models
 (views), and the target engine's sqlglot dialect name; nothing here assumes DuckDB.
 """
 
-
 from __future__ import annotations
 
 import typing as t
@@ -222,4 +221,3 @@ class Planner:
         if isinstance(source, exp.Table):
             return exp.select("*").from_(source.copy()).sql(self.dialect)
         return source.sql(self.dialect)
-

@@ -16,7 +16,6 @@ interpolation, numpy's default) rather than APPROX_QUANTILES; ONE_HOT_ENCODER, F
 POLYNOMIAL_EXPAND expand into one column per output (``<alias>_<part>``) instead of an ARRAY or STRUCT.
 """
 
-
 from __future__ import annotations
 
 import itertools
@@ -29,8 +28,6 @@ from ..engines.duckdb import DuckDBEngine
 from ..errors import SqlmlError
 
 SOURCE = "__sqlml_in"
-
-
 #: Functions that produce several columns: they must be a whole TRANSFORM item.
 MULTI_COLUMN = {"ONE_HOT_ENCODER", "FEATURE_CROSS", "POLYNOMIAL_EXPAND"}
 
@@ -456,4 +453,3 @@ def annotate_schema(schema: list[dict], state: dict | None) -> list[dict]:
         return schema
     sql = {i["name"]: i["sql"] for i in state["items"]}
     return [{**c, "transform_sql": sql[c["name"]]} if c["name"] in sql else c for c in schema]
-

@@ -15,7 +15,6 @@ One row per column: type, counts, null share, distinct count, numeric summary or
 Statistics are exact over all rows (Arrow kernels); only the leakage check samples.
 """
 
-
 from __future__ import annotations
 
 import typing as t
@@ -31,30 +30,14 @@ from ..model.preprocess import as_categories, category_counts, category_indices
 from . import imbalance
 
 MOSTLY_NULL_SHARE = 0.95
-
-
 IDENTIFIER_MIN_ROWS = 50  # below this, unique values are common and say little
-
-
 TOP_VALUES = 5
-
-
 LEAK_SAMPLE_ROWS = 20_000
-
-
 LEAK_TREE_DEPTH = 3
-
-
 #: A single feature scoring at least this on held-out rows is almost certainly leaking the label.
 LEAK_SCORE = {"binary": 0.99, "multiclass": 0.99, "regression": 0.98}
-
-
 MAX_CLASSES = 50  # a label with more distinct values than this (and numeric) is treated as a regression target
-
-
 FINDING = pa.struct([("check", pa.string()), ("message", pa.string())])
-
-
 SCHEMA = pa.schema([
     ("column_name", pa.string()), ("data_type", pa.string()), ("row_count", pa.int64()), ("null_count", pa.int64()),
     ("null_share", pa.float64()), ("distinct_count", pa.int64()), ("min", pa.float64()), ("max", pa.float64()),
@@ -274,4 +257,3 @@ def training_findings(table: pa.Table, label: str | None, skip: t.Iterable[str])
     rows = describe(table, label, skip=skip, float_distincts=False)
     return [f["message"] for r in rows if r["column_name"] not in skip
             for f in r["findings"] if f["check"] != "label_imbalance"], rows
-

@@ -3,7 +3,6 @@
 Nothing here writes to the database; the caller stores the returned row in one transaction.
 """
 
-
 from __future__ import annotations
 
 import time
@@ -31,7 +30,8 @@ from ..registry.versions import ModelVersion
 from ..sql.transform import annotate_schema
 from . import checks, imbalance
 from . import sample as sampling
-from .split import Split, _column, rows_at, split_rows
+from .labels import label_codes, prepare_label
+from .split import Split, rows_at, split_rows
 
 
 def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
@@ -53,32 +53,6 @@ def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
         raise OptionError("input_label_cols must name exactly one column.")
     imbalance.check_options(checked)
     return kind, checked
-
-
-def prepare_label(table: pa.Table, label: str, kind: ModelKind) -> tuple[pa.Table, list | None]:
-    """Drop rows with a NULL label and check the label can be learned; returns classes if any."""
-    column = _column(table, label, "label column (input_label_cols)")
-    if column.null_count:
-        table = table.filter(pc.is_valid(column))
-    if table.num_rows == 0:
-        raise DataError(f"The training query returned zero rows with a non-NULL label '{label}'.")
-    if kind.task != CLASSIFICATION:
-        if column_kind(label, table.schema.field(label).type) != "numeric":
-            raise DataError(f"model_type '{kind.name}' needs a numeric label; '{label}' is {table.schema.field(label).type}.")
-        as_float(table, label)  # refuses NaN and infinity, naming the column
-        return table, None
-    values = table[label]
-    if pa.types.is_floating(values.type):
-        as_float(table, label)
-    classes = sorted(pc.unique(values).to_pylist(), key=lambda v: (str(type(v)), v))
-    if len(classes) < 2:
-        raise DataError(f"The label '{label}' has a single class ({classes[0]!r}); a classifier needs at least two.")
-    return table, classes
-
-
-def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
-    """Class index of each label value."""
-    return np.asarray(pc.index_in(values, value_set=pa.array(classes, type=values.type)), dtype=np.int64)
 
 
 def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
@@ -320,4 +294,3 @@ def _version() -> str:
         return version("sqlml")
     except PackageNotFoundError:
         return "unknown"
-

@@ -15,7 +15,6 @@ sampling = 'smote'          imbalanced-learn ``SMOTE`` (``SMOTENC`` when trees s
 ==========================  ===================================================================
 """
 
-
 from __future__ import annotations
 
 import math
@@ -32,11 +31,7 @@ from ..model.preprocess import as_float, column_kind
 #: classes the bar scales with the balanced share: warn when the rarest class has under
 #: ``2 * MINORITY_SHARE_WARNING / k`` of the rows (a fifth of what a balanced label would give it).
 MINORITY_SHARE_WARNING = 0.10
-
-
 WEIGHT_OPTIONS = ("auto_class_weights", "class_weights", "instance_weight_col")
-
-
 IMBALANCE_OPTIONS = WEIGHT_OPTIONS + ("sampling",)
 
 
@@ -205,4 +200,3 @@ def _describe_weights(classes: list, y: np.ndarray, weights: np.ndarray) -> str:
     for code in np.unique(y):
         per_class[classes[code]] = float(weights[np.argmax(y == code)])
     return ", ".join(f"{c}: {w:.4g}" for c, w in per_class.items())
-

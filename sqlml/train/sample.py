@@ -5,13 +5,13 @@ Classifiers sample each class in proportion (stratified), so class shares are ke
 row per class; the draw is seeded by ``random_seed`` (``DATA_SEED`` without it).
 """
 
-
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 
 from ..errors import OptionError
+from .labels import label_codes
 
 #: Seeds every choice of rows (the evaluation split, sampled training rows) when ``random_seed`` is not
 #: given: the same data is divided the same way every time, so versions of a model, and a challenger
@@ -56,7 +56,6 @@ def limit_training_rows(split, table: pa.Table, label: str | None, classes: list
         return split, []
     rng = np.random.default_rng(options.get("random_seed", DATA_SEED))
     if classes:
-        from .fit import label_codes  # fit imports this module
         codes = label_codes(table[label].take(pa.array(split.train)), classes)
         rows = stratified(split.train, codes, size, rng)
         how = "stratified by label"
@@ -65,4 +64,3 @@ def limit_training_rows(split, table: pa.Table, label: str | None, classes: list
         how = "uniform"
     note = f"Training on {size:,} of {len(split.train):,} training rows ({how}; max_training_rows / sample_fraction)."
     return type(split)(rows, split.eval), [note]
-

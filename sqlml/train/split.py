@@ -1,8 +1,4 @@
-"""CREATE MODEL: read the query as Arrow, split, preprocess, fit, measure, and package a version.
-
-Nothing here writes to the database; the caller stores the returned row in one transaction.
-"""
-
+"""Training and evaluation rows of CREATE MODEL, with BigQuery's ``data_split_method`` semantics."""
 
 from __future__ import annotations
 
@@ -12,15 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import DataError
 from . import sample as sampling
+from .labels import query_column
 
 AUTO_SPLIT_NO_SPLIT_BELOW = 500
-
-
 AUTO_SPLIT_FRACTION_UP_TO = 50_000
-
-
 AUTO_SPLIT_MAX_EVAL_ROWS = 10_000
 
 
@@ -41,24 +33,18 @@ def split_rows(table: pa.Table, options: dict, seed: int | None) -> Split:
         return Split(everything, None)
     if method == "CUSTOM":
         column = options["data_split_col"]
-        flags = pc.fill_null(pc.cast(_column(table, column, "data_split_col"), pa.bool_()), False).to_numpy(zero_copy_only=False)
+        flags = pc.fill_null(pc.cast(query_column(table, column, "data_split_col"), pa.bool_()), False).to_numpy(zero_copy_only=False)
         return Split(np.flatnonzero(~flags), np.flatnonzero(flags))
     if fraction is None:
         fraction = 0.2 if method != "AUTO_SPLIT" or n <= AUTO_SPLIT_FRACTION_UP_TO else AUTO_SPLIT_MAX_EVAL_ROWS / n
     n_eval = max(1, int(round(n * fraction)))
     if method == "SEQ":
-        order = np.asarray(pc.sort_indices(_column(table, options["data_split_col"], "data_split_col")))
+        order = np.asarray(pc.sort_indices(query_column(table, options["data_split_col"], "data_split_col")))
         return Split(np.sort(order[: n - n_eval]), np.sort(order[n - n_eval:]))
     held_out = np.zeros(n, dtype=bool)  # drawing only the evaluation rows: no shuffle or sort of all n
     rng = np.random.default_rng(sampling.DATA_SEED if seed is None else seed)
     held_out[rng.choice(n, n_eval, replace=False, shuffle=False)] = True
     return Split(np.flatnonzero(~held_out), np.flatnonzero(held_out))
-
-
-def _column(table: pa.Table, name: str, role: str) -> pa.ChunkedArray:
-    if name not in table.column_names:
-        raise DataError(f"The {role} '{name}' is not a column of the training query. Columns: {', '.join(table.column_names)}.")
-    return table[name]
 
 
 def rows_at(table: pa.Table, ascending: np.ndarray) -> pa.Table:
@@ -67,4 +53,3 @@ def rows_at(table: pa.Table, ascending: np.ndarray) -> pa.Table:
     keep = np.zeros(table.num_rows, dtype=bool)
     keep[ascending] = True
     return table.filter(pa.array(keep))
-

@@ -17,7 +17,6 @@ The optimal trial's model becomes the version; every trial is stored in ``sqlml.
 model, and trial 0 holds the trivial baseline scored on the same validation rows (for ML.LEADERBOARD).
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -52,23 +51,16 @@ from ..model.preprocess import column_kind
 from ..registry.versions import ModelVersion
 from . import fit as training
 from . import split as splits
+from .labels import prepare_label
 
 VALIDATION_FRACTION = 0.2
-
-
 MIN_TRAINING_ROWS = 20  # below this a validation part leaves too little to fit or to judge on
-
-
 TUNING_OPTIONS = ("num_trials", "max_parallel_trials", "hparam_tuning_algorithm", "hparam_tuning_objectives",
                   "max_trials", "time_budget_seconds")
 
 
 LOG_SCALED = ("l1_reg", "l2_reg", "learn_rate")  # searched on a log scale when the range excludes 0
-
-
 MAX_GRID_INTEGERS = 1_000
-
-
 #: model_type = 'auto': the types tried, cheapest first, and the spaces searched once each has run
 #: with its defaults. An integer label with at most AUTO_MAX_CLASSES values is a class label.
 AUTO_TYPES = {
@@ -181,7 +173,7 @@ def train(table: pa.Table, raw: dict, name: str, query: str, progress: t.Callabl
     kind = MODEL_KINDS[the_plan.model_types[0]]
     classes = None
     if kind.supervised:
-        table, classes = training.prepare_label(table, label or "label", kind)
+        table, classes = prepare_label(table, label or "label", kind)
     objective = the_plan.objective or DEFAULT_OBJECTIVE[kind.task]
     if objective == "pr_auc" and classes and len(classes) > 2:
         raise OptionError(f"hparam_tuning_objectives 'pr_auc' needs a binary label; '{label}' has {len(classes)} classes.")
@@ -452,4 +444,3 @@ def validation_metrics(model: LoadedModel, validation: pa.Table) -> dict:
     values = (baselines.metric_values(baselines.score(model, metrics.labelled_rows(model, validation)))
               if model.kind.task != CLUSTERING else metrics.evaluate(model, validation))
     return {k: None if v is None or not math.isfinite(float(v)) else float(v) for k, v in values.items()}
-

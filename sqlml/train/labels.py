@@ -1,0 +1,43 @@
+"""The label of a training query: rows that have one, whether it can be learned, its class codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import DataError
+from ..model.kinds import CLASSIFICATION, ModelKind
+from ..model.preprocess import as_float, column_kind
+
+
+def query_column(table: pa.Table, name: str, role: str) -> pa.ChunkedArray:
+    if name not in table.column_names:
+        raise DataError(f"The {role} '{name}' is not a column of the training query. Columns: {', '.join(table.column_names)}.")
+    return table[name]
+
+
+def prepare_label(table: pa.Table, label: str, kind: ModelKind) -> tuple[pa.Table, list | None]:
+    """Drop rows with a NULL label and check the label can be learned; returns classes if any."""
+    column = query_column(table, label, "label column (input_label_cols)")
+    if column.null_count:
+        table = table.filter(pc.is_valid(column))
+    if table.num_rows == 0:
+        raise DataError(f"The training query returned zero rows with a non-NULL label '{label}'.")
+    if kind.task != CLASSIFICATION:
+        if column_kind(label, table.schema.field(label).type) != "numeric":
+            raise DataError(f"model_type '{kind.name}' needs a numeric label; '{label}' is {table.schema.field(label).type}.")
+        as_float(table, label)  # refuses NaN and infinity, naming the column
+        return table, None
+    values = table[label]
+    if pa.types.is_floating(values.type):
+        as_float(table, label)
+    classes = sorted(pc.unique(values).to_pylist(), key=lambda v: (str(type(v)), v))
+    if len(classes) < 2:
+        raise DataError(f"The label '{label}' has a single class ({classes[0]!r}); a classifier needs at least two.")
+    return table, classes
+
+
+def label_codes(values: pa.ChunkedArray, classes: list) -> np.ndarray:
+    """Class index of each label value."""
+    return np.asarray(pc.index_in(values, value_set=pa.array(classes, type=values.type)), dtype=np.int64)
