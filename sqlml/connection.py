@@ -53,5 +53,6 @@ def connect(path: str = ":memory:", read_only: bool = False, progress: t.Callabl
 def register(connection: duckdb.DuckDBPyConnection) -> Connection:
     """Install sqlml on an existing DuckDB connection: the scoring functions of every stored
     model version, so views over ML.PREDICT work. Returns a :class:`Connection` wrapping it."""
-    views.register_all(connection, Registry(DuckDBEngine(connection)))
+    engine = DuckDBEngine(connection)
+    views.define_for_views(engine, Registry(engine))
     return Connection(connection)

@@ -10,27 +10,36 @@ import typing as t
 import pyarrow as pa
 
 from . import views
-from .engines.duckdb import DuckDBEngine
+from .engines.base import Engine
 from .errors import SqlmlError
 from .functions import HANDLERS
-from .functions.base import Call
+from .functions.base import Call, Data
 from .model import loaded
+from .model import options as opts
 from .model.loaded import LoadedModel
 from .registry import versions
 from .registry.versions import Registry
-from .sql import transform
+from .sql import catalog, transform
 from .sql.parse import parse
-from .sql.plan import Alter, Drop, Planner, Query, TableFunction, Train
+from .sql.plan import (
+    Alter,
+    Drop,
+    Planner,
+    Query,
+    Step,
+    TableFunction,
+    Train,
+)
 from .train import tune
 
 
 class Executor:
     """Executes sqlml statements on one engine, with progress messages sent to ``progress``."""
 
-    def __init__(self, engine: DuckDBEngine, progress: t.Callable[[str], None] | None = None):
+    def __init__(self, engine: Engine, progress: t.Callable[[str], None] | None = None):
         self.engine = engine
         self.registry = Registry(engine)
-        self.planner = Planner(self.registry, engine.dialect)
+        self.planner = Planner(engine.dialect)
         self.progress = progress or (lambda message: print(message, file=sys.stderr))
 
     def run(self, text: str) -> t.Any:
@@ -40,7 +49,7 @@ class Executor:
             result = self.run_step(self.planner.plan(statement))
         return result
 
-    def run_step(self, step) -> t.Any:
+    def run_step(self, step: Step) -> t.Any:
         if isinstance(step, Train):
             return self.train(step)
         if isinstance(step, Drop):
@@ -75,62 +84,69 @@ class Executor:
         table = self.engine.read_arrow(query_sql)
         row = tune.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted)
         version = self.registry.add(row)
-        views.register(self.engine.connection, self.registry.resolve(step.name, version))
         self.progress(f"Model '{step.name}' version {version} stored.")
         return None
 
     def drop(self, step: Drop) -> None:
+        dropped = self.registry.versions(step.name)
         if not self.registry.drop(step.name) and not step.if_exists:
             raise SqlmlError(f"Model '{step.name}' does not exist (use DROP MODEL IF EXISTS to ignore that).")
+        views.retire(self.engine, dropped)
 
     def alter(self, step: Alter) -> None:
         if not self.registry.versions(step.name):
             if step.if_exists:
                 return None
             self.registry.resolve(step.name)  # raises the not-found error with the known models
-        self.registry.update_options(step.name, step.options)  # views read the threshold from the registry
+        changes = opts.validate(step.options, None)
+        self.registry.update_options(step.name, changes)  # views read the threshold from the registry
 
     def query(self, step: Query) -> t.Any:
-        for info in step.models:
-            views.register(self.engine.connection, info)
+        sql = step.sql
+        for view in step.views:
+            sql = sql.replace(view.placeholder, f"({self.view_scoring_sql(view.model, view.input_sql)})")
         if step.passthrough:  # nothing for the engine to do: hand the computed table back as it is
-            return self.engine.connection.from_arrow(self.compute(step.tables[0]))
+            return self.engine.result(self.compute(step.tables[0]))
         registered = []
         try:
             for table_function in step.tables:
                 self.engine.register_table(table_function.name, self.compute(table_function))
                 registered.append(table_function.name)
-            result = self.engine.execute(step.sql)
+            result = self.engine.execute(sql)
             if not step.returns_rows:
                 return None
             if not registered:
                 return result
             # Registered tables are dropped below, so a result that reads them is materialized now.
-            return self.engine.connection.from_arrow(result.to_arrow_table())
+            return self.engine.result(result.to_arrow_table())
         finally:
             for name in registered:
                 self.engine.unregister_table(name)
 
+    def view_scoring_sql(self, model: ModelName, input_sql: str) -> str:
+        """The SQL a view holds for its ``ML.PREDICT(MODEL model, input)``, after defining the scoring
+        function it calls (the input goes through the model's TRANSFORM first)."""
+        info = self.registry.resolve(*model)
+        blob = self.registry.blob(info.fingerprint)
+        views.define(self.engine, info, blob)
+        state = loaded.CACHE.get(info, lambda fingerprint: blob).transform
+        input_sql = transform.wrap_sql(state, input_sql, None) if state else input_sql
+        return views.scoring_sql(self.engine, info, input_sql)
+
     def compute(self, tf: TableFunction) -> pa.Table:
-        params = self._value(tf.params_sql) or {}
+        params = dict(tf.params)
         model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
-        input_sql = tf.input_sql
-        if model is not None and model.transform and input_sql is not None:
-            # Every function reads the data as the model saw it in training: through its TRANSFORM.
-            input_sql = transform.wrap_sql(model.transform, input_sql, self.engine.schema(input_sql).names)
-        call = Call(
-            function=tf.function,
-            engine=self.engine,
-            model=model,
-            input_sql=input_sql,
-            params=params,
-            argument=self._value(tf.argument_sql),
-        )
+        call = Call(function=tf.function, model=model, params=params, argument=tf.argument,
+                    data=self._data(model, tf.input_sql) if tf.input_sql is not None else None)
+        if model is not None and model.info.query:
+            call.training = self._data(model, model.info.query)
+        if tf.function in catalog.READS_TRIALS:
+            call.trials = self.registry.trials(model.info.name, model.info.version) if model else None
         return HANDLERS[tf.function](call)
 
-    def _value(self, sql: str | None) -> t.Any:
-        """Evaluate a constant SQL expression (STRUCT(...), GENERATE_ARRAY(...)) with the engine."""
-        if sql is None:
-            return None
-        value = self.engine.fetch(f"SELECT {sql}")[0][0]
-        return {k.lower(): v for k, v in value.items()} if isinstance(value, dict) else value
+    def _data(self, model: LoadedModel | None, sql: str) -> Data:
+        """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training."""
+        if model is not None and model.transform:
+            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names)
+        return Data(lambda: self.engine.read_batches(sql), lambda: self.engine.schema(sql),
+                    lambda: self.engine.read_arrow(sql), source=sql)

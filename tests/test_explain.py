@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow as pa
 import pytest
 import shap
@@ -195,10 +196,10 @@ def test_global_explain_samples_at_most_2000_rows(flights):
     train(flights, "f", "model_type='boosted_tree_classifier', input_label_cols=['is_late'], max_iterations=5",
           "SELECT * EXCLUDE (dest) FROM flights")
     model = flights.executor.load("f")
-    from sqlml.functions.explain import evaluation_sample
     from sqlml.model import explain
-    sample = evaluation_sample(flights.executor.engine, model)
-    assert sample.num_rows == 2000
+    training_rows = flights.sql("SELECT * EXCLUDE (dest) FROM flights").to_arrow_table()
+    training_rows = training_rows.filter(pc.is_valid(training_rows["is_late"]))
+    sample = training_rows.take(np.sort(np.random.default_rng(0).choice(training_rows.num_rows, 2000, replace=False)))
     expected = np.abs(explain.explain(model, model.features(sample), np.ones(2000, dtype=int)).per_column(model)).mean(0)
     rows = explained(flights, "SELECT * FROM ML.GLOBAL_EXPLAIN(MODEL f)")
     lookup = dict(zip(model.preprocessor.input_columns, expected))

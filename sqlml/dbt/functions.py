@@ -5,7 +5,7 @@ DuckDB, so what ``{{ sqlml.evaluate(...) }}`` renders must be plain DuckDB SQL. 
 at execution time, the scalar function :data:`COMPILE` (defined by the plugin on dbt's long-lived
 parent connection) for that SQL:
 
-* ``ML.PREDICT`` without a threshold becomes the lazy scoring form of :func:`sqlml.views.scoring_query`:
+* ``ML.PREDICT`` without a threshold becomes the lazy scoring form of :meth:`sqlml.executor.Executor.view_scoring_sql`:
   a call of the model version's ``sqlml_predict_<fingerprint>`` function, scored when DuckDB runs it;
 * every other call (``ML.EVALUATE``, ``ML.CONFUSION_MATRIX``, ``ML.ROC_CURVE``, ``ML.EXPLAIN_PREDICT``,
   ``ML.PREDICT`` with a threshold) is computed by sqlml in Python: the SQL is
@@ -30,10 +30,9 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from .. import views
 from ..engines.duckdb import DuckDBEngine
 from ..errors import SqlmlError
-from ..registry.versions import Registry
+from ..executor import Executor
 
 COMPILE = "sqlml_dbt_compile"
 RESULT = "sqlml_dbt_result"
@@ -85,8 +84,8 @@ def compile_sql(cursor: duckdb.DuckDBPyConnection, request: dict) -> str:
     """
     function, model, source, params = request["function"], request["model"], request.get("input"), request.get("params")
     if function == "PREDICT" and not params:
-        info = Registry(DuckDBEngine(cursor)).resolve(model)
-        return f"({views.scoring_query(info, _parse(source)).sql('duckdb')})"
+        executor = Executor(DuckDBEngine(cursor), progress=lambda message: None)
+        return f"({executor.view_scoring_sql((model, None), _parse(source).sql('duckdb'))})"
     # Quoted parts: the registry name is matched exactly (an unquoted part would be lower-cased).
     arguments = ["MODEL " + ".".join(exp.to_identifier(part, quoted=True).sql("duckdb") for part in model.split("."))]
     if source is not None:

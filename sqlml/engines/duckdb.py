@@ -1,9 +1,4 @@
-"""Where SQL runs. The planner emits plain SQL plus a few engine calls; this module supplies them.
-
-Only :class:`DuckDBEngine` exists today. A second engine (Spark) implements the same small surface:
-``execute``, ``read_arrow``, ``read_batches``, ``register_table``, ``unregister_table``,
-``transaction`` and ``dialect``.
-"""
+"""The DuckDB engine: SQL, Arrow streams and view scoring functions on one DuckDB connection."""
 
 from __future__ import annotations
 
@@ -14,10 +9,18 @@ import typing as t
 
 import duckdb
 import pyarrow as pa
+from sqlglot import exp
 
 from ..errors import DatabaseBusyError, SqlmlError
+from .base import ScoringFunction
 
 BATCH_ROWS = 122_880  # DuckDB's natural record-batch size: 60 vectors of 2,048 rows
+OUTPUT = "__sqlml_out"
+
+#: Every scoring function defined in this process. DuckDB keeps only a borrowed reference to a Python
+#: UDF, owned by the connection that defined it: once that connection closes (a cursor), the database
+#: still calls the function, and calling a freed one crashes the process.
+_DEFINED: list[t.Callable] = []
 
 
 def connect_duckdb(path: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -44,23 +47,19 @@ class DuckDBEngine:
         self._lock = threading.RLock()
 
     def execute(self, sql: str, params: list | None = None) -> duckdb.DuckDBPyRelation | None:
-        """Run one statement; a query's result comes back as a lazy relation."""
         return wrap_errors(lambda: self.connection.sql(sql, params=params) if params else self.connection.sql(sql))
 
     def fetch(self, sql: str, params: list | None = None) -> list[tuple]:
         return wrap_errors(lambda: self.connection.execute(sql, params or []).fetchall())
 
     def read_arrow(self, sql: str) -> pa.Table:
-        """The whole result of a query as an Arrow table."""
         return wrap_errors(lambda: self.connection.sql(sql).to_arrow_table())
 
     def read_batches(self, sql: str, batch_rows: int = BATCH_ROWS) -> t.Iterator[pa.RecordBatch]:
-        """The result of a query as a stream of record batches, consumed to the end."""
         reader = wrap_errors(lambda: self.connection.sql(sql).to_arrow_reader(batch_rows))
         yield from wrap_errors(lambda: iter(reader))
 
     def schema(self, sql: str) -> pa.Schema:
-        """Column names and types of a query, without running it."""
         return wrap_errors(lambda: self.connection.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema)
 
     def temp_name(self, prefix: str = "sqlml") -> str:
@@ -71,6 +70,9 @@ class DuckDBEngine:
 
     def unregister_table(self, name: str) -> None:
         self.connection.unregister(name)
+
+    def result(self, table: pa.Table) -> duckdb.DuckDBPyRelation:
+        return self.connection.from_arrow(table)
 
     @contextlib.contextmanager
     def transaction(self) -> t.Iterator[None]:
@@ -84,6 +86,53 @@ class DuckDBEngine:
                 self.connection.execute("ROLLBACK")
                 raise
             self.connection.execute("COMMIT")
+
+    def current_database(self) -> str:
+        return self.fetch("SELECT current_database()")[0][0]
+
+    def view_definitions(self) -> list[tuple[str, str, str]]:
+        return self.fetch("SELECT database_name, view_name, sql FROM duckdb_views() WHERE NOT internal")
+
+    def define_scoring_function(self, name: str, function: ScoringFunction, features: list[tuple[str, str]],
+                                output: pa.Schema) -> None:
+        """An Arrow UDF (2,048 rows a call) taking a STRUCT of the features and the threshold."""
+        if self._has_function(name):
+            return
+
+        def score(packed: pa.ChunkedArray | pa.StructArray, threshold: pa.ChunkedArray | pa.Array) -> pa.StructArray:
+            array = packed.combine_chunks() if isinstance(packed, pa.ChunkedArray) else packed
+            return function(array, threshold[0].as_py() if len(threshold) else None)
+
+        parameter = duckdb.struct_type({column: duckdb.sqltype(kind) for column, kind in features})
+        self.connection.create_function(name, score, [parameter, duckdb.sqltype("DOUBLE")],
+                                        _duck_type(pa.struct(list(output))), type="arrow", side_effects=False,
+                                        null_handling="special")  # a NULL threshold (none set) means the default
+        _DEFINED.append(score)
+
+    def drop_scoring_function(self, name: str) -> None:
+        if self._has_function(name):
+            self.connection.remove_function(name)
+
+    def _has_function(self, name: str) -> bool:
+        return bool(self.fetch("SELECT 1 FROM duckdb_functions() WHERE function_name = ?", [name]))
+
+    def scoring_sql(self, name: str, features: list[tuple[str, str]], threshold_sql: str, input_sql: str) -> str:
+        packed = ", ".join(f"{_quote(column)} := CAST({_quote(column)} AS {kind})" for column, kind in features)
+        scored = f"SELECT *, {name}(struct_pack({packed}), ({threshold_sql})) AS {OUTPUT} FROM ({input_sql}) AS __sqlml_in"
+        return f"SELECT unnest({OUTPUT}), * EXCLUDE ({OUTPUT}) FROM ({scored}) AS __sqlml_scored"
+
+
+def _quote(name: str) -> str:
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def _duck_type(dtype: pa.DataType) -> duckdb.DuckDBPyType:
+    """The DuckDB type of an Arrow type (built through the API: names are never spliced into SQL)."""
+    if pa.types.is_struct(dtype):
+        return duckdb.struct_type({f.name: _duck_type(f.type) for f in dtype})
+    if pa.types.is_list(dtype):
+        return duckdb.list_type(_duck_type(dtype.value_type))
+    return duckdb.sqltype({pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}[dtype])
 
 
 def wrap_errors(action: t.Callable[[], t.Any]) -> t.Any:

@@ -7,34 +7,53 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from ..engines.duckdb import DuckDBEngine
 from ..errors import SqlmlError
 from ..model.loaded import LoadedModel
 
 
 @dataclass
+class Data:
+    """A handler's input rows: a query the engine streams, or a table already in memory. Handlers
+    read their input only through this, so they know no engine."""
+
+    batches: t.Callable[[], t.Iterator[pa.RecordBatch]]
+    schema: t.Callable[[], pa.Schema]
+    table: t.Callable[[], pa.Table]
+    source: str | None = None  # the query the rows come from, for display (a model card's "evaluated on")
+
+    @classmethod
+    def of_table(cls, table: pa.Table, source: str | None = None) -> "Data":
+        return cls(lambda: iter(table.to_batches()), lambda: table.schema, lambda: table, source)
+
+
+@dataclass
 class Call:
-    """One ML.* call with its model loaded, its input as SQL and its parameters as Python values."""
+    """One ML.* call with its model loaded, its input rows and its parameters as Python values."""
 
     function: str
-    engine: "DuckDBEngine"
     model: "LoadedModel | None" = None
-    input_sql: str | None = None
+    data: Data | None = None
     params: dict = field(default_factory=dict)
     argument: t.Any = None  # a non-STRUCT last argument, e.g. GENERATE_ARRAY(...) for ML.ROC_CURVE
+    training: Data | None = None  # the model's training query, for explanations over its rows
+    trials: list[dict] | None = None  # a tuned version's trials (sqlml.catalog.READS_TRIALS)
 
     def require_model(self) -> "LoadedModel":
         if self.model is None:
             raise SqlmlError(f"ML.{self.function} needs a MODEL argument: ML.{self.function}(MODEL name, ...).")
         return self.model
 
-    def require_input(self) -> str:
-        if self.input_sql is None:
+    @property
+    def has_input(self) -> bool:
+        return self.data is not None
+
+    def require_input(self) -> Data:
+        if self.data is None:
             raise SqlmlError(f"ML.{self.function} needs input data: ML.{self.function}(MODEL m, TABLE t) or (SELECT ...).")
-        return self.input_sql
+        return self.data
 
     def input_table(self) -> pa.Table:
-        return self.engine.read_arrow(self.require_input())
+        return self.require_input().table()
 
     def param(self, name: str, default: t.Any = None) -> t.Any:
         return self.params.get(name, default)

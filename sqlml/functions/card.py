@@ -24,13 +24,12 @@ import pyarrow as pa
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from ..engines.duckdb import DuckDBEngine
 from ..errors import SqlmlError
 from ..model import metrics
 from ..model.kinds import CLASSIFICATION
 from ..model.loaded import LoadedModel
 from . import evaluate, explain, fairness
-from .base import Call
+from .base import Call, Data
 from .info import feature_info
 
 FREE_TEXT = ("description", "intended_use", "limitations")
@@ -47,36 +46,30 @@ def model_card(call: "Call") -> pa.Table:
     output = str(params.get("format") or "markdown").lower()
     if output not in FORMATS:
         raise SqlmlError(f"ML.MODEL_CARD format must be 'markdown' or 'html'; got {params.get('format')!r}.")
-    context = gather(call.engine, call.require_model(), call.input_sql, params)
+    context = gather(call, params)
     text = render(context, output, images=output == "html" or bool(params.get("images", False)))
     return pa.table({"model_card": pa.array([text], type=pa.string())})
 
 
-def gather(engine: "DuckDBEngine", model: "LoadedModel", data_sql: str | None = None, params: dict | None = None) -> dict:
+def gather(call: "Call", params: dict) -> dict:
     """Everything a card shows, as plain Python values (the templates only format them)."""
-    params = params or {}
+    model = call.require_model()
     slice_by, sensitive = _names(params.get("slice_by")), _names(params.get("sensitive_col"))
-    if (slice_by or sensitive) and data_sql is None:
+    if (slice_by or sensitive) and not call.has_input:
         raise SqlmlError("A model card's slices and fairness figures need evaluation data: "
                          "ML.MODEL_CARD(MODEL m, (SELECT ...), STRUCT(...)) or sqlml card --data 'SELECT ...'.")
-    staged = engine.temp_name("card_data") if data_sql is not None else None
-    if staged:  # read the data once; every ML.* call below sees the same rows
-        engine.register_table(staged, engine.read_arrow(data_sql))
-    try:
-        run = _runner(engine, model, f"SELECT * FROM {staged}" if staged else None,
-                      {k: params[k] for k in ("threshold",) if params.get(k) is not None})
-        context = describe(model)
-        context["evaluated_on"] = data_sql
-        context.update(evaluation(run))
-        context.update(curves(run, model))
-        context["importance"] = importance(run, model, context["warnings"])
-        context["slices"] = sliced(run, slice_by, params) if slice_by else None
-        context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
-        context["warnings"] += warnings(context)
-        return context
-    finally:
-        if staged:
-            engine.unregister_table(staged)
+    # The data is read once: every ML.* call below sees the same rows.
+    data = Data.of_table(call.input_table()) if call.has_input else None
+    run = _runner(call, data, {k: params[k] for k in ("threshold",) if params.get(k) is not None})
+    context = describe(model)
+    context["evaluated_on"] = call.data.source if call.has_input else None
+    context.update(evaluation(run))
+    context.update(curves(run, model))
+    context["importance"] = importance(run, model, context["warnings"])
+    context["slices"] = sliced(run, slice_by, params) if slice_by else None
+    context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
+    context["warnings"] += warnings(context)
+    return context
 
 
 def _names(value: t.Any) -> list[str]:
@@ -89,11 +82,11 @@ HANDLERS = {"EVALUATE": evaluate.evaluate, "CONFUSION_MATRIX": evaluate.confusio
             "GLOBAL_EXPLAIN": explain.global_explain}
 
 
-def _runner(engine: "DuckDBEngine", model: "LoadedModel", input_sql: str | None, common: dict):
+def _runner(card: "Call", data: Data | None, common: dict):
     """``run('EVALUATE', slice_by=[...])``: an ML.* handler's Arrow result for this model and data."""
     def run(function: str, with_data: bool = True, **params: t.Any) -> pa.Table:
-        call = Call(function=function, engine=engine, model=model,
-                              input_sql=input_sql if with_data else None, params={**common, **params})
+        call = Call(function=function, model=card.model, data=data if with_data else None,
+                    params={**common, **params}, training=card.training)
         return HANDLERS[function](call)
     return run
 
@@ -109,7 +102,7 @@ def describe(model: "LoadedModel") -> dict:
         "query": info.query, "library_versions": info.library_versions or {},
         "options": {k: v for k, v in sorted(options.items()) if k not in FREE_TEXT},
         "free_text": {k: options.get(k) for k in FREE_TEXT},
-        "features": feature_info(Call("FEATURE_INFO", None, model)).to_pylist(),
+        "features": feature_info(Call("FEATURE_INFO", model)).to_pylist(),
         "warnings": training_notes(info.training_info or []),
     }
 

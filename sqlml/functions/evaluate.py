@@ -61,18 +61,18 @@ def evaluate(call: Call) -> pa.Table:
     model = call.require_model()
     if call.param("slice_by") is not None:
         return slices.evaluate(model, call.input_table(), call.params)
-    return evaluate_overall(model, call.input_table() if call.input_sql is not None else None, call.params)
+    return evaluate_overall(model, call.input_table() if call.has_input else None, call.params)
 
 
 def confusion_matrix(call: Call) -> pa.Table:
-    if call.input_sql is None and call.param("threshold") is None:
+    if not call.has_input and call.param("threshold") is None:
         return _stored_table(call, "confusion_matrix")
     return metrics.confusion_matrix(call.require_model(), call.input_table(), call.param("threshold"))
 
 
 def roc_curve(call: Call) -> pa.Table:
     thresholds = call.argument if isinstance(call.argument, list) else call.param("thresholds")
-    if call.input_sql is None and thresholds is None:
+    if not call.has_input and thresholds is None:
         return _stored_table(call, "roc_curve")
     return metrics.roc_curve(call.require_model(), call.input_table(), thresholds)
 
@@ -80,7 +80,7 @@ def roc_curve(call: Call) -> pa.Table:
 def threshold_metrics(call: Call) -> pa.Table:
     """ML.THRESHOLD_METRICS: metrics per decision threshold, to pick one for ALTER MODEL ... threshold."""
     thresholds = call.argument if isinstance(call.argument, list) else call.param("thresholds")
-    if call.input_sql is None and thresholds is None:
+    if not call.has_input and thresholds is None:
         return metrics.metrics_from_counts(_stored_table(call, "roc_curve").to_pydict())
     return metrics.threshold_metrics(call.require_model(), call.input_table(), thresholds)
 

@@ -31,10 +31,10 @@ def explain_predict(call: "Call") -> pa.Table:
     model = call.require_model()
     top_k = _top_k(call.param("top_k_features", TOP_K_DEFAULT))
     threshold = call.param("threshold")
-    pieces = [_explain_batch(call, model, pa.Table.from_batches([batch]), top_k, threshold)
-              for batch in call.engine.read_batches(call.require_input())]
+    data = call.require_input()
+    pieces = [_explain_batch(model, pa.Table.from_batches([batch]), top_k, threshold) for batch in data.batches()]
     if not pieces:
-        return _explain_batch(call, model, call.engine.schema(call.input_sql).empty_table(), top_k, threshold)
+        return _explain_batch(model, data.schema().empty_table(), top_k, threshold)
     return pa.concat_tables(pieces)
 
 
@@ -44,9 +44,9 @@ def _top_k(value) -> int:
     return int(value)
 
 
-def _explain_batch(call: "Call", model: "LoadedModel", table: pa.Table, top_k: int, threshold) -> pa.Table:
+def _explain_batch(model: "LoadedModel", table: pa.Table, top_k: int, threshold) -> pa.Table:
     X = model.features(table)
-    explained = explain(model, X, targets(model, X), call.engine)
+    explained = explain(model, X, targets(model, X))
     per_column = explained.per_column(model)
     front = _prediction_columns(model, X, table, threshold)
     front = front.append_column("top_feature_attributions",
@@ -87,7 +87,7 @@ def global_explain(call: "Call") -> pa.Table:
     method = str(call.param("method", "shap")).lower()
     if method not in ("shap", "permutation"):
         raise DataError(f"GLOBAL_EXPLAIN method must be 'shap' or 'permutation'; got {method!r}.")
-    table = evaluation_sample(call.engine, model)
+    table = evaluation_sample(call, model)
     class_level = bool(call.param("class_level_explain", False))
     if method == "permutation":
         if class_level:
@@ -96,21 +96,21 @@ def global_explain(call: "Call") -> pa.Table:
     X = model.features(table)
     columns = model.preprocessor.input_columns
     if not class_level:
-        return _ranked(columns, explain(model, X, targets(model, X), call.engine).per_column(model))
+        return _ranked(columns, explain(model, X, targets(model, X)).per_column(model))
     if model.kind.task != CLASSIFICATION:
         raise DataError(f"class_level_explain needs a classifier; '{model.info.name}' is a {model.kind.name}.")
     pieces = []
     for k, label in enumerate(model.classes):
-        ranked = _ranked(columns, explain(model, X, np.full(len(X), k), call.engine).per_column(model))
+        ranked = _ranked(columns, explain(model, X, np.full(len(X), k)).per_column(model))
         pieces.append(ranked.add_column(0, "class_label", pa.array([str(label)] * ranked.num_rows, type=pa.string())))
     return pa.concat_tables(pieces)
 
 
-def evaluation_sample(engine, model: "LoadedModel") -> pa.Table:
+def evaluation_sample(call: "Call", model: "LoadedModel") -> pa.Table:
     """At most GLOBAL_SAMPLE_ROWS rows of the model's training query, sampled with a fixed seed."""
-    if not model.info.query:
+    if call.training is None:
         raise DataError(f"Model '{model.info.name}' has no stored training query to explain over.")
-    table = engine.read_arrow(model.info.query)
+    table = call.training.table()
     if model.label and model.label in table.column_names:
         table = table.filter(pc.is_valid(table[model.label]))
     if table.num_rows > GLOBAL_SAMPLE_ROWS:

@@ -31,11 +31,12 @@ def predict(call: Call) -> pa.Table:
     The input is streamed in record batches, each scored in one vectorized call."""
     model = call.require_model()
     threshold = call.param("threshold")
+    data = call.require_input()
     pieces = [_with_predictions(model.predict(batch, threshold), pa.Table.from_batches([batch]))
-              for batch in call.engine.read_batches(call.require_input())]
+              for batch in data.batches()]
     if not pieces:
         empty = pa.Table.from_batches([], schema=model.output_schema())
-        return _with_predictions(empty, call.engine.schema(call.input_sql).empty_table())
+        return _with_predictions(empty, data.schema().empty_table())
     return pa.concat_tables(pieces)
 
 

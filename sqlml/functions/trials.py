@@ -7,7 +7,6 @@ import pyarrow as pa
 from ..errors import SqlmlError
 from ..model.loaded import LoadedModel
 from ..model.metrics import DEFAULT_OBJECTIVE, lower_is_better
-from ..registry.versions import Registry
 from .base import Call
 
 TRIAL_INFO_COLUMNS = ("trial_id", "hyperparameters", "hparam_tuning_evaluation_metrics", "training_loss", "eval_loss",
@@ -45,7 +44,7 @@ def _stored_objective(model: LoadedModel) -> str:
 
 def _trials(call: "Call") -> list[dict]:
     info = call.require_model().info
-    trials = Registry(call.engine).trials(info.name, info.version)
+    trials = call.trials
     if not trials:
         raise SqlmlError(f"ML.{call.function} needs a tuned model; '{info.name}' version {info.version} was trained "
                          "without num_trials or model_type = 'auto'.")

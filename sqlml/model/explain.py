@@ -81,7 +81,7 @@ def background(X: np.ndarray | sp.csr_matrix, encoding: str) -> dict | None:
             "sample": (sample.toarray() if sp.issparse(sample) else sample).tolist()}
 
 
-def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None, engine=None) -> Explanation:
+def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None) -> Explanation:
     """Explain the raw output for class ``target[i]`` of each row (None: regression).
 
     For a binary classifier whose raw output is the positive class's log-odds, class 0 is the
@@ -94,9 +94,9 @@ def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None, engi
             explained = _trees([_shap().TreeExplainer(estimator, model_output="raw")],
                                _forest_raw(estimator, X), X, target)
         elif isinstance(estimator, SAMPLED):
-            return _sampled(model, X, target, _background(model, engine))
+            return _sampled(model, X, target, _background(model))
         else:
-            explained = _linear(estimator, X, target, np.asarray(_background(model, engine)["mean"]))
+            explained = _linear(estimator, X, target, np.asarray(_background(model)["mean"]))
     if model.kind.task == REGRESSION:  # back to the label's units, as ML.PREDICT reports it
         mean, std = model.target_scale
         explained = Explanation(explained.baseline * std + mean, explained.attributions * std,
@@ -305,15 +305,11 @@ def _raw_output(model: "LoadedModel", group: int | None) -> t.Callable[[np.ndarr
     return lambda X: model.estimator.predict(X) * std + mean
 
 
-def _background(model: "LoadedModel", engine) -> dict:
-    """The training reference stored with the model; models trained before it was stored get one
-    from their training query (all of its rows, so the split is not reproduced)."""
-    stored = getattr(model, "background", None)
-    if stored is not None:
-        return stored
-    if engine is None or not model.info.query:
+def _background(model: "LoadedModel") -> dict:
+    """The training reference stored with the model (its header), which sampled explanations compare against."""
+    if model.background is None:
         raise DataError(f"Model '{model.info.name}' has no stored training reference to explain against; retrain it.")
-    return background(model.features(engine.read_arrow(model.info.query)), "onehot")
+    return model.background
 
 
 def targets(model: "LoadedModel", X: np.ndarray) -> np.ndarray | None:

@@ -19,10 +19,10 @@ import pyarrow as pa
 from scipy import special
 from threadpoolctl import ThreadpoolController
 
-from ..registry.versions import ModelVersion
 from . import envelope
 from .kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
 from .preprocess import Preprocessor
+from .version import ModelVersion
 
 #: Created once: discovering the BLAS/OpenMP libraries costs ~20 ms, limiting them then ~50 µs.
 THREADPOOLS = ThreadpoolController()

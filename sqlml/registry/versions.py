@@ -1,100 +1,16 @@
-"""Hyperparameter tuning (``num_trials`` with ``HPARAM_RANGE`` / ``HPARAM_CANDIDATES``) and ``model_type = 'auto'``.
-
-    CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'],
-                            num_trials = 12, l2_reg = HPARAM_RANGE(0, 10)) AS SELECT * FROM t
-
-Every trial is an ordinary training run (:func:`sqlml.training.train`) on the training split less a
-validation part (:data:`VALIDATION_FRACTION` of the training rows); its objective is measured on those
-validation rows only, so the evaluation split never influences which trial wins. optuna proposes the
-values: TPE for ``VIZIER_DEFAULT`` (BigQuery's name for its model-based default), a random sampler for
-``RANDOM_SEARCH`` and a grid sampler for ``GRID_SEARCH``. Trials run one after another:
-``max_parallel_trials`` is accepted for BigQuery compatibility and ignored (the machines sqlml targets
-have few cores, which each trial's estimator already uses).
-
-Trial 1 of a model-based or random search uses the untuned defaults wherever they lie inside the
-declared spaces, so a tuned model scores at least as well as the untuned one on the validation rows.
-The optimal trial's model becomes the version; every trial is stored in ``sqlml.trials`` with its
-model, and trial 0 holds the trivial baseline scored on the same validation rows (for ML.LEADERBOARD).
-"""
+"""Model versions in the registry: one row per version with its signed bytes, each written in one transaction."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import typing as t
-from dataclasses import dataclass
 
-from ..engines.duckdb import DuckDBEngine
+from ..engines.base import Engine
 from ..errors import ModelNotFoundError, SqlmlError
-
-
-def trial_version(info: ModelVersion, trials: list[dict], trial_id: t.Any) -> ModelVersion:
-    """The registry row of one trial of ``info``: its own model bytes, metrics and training info."""
-    if not isinstance(trial_id, int) or isinstance(trial_id, bool):
-        raise SqlmlError(f"trial_id must be an integer; got {trial_id!r}.")
-    stored = {r["trial_id"]: r for r in trials if r["trial_id"] > 0}
-    if not stored:
-        raise SqlmlError(f"Model '{info.name}' version {info.version} was not tuned, so it has no trial {trial_id}; "
-                         "train with num_trials and HPARAM_RANGE / HPARAM_CANDIDATES options.")
-    trial = stored.get(trial_id)
-    if trial is None:
-        raise SqlmlError(f"Model '{info.name}' version {info.version} has no trial {trial_id}; "
-                         f"its trials are {min(stored)} to {max(stored)}.")
-    if trial["fingerprint"] is None or trial["status"] != "SUCCEEDED":
-        raise SqlmlError(f"Trial {trial_id} of model '{info.name}' failed, so it has no model: {trial['error_message']}")
-    return dataclasses.replace(info, model_type=trial["model_type"], fingerprint=trial["fingerprint"],
-                               metrics=trial["metrics"], eval_tables=trial["eval_tables"],
-                               training_info=trial["training_info"])
-
-
-SCHEMA = "sqlml"
-TABLE = f"{SCHEMA}.models"
-TRIALS = f"{SCHEMA}.trials"  # one row per tuning trial of a version (sqlml.tuning); trial 0 is the baseline
-DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    name VARCHAR NOT NULL,
-    version INTEGER NOT NULL,
-    model_type VARCHAR NOT NULL,
-    label VARCHAR,
-    label_type VARCHAR,
-    options JSON,
-    input_schema JSON,
-    training_rows BIGINT,
-    eval_rows BIGINT,
-    metrics JSON,
-    eval_tables JSON,
-    feature_info JSON,
-    training_info JSON,
-    library_versions JSON,
-    query VARCHAR,
-    created_at TIMESTAMP DEFAULT current_timestamp,
-    fingerprint VARCHAR NOT NULL,
-    model BLOB NOT NULL,
-    PRIMARY KEY (name, version)
-);
-CREATE TABLE IF NOT EXISTS {TRIALS} (
-    name VARCHAR NOT NULL,
-    version INTEGER NOT NULL,
-    trial_id INTEGER NOT NULL,
-    model_type VARCHAR,
-    hyperparameters JSON,
-    hparam_tuning_evaluation_metrics JSON,
-    training_loss DOUBLE,
-    eval_loss DOUBLE,
-    status VARCHAR NOT NULL,
-    error_message VARCHAR,
-    is_optimal BOOLEAN NOT NULL,
-    training_seconds DOUBLE,
-    metrics JSON,
-    eval_tables JSON,
-    training_info JSON,
-    fingerprint VARCHAR,
-    model BLOB,
-    PRIMARY KEY (name, version, trial_id)
-);
-"""
-
+from ..model.version import ModelVersion
+from . import schema
+from .schema import TABLE, TRIALS
 
 JSON_COLUMNS = ("options", "input_schema", "metrics", "eval_tables", "feature_info", "training_info", "library_versions")
 TRIAL_JSON_COLUMNS = ("hyperparameters", "hparam_tuning_evaluation_metrics", "metrics", "eval_tables", "training_info")
@@ -107,44 +23,20 @@ INFO_COLUMNS = ("name", "version", "model_type", "label", "label_type", *JSON_CO
                 "query", "created_at", "fingerprint")
 
 
-@dataclass
-class ModelVersion:
-    """A registry row without the model bytes."""
-
-    name: str
-    version: int
-    model_type: str
-    label: str | None
-    label_type: str | None
-    options: dict
-    input_schema: list
-    metrics: dict
-    eval_tables: dict
-    feature_info: list
-    training_info: list
-    library_versions: dict
-    training_rows: int
-    eval_rows: int
-    query: str
-    created_at: t.Any
-    fingerprint: str
-
-
 class Registry:
     """Reads and writes model versions through an engine."""
 
-    def __init__(self, engine: DuckDBEngine):
+    def __init__(self, engine: Engine):
         self.engine = engine
 
     def ensure(self) -> None:
-        """Create the registry schema and table if this database has none yet."""
-        for statement in filter(str.strip, DDL.split(";")):
-            self.engine.execute(statement)
+        """Create the registry, or bring an older one up to this sqlml's schema version."""
+        schema.migrate(self.engine)
 
     def exists(self, table: str = "models") -> bool:
         rows = self.engine.fetch(
             "SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
-            "AND table_schema = ? AND table_name = ?", [SCHEMA, table]
+            "AND table_schema = ? AND table_name = ?", [schema.SCHEMA, table]
         )
         return bool(rows)
 
@@ -171,6 +63,14 @@ class Registry:
         raise ModelNotFoundError(
             f"Model '{name}' has no version {version}; it has versions {', '.join(str(v.version) for v in versions)}."
         )
+
+    def by_fingerprint_prefix(self, prefixes: list[str]) -> list[tuple[ModelVersion, bytes]]:
+        """The stored versions whose fingerprint starts with one of ``prefixes``, with their bytes."""
+        if not prefixes or not self.exists():
+            return []
+        rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)}, model FROM {TABLE} "
+                                 "WHERE list_contains(?, fingerprint[1:16])", [prefixes])
+        return [(_to_version(row[:-1]), row[-1]) for row in rows]
 
     def blob(self, fingerprint: str) -> bytes:
         rows = self.engine.fetch(f"SELECT model FROM {TABLE} WHERE fingerprint = ?", [fingerprint])
@@ -245,3 +145,22 @@ def _to_version(row: tuple) -> ModelVersion:
         return ModelVersion(**values)
     except TypeError as e:  # a registry written by an incompatible sqlml
         raise SqlmlError(f"The model registry table has an unexpected layout: {e}") from None
+
+
+def trial_version(info: ModelVersion, trials: list[dict], trial_id: t.Any) -> ModelVersion:
+    """The registry row of one trial of ``info``: its own model bytes, metrics and training info."""
+    if not isinstance(trial_id, int) or isinstance(trial_id, bool):
+        raise SqlmlError(f"trial_id must be an integer; got {trial_id!r}.")
+    stored = {r["trial_id"]: r for r in trials if r["trial_id"] > 0}
+    if not stored:
+        raise SqlmlError(f"Model '{info.name}' version {info.version} was not tuned, so it has no trial {trial_id}; "
+                         "train with num_trials and HPARAM_RANGE / HPARAM_CANDIDATES options.")
+    trial = stored.get(trial_id)
+    if trial is None:
+        raise SqlmlError(f"Model '{info.name}' version {info.version} has no trial {trial_id}; "
+                         f"its trials are {min(stored)} to {max(stored)}.")
+    if trial["fingerprint"] is None or trial["status"] != "SUCCEEDED":
+        raise SqlmlError(f"Trial {trial_id} of model '{info.name}' failed, so it has no model: {trial['error_message']}")
+    return dataclasses.replace(info, model_type=trial["model_type"], fingerprint=trial["fingerprint"],
+                               metrics=trial["metrics"], eval_tables=trial["eval_tables"],
+                               training_info=trial["training_info"])

@@ -15,3 +15,6 @@ AVAILABLE = frozenset({
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
                         "TRIAL_INFO", "LEADERBOARD"})
+
+#: Functions that read the tuning trials of a version.
+READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD"})

@@ -1,7 +1,8 @@
 """From a parsed statement to a plan: steps of plain SQL in the engine's dialect plus model work.
 
-The planner never touches data. It needs a catalog only to look up stored models for lazy scoring
-(views), and the target engine's sqlglot dialect name; nothing here assumes DuckDB.
+The planner touches no data and loads nothing: a step names its models (resolved and loaded by the
+executor) and carries its constant arguments as Python values read from the AST. It needs only the
+target engine's sqlglot dialect name; nothing here assumes DuckDB.
 """
 
 from __future__ import annotations
@@ -12,16 +13,10 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from ..errors import SqlmlError
-from ..model import options as opts
-from ..registry.versions import ModelVersion
-from . import catalog, options
+from . import catalog, constants, options
 from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
 
-
-class Catalog(t.Protocol):
-    def resolve(self, name: str, version: int | None = None) -> ModelVersion: ...
-
-    def blob(self, fingerprint: str) -> bytes: ...
+ModelName = tuple[str, "int | None"]  # (registry name, version or None for the latest)
 
 
 @dataclass
@@ -30,19 +25,28 @@ class TableFunction:
 
     name: str
     function: str
-    model: tuple[str, int | None] | None
+    model: ModelName | None
     input_sql: str | None
-    params_sql: str | None  # a STRUCT(...) literal, evaluated by the engine
-    argument_sql: str | None  # any other last argument (GENERATE_ARRAY(...))
+    params: dict = field(default_factory=dict)  # the STRUCT(...) argument's fields
+    argument: t.Any = None  # any other last argument (GENERATE_ARRAY(...) as a list)
+
+
+@dataclass
+class ViewScoring:
+    """An ML.PREDICT inside CREATE VIEW: the executor puts the model's scoring SQL where ``placeholder`` is."""
+
+    placeholder: str
+    model: ModelName
+    input_sql: str
 
 
 @dataclass
 class Query:
-    """Run ``sql`` after computing ``tables``; ``models`` are versions whose scoring UDF it calls."""
+    """Run ``sql`` after computing ``tables`` and filling in ``views``."""
 
     sql: str
     tables: list[TableFunction] = field(default_factory=list)
-    models: list[ModelVersion] = field(default_factory=list)
+    views: list[ViewScoring] = field(default_factory=list)
     returns_rows: bool = True  # False for DDL, whose DuckDB result is only a count
     passthrough: str | None = None  # the statement is ``SELECT * FROM <this table function>``
 
@@ -99,8 +103,7 @@ def returns_rows(statement: exp.Expr) -> bool:
 class Planner:
     """Plans statements for one engine dialect."""
 
-    def __init__(self, catalog: Catalog, dialect: str = "duckdb"):
-        self.catalog = catalog
+    def __init__(self, dialect: str = "duckdb"):
         self.dialect = dialect
         self._counter = 0
 
@@ -136,8 +139,7 @@ class Planner:
         if not_alterable:
             raise SqlmlError(f"ALTER MODEL cannot change {', '.join(not_alterable)}; it can change "
                              f"{', '.join(options.ALTERABLE)}. Train a new version with CREATE OR REPLACE MODEL instead.")
-        return Alter(model_name(statement.this), opts.validate(changes, None),
-                     bool(statement.args.get("exists")))
+        return Alter(model_name(statement.this), changes, bool(statement.args.get("exists")))
 
     def _query(self, statement: exp.Expr) -> Query:
         lazy = isinstance(statement, exp.Create) and statement.kind and statement.kind.upper() == "VIEW"
@@ -146,12 +148,8 @@ class Planner:
             replacement = self._lazy(call, step) if lazy else self._eager(call, step)
             target = call.parent if isinstance(call.parent, exp.Table) else call
             alias = target.args.get("alias") if isinstance(target, exp.Table) else None
-            if alias is not None and isinstance(replacement, exp.Table):
+            if alias is not None:
                 replacement.set("alias", alias)
-            elif alias is not None:
-                replacement = exp.Subquery(this=replacement, alias=alias)
-            elif not isinstance(replacement, exp.Table):
-                replacement = exp.Subquery(this=replacement)
             target.replace(replacement)
         step.sql = statement.sql(self.dialect)
         if len(step.tables) == 1 and step.sql == f"SELECT * FROM {step.tables[0].name}":
@@ -163,50 +161,35 @@ class Planner:
         if function not in catalog.AVAILABLE:
             raise SqlmlError(f"ML.{function} is not available yet. Available: "
                              f"{', '.join('ML.' + f for f in sorted(catalog.AVAILABLE))}.")
-        self._counter += 1
-        name = f"__sqlml_{function.lower()}_{self._counter}"
-        model = call.args.get("model")
-        params = call.args.get("params")
-        is_struct = isinstance(params, exp.Struct)
         if function in catalog.MODEL_ONLY and call.args.get("input") is not None:
             raise SqlmlError(f"ML.{function} takes only a model: ML.{function}(MODEL name).")
-        step.tables.append(TableFunction(
-            name=name,
-            function=function,
-            model=self._model_ref(model) if model is not None else None,
-            input_sql=self._input_sql(call.args.get("input")),
-            params_sql=params.sql(self.dialect) if params is not None and is_struct else None,
-            argument_sql=params.sql(self.dialect) if params is not None and not is_struct else None,
-        ))
-        return exp.to_table(name)
+        model, last = call.args.get("model"), call.args.get("params")
+        table = TableFunction(name=self._name(function), function=function,
+                              model=self._model_ref(model) if model is not None else None,
+                              input_sql=self._input_sql(call.args.get("input")))
+        if isinstance(last, exp.Struct):
+            table.params = constants.struct_fields(last, function)
+        elif last is not None:
+            table.argument = constants.constant(last, function, "its last argument")
+        step.tables.append(table)
+        return exp.to_table(table.name)
 
-    def _lazy(self, call: MLCall, step: Query) -> exp.Expr:
-        from ..views import scoring_query  # the lazy form exists for DuckDB only, today
+    def _lazy(self, call: MLCall, step: Query) -> exp.Table:
         if call.function != "PREDICT":
             raise SqlmlError(f"ML.{call.function} cannot be used inside CREATE VIEW: its result is computed when the "
                              "statement runs. Use CREATE TABLE ... AS instead.")
         if call.args.get("params") is not None or call.args.get("model") is None:
             raise SqlmlError("Inside CREATE VIEW, ML.PREDICT takes a model and input data only: "
                              "ML.PREDICT(MODEL m, TABLE t); set a threshold with ALTER MODEL.")
-        info = self.catalog.resolve(*self._model_ref(call.args["model"]))
-        step.models.append(info)
-        source = call.args.get("input")
-        if source is None:
+        if call.args.get("input") is None:
             raise SqlmlError("ML.PREDICT needs input data: ML.PREDICT(MODEL m, TABLE t) or (SELECT ...).")
-        inner = exp.select("*").from_(source.copy()) if isinstance(source, exp.Table) else source.copy()
-        if any("transform_sql" in c for c in info.input_schema):
-            inner = self._transformed(info, inner)
-        return scoring_query(info, inner)
+        view = ViewScoring(self._name("view"), self._model_ref(call.args["model"]), self._input_sql(call.args["input"]))
+        step.views.append(view)
+        return exp.to_table(view.placeholder)
 
-    def _transformed(self, info: ModelVersion, inner: exp.Expr) -> exp.Expr:
-        """The view's input through the model's TRANSFORM, taken from the authenticated model header
-        (the registry row only says there is one)."""
-        import sqlglot
-
-        from ..model import loaded
-        from . import transform
-        state = loaded.CACHE.get(info, self.catalog.blob).transform
-        return sqlglot.parse_one(transform.wrap_sql(state, inner.sql(self.dialect), None), read="sqlml")
+    def _name(self, what: str) -> str:
+        self._counter += 1
+        return f"__sqlml_{what.lower()}_{self._counter}"
 
     def _model_ref(self, ref: ModelRef) -> tuple[str, int | None]:
         version = ref.args.get("version")

@@ -26,7 +26,7 @@ from ..model import options as opts
 from ..model.kinds import CLASSIFICATION, MODEL_KINDS, ModelKind, build_estimator
 from ..model.loaded import LABEL_TYPES, LoadedModel, label_type_name, thread_limit
 from ..model.preprocess import Preprocessor, as_float, column_kind, encode_categories
-from ..registry.versions import ModelVersion
+from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
 from . import checks, imbalance
 from . import sample as sampling

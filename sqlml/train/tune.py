@@ -48,7 +48,7 @@ from ..model.kinds import (
 from ..model.loaded import LoadedModel
 from ..model.metrics import DEFAULT_OBJECTIVE, EVAL_LOSS, OBJECTIVES, lower_is_better
 from ..model.preprocess import column_kind
-from ..registry.versions import ModelVersion
+from ..model.version import ModelVersion
 from . import fit as training
 from . import split as splits
 from .labels import prepare_label

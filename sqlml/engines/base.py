@@ -1,0 +1,63 @@
+"""The Engine protocol: exactly the surface sqlml's other layers use to run SQL and move Arrow data.
+
+An engine knows SQL and Arrow, nothing of models. DuckDB is :mod:`sqlml.engines.duckdb`; a second
+engine (Spark) implements the same methods in a module of its own.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import pyarrow as pa
+
+#: A scoring function: one Arrow struct array of feature columns and a threshold in, one Arrow struct array out.
+ScoringFunction = t.Callable[[pa.StructArray, t.Any], pa.StructArray]
+
+
+class Engine(t.Protocol):
+    #: The sqlglot dialect the planner writes this engine's SQL in.
+    dialect: str
+
+    def execute(self, sql: str, params: list | None = None) -> t.Any:
+        """Run one statement; a query's result comes back in the engine's own lazy form (shown to users)."""
+
+    def fetch(self, sql: str, params: list | None = None) -> list[tuple]:
+        """Run a small query (the registry's), its rows as tuples."""
+
+    def read_arrow(self, sql: str) -> pa.Table:
+        """The whole result of a query as an Arrow table."""
+
+    def read_batches(self, sql: str) -> t.Iterator[pa.RecordBatch]:
+        """The result of a query as a stream of record batches."""
+
+    def schema(self, sql: str) -> pa.Schema:
+        """Column names and types of a query, without running it."""
+
+    def temp_name(self, prefix: str = "sqlml") -> str:
+        """A name no user table has, for a table registered for one statement."""
+
+    def register_table(self, name: str, table: pa.Table) -> None:
+        """Expose an Arrow table to SQL under ``name``."""
+
+    def unregister_table(self, name: str) -> None: ...
+
+    def result(self, table: pa.Table) -> t.Any:
+        """An Arrow table in the same form :meth:`execute` returns query results in."""
+
+    def transaction(self) -> t.ContextManager[None]:
+        """One short write transaction, rolled back on any failure."""
+
+    def define_scoring_function(self, name: str, function: ScoringFunction, features: list[tuple[str, str]],
+                                output: pa.Schema) -> None:
+        """Make ``name(features…, threshold)`` callable from SQL, for views; ``features`` are (name,
+        'DOUBLE' | 'VARCHAR'). Idempotent."""
+
+    def drop_scoring_function(self, name: str) -> None: ...
+
+    def scoring_sql(self, name: str, features: list[tuple[str, str]], threshold_sql: str, input_sql: str) -> str:
+        """``SELECT <output columns>, <input columns> FROM (input_sql)`` through the scoring function ``name``."""
+
+    def view_definitions(self) -> list[tuple[str, str, str]]:
+        """(database, view, SQL text) of every view the engine can see."""
+
+    def current_database(self) -> str: ...

@@ -1,0 +1,29 @@
+"""What the registry knows of a model version, apart from its bytes."""
+
+from __future__ import annotations
+
+import typing as t
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelVersion:
+    """A registry row without the model bytes."""
+
+    name: str
+    version: int
+    model_type: str
+    label: str | None
+    label_type: str | None
+    options: dict
+    input_schema: list
+    metrics: dict
+    eval_tables: dict
+    feature_info: list
+    training_info: list
+    library_versions: dict
+    training_rows: int
+    eval_rows: int
+    query: str
+    created_at: t.Any
+    fingerprint: str

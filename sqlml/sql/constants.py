@@ -1,0 +1,51 @@
+"""The constant arguments of ML.* calls — ``STRUCT(0.3 AS threshold)``, ``GENERATE_ARRAY(0, 1, 0.05)`` —
+read from the AST, so planning needs no engine."""
+
+from __future__ import annotations
+
+import typing as t
+
+import numpy as np
+from sqlglot import exp
+
+from ..errors import OptionError, SqlmlError
+from .dialect import GenerateArray
+from .options import to_python
+
+
+def struct_fields(struct: exp.Struct, function: str) -> dict[str, t.Any]:
+    """``STRUCT(value AS name, ...)`` as {lower-case name: Python value}."""
+    fields: dict[str, t.Any] = {}
+    for item in struct.expressions:
+        if isinstance(item, exp.Alias):
+            name, value = item.alias, item.this
+        elif isinstance(item, exp.PropertyEQ):
+            name, value = item.this.name, item.expression
+        else:
+            raise SqlmlError(f"ML.{function}: every STRUCT field needs a name, as in STRUCT(0.5 AS threshold); "
+                             f"got {item.sql()}.")
+        fields[name.lower()] = constant(value, function, name)
+    return fields
+
+
+def constant(value: exp.Expr, function: str, role: str) -> t.Any:
+    """A literal, array, nested STRUCT or GENERATE_ARRAY as its Python value."""
+    if isinstance(value, GenerateArray):
+        return generate_array(value, function)
+    if isinstance(value, exp.Struct):
+        return struct_fields(value, function)
+    try:
+        return to_python(value)
+    except OptionError:
+        raise SqlmlError(f"ML.{function}: {role} must be a constant (a number, string, boolean or array); "
+                         f"got {value.sql()}.") from None
+
+
+def generate_array(call: GenerateArray, function: str) -> list[float]:
+    """BigQuery's inclusive ``GENERATE_ARRAY(start, end[, step])``, fractions allowed."""
+    start, end = (constant(call.args[k], function, "GENERATE_ARRAY's bounds") for k in ("this", "expression"))
+    step = constant(call.args["step"], function, "GENERATE_ARRAY's step") if call.args.get("step") else 1
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end, step)) or step == 0:
+        raise SqlmlError(f"ML.{function}: GENERATE_ARRAY takes numbers and a nonzero step; got {call.sql()}.")
+    count = max(int(np.floor((end - start) / step + 1e-9)) + 1, 0)
+    return np.round(float(start) + np.arange(count) * step, 12).tolist()
