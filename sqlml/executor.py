@@ -21,15 +21,7 @@ from .registry import versions
 from .registry.versions import Registry
 from .sql import catalog, transform
 from .sql.parse import parse
-from .sql.plan import (
-    Alter,
-    Drop,
-    Planner,
-    Query,
-    Step,
-    TableFunction,
-    Train,
-)
+from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import tune
 
 
