@@ -137,15 +137,27 @@ def run(file: t.TextIO, db_path: str, output_format: str, dataset_names: tuple[s
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
 @user_errors
 def models(db_path: str, output_format: str) -> None:
-    """List the models in the registry, one row per version."""
+    """List the models in the registry, one row per version, with each version's status."""
     import sqlml
     with sqlml.connect(db_path, read_only=db_path != ":memory:") as conn:
         if not conn.executor.registry.exists():
             click.echo("No models yet.", err=True)
             return
-        print_result(conn.duckdb.sql(
-            "SELECT name, version, model_type, label, training_rows, eval_rows, created_at, metrics "
-            "FROM sqlml.models ORDER BY name, version"), output_format)
+        listed = conn.models().select("name, version, model_type, label, training_rows, eval_rows, created_at, status")
+        print_result(listed, output_format)
+
+
+@main.group()
+def key() -> None:
+    """The secret key that signs models (SQLML_KEY_FILE, else ~/.config/sqlml/secret.key)."""
+
+
+@key.command("create")
+@user_errors
+def key_create() -> None:
+    """Create a new random key file. Models signed with another key cannot be read with it."""
+    from .model import envelope
+    click.echo(f"Created a new secret key at {envelope.create_key()}.", err=True)
 
 
 @main.command()

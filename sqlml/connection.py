@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing as t
 
 import duckdb
+import pyarrow as pa
 
 from . import views
 from .engines.duckdb import DuckDBEngine, connect_duckdb
@@ -29,9 +30,22 @@ class Connection:
     execute = sql
 
     def models(self) -> duckdb.DuckDBPyRelation:
-        """The model registry: one row per stored version, without the model bytes."""
-        self.executor.registry.ensure()
-        return self.duckdb.sql(f"SELECT {', '.join(INFO_COLUMNS)} FROM {TABLE} ORDER BY name, version")
+        """The model registry: one row per stored version, without the model bytes, and ``status``:
+        'ok', or why the version is refused (its row was edited outside sqlml)."""
+        registry = self.executor.registry
+        if not registry.exists():
+            return self.duckdb.sql("SELECT NULL::VARCHAR AS name, NULL::INTEGER AS version WHERE false")
+        found = registry.versions()
+        status = pa.table({"name": [v.name for v in found], "version": pa.array([v.version for v in found], pa.int32()),
+                           "status": [v.damage or "ok" for v in found]})
+        columns = ", ".join(f"m.{c}" for c in INFO_COLUMNS)
+        self.duckdb.register("__sqlml_status", status)
+        try:
+            return self.duckdb.from_arrow(self.duckdb.sql(
+                f"SELECT {columns}, s.status FROM {TABLE} AS m JOIN __sqlml_status AS s USING (name, version) "
+                "ORDER BY m.name, m.version").to_arrow_table())
+        finally:
+            self.duckdb.unregister("__sqlml_status")
 
     def close(self) -> None:
         self.duckdb.close()

@@ -27,3 +27,7 @@ class ModelIntegrityError(SqlmlError):
 
 class DatabaseBusyError(SqlmlError):
     """Another process holds the database file's write lock."""
+
+
+class SecretKeyError(SqlmlError):
+    """The secret key that signs models is missing, unreadable or too weak."""

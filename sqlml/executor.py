@@ -11,13 +11,13 @@ import pyarrow as pa
 
 from . import views
 from .engines.base import Engine
-from .errors import SqlmlError
+from .errors import SecretKeyError, SqlmlError
 from .functions import HANDLERS
 from .functions.base import Call, Data
-from .model import loaded
+from .model import envelope, loaded
 from .model import options as opts
 from .model.loaded import LoadedModel
-from .registry import versions
+from .registry.trials import trial_version
 from .registry.versions import Registry
 from .sql import catalog, transform
 from .sql.parse import parse
@@ -54,9 +54,9 @@ class Executor:
         """A stored version, or one tuning trial of it (``STRUCT(3 AS trial_id)``)."""
         info = self.registry.resolve(name, version)
         if trial_id is None:
-            return loaded.CACHE.get(info, self.registry.blob)
-        trial = versions.trial_version(info, self.registry.trials(info.name, info.version), trial_id)
-        return loaded.CACHE.get(trial, self.registry.trial_blob)
+            return loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
+        trial = trial_version(info, self.registry.trials(info.name, info.version), trial_id)
+        return loaded.CACHE.get(trial, lambda fingerprint: self.registry.trial_blob(trial))
 
     def train(self, step: Train) -> None:
         exists = bool(self.registry.versions(step.name))
@@ -66,6 +66,7 @@ class Executor:
             raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
         kind, checked = tune.resolve_options(step.options)  # fail on bad options before reading any data
+        self._ensure_key()
         fitted, query_sql = None, step.query_sql
         if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
             fitted = transform.fit(self.engine, step.transform, step.query_sql,
@@ -79,9 +80,23 @@ class Executor:
         self.progress(f"Model '{step.name}' version {version} stored.")
         return None
 
+    def _ensure_key(self) -> None:
+        """The first model of a database may create the secret key; a later one never does, since a new
+        key would make every model already stored unreadable."""
+        if envelope.key_exists():
+            envelope.secret_key()  # refuses a weak or unreadable key before any training
+            return
+        stored = self.registry.count()
+        if stored:
+            raise SecretKeyError(f"No secret key at {envelope.key_path()}, but this database holds {stored} model "
+                                 "version(s) signed with one. Point SQLML_KEY_FILE (or SQLML_SECRET_KEY) at that key; "
+                                 "or, to start over with a new key (the stored models become unreadable), "
+                                 "run `sqlml key create`.")
+        self.progress(f"Created a new secret key at {envelope.create_key()} (keep it: models are signed with it).")
+
     def drop(self, step: Drop) -> None:
-        dropped = self.registry.versions(step.name)
-        if not self.registry.drop(step.name) and not step.if_exists:
+        dropped = self.registry.drop(step.name)
+        if not dropped and not step.if_exists:
             raise SqlmlError(f"Model '{step.name}' does not exist (use DROP MODEL IF EXISTS to ignore that).")
         views.retire(self.engine, dropped)
 
@@ -119,7 +134,7 @@ class Executor:
         """The SQL a view holds for its ``ML.PREDICT(MODEL model, input)``, after defining the scoring
         function it calls (the input goes through the model's TRANSFORM first)."""
         info = self.registry.resolve(*model)
-        blob = self.registry.blob(info.fingerprint)
+        blob = self.registry.blob(info)
         views.define(self.engine, info, blob)
         state = loaded.CACHE.get(info, lambda fingerprint: blob).transform
         input_sql = transform.wrap_sql(state, input_sql, None) if state else input_sql

@@ -61,10 +61,13 @@ def scoring_sql(engine: Engine, info: ModelVersion, input_sql: str) -> str:
 
 
 def define_for_views(engine: Engine, registry: Registry) -> None:
-    """Define the scoring function of every stored version a view calls."""
+    """Define the scoring function of every stored version a view calls; views over a dropped version
+    fail when read, naming it."""
     called = {prefix for _, _, sql in engine.view_definitions() for prefix in CALLED.findall(sql)}
     for info, blob in registry.by_fingerprint_prefix(sorted(called)):
         define(engine, info, blob)
+        called.discard(info.fingerprint[:16])
+    retire(engine, registry.dropped(sorted(called)))
 
 
 def retire(engine: Engine, versions: list[ModelVersion]) -> None:

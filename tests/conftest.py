@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-os.environ.setdefault("SQLML_SECRET_KEY", "sqlml-test-key")
+os.environ.setdefault("SQLML_SECRET_KEY", "sqlml-test-key-0123456789abcdef-0123456789")
 
 import sqlml  # noqa: E402
 from sqlml import datasets  # noqa: E402

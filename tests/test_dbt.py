@@ -422,7 +422,7 @@ def test_model_cache_is_safe_to_share_between_threads(db):
     from sqlml.registry.versions import Registry
     registry = Registry(DuckDBEngine(db.duckdb))
     infos = [registry.resolve(WEIGHT, 1), registry.resolve(WEIGHT, 2), registry.resolve(SPECIES)]
-    blobs = {info.fingerprint: registry.blob(info.fingerprint) for info in infos}
+    blobs = {info.fingerprint: registry.blob(info) for info in infos}
     data = db.sql("SELECT * FROM penguins WHERE body_mass_g IS NOT NULL").to_arrow_table()
     expected = [ModelCache().get(info, blobs.__getitem__).predict(data).column(0).to_pylist() for info in infos]
     cache, errors = ModelCache(size=2), []

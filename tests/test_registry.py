@@ -52,18 +52,22 @@ def test_foreign_bytes_and_unknown_versions_are_refused():
 def test_another_key_cannot_load(conn, monkeypatch):
     conn.sql(TRAIN)
     blob = conn.sql("SELECT model FROM sqlml.models").fetchall()[0][0]
-    monkeypatch.setenv("SQLML_SECRET_KEY", "someone else's key")
+    monkeypatch.setenv("SQLML_SECRET_KEY", "someone else's key, long enough to be accepted")
     with pytest.raises(ModelIntegrityError, match="written with another secret key"):
         storage.loads(blob)
 
 
-def test_key_file_is_created_private(tmp_path, monkeypatch):
+def test_key_file_is_created_private_by_the_first_model(tmp_path, monkeypatch):
     monkeypatch.delenv("SQLML_SECRET_KEY")
     key_file = tmp_path / "k" / "secret.key"
     monkeypatch.setenv("SQLML_KEY_FILE", str(key_file))
-    blob = storage.dumps({"a": 1}, {})
-    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
-    assert storage.loads(blob)[0] == {"a": 1}
+    messages = []
+    with sqlml.connect(progress=messages.append) as conn:
+        conn.sql(TRAIN)
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        assert len(bytes.fromhex(key_file.read_text())) == 32
+        assert any(f"Created a new secret key at {key_file}" in m for m in messages)
+        assert conn.sql("SELECT count(*) FROM ML.PREDICT(MODEL m, (SELECT 1.0 AS x, '2' AS c))").fetchall() == [(1,)]
 
 
 class Smuggled:

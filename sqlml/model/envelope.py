@@ -5,9 +5,11 @@ A model blob read from a database is untrusted input: it is never unpickled. The
     b"SQLML" | format version (1 byte) | HMAC-SHA256 tag (32 bytes) | header length (4 bytes) | header JSON | skops bytes
 
 The tag covers everything after it, and is checked before any byte is deserialized. The key comes
-from ``SQLML_SECRET_KEY`` (any string), else from the file named by ``SQLML_KEY_FILE``, else from
-``~/.config/sqlml/secret.key``, which is created (mode 0600) on first use. A database moved to
-another machine needs the same key there.
+from ``SQLML_SECRET_KEY``, else from the file named by ``SQLML_KEY_FILE``, else from
+``~/.config/sqlml/secret.key``, created (mode 0600) when the first model of a database is trained;
+a key must have at least 32 bytes. A database moved to another machine needs the same key there.
+Registry rows are signed with the same key (:func:`sign`), binding the bytes to their name,
+version, type, label, schema and options.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import typing as t
 from pathlib import Path
 
 import skops.io as sio
+from skops.io.exceptions import UntrustedTypesFoundException
 
-from ..errors import ModelIntegrityError
+from ..errors import ModelIntegrityError, SecretKeyError
 
 MAGIC = b"SQLML"
 FORMAT_VERSION = 1
@@ -41,17 +44,72 @@ TRUSTED_TYPES = [
 ]
 
 
+MIN_KEY_BYTES = 32
+MIN_KEY_SYMBOLS = 8  # distinct bytes: 'aaaa…' or '0000…' is long but guessable
+
+
+def key_path() -> Path:
+    return Path(os.environ.get("SQLML_KEY_FILE") or Path.home() / ".config" / "sqlml" / "secret.key")
+
+
 def secret_key() -> bytes:
-    """The HMAC key: from the environment, or a key file created on first use."""
-    if os.environ.get("SQLML_SECRET_KEY"):
-        return os.environ["SQLML_SECRET_KEY"].encode()
-    path = Path(os.environ.get("SQLML_KEY_FILE") or Path.home() / ".config" / "sqlml" / "secret.key")
-    if not path.exists():
+    """The HMAC key: ``SQLML_SECRET_KEY``, else the key file. Never created here (see :func:`create_key`)."""
+    if os.environ.get("SQLML_SECRET_KEY") is not None:
+        return _checked(os.environ["SQLML_SECRET_KEY"].strip().encode(), "SQLML_SECRET_KEY")
+    path = key_path()
+    try:
+        text = path.read_bytes().strip()
+    except FileNotFoundError:
+        raise SecretKeyError(f"No secret key: {path} does not exist. Set SQLML_KEY_FILE to the key the models were "
+                             "signed with, or SQLML_SECRET_KEY.") from None
+    except IsADirectoryError:
+        raise SecretKeyError(f"The secret key path {path} is a directory; SQLML_KEY_FILE must name a file.") from None
+    except OSError as e:
+        raise SecretKeyError(f"Cannot read the secret key file {path}: {e.strerror}.") from None
+    return _checked(text, str(path))
+
+
+def key_exists() -> bool:
+    return os.environ.get("SQLML_SECRET_KEY") is not None or key_path().exists()
+
+
+def create_key() -> Path:
+    """Write a new random key file (mode 0600) where :func:`key_path` says; refuse to overwrite one."""
+    path = key_path()
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SecretKeyError(f"Cannot create the secret key file {path}: its folder cannot be made ({e.strerror}).") from None
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise SecretKeyError(f"A key file already exists at {path}; sqlml never overwrites one.") from None
+    except OSError as e:
+        raise SecretKeyError(f"Cannot create the secret key file {path}: {e.strerror}.") from None
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    except OSError as e:  # disk full: leave no empty key file behind, it would be refused as too short anyway
+        path.unlink(missing_ok=True)
+        raise SecretKeyError(f"Cannot write the secret key file {path}: {e.strerror}.") from None
+    return path
+
+
+def _checked(key: bytes, where: str) -> bytes:
+    if len(key) < MIN_KEY_BYTES or len(set(key)) < MIN_KEY_SYMBOLS:
+        raise SecretKeyError(f"The secret key from {where} is too weak: a key needs at least {MIN_KEY_BYTES} bytes "
+                             f"and {MIN_KEY_SYMBOLS} distinct characters (sqlml creates 64 random hex digits).")
+    return key
+
+
+def sign(fields: dict) -> str:
+    """An HMAC tag over a registry row's fields (canonical JSON), so the row can be trusted like its bytes."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hmac.new(secret_key(), b"sqlml-row-1\0" + text.encode(), hashlib.sha256).hexdigest()
+
+
+def signed(fields: dict, signature: str | None) -> bool:
+    return signature is not None and hmac.compare_digest(sign(fields), signature)
 
 
 def dumps(estimator: t.Any, header: dict) -> bytes:
@@ -82,7 +140,10 @@ def loads(blob: bytes) -> tuple[t.Any, dict]:
         )
     (length,) = struct.unpack(">I", payload[:4])
     header = json.loads(payload[4:4 + length])
-    return sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES), header
+    try:
+        return sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES), header
+    except UntrustedTypesFoundException as e:
+        raise ModelIntegrityError(f"Refusing to load a model holding types outside the allow-list: {e}") from None
 
 
 def fingerprint(blob: bytes) -> str:

@@ -27,3 +27,4 @@ class ModelVersion:
     query: str
     created_at: t.Any
     fingerprint: str
+    damage: str | None = None  # why the registry refuses this row (edited outside sqlml), if it does

@@ -14,6 +14,7 @@ if t.TYPE_CHECKING:
 SCHEMA = "sqlml"
 TABLE = f"{SCHEMA}.models"
 TRIALS = f"{SCHEMA}.trials"  # one row per tuning trial of a version (sqlml.train.tune); trial 0 is the baseline
+DROPPED = f"{SCHEMA}.dropped"  # a note of every dropped version, so views over it can name it
 VERSION_TABLE = f"{SCHEMA}.schema_version"
 
 MODELS_DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -63,6 +64,18 @@ TRIALS_DDL = f"""CREATE TABLE IF NOT EXISTS {TRIALS} (
 #: first: databases written before schema versions were recorded already have those tables.
 MIGRATIONS: list[list[str]] = [
     [MODELS_DDL, TRIALS_DDL],
+    [f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS signature VARCHAR",
+     f"ALTER TABLE {TRIALS} ADD COLUMN IF NOT EXISTS signature VARCHAR",
+     f"""CREATE TABLE IF NOT EXISTS {DROPPED} (
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    model_type VARCHAR,
+    label VARCHAR,
+    label_type VARCHAR,
+    input_schema JSON,
+    fingerprint VARCHAR NOT NULL,
+    dropped_at TIMESTAMP DEFAULT current_timestamp
+)"""],
 ]
 
 

@@ -1,26 +1,36 @@
-"""Model versions in the registry: one row per version with its signed bytes, each written in one transaction."""
+"""Model versions in the registry: one row per version with its signed bytes, each written in one transaction.
+
+Every row is signed (``signature``, an HMAC with the models' secret key) over the fields that steer
+scoring — name, version, model type, label and its type, options, input schema, stored metrics and
+tables, and the fingerprint of its bytes — and re-signed by ALTER MODEL. A row whose fields do not
+match its signature, or whose bytes do not match its fingerprint, is refused when used; other rows
+keep working.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import typing as t
 
 from ..engines.base import Engine
-from ..errors import ModelNotFoundError, SqlmlError
+from ..errors import ModelIntegrityError, ModelNotFoundError
+from ..model import envelope
 from ..model.version import ModelVersion
 from . import schema
-from .schema import TABLE, TRIALS
+from .schema import DROPPED, TABLE, TRIALS
 
 JSON_COLUMNS = ("options", "input_schema", "metrics", "eval_tables", "feature_info", "training_info", "library_versions")
 TRIAL_JSON_COLUMNS = ("hyperparameters", "hparam_tuning_evaluation_metrics", "metrics", "eval_tables", "training_info")
 TRIAL_COLUMNS = ("trial_id", "model_type", "hyperparameters", "hparam_tuning_evaluation_metrics", "training_loss",
                  "eval_loss", "status", "error_message", "is_optimal", "training_seconds", "metrics", "eval_tables",
                  "training_info", "fingerprint", "model")
-
-
 INFO_COLUMNS = ("name", "version", "model_type", "label", "label_type", *JSON_COLUMNS, "training_rows", "eval_rows",
                 "query", "created_at", "fingerprint")
+#: The fields a version's signature covers: everything that decides what scoring does.
+SIGNED = ("name", "version", "model_type", "label", "label_type", "options", "input_schema", "metrics", "eval_tables",
+          "fingerprint")
+SIGNED_TRIAL = ("name", "version", "trial_id", "model_type", "status", "metrics", "eval_tables", "training_info",
+                "fingerprint")
 
 
 class Registry:
@@ -41,42 +51,57 @@ class Registry:
         return bool(rows)
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
-        """Every stored version (of one model, when named), oldest first."""
+        """Every stored version (of one model, when named), oldest first; damaged rows say so in ``damage``."""
         if not self.exists():
             return []
-        where, params = ("WHERE name = ?", [name]) if name else ("", [])
-        rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)} FROM {TABLE} {where} ORDER BY name, version", params)
+        self.ensure()
+        where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
+        rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)}, signature FROM {TABLE} {where} "
+                                 "ORDER BY name, version", params)
         return [_to_version(row) for row in rows]
 
+    def count(self) -> int:
+        """How many versions are stored (without reading or verifying them)."""
+        return self.engine.fetch(f"SELECT count(*) FROM {TABLE}")[0][0] if self.exists() else 0
+
     def resolve(self, name: str, version: int | None = None) -> ModelVersion:
-        """The named version, or the latest one; a clear error when there is none."""
+        """The named version, or the latest one; a clear error when there is none or it is damaged."""
         versions = self.versions(name)
         if not versions:
             known = sorted({v.name for v in self.versions()})
             hint = f" Models in this database: {', '.join(known)}." if known else " This database has no models yet."
             raise ModelNotFoundError(f"Model '{name}' does not exist.{hint}")
-        if version is None:
-            return versions[-1]
-        for v in versions:
-            if v.version == version:
-                return v
-        raise ModelNotFoundError(
-            f"Model '{name}' has no version {version}; it has versions {', '.join(str(v.version) for v in versions)}."
-        )
+        chosen = versions[-1] if version is None else next((v for v in versions if v.version == version), None)
+        if chosen is None:
+            raise ModelNotFoundError(
+                f"Model '{name}' has no version {version}; it has versions {', '.join(str(v.version) for v in versions)}.")
+        return trusted(chosen)
+
+    def blob(self, info: ModelVersion) -> bytes:
+        """A version's bytes, checked to be the ones its (signed) row names."""
+        rows = self.engine.fetch(f"SELECT model FROM {TABLE} WHERE name = ? AND version = ?", [info.name, info.version])
+        if not rows:
+            raise ModelNotFoundError(f"Model '{info.name}' version {info.version} was dropped.")
+        return _matching(rows[0][0], info)
 
     def by_fingerprint_prefix(self, prefixes: list[str]) -> list[tuple[ModelVersion, bytes]]:
-        """The stored versions whose fingerprint starts with one of ``prefixes``, with their bytes."""
+        """The undamaged stored versions whose fingerprint starts with one of ``prefixes``, with their bytes."""
         if not prefixes or not self.exists():
             return []
-        rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)}, model FROM {TABLE} "
+        rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)}, signature, model FROM {TABLE} "
                                  "WHERE list_contains(?, fingerprint[1:16])", [prefixes])
-        return [(_to_version(row[:-1]), row[-1]) for row in rows]
+        found = [(_to_version(row[:-1]), row[-1]) for row in rows]
+        return [(info, blob) for info, blob in found if info.damage is None]
 
-    def blob(self, fingerprint: str) -> bytes:
-        rows = self.engine.fetch(f"SELECT model FROM {TABLE} WHERE fingerprint = ?", [fingerprint])
-        if not rows:
-            raise ModelNotFoundError("That model version was dropped.")
-        return rows[0][0]
+    def dropped(self, prefixes: list[str]) -> list[ModelVersion]:
+        """Dropped versions (name, version, type, label, schema) whose fingerprint starts with one of ``prefixes``."""
+        if not prefixes or not self.exists("dropped"):
+            return []
+        rows = self.engine.fetch(f"SELECT name, version, model_type, label, label_type, input_schema, fingerprint "
+                                 f"FROM {DROPPED} WHERE list_contains(?, fingerprint[1:16])", [prefixes])
+        return [ModelVersion(name, version, model_type, label, label_type, {}, json.loads(schema_json or "[]"), {}, {},
+                             [], [], {}, 0, 0, "", None, fingerprint)
+                for name, version, model_type, label, label_type, schema_json, fingerprint in rows]
 
     def add(self, row: dict) -> int:
         """Store a new version of ``row['name']`` in one transaction and return its number; a
@@ -86,9 +111,11 @@ class Registry:
         trials = row.pop("trials", None) or []
         with self.engine.transaction():
             (latest,) = self.engine.fetch(f"SELECT coalesce(max(version), 0) FROM {TABLE} WHERE name = ?", [row["name"]])[0]
-            self._insert(TABLE, {**row, "version": latest + 1})
+            version = {**row, "version": latest + 1}
+            self._insert(TABLE, {**version, "signature": envelope.sign(_signed_fields(version, SIGNED))})
             for trial in trials:
-                self._insert(TRIALS, {**trial, "name": row["name"], "version": latest + 1})
+                trial = {**trial, "name": row["name"], "version": latest + 1}
+                self._insert(TRIALS, {**trial, "signature": envelope.sign(_signed_fields(trial, SIGNED_TRIAL))})
         return latest + 1
 
     def _insert(self, table: str, values: dict) -> None:
@@ -99,68 +126,88 @@ class Registry:
                           [values[c] for c in columns])
 
     def trials(self, name: str, version: int) -> list[dict]:
-        """The tuning trials of a version (trial 0 is the baseline), without model bytes; [] if untuned."""
+        """The tuning trials of a version (trial 0 is the baseline), without model bytes; [] if untuned.
+        A trial whose row does not match its signature is refused."""
         if not self.exists("trials"):
             return []
-        columns = [c for c in TRIAL_COLUMNS if c != "model"]
+        columns = [c for c in TRIAL_COLUMNS if c != "model"] + ["signature"]
         rows = self.engine.fetch(f"SELECT {', '.join(columns)} FROM {TRIALS} WHERE name = ? AND version = ? "
                                  "ORDER BY trial_id", [name, version])
-        return [{c: json.loads(v) if c in TRIAL_JSON_COLUMNS and v is not None else v for c, v in zip(columns, row)}
-                for row in rows]
+        trials = [{c: _json(v) if c in TRIAL_JSON_COLUMNS else v for c, v in zip(columns, row)} for row in rows]
+        for trial in trials:
+            if not envelope.signed(_signed_fields({**trial, "name": name, "version": version}, SIGNED_TRIAL),
+                                   trial.pop("signature")):
+                raise ModelIntegrityError(f"Trial {trial['trial_id']} of model '{name}' version {version} does not "
+                                          "match its signature: the registry row was modified.")
+        return trials
 
-    def trial_blob(self, fingerprint: str) -> bytes:
-        rows = self.engine.fetch(f"SELECT model FROM {TRIALS} WHERE fingerprint = ?", [fingerprint])
+    def trial_blob(self, info: ModelVersion) -> bytes:
+        rows = self.engine.fetch(f"SELECT model FROM {TRIALS} WHERE fingerprint = ?", [info.fingerprint])
         if not rows:
-            raise ModelNotFoundError("That trial's model was dropped.")
-        return rows[0][0]
+            raise ModelNotFoundError(f"That trial of model '{info.name}' version {info.version} was dropped.")
+        return _matching(rows[0][0], info)
 
-    def drop(self, name: str) -> int:
-        """Delete every version of a model; returns how many there were."""
-        if not self.exists():
-            return 0
+    def drop(self, name: str) -> list[ModelVersion]:
+        """Delete every version of a model, leaving a note of each (views over them name it); returns them."""
+        dropped = self.versions(name) if self.exists() else []
+        if not dropped:
+            return []
         with self.engine.transaction():
-            (count,) = self.engine.fetch(f"SELECT count(*) FROM {TABLE} WHERE name = ?", [name])[0]
+            for info in dropped:
+                self.engine.fetch(f"INSERT INTO {DROPPED} (name, version, model_type, label, label_type, input_schema, "
+                                  "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                  [info.name, info.version, info.model_type, info.label, info.label_type,
+                                   json.dumps(info.input_schema), info.fingerprint])
             self.engine.fetch(f"DELETE FROM {TABLE} WHERE name = ?", [name])
-            if self.exists("trials"):  # registries written before tuning existed have none
-                self.engine.fetch(f"DELETE FROM {TRIALS} WHERE name = ?", [name])
-        return count
+            self.engine.fetch(f"DELETE FROM {TRIALS} WHERE name = ?", [name])
+        return dropped
 
     def update_options(self, name: str, changes: dict) -> ModelVersion:
-        """Merge descriptive/threshold options into the latest version's options."""
+        """Merge descriptive/threshold options into the latest version's options, and re-sign it."""
         latest = self.resolve(name)
-        options = {**latest.options, **changes}
+        changed = {**latest.__dict__, "options": {**latest.options, **changes}}
         with self.engine.transaction():
-            self.engine.fetch(
-                f"UPDATE {TABLE} SET options = ? WHERE name = ? AND version = ?",
-                [json.dumps(options), name, latest.version],
-            )
+            self.engine.fetch(f"UPDATE {TABLE} SET options = ?, signature = ? WHERE name = ? AND version = ?",
+                              [json.dumps(changed["options"], default=str), envelope.sign(_signed_fields(changed, SIGNED)), name,
+                               latest.version])
         return self.resolve(name, latest.version)
 
 
+def trusted(info: ModelVersion) -> ModelVersion:
+    if info.damage is not None:
+        raise ModelIntegrityError(f"Model '{info.name}' version {info.version} is damaged and cannot be used: "
+                                  f"{info.damage}. Other models are not affected.")
+    return info
+
+
 def _to_version(row: tuple) -> ModelVersion:
-    values = dict(zip(INFO_COLUMNS, row))
+    """A registry row; one that was edited outside sqlml comes back with ``damage`` saying how."""
+    values = dict(zip(INFO_COLUMNS, row[:-1]))
+    damage = None
     for column in JSON_COLUMNS:
-        values[column] = json.loads(values[column]) if values[column] is not None else None
-    try:
-        return ModelVersion(**values)
-    except TypeError as e:  # a registry written by an incompatible sqlml
-        raise SqlmlError(f"The model registry table has an unexpected layout: {e}") from None
+        try:
+            values[column] = _json(values[column])
+        except ValueError:
+            values[column], damage = None, f"its {column} is not valid JSON"
+    if damage is None and row[-1] is None:
+        damage = "it is not signed (written by an sqlml before 0.2, or inserted by hand); retrain it"
+    elif damage is None and not envelope.signed(_signed_fields(values, SIGNED), row[-1]):
+        damage = "its registry row does not match its signature (it was modified outside sqlml)"
+    return ModelVersion(**values, damage=damage)
 
 
-def trial_version(info: ModelVersion, trials: list[dict], trial_id: t.Any) -> ModelVersion:
-    """The registry row of one trial of ``info``: its own model bytes, metrics and training info."""
-    if not isinstance(trial_id, int) or isinstance(trial_id, bool):
-        raise SqlmlError(f"trial_id must be an integer; got {trial_id!r}.")
-    stored = {r["trial_id"]: r for r in trials if r["trial_id"] > 0}
-    if not stored:
-        raise SqlmlError(f"Model '{info.name}' version {info.version} was not tuned, so it has no trial {trial_id}; "
-                         "train with num_trials and HPARAM_RANGE / HPARAM_CANDIDATES options.")
-    trial = stored.get(trial_id)
-    if trial is None:
-        raise SqlmlError(f"Model '{info.name}' version {info.version} has no trial {trial_id}; "
-                         f"its trials are {min(stored)} to {max(stored)}.")
-    if trial["fingerprint"] is None or trial["status"] != "SUCCEEDED":
-        raise SqlmlError(f"Trial {trial_id} of model '{info.name}' failed, so it has no model: {trial['error_message']}")
-    return dataclasses.replace(info, model_type=trial["model_type"], fingerprint=trial["fingerprint"],
-                               metrics=trial["metrics"], eval_tables=trial["eval_tables"],
-                               training_info=trial["training_info"])
+def _signed_fields(values: t.Mapping, names: tuple[str, ...]) -> dict:
+    """The signed fields as they read back from the database (JSON columns round-tripped)."""
+    return {k: json.loads(json.dumps(values.get(k), default=str)) for k in names}
+
+
+def _json(text: str | None) -> t.Any:
+    return json.loads(text) if text is not None else None
+
+
+def _matching(blob: bytes, info: ModelVersion) -> bytes:
+    if envelope.fingerprint(blob) != info.fingerprint:
+        raise ModelIntegrityError(f"Model bytes of '{info.name}' version {info.version} failed verification: they are "
+                                  "not the bytes its registry row was signed with (the model column was modified or "
+                                  "swapped).")
+    return blob
