@@ -28,8 +28,6 @@ from ..engines.duckdb import DuckDBEngine
 from ..errors import SqlmlError
 
 SOURCE = "__sqlml_in"
-#: Functions that produce several columns: they must be a whole TRANSFORM item.
-MULTI_COLUMN = {"ONE_HOT_ENCODER", "FEATURE_CROSS", "POLYNOMIAL_EXPAND"}
 
 
 DEFAULT_TOP_K, DEFAULT_FREQUENCY_THRESHOLD = 32_000, 5
@@ -415,10 +413,6 @@ def training_sql(state: dict, query_sql: str) -> str:
     return f"SELECT {', '.join(parts)} FROM ({query_sql}) AS {SOURCE}"
 
 
-def feature_names(state: dict) -> list[str]:
-    return [i["name"] for i in state["items"] if i["role"] == "feature"]
-
-
 def wrap_sql(state: dict, input_sql: str, columns: list[str] | None) -> str:
     """The input of an ML.* call as the model sees it: the compiled features first, then the label
     when the input can compute it, then the input's other columns unchanged.
@@ -440,11 +434,6 @@ def wrap_sql(state: dict, input_sql: str, columns: list[str] | None) -> str:
             raise SqlmlError(f"The input is missing column(s) the model's TRANSFORM reads: {', '.join(missing)}.")
         rest = [quoted(c) for c in columns if c not in names]
     return f"SELECT {', '.join([_select(i) for i in outputs] + rest)} FROM ({input_sql}) AS {SOURCE}"
-
-
-def describe(state: dict) -> list[dict]:
-    """One row per TRANSFORM output, for display: name, role, compiled SQL, function, statistics."""
-    return [{k: i.get(k) for k in ("name", "role", "sql", "function", "statistics")} for i in state["items"]]
 
 
 def annotate_schema(schema: list[dict], state: dict | None) -> list[dict]:
