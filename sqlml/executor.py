@@ -69,7 +69,7 @@ class Executor:
         self._ensure_key()
         fitted, query_sql = None, step.query_sql
         if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
-            fitted = transform.fit(self.engine, step.transform, step.query_sql,
+            fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,
                                    checked.get("input_label_cols", ["label"])[0] if kind.supervised else None,
                                    keep=[checked.get("data_split_col"), checked.get("instance_weight_col")],
                                    dialect=self.engine.dialect)

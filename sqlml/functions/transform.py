@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from ..sql.transform import TransformError
+from ..sql.transform_functions import TransformError
 
 
 def ml_transform(call) -> "t.Any":

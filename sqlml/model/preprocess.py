@@ -107,17 +107,6 @@ class Preprocessor:
         return [c["name"] for c in self.columns]
 
     @property
-    def feature_names(self) -> list[str]:
-        """Names of the encoded features, in matrix order."""
-        names = []
-        for c in self.columns:
-            if c["kind"] == "categorical" and self.encoding == "onehot":
-                names += [f"{c['name']}_{'NULL' if v is None else v}" for v in c["categories"]]
-            else:
-                names.append(c["name"])
-        return names
-
-    @property
     def feature_sources(self) -> list[str]:
         """For each encoded feature, the input column it came from (to sum one-hot parts back)."""
         return [c["name"] for c in self.columns for _ in range(self.width(c))]

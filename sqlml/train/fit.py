@@ -59,8 +59,8 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
           split: Split | None = None, transform: dict | None = None, profile: DataProfile | None = None) -> dict:
     """Train a model on ``table`` and return the registry row to store (model bytes included).
     ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
-    fit on the training split less a validation part (:mod:`sqlml.tuning`). ``transform`` is the fitted
-    TRANSFORM clause (:mod:`sqlml.transform`) that made ``table``; it is stored in the model header.
+    fit on the training split less a validation part (:mod:`sqlml.train.tune`). ``transform`` is the fitted
+    TRANSFORM clause (:mod:`sqlml.sql.transform`) that made ``table``; it is stored in the model header.
     ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial)."""
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
@@ -92,36 +92,48 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
         duration = time.perf_counter() - started
         progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
 
-        header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes,
-                  "label_type": label_type_name(table.schema.field(label).type) if label else "float",
+        label_type = label_type_name(table.schema.field(label).type) if label else "float"
+        header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
                   "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
         blob = envelope.dumps(estimator, header)
-        info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=header["label_type"],
+        info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=label_type,
                             options=options, input_schema=input_schema,
                             metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
                             training_rows=len(split.train), eval_rows=0, query=query, created_at=None,
                             fingerprint=envelope.fingerprint(blob))
-        model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[header["label_type"]], target_scale)
-        scored = metrics.Scored.of(model, eval_rows) if kind.task == CLASSIFICATION else None  # once for all three
-        evaluation = metrics.evaluate(model, eval_rows, scored=scored)
-        baseline = baselines.at_training(model, train_rows, eval_rows)
-        eval_tables = evaluation_tables(model, eval_rows, scored)
+        model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[label_type], target_scale)
+        measured, eval_tables = _measure(model, train_rows, eval_rows)
         profile = profiling.result()
+    return _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
+                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y))
+
+
+def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> tuple[dict, dict]:
+    """ML.EVALUATE's metrics with the baseline's, and the evaluation tables, of a freshly fitted model."""
+    scored = metrics.Scored.of(model, eval_rows) if model.kind.task == CLASSIFICATION else None  # once for all three
+    evaluation = metrics.evaluate(model, eval_rows, scored=scored)
+    baseline = baselines.at_training(model, train_rows, eval_rows)
+    return {**evaluation, **baseline}, evaluation_tables(model, eval_rows, scored)
+
+
+def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dict, eval_tables: dict,
+                  feature_info: list[dict], training_info: list[dict]) -> dict:
+    """The registry row of a new version (the registry numbers it and stamps its time)."""
     return {
-        "name": name,
-        "model_type": kind.name,
-        "label": label,
-        "label_type": header["label_type"],
-        "options": options,
+        "name": info.name,
+        "model_type": info.model_type,
+        "label": info.label,
+        "label_type": info.label_type,
+        "options": info.options,
         "input_schema": info.input_schema,
-        "training_rows": len(split.train),
-        "eval_rows": eval_rows.num_rows,
-        "metrics": {**evaluation, **baseline},
+        "training_rows": info.training_rows,
+        "eval_rows": eval_rows,
+        "metrics": measured,
         "eval_tables": eval_tables,
-        "feature_info": profile.feature_info,
-        "training_info": training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y),
+        "feature_info": feature_info,
+        "training_info": training_info,
         "library_versions": {"sklearn": sklearn.__version__, "pyarrow": pa.__version__, "sqlml": _version()},
-        "query": query,
+        "query": info.query,
         "fingerprint": info.fingerprint,
         "model": blob,
     }

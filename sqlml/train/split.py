@@ -24,7 +24,7 @@ class Split:
 
 def split_rows(table: pa.Table, options: dict, seed: int | None) -> Split:
     """Training and evaluation rows with BigQuery's data_split_method semantics; a random split is drawn
-    with ``seed``, else :data:`sqlml.sampling.DATA_SEED` (the same rows give the same split)."""
+    with ``seed``, else :data:`sqlml.train.sample.DATA_SEED` (the same rows give the same split)."""
     n = table.num_rows
     method = options.get("data_split_method", "AUTO_SPLIT")
     fraction = options.get("data_split_eval_fraction")

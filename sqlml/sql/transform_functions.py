@@ -1,0 +1,307 @@
+"""BigQuery's preprocessing functions of a TRANSFORM clause (``ML.STANDARD_SCALER`` ...), each compiled
+into an ordinary SQL expression with the statistics it gathers from the training query as constants.
+
+The statistics come through a ``fetch(sql) -> rows`` the caller passes, so this layer runs no engine
+itself. :mod:`sqlml.sql.transform` finds the calls in the clause and assembles the compiled list.
+"""
+
+from __future__ import annotations
+
+import itertools
+import typing as t
+
+from sqlglot import exp
+
+from ..errors import SqlmlError
+
+SOURCE = "__sqlml_in"
+DEFAULT_TOP_K, DEFAULT_FREQUENCY_THRESHOLD = 32_000, 5
+
+#: Runs a query and returns its rows (the engine's ``fetch``).
+Fetch = t.Callable[[str], list[tuple]]
+
+
+class TransformError(SqlmlError):
+    """A TRANSFORM item cannot be compiled (unknown function, bad argument, missing name...)."""
+
+
+def number(value: float) -> str:
+    """A DOUBLE literal that reads back as exactly ``value`` (an exponent keeps DuckDB off DECIMAL)."""
+    text = repr(float(value))
+    return text if "e" in text or "inf" in text or "nan" in text else text + "e0"
+
+
+def string(value: str) -> str:
+    return exp.Literal.string(value).sql()
+
+
+class Fitter:
+    """Gathers statistics over the rows of ``(query)`` through ``fetch`` for one ML.* call at a time."""
+
+    def __init__(self, fetch: Fetch, query_sql: str, dialect: str):
+        self.fetch, self.query_sql, self.dialect = fetch, query_sql, dialect
+
+    def scalar_row(self, aggregates: list[str]) -> tuple:
+        return self.fetch(f"SELECT {', '.join(aggregates)} FROM ({self.query_sql}) AS {SOURCE}")[0]
+
+    def counts(self, expr: str) -> list[tuple[str, int]]:
+        """(value as text, count) of every non-NULL value of ``expr``."""
+        rows = self.fetch(f"SELECT CAST({expr} AS VARCHAR) AS v, count(*) AS n FROM ({self.query_sql}) AS {SOURCE} "
+                          "WHERE v IS NOT NULL GROUP BY v")
+        return [(v, int(n)) for v, n in rows]
+
+    def sql(self, node: exp.Expr) -> str:
+        return node.sql(self.dialect)
+
+
+def _double(sql: str) -> str:
+    return f"CAST({sql} AS DOUBLE)"
+
+
+def _args(call: exp.Anonymous, name: str, low: int, high: int) -> list[exp.Expr]:
+    args = list(call.expressions)
+    if not low <= len(args) <= high:
+        expected = str(low) if low == high else f"{low} to {high}"
+        raise TransformError(f"ML.{name} takes {expected} argument(s); got {len(args)}.")
+    return args
+
+
+def _constant(node: exp.Expr | None, default: t.Any, name: str, what: str) -> t.Any:
+    """A literal argument as a Python value (numbers, strings, booleans, arrays)."""
+    if node is None:
+        return default
+    if isinstance(node, exp.Literal):
+        return node.to_py() if node.is_string else float(node.this) if "." in node.this or "e" in node.this.lower() else int(node.this)
+    if isinstance(node, exp.Neg):
+        return -_constant(node.this, default, name, what)
+    if isinstance(node, exp.Boolean):
+        return node.this
+    if isinstance(node, exp.Array):
+        return [_constant(v, None, name, what) for v in node.expressions]
+    raise TransformError(f"The {what} argument of ML.{name} must be a constant; got {node.sql()}.")
+
+
+def _only_number(f: Fitter, call: exp.Anonymous, name: str) -> str:
+    """The one argument of a scaler, as DOUBLE SQL."""
+    (arg,) = _args(call, name, 1, 1)
+    return _double(f.sql(arg))
+
+
+def _option(args: list[exp.Expr], position: int, default: t.Any, name: str, what: str) -> t.Any:
+    """The constant at ``position`` of an optional argument, or ``default`` when the call stops before it."""
+    return _constant(args[position] if len(args) > position else None, default, name, what)
+
+
+def _by_frequency(counts: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Most frequent first, ties to the smallest value (as scikit-learn's SimpleImputer breaks them)."""
+    return sorted(counts, key=lambda vc: (-vc[1], vc[0]))
+
+
+def _fit_standard_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+    x = _only_number(f, call, "STANDARD_SCALER")
+    mean, std = f.scalar_row([f"avg({x})", f"stddev_samp({x})"])
+    # BigQuery divides by the sample standard deviation; a constant column scales to 0.
+    scale = std if std else 1.0
+    stats = {"mean": mean, "stddev": std}
+    return stats, f"({x} - {number(mean or 0.0)}) / {number(scale)}"
+
+
+def _fit_min_max_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+    x = _only_number(f, call, "MIN_MAX_SCALER")
+    low, high = f.scalar_row([f"min({x})", f"max({x})"])
+    width = (high - low) if low is not None and high != low else 1.0
+    scaled = f"({x} - {number(low or 0.0)}) / {number(width)}"
+    # Values outside the training range are capped to [0, 1], as BigQuery does at prediction.
+    return {"min": low, "max": high}, f"CASE WHEN {x} IS NULL THEN NULL ELSE least(greatest({scaled}, 0e0), 1e0) END"
+
+
+def _fit_max_abs_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+    x = _only_number(f, call, "MAX_ABS_SCALER")
+    (max_abs,) = f.scalar_row([f"max(abs({x}))"])
+    return {"max_abs": max_abs}, f"{x} / {number(max_abs or 1.0)}"
+
+
+def _fit_robust_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+    args = _args(call, "ROBUST_SCALER", 1, 4)
+    x = _double(f.sql(args[0]))
+    low_q, high_q = _option(args, 1, [25, 75], "ROBUST_SCALER", "quantile_range")
+    with_median = _option(args, 2, True, "ROBUST_SCALER", "with_median")
+    with_range = _option(args, 3, True, "ROBUST_SCALER", "with_quantile_range")
+    if not 0 < low_q < high_q < 100:
+        raise TransformError(f"ML.ROBUST_SCALER's quantile_range must be [low, high] with 0 < low < high < 100; got [{low_q}, {high_q}].")
+    (quantiles,) = f.scalar_row([f"quantile_cont({x}, [{low_q / 100!r}, 0.5, {high_q / 100!r}])"])
+    q_low, median, q_high = quantiles if quantiles is not None else (0.0, 0.0, 1.0)
+    center = median if with_median else 0.0
+    spread = (q_high - q_low) if with_range and q_high != q_low else 1.0
+    stats = {"median": median, "quantile_low": q_low, "quantile_high": q_high}
+    return stats, f"({x} - {number(center)}) / {number(spread)}"
+
+
+def _fit_imputer(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+    arg, strategy_node = _args(call, "IMPUTER", 2, 2)
+    strategy = _constant(strategy_node, None, "IMPUTER", "strategy")
+    expr = f.sql(arg)
+    if strategy in ("mean", "median"):
+        x = _double(expr)
+        (value,) = f.scalar_row([f"avg({x})" if strategy == "mean" else f"quantile_cont({x}, 0.5)"])
+        return {strategy: value}, f"coalesce({x}, {number(value if value is not None else 0.0)})"
+    if strategy == "most_frequent":
+        ranked = _by_frequency(f.counts(expr))
+        value = ranked[0][0] if ranked else None
+        return {"most_frequent": value}, f"coalesce(CAST({expr} AS VARCHAR), {string(value) if value is not None else 'NULL'})"
+    raise TransformError(f"ML.IMPUTER's strategy must be 'mean', 'median' or 'most_frequent'; got {strategy!r}.")
+
+
+def _bins(x: str, edges: list[float]) -> str:
+    """'bin_1' below the first edge, 'bin_i' on [edge_{i-1}, edge_i), NULL stays NULL."""
+    whens = " ".join(f"WHEN {x} < {number(e)} THEN 'bin_{i + 1}'" for i, e in enumerate(edges))
+    return f"CASE WHEN {x} IS NULL THEN NULL {whens} ELSE 'bin_{len(edges) + 1}' END"
+
+
+def _bucket_names_only(args: list[exp.Expr], position: int, name: str) -> None:
+    output = _option(args, position, "bucket_names", name, "output_format")
+    if output != "bucket_names":
+        raise TransformError(f"ML.{name} supports output_format 'bucket_names' only; got {output!r}.")
+
+
+def _fit_bucketize(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+    args = _args(call, "BUCKETIZE", 2, 4)
+    splits = _constant(args[1], None, "BUCKETIZE", "array_split_points")
+    exclude = _option(args, 2, False, "BUCKETIZE", "exclude_boundaries")
+    _bucket_names_only(args, 3, "BUCKETIZE")
+    if not isinstance(splits, list) or not splits or sorted(splits) != splits:
+        raise TransformError("ML.BUCKETIZE needs split points in increasing order, e.g. [10, 20, 30].")
+    edges = splits[1:-1] if exclude else splits
+    return {"split_points": edges}, _bins(_double(f.sql(args[0])), edges)
+
+
+def _fit_quantile_bucketize(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+    args = _args(call, "QUANTILE_BUCKETIZE", 2, 3)
+    buckets = _constant(args[1], None, "QUANTILE_BUCKETIZE", "num_buckets")
+    _bucket_names_only(args, 2, "QUANTILE_BUCKETIZE")
+    if not isinstance(buckets, int) or buckets < 1:
+        raise TransformError(f"ML.QUANTILE_BUCKETIZE needs a positive integer number of buckets; got {buckets!r}.")
+    x = _double(f.sql(args[0]))
+    fractions = ", ".join(repr(i / buckets) for i in range(buckets + 1))
+    (quantiles,) = f.scalar_row([f"quantile_cont({x}, [{fractions}])"])
+    # Bins narrower than 1e-8 are dropped, as scikit-learn's KBinsDiscretizer does.
+    kept: list[float] = []
+    for q in quantiles or []:
+        if not kept or q - kept[-1] > 1e-8:
+            kept.append(q)
+    edges = kept[1:-1]
+    return {"quantiles": quantiles, "split_points": edges}, _bins(x, edges)
+
+
+def _encoder_options(args: list[exp.Expr], start: int, name: str) -> tuple[int, int]:
+    """top_k and frequency_threshold, the arguments from ``start``."""
+    top_k = _option(args, start, DEFAULT_TOP_K, name, "top_k")
+    threshold = _option(args, start + 1, DEFAULT_FREQUENCY_THRESHOLD, name, "frequency_threshold")
+    if not (isinstance(top_k, int) and top_k >= 1 and isinstance(threshold, int) and threshold >= 0):
+        raise TransformError(f"ML.{name}'s top_k must be a positive integer and frequency_threshold a non-negative integer.")
+    return top_k, threshold
+
+
+def _vocabulary(counts: list[tuple[str, int]], top_k: int, threshold: int) -> list[str]:
+    """BigQuery's vocabulary: the top_k most frequent values seen at least ``threshold`` times,
+    sorted alphabetically."""
+    return sorted(v for v, n in _by_frequency(counts)[:top_k] if n >= threshold)
+
+
+def _fit_label_encoder(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+    args = _args(call, "LABEL_ENCODER", 1, 3)
+    expr = f"CAST({f.sql(args[0])} AS VARCHAR)"
+    top_k, threshold = _encoder_options(args, 1, "LABEL_ENCODER")
+    vocabulary = _vocabulary(f.counts(expr), top_k, threshold)
+    whens = " ".join(f"WHEN {string(v)} THEN {i + 1}" for i, v in enumerate(vocabulary))
+    # NULL and values outside the vocabulary are 0.
+    return {"vocabulary": vocabulary}, f"CASE {expr} {whens} ELSE 0 END" if vocabulary else "0"
+
+
+def _fit_one_hot_encoder(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]]]:
+    args = _args(call, "ONE_HOT_ENCODER", 1, 4)
+    drop = _option(args, 1, "none", "ONE_HOT_ENCODER", "drop")
+    if drop not in ("none", "most_frequent"):
+        raise TransformError(f"ML.ONE_HOT_ENCODER's drop must be 'none' or 'most_frequent'; got {drop!r}.")
+    expr = f"CAST({f.sql(args[0])} AS VARCHAR)"
+    top_k, threshold = _encoder_options(args, 2, "ONE_HOT_ENCODER")
+    counts = f.counts(expr)  # once for the vocabulary and the dropped value
+    vocabulary = _vocabulary(counts, top_k, threshold)
+    known = set(vocabulary)
+    ranked = _by_frequency([vc for vc in counts if vc[0] in known])
+    dropped = ranked[0][0] if drop == "most_frequent" and ranked else None
+    kept = [v for v in vocabulary if v != dropped]
+    # NULL and unseen values are all zeros (BigQuery's index 0).
+    columns = [(f"{alias}_{v}", f"CASE WHEN {expr} = {string(v)} THEN 1e0 ELSE 0e0 END") for v in kept]
+    return {"vocabulary": vocabulary, "dropped": dropped}, columns
+
+
+def named(node: exp.Expr) -> tuple[str, exp.Expr] | None:
+    """(name, expression) of ``expr AS name``, ``name := expr`` or a bare column; None when unnamed."""
+    if isinstance(node, exp.PropertyEQ):
+        return node.this.name, node.expression
+    if isinstance(node, exp.Alias):
+        return node.alias, node.this
+    if isinstance(node, exp.Column):
+        return node.name, node
+    return None
+
+
+def _struct_fields(call: exp.Anonymous, name: str, low_degree: int) -> tuple[list[tuple[str, exp.Expr]], int]:
+    args = _args(call, name, 1, 2)
+    if not isinstance(args[0], exp.Struct):
+        raise TransformError(f"ML.{name} takes a STRUCT of columns first: ML.{name}(STRUCT(a, b)).")
+    fields = []
+    for e in args[0].expressions:
+        field = named(e)
+        if field is None:
+            raise TransformError(f"Every field of ML.{name}'s STRUCT needs a name: write {e.sql()} AS name.")
+        fields.append(field)
+    if len({n for n, _ in fields}) != len(fields) or not 1 <= len(fields) <= 10:
+        raise TransformError(f"ML.{name} takes 1 to 10 distinct named features.")
+    degree = _option(args, 1, 2, name, "degree")
+    if not isinstance(degree, int) or not low_degree <= degree <= 4:
+        raise TransformError(f"ML.{name}'s degree must be an integer in [{low_degree}, 4]; got {degree!r}.")
+    return fields, degree
+
+
+def _combined(alias: str, combos: t.Iterable[tuple[tuple[str, exp.Expr], ...]],
+              join: t.Callable[[list[exp.Expr]], str]) -> list[tuple[str, str]]:
+    """One output column per combination of STRUCT fields, named ``<alias>_<field>_<field>...``."""
+    return [(f"{alias}_{'_'.join(n for n, _ in combo)}", join([e for _, e in combo])) for combo in combos]
+
+
+def _fit_feature_cross(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]]]:
+    fields, degree = _struct_fields(call, "FEATURE_CROSS", 2)
+    combos = itertools.chain.from_iterable(itertools.combinations(fields, size) for size in range(2, degree + 1))
+    columns = _combined(alias, combos, lambda es: " || '_' || ".join(f"CAST({f.sql(e)} AS VARCHAR)" for e in es))
+    return {"degree": degree}, columns
+
+
+def _fit_polynomial_expand(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]]]:
+    fields, degree = _struct_fields(call, "POLYNOMIAL_EXPAND", 1)
+    combos = itertools.chain.from_iterable(
+        itertools.combinations_with_replacement(fields, size) for size in range(1, degree + 1))
+    columns = _combined(alias, combos, lambda es: " * ".join(_double(f.sql(e)) for e in es))
+    return {"degree": degree}, sorted(columns)  # BigQuery orders the output fields by name
+
+
+#: One output column each: (statistics, SQL) of a call.
+SINGLE = {
+    "STANDARD_SCALER": _fit_standard_scaler,
+    "MIN_MAX_SCALER": _fit_min_max_scaler,
+    "MAX_ABS_SCALER": _fit_max_abs_scaler,
+    "ROBUST_SCALER": _fit_robust_scaler,
+    "IMPUTER": _fit_imputer,
+    "BUCKETIZE": _fit_bucketize,
+    "QUANTILE_BUCKETIZE": _fit_quantile_bucketize,
+    "LABEL_ENCODER": _fit_label_encoder,
+}
+
+
+#: Several output columns each, so a whole TRANSFORM item: (statistics, [(name, SQL)]) of a call.
+MULTI = {
+    "ONE_HOT_ENCODER": _fit_one_hot_encoder,
+    "FEATURE_CROSS": _fit_feature_cross,
+    "POLYNOMIAL_EXPAND": _fit_polynomial_expand,
+}
