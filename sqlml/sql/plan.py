@@ -8,6 +8,7 @@ target engine's sqlglot dialect name; nothing here assumes DuckDB.
 from __future__ import annotations
 
 import typing as t
+import re
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -16,6 +17,7 @@ from ..errors import SqlmlError
 from . import catalog, constants, options
 from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
 
+PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 ModelName = tuple[str, "int | None"]  # (registry name, version or None for the latest)
 
 
@@ -78,9 +80,16 @@ Step = t.Union[Query, Train, Drop, Alter]
 
 
 def model_name(table: exp.Table) -> str:
-    """A model's registry name: its dotted parts, unquoted ones lower-cased (``MODEL Delays`` is
-    ``delays``), quoted ones kept exactly as written."""
-    return ".".join(part.name if part.args.get("quoted") else part.name.lower() for part in table.parts)
+    """A model's registry name, spelled as SQL: its dotted parts, unquoted ones lower-cased (``MODEL
+    Delays`` is ``delays``); a part that is not a plain lower-case name stays double-quoted, so
+    ``MODEL a.b`` (schema a, model b) and ``MODEL "a.b"`` (one name with a dot) are different models,
+    and a stored name can be written after MODEL as it is."""
+    return ".".join(_name_part(part.name if part.args.get("quoted") else part.name.lower()) for part in table.parts)
+
+
+def _name_part(text: str) -> str:
+    return text if PLAIN_NAME.fullmatch(text) else '"' + text.replace('"', '""') + '"'
+
 
 
 #: Statements DuckDB answers with an empty "Success" or "Count" relation: they have nothing to show.
