@@ -13,6 +13,10 @@ class OptionError(SqlmlError):
     """An OPTIONS entry is unknown, does not apply, or has the wrong type or range."""
 
 
+class ParameterError(SqlmlError):
+    """A STRUCT(...) parameter of an ML.* function is unknown, or has the wrong type or range."""
+
+
 class ModelNotFoundError(SqlmlError):
     """The named model (or version) is not in the registry."""
 

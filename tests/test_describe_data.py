@@ -92,7 +92,7 @@ def test_statistics_equal_pandas(flights):
 def test_describe_data_errors(flights):
     with pytest.raises(SqlmlError, match="label_col 'nope' is not a column"):
         flights.sql("SELECT * FROM ML.DESCRIBE_DATA((SELECT * FROM flights), STRUCT('nope' AS label_col))")
-    with pytest.raises(SqlmlError, match="takes label_col only"):
+    with pytest.raises(SqlmlError, match="ML.DESCRIBE_DATA has no parameter 'target'. It takes: label_col."):
         flights.sql("SELECT * FROM ML.DESCRIBE_DATA((SELECT * FROM flights), STRUCT('x' AS target))")
 
 

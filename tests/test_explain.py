@@ -11,7 +11,7 @@ from sklearn.linear_model import LinearRegression
 
 import sqlml
 from sqlml import datasets
-from sqlml.errors import DataError
+from sqlml.errors import DataError, ParameterError
 
 ALL = "STRUCT(50 AS top_k_features)"  # more than any model's columns: every attribution comes back
 PENGUIN_NUMERICS = "bill_length_mm, bill_depth_mm, flipper_length_mm, year"
@@ -257,7 +257,7 @@ def test_errors_name_the_problem(penguins):
         penguins.sql("SELECT * FROM ML.FEATURE_IMPORTANCE(MODEL m)")
     with pytest.raises(DataError, match=r"missing feature column.*island, bill_depth_mm"):
         penguins.sql("SELECT * FROM ML.EXPLAIN_PREDICT(MODEL m, (SELECT * EXCLUDE (bill_depth_mm, island) FROM penguins))")
-    with pytest.raises(DataError, match="top_k_features must be a positive integer"):
+    with pytest.raises(ParameterError, match="The 'top_k_features' parameter of ML.EXPLAIN_PREDICT must be an integer in the range \\[1, inf\\]. Got 0."):
         penguins.sql("SELECT * FROM ML.EXPLAIN_PREDICT(MODEL m, TABLE penguins, STRUCT(0 AS top_k_features))")
     with pytest.raises(DataError, match="class_level_explain needs a classifier"):
         penguins.sql("SELECT * FROM ML.GLOBAL_EXPLAIN(MODEL m, STRUCT(TRUE AS class_level_explain))")

@@ -217,7 +217,7 @@ def test_card_errors(penguins):
                  "SELECT * EXCLUDE (year) FROM penguins WHERE sex IS NOT NULL")
     with pytest.raises(SqlmlError, match="slices and fairness figures need evaluation data"):
         card(penguins, "m", ", STRUCT('island' AS slice_by)")
-    with pytest.raises(SqlmlError, match="format must be 'markdown' or 'html'; got 'pdf'"):
+    with pytest.raises(SqlmlError, match="The 'format' parameter of ML.MODEL_CARD must be one of 'markdown', 'html'. Got 'pdf'."):
         card(penguins, "m", ", STRUCT('pdf' AS format)")
     with pytest.raises(ModelNotFoundError, match="Model 'nope' does not exist"):
         card(penguins, "nope")

@@ -254,7 +254,7 @@ def test_trial_errors(bc):
         bc.sql("SELECT * FROM ML.PREDICT(MODEL plain, TABLE breast_cancer, STRUCT(1 AS trial_id))")
     with pytest.raises(SqlmlError, match="ML.TRIAL_INFO needs a tuned model"):
         bc.sql("SELECT * FROM ML.TRIAL_INFO(MODEL plain)")
-    with pytest.raises(SqlmlError, match="trial_id must be an integer"):
+    with pytest.raises(SqlmlError, match="The 'trial_id' parameter of ML.EVALUATE must be an integer in the range \\[1, inf\\]. Got 'two'."):
         bc.sql("SELECT * FROM ML.EVALUATE(MODEL tuned, STRUCT('two' AS trial_id))")
 
 

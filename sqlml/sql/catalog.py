@@ -1,16 +1,86 @@
-"""The ML.* table functions sqlml serves, as the planner sees them: names and argument shapes.
+"""The ML.* table functions sqlml serves, as the planner sees them: names, argument shapes, and the
+parameters each takes in its ``STRUCT(...)`` argument, validated like CREATE MODEL's options.
 
 The handlers live in :mod:`sqlml.functions`; a test checks both tables name the same functions.
 """
 
 from __future__ import annotations
 
-#: Every ML.* function that has a handler.
-AVAILABLE = frozenset({
-    "PREDICT", "EVALUATE", "CONFUSION_MATRIX", "ROC_CURVE", "THRESHOLD_METRICS", "TRAINING_INFO", "FEATURE_INFO",
-    "WEIGHTS", "BASELINE", "FAIRNESS", "EXPLAIN_PREDICT", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE", "TRIAL_INFO",
-    "LEADERBOARD", "MODEL_CARD", "DESCRIBE_DATA", "TRANSFORM",
-})
+import difflib
+import math
+import typing as t
+from dataclasses import dataclass
+
+from ..errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One STRUCT field: its kind ('number', 'integer', 'boolean', 'string', 'names', 'numbers'),
+    range and choices."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        text = {"number": "a number", "integer": "an integer", "boolean": "TRUE or FALSE", "string": "a string",
+                "names": "a column name or an array of them", "numbers": "an array of numbers"}[self.kind]
+        if self.low is not None or self.high is not None:
+            text += f" in the range [{_bound(self.low, '-inf')}, {_bound(self.high, 'inf')}]"
+        return text
+
+    def accepts(self, value: t.Any) -> bool:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.kind in ("number", "integer"):
+            if not number or (self.kind == "integer" and value != int(value)) or not math.isfinite(value):
+                return False
+            return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+        if self.kind == "boolean":
+            return isinstance(value, bool)
+        if self.kind == "string":
+            return isinstance(value, str) and (self.choices is None or value.lower() in self.choices)
+        if self.kind == "names":
+            return isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+        return isinstance(value, list) and all(Param("number", self.low, self.high).accepts(v) for v in value)
+
+
+def _bound(value: float | None, default: str) -> str:
+    return default if value is None else f"{value:g}"
+
+
+THRESHOLD = Param("number", 0.0, 1.0)
+TRIAL = {"trial_id": Param("integer", 1)}
+SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "slice_margin": Param("number", 0.0),
+          "slice_combinations": Param("boolean"), "primary_metric": Param("string"), "baselines": Param("boolean")}
+
+#: Every ML.* function that has a handler, with the STRUCT parameters it takes.
+PARAMETERS: dict[str, dict[str, Param]] = {
+    "PREDICT": {"threshold": THRESHOLD, **TRIAL},
+    "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1), **TRIAL},
+    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **TRIAL},
+    "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
+    "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
+    "THRESHOLD_METRICS": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
+    "TRAINING_INFO": dict(TRIAL),
+    "FEATURE_INFO": dict(TRIAL),
+    "WEIGHTS": {"standardize": Param("boolean"), **TRIAL},
+    "BASELINE": {},
+    "FAIRNESS": {"sensitive_col": Param("names"), "threshold": THRESHOLD, **TRIAL},
+    "GLOBAL_EXPLAIN": {"class_level_explain": Param("boolean"), "method": Param("string", choices=("shap", "permutation")),
+                       **TRIAL},
+    "FEATURE_IMPORTANCE": dict(TRIAL),
+    "TRIAL_INFO": {},
+    "LEADERBOARD": {},
+    "MODEL_CARD": {"format": Param("string", choices=("markdown", "html")), "images": Param("boolean"),
+                   "sensitive_col": Param("names"), "threshold": THRESHOLD, **SLICES, **TRIAL},
+    "DESCRIBE_DATA": {"label_col": Param("string")},
+    "TRANSFORM": {},
+}
+AVAILABLE = frozenset(PARAMETERS)
 
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
@@ -18,3 +88,18 @@ MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPL
 
 #: Functions that read the tuning trials of a version.
 READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD"})
+
+
+def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
+    """``params`` if every field is one ``function`` takes, with a value of the right type and range."""
+    known = PARAMETERS[function]
+    for name, value in params.items():
+        param = known.get(name)
+        if param is None:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            takes = f"It takes: {', '.join(sorted(known))}." if known else "It takes no parameters."
+            raise ParameterError(f"ML.{function} has no parameter '{name}'.{hint} {takes}")
+        if value is not None and not param.accepts(value):
+            raise ParameterError(f"The '{name}' parameter of ML.{function} must be {param.describe()}. Got {value!r}.")
+    return params

@@ -8,7 +8,7 @@ import typing as t
 import numpy as np
 from sqlglot import exp
 
-from ..errors import OptionError, SqlmlError
+from ..errors import ParameterError, SqlmlError
 from .dialect import GenerateArray
 from .options import to_python
 
@@ -24,21 +24,24 @@ def struct_fields(struct: exp.Struct, function: str) -> dict[str, t.Any]:
         else:
             raise SqlmlError(f"ML.{function}: every STRUCT field needs a name, as in STRUCT(0.5 AS threshold); "
                              f"got {item.sql()}.")
-        fields[name.lower()] = constant(value, function, name)
+        fields[name.lower()] = constant(value, function, f"the '{name}' parameter")
     return fields
 
 
 def constant(value: exp.Expr, function: str, role: str) -> t.Any:
-    """A literal, array, nested STRUCT or GENERATE_ARRAY as its Python value."""
+    """A literal, array, nested STRUCT or GENERATE_ARRAY as its Python value; anything else (a column,
+    an expression) is refused, since it has no value before the query runs."""
     if isinstance(value, GenerateArray):
         return generate_array(value, function)
     if isinstance(value, exp.Struct):
         return struct_fields(value, function)
-    try:
+    if isinstance(value, (exp.Array, exp.Tuple)):
+        return [constant(v, function, role) for v in value.expressions]
+    if isinstance(value, (exp.Literal, exp.Boolean, exp.Null)) or (
+            isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal)):
         return to_python(value)
-    except OptionError:
-        raise SqlmlError(f"ML.{function}: {role} must be a constant (a number, string, boolean or array); "
-                         f"got {value.sql()}.") from None
+    raise ParameterError(f"ML.{function}: {role} must be a constant (a number, string, boolean or array); "
+                     f"got {value.sql()}.")
 
 
 def generate_array(call: GenerateArray, function: str) -> list[float]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.generators.duckdb import DuckDBGenerator
+from sqlglot.errors import ParseError
 from sqlglot.helper import seq_get
 from sqlglot.parsers.duckdb import DuckDBParser
 from sqlglot.tokens import TokenType
@@ -134,7 +135,16 @@ def _parse_option(self: DuckDBParser) -> exp.Property:
     name = self._parse_id_var(any_token=True)
     if not name or not self._match(TokenType.EQ):
         self.raise_error("Expecting name = value in OPTIONS")
-    return exp.Property(this=exp.var(name.name), value=self._parse_bitwise())
+    value = self._parse_bitwise()
+    if value is None:
+        self.raise_error(f"Option '{name.name}' needs a value: {name.name} = <value>")
+    return exp.Property(this=exp.var(name.name), value=value)
+
+
+def _generate_array(args: list[exp.Expr]) -> GenerateArray:
+    if not 2 <= len(args) <= 3:
+        raise ParseError(f"GENERATE_ARRAY takes (start, end[, step]); got {len(args)} argument(s).")
+    return GenerateArray(this=args[0], expression=args[1], step=seq_get(args, 2))
 
 
 def _parse_create(self: DuckDBParser) -> exp.Expr | None:
@@ -180,7 +190,7 @@ def _parse_alter(self: DuckDBParser) -> exp.Expr | None:
 class SqlmlParser(DuckDBParser):
     FUNCTIONS = {
         **DuckDBParser.FUNCTIONS,
-        "GENERATE_ARRAY": lambda args: GenerateArray(this=args[0], expression=args[1], step=seq_get(args, 2)),
+        "GENERATE_ARRAY": lambda args: _generate_array(args),
     }
     FUNCTION_PARSERS = {
         **DuckDBParser.FUNCTION_PARSERS,

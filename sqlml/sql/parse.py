@@ -52,8 +52,10 @@ def _parse(text: str) -> list[sqlglot.exp.Expr]:
             if _is_sqlml(tokens):
                 raise _parse_error(e, text, tokens[0].start) from None
             parsed = [sqlglot.exp.Command(this=statement_text)]
-        except RecursionError:
-            raise SqlmlParseError("The statement is nested too deeply to parse.") from None
+        except RecursionError:  # sqlglot recurses per nesting level; DuckDB itself may still read it
+            if _is_sqlml(tokens):
+                raise SqlmlParseError("The statement is nested too deeply to parse.") from None
+            parsed = [sqlglot.exp.Command(this=statement_text)]
         for statement in parsed:
             statement.meta["line"] = tokens[0].line  # where it starts in ``text``, for errors found later (CLI)
         statements += parsed
@@ -81,7 +83,9 @@ def _is_sqlml(tokens: list[Token]) -> bool:
 
 def _parse_error(e: ParseError, text: str, offset: int) -> SqlmlParseError:
     """sqlglot's first error in a statement that starts at ``offset`` of ``text``, located in ``text``."""
-    first = e.errors[0] if e.errors else {}
+    if not e.errors:  # raised while building a node (a function's arguments): no position known
+        return SqlmlParseError(str(e))
+    first = e.errors[0]
     line, column = first.get("line"), first.get("col")
     if line:  # the statement's own line 1 starts where the statement does
         column += offset - (text.rfind("\n", 0, offset) + 1) if line == 1 else 0

@@ -177,7 +177,7 @@ class Planner:
                               model=self._model_ref(model) if model is not None else None,
                               input_sql=self._input_sql(call.args.get("input")))
         if isinstance(last, exp.Struct):
-            table.params = constants.struct_fields(last, function)
+            table.params = catalog.check_params(function, constants.struct_fields(last, function))
         elif last is not None:
             table.argument = constants.constant(last, function, "its last argument")
         step.tables.append(table)
