@@ -80,8 +80,10 @@ class Executor:
         return None
 
     def drop(self, step: Drop) -> None:
+        dropped = [info.fingerprint for info in self.registry.versions(step.name)]
         if not self.registry.drop(step.name) and not step.if_exists:
             raise SqlmlError(f"Model '{step.name}' does not exist (use DROP MODEL IF EXISTS to ignore that).")
+        loaded.CACHE.forget(dropped)  # a view's scoring function must not go on serving a dropped version
 
     def alter(self, step: Alter) -> None:
         if not self.registry.versions(step.name):

@@ -235,4 +235,11 @@ class ModelCache:
         return model
 
 
+    def forget(self, fingerprints: t.Iterable[str]) -> None:
+        """Drop versions that no longer exist (DROP MODEL), so views over them stop scoring."""
+        with self._lock:
+            for fingerprint in fingerprints:
+                self._models.pop(fingerprint, None)
+
+
 CACHE = ModelCache()
