@@ -1,7 +1,9 @@
 """Scoring paths: an input spread over several DuckDB record batches, empty inputs, views over ML.PREDICT
-across CREATE OR REPLACE MODEL and DROP MODEL."""
+across CREATE OR REPLACE MODEL and DROP MODEL, and two sessions storing versions of one model at once."""
 
 from __future__ import annotations
+
+import threading
 
 import duckdb
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import sqlml
 from sqlml.engines.duckdb import BATCH_ROWS
 from sqlml.model import loaded
+from sqlml.registry import versions
 
 ROWS = 250_000  # three record batches of DuckDB's 122,880 rows
 TRAINING_ROWS = 3_000
@@ -152,3 +155,74 @@ def test_a_view_over_a_dropped_model_fails_naming_the_model(viewed, fresh_cache,
 def test_a_view_over_a_dropped_model_fails_naming_the_view(viewed, monkeypatch):
     error = _read_after_drop(viewed, False, monkeypatch)
     assert "Model 'm'" in str(error) and "view 'v'" in str(error)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Two sessions storing versions of one model at once
+
+STORED_CONCURRENTLY = ("Model 'k' was not stored: another session stored a version of it at the same moment (its "
+                       "versions are intact). Run the statement again to store this one.")
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["as-it-comes", "transactions-overlap"])
+def test_concurrent_create_or_replace_leaves_consecutive_versions_that_all_load(penguins, overlap, monkeypatch):
+    """Two threads, each on a cursor of its own with sqlml attached, replace one model at once. With
+    ``overlap``, both store only after both have read the latest version number (a barrier in front of
+    the insert changes the timing, nothing else), so they reach for the same number."""
+    penguins.sql("CREATE MODEL k OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) "
+                 "AS SELECT * EXCLUDE (year) FROM penguins")
+    if overlap:
+        barrier = threading.Barrier(2, timeout=30)
+        insert = versions.Registry._insert
+
+        def insert_together(self, table, values):
+            if table == versions.TABLE:
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    pass
+            return insert(self, table, values)
+
+        monkeypatch.setattr(versions.Registry, "_insert", insert_together)
+    sessions = [sqlml.register(penguins.duckdb.cursor()) for _ in range(2)]
+    outcomes: dict[int, object] = {}
+
+    def replace(i: int) -> None:
+        sessions[i].executor.progress = silent
+        try:
+            sessions[i].sql(f"CREATE OR REPLACE MODEL k OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex'], "
+                            f"l2_reg = {i + 1}) AS SELECT * EXCLUDE (year) FROM penguins")
+            outcomes[i] = "stored"
+        except Exception as error:  # noqa: BLE001 - the class is asserted below
+            outcomes[i] = error
+
+    threads = [threading.Thread(target=replace, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == [0, 1]
+    failed = [e for e in outcomes.values() if e != "stored"]
+    assert all(type(e) is sqlml.SqlmlError and str(e) == STORED_CONCURRENTLY for e in failed), failed
+    if overlap:
+        assert len(failed) == 1
+        again = [i for i, e in outcomes.items() if e != "stored"][0]
+        monkeypatch.undo()
+        sessions[again].sql("CREATE OR REPLACE MODEL k OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex'], "
+                            f"l2_reg = {again + 1}) AS SELECT * EXCLUDE (year) FROM penguins")  # as the message says
+        failed = []
+
+    stored = penguins.sql("SELECT version, options->>'l2_reg' FROM sqlml.models WHERE name = 'k' ORDER BY version").fetchall()
+    assert [v for v, _ in stored] == list(range(1, 4 - len(failed)))
+    assert sorted(l2 for _, l2 in stored[1:]) == sorted(str(float(i + 1)) for i, e in outcomes.items()
+                                                        if e == "stored" or overlap)
+    data = penguins.duckdb.sql("SELECT * EXCLUDE (year) FROM penguins").to_arrow_table()
+    for version, _ in stored:
+        model = penguins.executor.load("k", version)
+        out = penguins.sql(f"SELECT predicted_sex_probs FROM ML.PREDICT(MODEL k VERSION {version}, TABLE penguins)").fetchall()
+        np.testing.assert_allclose([[p["prob"] for p in probs] for (probs,) in out],
+                                   model.estimator.predict_proba(model.features(data)), rtol=1e-9, atol=1e-12)
+    fingerprints = penguins.sql("SELECT count(DISTINCT fingerprint) FROM sqlml.models WHERE name = 'k'").fetchall()
+    assert fingerprints == [(len(stored),)]
+    for session in sessions:
+        session.close()

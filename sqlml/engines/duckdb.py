@@ -83,7 +83,7 @@ class DuckDBEngine:
             except BaseException:
                 self.connection.execute("ROLLBACK")
                 raise
-            self.connection.execute("COMMIT")
+            wrap_errors(lambda: self.connection.execute("COMMIT"))  # a conflict with another session fails here
 
 
 def wrap_errors(action: t.Callable[[], t.Any]) -> t.Any:

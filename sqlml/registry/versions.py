@@ -184,11 +184,17 @@ class Registry:
         self.ensure()
         row = dict(row)
         trials = row.pop("trials", None) or []
-        with self.engine.transaction():
-            (latest,) = self.engine.fetch(f"SELECT coalesce(max(version), 0) FROM {TABLE} WHERE name = ?", [row["name"]])[0]
-            self._insert(TABLE, {**row, "version": latest + 1})
-            for trial in trials:
-                self._insert(TRIALS, {**trial, "name": row["name"], "version": latest + 1})
+        try:
+            with self.engine.transaction():
+                (latest,) = self.engine.fetch(f"SELECT coalesce(max(version), 0) FROM {TABLE} WHERE name = ?", [row["name"]])[0]
+                self._insert(TABLE, {**row, "version": latest + 1})
+                for trial in trials:
+                    self._insert(TRIALS, {**trial, "name": row["name"], "version": latest + 1})
+        except SqlmlError as e:  # another session stored the same version number first (DuckDB's own words)
+            if "duplicate key" not in str(e).lower() and "conflict" not in str(e).lower():
+                raise
+            raise SqlmlError(f"Model '{row['name']}' was not stored: another session stored a version of it at the "
+                             "same moment (its versions are intact). Run the statement again to store this one.") from None
         return latest + 1
 
     def _insert(self, table: str, values: dict) -> None:
