@@ -99,6 +99,7 @@ class Executor:
         if not dropped and not step.if_exists:
             raise SqlmlError(f"Model '{step.name}' does not exist (use DROP MODEL IF EXISTS to ignore that).")
         views.retire(self.engine, dropped)
+        loaded.CACHE.forget([info.fingerprint for info in dropped])  # free them: nothing may serve them now
 
     def alter(self, step: Alter) -> None:
         if not self.registry.versions(step.name):

@@ -71,9 +71,15 @@ def define_for_views(engine: Engine, registry: Registry) -> None:
 
 
 def retire(engine: Engine, versions: list[ModelVersion]) -> None:
-    """After DROP MODEL: views over the dropped versions fail when read, naming the model."""
+    """After DROP MODEL: views over the dropped versions fail when read, naming the model and the views."""
+    callers: dict[str, list[str]] = {}
+    for _, view, sql in engine.view_definitions():
+        for prefix in set(CALLED.findall(sql)):
+            callers.setdefault(prefix, []).append(view)
     for info in versions:
-        message = (f"Model '{info.name}' version {info.version} was dropped: views over it cannot score. "
+        named = callers.get(info.fingerprint[:16]) or ["(none yet)"]
+        message = (f"Model '{info.name}' version {info.version} was dropped: "
+                   f"{'view' if len(named) == 1 else 'views'} {', '.join(repr(v) for v in named)} over it cannot score. "
                    "Recreate them over a stored model.")
 
         def refuse(packed: pa.StructArray, threshold: float | None, message: str = message) -> pa.StructArray:

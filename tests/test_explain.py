@@ -267,5 +267,32 @@ def test_example_file_runs_on_penguins():
     conn = sqlml.connect(progress=lambda message: None)
     datasets.load(conn.duckdb, "penguins")
     with open("examples/explain.sql") as f:
-        result = conn.sql(f.read()).fetchall()
-    assert result
+        script = f.read()
+    importance = conn.sql(script).fetchall()  # the script's last statement: ML.FEATURE_IMPORTANCE
+    model = conn.executor.load("penguin_sex")
+    estimator = model.estimator
+    assert model.preprocessor.input_columns == ["species", "island", "bill_length_mm", "bill_depth_mm",
+                                                "flipper_length_mm", "body_mass_g"]
+    # scikit-learn's own record of its internal matrix: the columns each of its transformers passes on
+    internal = np.concatenate([np.flatnonzero(mask) for _, step, mask in estimator._preprocessor.transformers_
+                               if step != "drop"])
+    splits = np.concatenate([p[0].nodes[p[0].nodes["is_leaf"] == 0] for p in estimator._predictors])
+    column = internal[splits["feature_idx"]]
+    expected = []
+    for j, name in enumerate(model.preprocessor.input_columns):
+        mine = splits[column == j]
+        expected.append((name, len(mine), mine["gain"].mean() if len(mine) else 0.0,
+                         mine["count"].mean() if len(mine) else 0.0))
+    expected.sort(key=lambda row: -row[2])
+    assert [row[:2] for row in importance] == [row[:2] for row in expected]
+    assert [row[2:] for row in importance] == [pytest.approx(row[2:], rel=1e-12) for row in expected]
+
+    explain_sql = [s for s in script.split(";") if "ML.EXPLAIN_PREDICT" in s][0]
+    rows = explained(conn, explain_sql)
+    data = conn.duckdb.sql("SELECT * FROM penguins LIMIT 5").to_arrow_table()
+    p_male = estimator.predict_proba(model.features(data))[:, 1]
+    assert [r["predicted_sex"] for r in rows] == ["male" if p >= 0.5 else "female" for p in p_male]
+    assert [r["probability"] for r in rows] == pytest.approx(np.maximum(p_male, 1 - p_male), rel=1e-12)
+    assert [r["prediction_value"] for r in rows] == pytest.approx(logit(p_male), rel=1e-9)
+    assert all(len(r["top_feature_attributions"]) == 3 for r in rows)
+    conn.close()

@@ -18,7 +18,6 @@ from sqlml import datasets
 from sqlml.errors import OptionError
 from sqlml.model.preprocess import Preprocessor
 from sqlml.train import imbalance
-from sqlml.train.split import split_rows
 
 LABEL = "very_late"
 TRAIN_WHERE = "month <= 9"
@@ -169,17 +168,17 @@ def test_instance_weight_col_weights_rows_and_is_not_a_feature(rare):
 
 
 @pytest.mark.parametrize("sampling", ["oversample", "undersample", "smote"])
-def test_sampling_leaves_the_evaluation_split_untouched(rare, sampling):
+def test_sampling_leaves_the_evaluation_split_untouched(rare, sampling, random_split):
     split_options = ", data_split_method = 'RANDOM', data_split_eval_fraction = 0.25"
     train(rare, "unsampled", "logistic_reg", split_options, where="TRUE")
     train(rare, "sampled", "logistic_reg", split_options + f", sampling = '{sampling}'", where="TRUE")
     table = rare.duckdb.sql("SELECT * EXCLUDE (month) FROM rare").to_arrow_table()
-    split = split_rows(table, {"data_split_method": "RANDOM", "data_split_eval_fraction": 0.25}, 3)
+    training, evaluation = random_split(table.num_rows, 0.25, 3)
     rows = dict(rare.sql("SELECT name, struct_pack(training_rows, eval_rows) FROM sqlml.models "
                          "WHERE name IN ('sampled', 'unsampled')").fetchall())
-    assert rows["sampled"] == rows["unsampled"] == {"training_rows": len(split.train), "eval_rows": len(split.eval)}
+    assert rows["sampled"] == rows["unsampled"] == {"training_rows": len(training), "eval_rows": len(evaluation)}
 
-    rare.duckdb.register("eval_split", table.take(split.eval))
+    rare.duckdb.register("eval_split", table.take(evaluation))
     scored = rare.sql(f"SELECT {LABEL} AS y, predicted_{LABEL} AS yhat, "
                       f"list_filter(predicted_{LABEL}_probs, p -> p.label)[1].prob AS p "
                       "FROM ML.PREDICT(MODEL sampled, TABLE eval_split)").df()

@@ -175,7 +175,8 @@ def test_confusion_matrix_and_roc_curve_equal_sklearn(flights):
     flights.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS SELECT * FROM flights")
     out = flights.sql("SELECT is_late, predicted_is_late, predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL m, TABLE flights)").df()
     matrix = flights.sql("SELECT * FROM ML.CONFUSION_MATRIX(MODEL m, TABLE flights)").df()
-    assert list(matrix.columns) == ["expected_label", "_false", "_true"] or list(matrix.columns) == ["expected_label", "false", "true"]
+    assert list(matrix.columns) == ["expected_label", "false", "true"]  # booleans are named, not numbered like _0, _1
+    assert list(matrix.expected_label) == [False, True]
     expected = skm.confusion_matrix(out.is_late, out.predicted_is_late, labels=[False, True])
     np.testing.assert_array_equal(matrix.iloc[:, 1:].to_numpy(), expected)
     roc = flights.sql("SELECT * FROM ML.ROC_CURVE(MODEL m, TABLE flights, GENERATE_ARRAY(0.1, 0.9, 0.2))").df()
@@ -294,17 +295,30 @@ def test_auto_split_thresholds(conn):
     assert rows == {"small_m": [499, 499], "mid_m": [800, 200], "big_m": [50000, 10000]}
 
 
-def test_random_split_is_the_same_every_time_unless_random_seed_changes_it(flights):
+def test_random_split_is_the_same_every_time_unless_random_seed_changes_it(flights, random_split):
     """Versions of a model must be evaluated on the same rows to be compared: the split is seeded
-    (``sqlml.train.sample.DATA_SEED``) when random_seed is not given."""
+    (``sqlml.train.sample.DATA_SEED``, 0) when random_seed is not given. ML.EVALUATE without data is
+    sklearn.metrics of exactly the rows that rule holds out."""
     train = "SELECT * FROM flights WHERE month <= 3"
     for name, seed in [("a", ""), ("b", ""), ("c", ", random_seed = 7")]:
         flights.sql(f"CREATE MODEL {name} OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']{seed}) AS {train}")
     metrics = {name: flights.sql(f"SELECT * FROM ML.EVALUATE(MODEL {name})").fetchall()[0] for name in "abc"}
     assert metrics["a"] == metrics["b"]  # lbfgs is deterministic: same split, same model, same metrics
     assert metrics["a"] != metrics["c"]
-    held_out = flights.sql("SELECT eval_rows FROM sqlml.models WHERE name = 'a'").fetchall()[0][0]
-    assert held_out == round(0.2 * flights.sql(f"SELECT count(*) FROM ({train})").fetchall()[0][0])
+    table = flights.duckdb.sql(train).to_arrow_table()
+    for name, seed in (("a", None), ("c", 7)):
+        training, evaluation = random_split(table.num_rows, seed=seed)  # AUTO_SPLIT, ~5,000 rows: 20 % held out
+        assert len(evaluation) == round(0.2 * table.num_rows)
+        stored = flights.sql(f"SELECT training_rows, eval_rows FROM sqlml.models WHERE name = '{name}'").fetchall()
+        assert stored == [(len(training), len(evaluation))]
+        flights.duckdb.register("held_out", table.take(evaluation))
+        out = flights.sql(f"SELECT is_late, predicted_is_late, predicted_is_late_probs[2].prob AS p "
+                          f"FROM ML.PREDICT(MODEL {name}, TABLE held_out)").df()
+        flights.duckdb.unregister("held_out")
+        row = flights.sql(f"SELECT accuracy, log_loss, roc_auc FROM ML.EVALUATE(MODEL {name})").fetchall()[0]
+        assert row == (pytest.approx(skm.accuracy_score(out.is_late, out.predicted_is_late), rel=1e-12),
+                       pytest.approx(skm.log_loss(out.is_late, out.p), rel=1e-9),
+                       pytest.approx(skm.roc_auc_score(out.is_late, out.p), rel=1e-9))
 
 
 def test_seq_and_custom_split(conn):

@@ -7,7 +7,6 @@ from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
 
 from sqlml import SqlmlError
-from sqlml.train.split import split_rows
 
 HELD_OUT = "(SELECT * FROM flights WHERE month > 9)"
 
@@ -75,14 +74,14 @@ def test_threshold_metrics_default_thresholds_include_extremes(model):
     assert_rows_match(table, y, p)
 
 
-def test_threshold_metrics_without_data_use_the_evaluation_split(model):
+def test_threshold_metrics_without_data_use_the_evaluation_split(model, random_split):
     table = model.duckdb.sql("SELECT * FROM flights WHERE month <= 9").to_arrow_table()
-    split = split_rows(table, {"data_split_method": "RANDOM", "data_split_eval_fraction": 0.3}, 5)
-    eval_rows = table.take(split.eval)
-    loaded = model.executor.load("m")
-    y = eval_rows["is_late"].to_numpy(zero_copy_only=False).astype(bool)
-    p = loaded.class_probabilities(eval_rows)[:, 1]
+    training, evaluation = random_split(table.num_rows, 0.3, 5)  # RANDOM, 30 %, random_seed 5
+    assert model.sql("SELECT training_rows, eval_rows FROM sqlml.models").fetchall() == [(len(training), len(evaluation))]
+    model.duckdb.register("eval_split", table.take(evaluation))
+    y, _, p = scored(model, "TABLE eval_split")
     assert_rows_match(model.sql("SELECT * FROM ML.THRESHOLD_METRICS(MODEL m)").df(), y, p)
+    model.duckdb.unregister("eval_split")
 
 
 def test_roc_curve_precision_equals_sklearn(model):

@@ -14,12 +14,12 @@ from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
 
 import sqlml
+from conftest import held_out
 from sqlml import datasets
 from sqlml.errors import OptionError, SqlmlError
 from sqlml.model import envelope as storage
 from sqlml.model.preprocess import Preprocessor
 from sqlml.train import tune as tuning
-from sqlml.train.split import split_rows
 
 SEED = 7
 TUNED = f"""CREATE OR REPLACE MODEL tuned OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'],
@@ -47,12 +47,14 @@ def bc():
 
 
 def rows_of(conn, table="breast_cancer", seed=SEED):
-    """(fit, validation, evaluation) row positions of a tuned model trained on ``table`` with ``seed``."""
-    data = conn.duckdb.sql(f"SELECT * FROM {table}").to_arrow_table()
-    options = {"random_seed": seed}
-    split = split_rows(data, options, seed)
-    fit, validation = tuning.validation_rows(data, split, options)
-    return fit, validation, split.eval
+    """(fit, validation, evaluation) row positions of a tuned model trained on ``table`` with ``seed``, by the
+    documented rules: AUTO_SPLIT holds out the evaluation rows (20 % of 569), then docs/tuning.md sets 20 % of
+    the training rows aside as validation rows, drawn among them the same seeded way."""
+    n = conn.duckdb.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    evaluation = held_out(n, seed=seed)
+    training = np.setdiff1d(np.arange(n), evaluation)
+    validation = training[held_out(len(training), 0.2, seed)]
+    return np.setdiff1d(training, validation), validation, evaluation
 
 
 def subset(conn, positions, table="breast_cancer"):
@@ -73,9 +75,14 @@ def trial_info(conn, model="tuned"):
 
 def test_splits_nest_validation_inside_training(bc):
     fit, validation, evaluation = rows_of(bc)
-    assert len(fit) + len(validation) + len(evaluation) == 569
+    assert (len(fit), len(validation), len(evaluation)) == (364, 91, 114)  # docs/tuning.md's figures
     assert not set(validation) & set(evaluation) and not set(fit) & set(evaluation) and not set(fit) & set(validation)
-    assert len(validation) == round(0.2 * (569 - len(evaluation)))
+    stored = bc.duckdb.sql("SELECT training_rows, eval_rows FROM sqlml.models WHERE name = 'tuned'").fetchall()
+    assert stored == [(len(fit), len(evaluation))]  # the version is the optimal trial, fitted on the fit rows
+    # The stored evaluation is of exactly those held-out rows, measured here with sklearn.metrics.
+    y, p = probabilities(bc, "tuned", subset(bc, evaluation))
+    row = bc.sql("SELECT log_loss, roc_auc FROM ML.EVALUATE(MODEL tuned)").fetchall()[0]
+    assert row == (pytest.approx(skm.log_loss(y, p), rel=1e-9), pytest.approx(skm.roc_auc_score(y, p), rel=1e-9))
 
 
 def test_every_trial_listed_inside_the_declared_range_and_scored_on_validation_rows(bc):

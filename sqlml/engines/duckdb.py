@@ -85,7 +85,7 @@ class DuckDBEngine:
             except BaseException:
                 self.connection.execute("ROLLBACK")
                 raise
-            self.connection.execute("COMMIT")
+            wrap_errors(lambda: self.connection.execute("COMMIT"))  # a conflict with another session fails here
 
     def current_database(self) -> str:
         return self.fetch("SELECT current_database()")[0][0]

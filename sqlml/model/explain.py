@@ -87,6 +87,8 @@ def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None) -> E
     For a binary classifier whose raw output is the positive class's log-odds, class 0 is the
     negated explanation of class 1."""
     estimator = model.estimator
+    if len(X) == 0:  # scikit-learn refuses inputs of zero rows: nothing to explain
+        return Explanation(np.zeros(0), np.zeros(X.shape), np.zeros(0))
     with threadpool_limits(1):
         if isinstance(estimator, BOOSTED):
             explained = _boosted(estimator, X, target)
@@ -315,6 +317,8 @@ def _background(model: "LoadedModel") -> dict:
 def targets(model: "LoadedModel", X: np.ndarray) -> np.ndarray | None:
     """The output each row's explanation is about: the positive class (binary), the predicted class
     (multiclass), the assigned centroid (k-means), nothing (regression)."""
+    if len(X) == 0 and model.kind.task != REGRESSION:
+        return np.zeros(0, dtype=np.int64)
     if model.kind.task == CLASSIFICATION:
         return np.ones(len(X), dtype=np.int64) if len(model.classes) == 2 else model.probabilities(X).argmax(axis=1)
     if model.kind.task == CLUSTERING:

@@ -13,7 +13,7 @@ import json
 import typing as t
 
 from ..engines.base import Engine
-from ..errors import ModelIntegrityError, ModelNotFoundError
+from ..errors import ModelIntegrityError, ModelNotFoundError, SqlmlError
 from ..model import envelope
 from ..model.version import ModelVersion
 from . import schema
@@ -109,13 +109,20 @@ class Registry:
         self.ensure()
         row = dict(row)
         trials = row.pop("trials", None) or []
-        with self.engine.transaction():
-            (latest,) = self.engine.fetch(f"SELECT coalesce(max(version), 0) FROM {TABLE} WHERE name = ?", [row["name"]])[0]
-            version = {**row, "version": latest + 1}
-            self._insert(TABLE, {**version, "signature": envelope.sign(_signed_fields(version, SIGNED))})
-            for trial in trials:
-                trial = {**trial, "name": row["name"], "version": latest + 1}
-                self._insert(TRIALS, {**trial, "signature": envelope.sign(_signed_fields(trial, SIGNED_TRIAL))})
+        try:
+            with self.engine.transaction():
+                (latest,) = self.engine.fetch(f"SELECT coalesce(max(version), 0) FROM {TABLE} WHERE name = ?",
+                                              [row["name"]])[0]
+                version = {**row, "version": latest + 1}
+                self._insert(TABLE, {**version, "signature": envelope.sign(_signed_fields(version, SIGNED))})
+                for trial in trials:
+                    trial = {**trial, "name": row["name"], "version": latest + 1}
+                    self._insert(TRIALS, {**trial, "signature": envelope.sign(_signed_fields(trial, SIGNED_TRIAL))})
+        except SqlmlError as e:  # another session stored the same version number first (DuckDB's own words)
+            if "duplicate key" not in str(e).lower() and "conflict" not in str(e).lower():
+                raise
+            raise SqlmlError(f"Model '{row['name']}' was not stored: another session stored a version of it at the "
+                             "same moment (its versions are intact). Run the statement again to store this one.") from None
         return latest + 1
 
     def _insert(self, table: str, values: dict) -> None:
