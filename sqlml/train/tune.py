@@ -51,7 +51,7 @@ from ..model.preprocess import column_kind
 from ..registry.versions import ModelVersion
 from . import fit as training
 from . import split as splits
-from .labels import prepare_label
+from .labels import label_task, prepare_label, query_column
 
 VALIDATION_FRACTION = 0.2
 MIN_TRAINING_ROWS = 20  # below this a validation part leaves too little to fit or to judge on
@@ -167,7 +167,9 @@ def train(table: pa.Table, raw: dict, name: str, query: str, progress: t.Callabl
         raise DataError("The training query returned zero rows.")
     label = the_plan.fixed.get("input_label_cols", [None])[0]
     if the_plan.auto:
-        task = label_task(table, label)
+        column = query_column(table, label, "label column (input_label_cols)")
+        column_kind(label, column.type)  # a label of a type sqlml cannot use is refused by name
+        task = label_task(column, AUTO_MAX_CLASSES)
         the_plan = dataclasses.replace(the_plan, model_types=AUTO_TYPES[task],
                                        num_trials=the_plan.num_trials or len(AUTO_TYPES[task]))
     kind = MODEL_KINDS[the_plan.model_types[0]]
@@ -189,20 +191,6 @@ def train(table: pa.Table, raw: dict, name: str, query: str, progress: t.Callabl
                      name, query, progress, train_args)
     runner.run()
     return runner.version_row()
-
-
-def label_task(table: pa.Table, label: str) -> str:
-    """Classification or regression, from the label column: text and booleans are classes, fractional
-    numbers are values, integers are classes when they take at most AUTO_MAX_CLASSES values."""
-    if label not in table.column_names:
-        raise DataError(f"The label column (input_label_cols) '{label}' is not a column of the training query. "
-                        f"Columns: {', '.join(table.column_names)}.")
-    dtype = table.schema.field(label).type
-    if column_kind(label, dtype) != "numeric" or pa.types.is_boolean(dtype):
-        return CLASSIFICATION
-    if pa.types.is_integer(dtype) and pc.count_distinct(table[label], mode="only_valid").as_py() <= AUTO_MAX_CLASSES:
-        return CLASSIFICATION
-    return REGRESSION
 
 
 def validation_rows(table: pa.Table, split: splits.Split, options: dict) -> tuple[np.ndarray, np.ndarray]:
