@@ -429,6 +429,6 @@ def loss(model: LoadedModel, rows: pa.Table) -> float:
 
 def validation_metrics(model: LoadedModel, validation: pa.Table) -> dict:
     """Every metric of the model on the validation rows (None where undefined)."""
-    values = (baselines.metric_values(baselines.score(model, metrics.labelled_rows(model, validation)))
+    values = (baselines.metric_values(metrics.Scored.of(model, validation))
               if model.kind.task != CLUSTERING else metrics.evaluate(model, validation))
-    return {k: None if v is None or not math.isfinite(float(v)) else float(v) for k, v in values.items()}
+    return {k: metrics.finite(v) for k, v in values.items()}
