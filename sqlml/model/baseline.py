@@ -115,8 +115,7 @@ def at_training(model: "LoadedModel", train_rows: pa.Table, eval_rows: pa.Table)
     statistics = training_statistics(model, train_rows)
     baseline = Baseline.from_statistics(model, statistics)
     eval_rows = metrics.labelled_rows(model, eval_rows)
-    y = (metrics.true_codes(model, eval_rows) if model.kind.task == CLASSIFICATION
-         else pc.cast(eval_rows[model.label], pa.float64()).to_numpy())
+    y = metrics.true_labels(model, eval_rows)
     stored = {"statistics": statistics, "metrics": metric_values(baseline.on(y))}
     median = baseline.median_on(y)
     if median is not None:

@@ -78,6 +78,13 @@ def true_codes(model: "LoadedModel", data: pa.Table) -> np.ndarray:
     return np.asarray(codes, dtype=np.int64)
 
 
+def true_labels(model: "LoadedModel", data: pa.Table) -> np.ndarray:
+    """Each labelled row's label as the metrics read it: class codes (classifiers) or floats (regressors)."""
+    if model.kind.task == CLASSIFICATION:
+        return true_codes(model, data)
+    return pc.cast(data[model.label], pa.float64()).to_numpy()
+
+
 @dataclass
 class Scored:
     """Labelled rows scored once: true labels (class codes or floats), predictions and, for a classifier,
@@ -92,10 +99,10 @@ class Scored:
         """Through ML.PREDICT's own scoring path, so figures agree with its output to the last bit."""
         data = labelled_rows(model, data)
         out = model.predict(data, threshold)
-        if model.kind.task == CLASSIFICATION:
-            probs = pc.struct_field(pc.list_flatten(out.column(1)), "prob").to_numpy().reshape(-1, len(model.classes))
-            return cls(true_codes(model, data), model.decide(probs, threshold), probs)
-        return cls(pc.cast(data[model.label], pa.float64()).to_numpy(), out.column(0).to_numpy())
+        if model.kind.task != CLASSIFICATION:
+            return cls(true_labels(model, data), out.column(0).to_numpy())
+        probs = pc.struct_field(pc.list_flatten(out.column(1)), "prob").to_numpy().reshape(-1, len(model.classes))
+        return cls(true_labels(model, data), model.decide(probs, threshold), probs)
 
     def take(self, rows: np.ndarray) -> "Scored":
         return Scored(self.y[rows], self.predicted[rows], None if self.probs is None else self.probs[rows])
