@@ -159,24 +159,25 @@ def _candidates(**candidates: list) -> dict:
 
 
 #: What the types of a family share (each entry of MODEL_KINDS adds its name, task and estimator).
-_LINEAR = dict(family=LINEAR, options=("l1_reg", "l2_reg", "max_iterations"), defaults={"max_iterations": 1000},
-               penalties={"l1_reg": 0.0, "l2_reg": 0.0}, encoding="onehot", standardize=True, explainer=EXACT_LINEAR,
-               search_space=_ranges(l2_reg=[1e-4, 10.0]), scores_linearly=True)
-_BOOSTED = dict(family=BOOSTED, options=("l2_reg", "max_iterations", "learn_rate", "early_stop", "max_tree_depth"),
-                defaults={"max_iterations": 20, "max_tree_depth": 6, "learn_rate": 0.3, "l2_reg": 1.0, "early_stop": True},
-                encoding="ordinal", standardize=False, explainer=TREE_SHAP,
-                search_space=_ranges(learn_rate=[0.02, 0.5], max_tree_depth=[2, 8], l2_reg=[1e-3, 10.0]))
-_FOREST = dict(family=FOREST, options=("max_tree_depth", "num_parallel_tree"),
-               defaults={"num_parallel_tree": 100, "max_tree_depth": 20}, encoding="ordinal", standardize=False,
-               explainer=TREE_SHAP, search_space=_ranges(max_tree_depth=[2, 20], num_parallel_tree=[20, 200]))
-_DNN = dict(family=DNN, options=("l1_reg", "l2_reg", "max_iterations", "learn_rate", "early_stop", "hidden_units"),
-            defaults={"hidden_units": [100], "learn_rate": 0.01, "max_iterations": 200, "early_stop": True},
-            penalties={"l1_reg": 0.0, "l2_reg": 0.0001}, encoding="onehot", standardize=True, explainer=SAMPLED,
-            search_space={**_ranges(l2_reg=[1e-5, 0.1], learn_rate=[1e-3, 0.1]),
-                          **_candidates(hidden_units=[[32], [64], [128], [64, 32]])},
-            matrix_order="C")
-_KMEANS = dict(family=KMEANS, options=("max_iterations", "num_clusters"), defaults={"num_clusters": 4, "max_iterations": 20},
-               encoding="onehot", standardize=True, explainer=SAMPLED, matrix_order="C")
+_LINEAR = {"family": LINEAR, "options": ("l1_reg", "l2_reg", "max_iterations"), "defaults": {"max_iterations": 1000},
+           "penalties": {"l1_reg": 0.0, "l2_reg": 0.0}, "encoding": "onehot", "standardize": True,
+           "explainer": EXACT_LINEAR, "search_space": _ranges(l2_reg=[1e-4, 10.0]), "scores_linearly": True}
+_BOOSTED = {"family": BOOSTED, "options": ("l2_reg", "max_iterations", "learn_rate", "early_stop", "max_tree_depth"),
+            "defaults": {"max_iterations": 20, "max_tree_depth": 6, "learn_rate": 0.3, "l2_reg": 1.0, "early_stop": True},
+            "encoding": "ordinal", "standardize": False, "explainer": TREE_SHAP,
+            "search_space": _ranges(learn_rate=[0.02, 0.5], max_tree_depth=[2, 8], l2_reg=[1e-3, 10.0])}
+_FOREST = {"family": FOREST, "options": ("max_tree_depth", "num_parallel_tree"),
+           "defaults": {"num_parallel_tree": 100, "max_tree_depth": 20}, "encoding": "ordinal", "standardize": False,
+           "explainer": TREE_SHAP, "search_space": _ranges(max_tree_depth=[2, 20], num_parallel_tree=[20, 200])}
+_DNN = {"family": DNN, "options": ("l1_reg", "l2_reg", "max_iterations", "learn_rate", "early_stop", "hidden_units"),
+        "defaults": {"hidden_units": [100], "learn_rate": 0.01, "max_iterations": 200, "early_stop": True},
+        "penalties": {"l1_reg": 0.0, "l2_reg": 0.0001}, "encoding": "onehot", "standardize": True, "explainer": SAMPLED,
+        "search_space": {**_ranges(l2_reg=[1e-5, 0.1], learn_rate=[1e-3, 0.1]),
+                         **_candidates(hidden_units=[[32], [64], [128], [64, 32]])},
+        "matrix_order": "C"}
+_KMEANS = {"family": KMEANS, "options": ("max_iterations", "num_clusters"),
+           "defaults": {"num_clusters": 4, "max_iterations": 20}, "encoding": "onehot", "standardize": True,
+           "explainer": SAMPLED, "matrix_order": "C"}
 
 #: Every model type, cheapest first within a task (model_type = 'auto' tries them in this order).
 MODEL_KINDS: dict[str, ModelKind] = {
