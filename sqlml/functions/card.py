@@ -34,7 +34,6 @@ from .info import feature_info
 
 FREE_TEXT = ("description", "intended_use", "limitations")
 FORMATS = ("markdown", "html")
-TREES = ("boosted_tree_", "random_forest_")
 SLICE_SETTINGS = ("min_slice_size", "slice_margin", "primary_metric", "slice_combinations", "threshold")
 WORST_SLICES = 3
 PLOTS = ("roc", "pr", "confusion", "importance")
@@ -144,7 +143,7 @@ def importance(run, model: "LoadedModel", notes: list[str]) -> dict | None:
     """Global importance: split gain for trees (ML.FEATURE_IMPORTANCE), else mean |attribution|
     (ML.GLOBAL_EXPLAIN, which re-runs the training query: a card must not fail if that is gone)."""
     try:
-        if model.kind.name.startswith(TREES):
+        if model.kind.trees:
             rows = run("FEATURE_IMPORTANCE", with_data=False).to_pylist()
             return {"source": "ML.FEATURE_IMPORTANCE", "measure": "importance_gain",
                     "rows": [{"feature": r["feature"], "value": r["importance_gain"]} for r in rows]}

@@ -16,7 +16,6 @@ from ..model.baseline import (
     evaluate_rows,
     metric_values,
     primary_metric,
-    score,
 )
 from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
@@ -35,7 +34,7 @@ def evaluate_overall(model: "LoadedModel", data: pa.Table | None, params: dict) 
     data = metrics.labelled_rows(model, data)
     if data.num_rows == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
-    scored = score(model, data, threshold)
+    scored = metrics.Scored.of(model, data, threshold)
     baseline = Baseline.of(model)
     values = metric_values(scored)
     return as_table([evaluate_rows(model, scored, baseline, primary_metric(model, params, values))])

@@ -10,14 +10,12 @@ import pyarrow.compute as pc
 from ..errors import DataError
 from ..model.explain import (
     ATTRIBUTION,
-    BOOSTED,
-    FOREST,
     SEED,
     explain,
     hgb_columns,
     targets,
 )
-from ..model.kinds import CLASSIFICATION, CLUSTERING
+from ..model.kinds import BOOSTED, CLASSIFICATION, CLUSTERING, FOREST
 from ..model.loaded import LoadedModel
 from .base import Call
 
@@ -161,13 +159,13 @@ def feature_importance(call: "Call") -> pa.Table:
     of training rows reaching its splits."""
     model = call.require_model()
     estimator = model.estimator
-    if isinstance(estimator, BOOSTED):
+    if model.kind.family == BOOSTED:
         splits = np.concatenate([p.nodes[~p.nodes["is_leaf"].astype(bool)]
                                  for per_class in estimator._predictors for p in per_class])
         features, gains, counts = splits["feature_idx"].astype(np.int64), splits["gain"], splits["count"]
         order = hgb_columns(estimator)
         features = features if order is None else order[features]
-    elif isinstance(estimator, FOREST):
+    elif model.kind.family == FOREST:
         trees = [e.tree_ for e in estimator.estimators_]
         features = np.concatenate([tr.feature[tr.feature >= 0] for tr in trees])
         counts = np.concatenate([tr.n_node_samples[tr.feature >= 0] for tr in trees])

@@ -12,8 +12,6 @@ repeated on each of its rows. The positive class is the model's second class in 
 from __future__ import annotations
 
 import functools
-import math
-import typing as t
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +19,6 @@ from fairlearn import metrics as fm
 from sklearn.metrics import precision_score
 
 from ..errors import DataError, SqlmlError
-from ..model import baseline as baselines
 from ..model import metrics
 from ..model.kinds import CLASSIFICATION
 from ..model.loaded import LoadedModel
@@ -57,7 +54,7 @@ def fairness(call: "Call") -> pa.Table:
     columns = sensitive_columns(call.params, data)
     if data.num_rows == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
-    scored = baselines.score(model, data, call.param("threshold"))
+    scored = metrics.Scored.of(model, data, call.param("threshold"))
     y_true, y_pred = scored.y, scored.predicted  # class codes: 1 is the positive class
     rows = []
     for column in columns:
@@ -78,17 +75,12 @@ def group_rows(column: str, data: pa.Table, y_true: np.ndarray, y_pred: np.ndarr
     for index, (_, rows) in enumerate(found):
         group_of[rows] = index  # integer groups: fairlearn (pandas) would drop a NULL group
     frame = fm.MetricFrame(metrics=GROUP_METRICS, y_true=y_true, y_pred=y_pred, sensitive_features=group_of)
-    summary = {name: _number(f(y_true, y_pred, sensitive_features=group_of)) for name, f in SUMMARY.items()}
+    summary = {name: metrics.finite(f(y_true, y_pred, sensitive_features=group_of)) for name, f in SUMMARY.items()}
     by_group = frame.by_group
     return [{"sensitive_column": column, "group_value": slices.text(values[0]),
-             **{name: _number(by_group.loc[index, name]) for name in list(GROUP_METRICS)[1:]},
+             **{name: metrics.finite(by_group.loc[index, name]) for name in list(GROUP_METRICS)[1:]},
              "row_count": int(by_group.loc[index, "row_count"]), **summary}
             for index, (values, _) in enumerate(found)]
-
-
-def _number(value: t.Any) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) else value
 
 
 def _require_binary(model: "LoadedModel") -> None:

@@ -89,7 +89,7 @@ def evaluate(model: "LoadedModel", data: pa.Table, params: dict) -> pa.Table:
     if data.num_rows == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
     min_size, margin = _setting(params, "min_slice_size", MIN_SLICE_SIZE), _setting(params, "slice_margin", SLICE_MARGIN)
-    scored = baselines.score(model, data, params.get("threshold"))
+    scored = metrics.Scored.of(model, data, params.get("threshold"))
     measure = _measurer(model, scored, params)
     overall = {"slice_column": None, "slice_value": None, **measure(np.arange(data.num_rows))}
     rows = [overall]
@@ -104,7 +104,7 @@ def evaluate(model: "LoadedModel", data: pa.Table, params: dict) -> pa.Table:
     return as_table(rows)
 
 
-def _measurer(model: "LoadedModel", scored: baselines.Scored, params: dict) -> t.Callable[[np.ndarray], dict]:
+def _measurer(model: "LoadedModel", scored: metrics.Scored, params: dict) -> t.Callable[[np.ndarray], dict]:
     """Metrics (with the baseline unless ``FALSE AS baselines``) of a subset of the scored rows."""
     with_baseline = params.get("baselines", True)
     baseline = baselines.Baseline.of(model) if with_baseline else None

@@ -23,7 +23,6 @@ is ``lift_<primary_metric> > 0``.
 
 from __future__ import annotations
 
-import math
 import typing as t
 import warnings
 from dataclasses import dataclass
@@ -36,34 +35,9 @@ from ..errors import DataError, SqlmlError
 from . import metrics
 from .kinds import CLASSIFICATION, CLUSTERING
 from .loaded import LoadedModel
-from .metrics import LOWER_IS_BETTER
+from .metrics import DEFAULT_OBJECTIVE, LOWER_IS_BETTER, Scored
 
 STORED_KEY = "baseline"  # key of the baseline in the registry's metrics JSON
-
-
-@dataclass
-class Scored:
-    """True labels (class codes or floats) and predictions of the same rows: computed once, sliced freely."""
-
-    y: np.ndarray
-    predicted: np.ndarray
-    probs: np.ndarray | None = None
-
-    def take(self, rows: np.ndarray) -> "Scored":
-        return Scored(self.y[rows], self.predicted[rows], None if self.probs is None else self.probs[rows])
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-def score(model: "LoadedModel", data: pa.Table, threshold: float | None = None) -> Scored:
-    """One vectorized pass of the model over labelled ``data`` (rows with a NULL label must be gone),
-    through ML.PREDICT's own scoring, so figures agree with its output to the last bit."""
-    out = model.predict(data, threshold)
-    if model.kind.task == CLASSIFICATION:
-        probs = pc.struct_field(pc.list_flatten(out.column(1)), "prob").to_numpy().reshape(-1, len(model.classes))
-        return Scored(metrics.true_codes(model, data), model.decide(probs, threshold), probs)
-    return Scored(pc.cast(data[model.label], pa.float64()).to_numpy(), out.column(0).to_numpy())
 
 
 def metric_values(scored: Scored) -> dict:
@@ -72,14 +46,7 @@ def metric_values(scored: Scored) -> dict:
         warnings.simplefilter("ignore")  # UndefinedMetricWarning on small slices: the value becomes NULL
         values = (metrics.classification_metrics(scored.y, scored.probs, scored.predicted) if scored.probs is not None
                   else metrics.regression_metrics(scored.y, scored.predicted))
-    return {k: _finite(v) for k, v in values.items()}
-
-
-def _finite(value: t.Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
+    return {k: metrics.finite(v) for k, v in values.items()}
 
 
 @dataclass
@@ -148,8 +115,7 @@ def at_training(model: "LoadedModel", train_rows: pa.Table, eval_rows: pa.Table)
     statistics = training_statistics(model, train_rows)
     baseline = Baseline.from_statistics(model, statistics)
     eval_rows = metrics.labelled_rows(model, eval_rows)
-    y = (metrics.true_codes(model, eval_rows) if model.kind.task == CLASSIFICATION
-         else pc.cast(eval_rows[model.label], pa.float64()).to_numpy())
+    y = metrics.true_labels(model, eval_rows)
     stored = {"statistics": statistics, "metrics": metric_values(baseline.on(y))}
     median = baseline.median_on(y)
     if median is not None:
@@ -159,7 +125,7 @@ def at_training(model: "LoadedModel", train_rows: pa.Table, eval_rows: pa.Table)
 
 def primary_metric(model: "LoadedModel", params: dict, available: t.Iterable[str]) -> str:
     """The metric ``beats_baseline`` is judged on: roc_auc / r2_score unless ``primary_metric`` is given."""
-    chosen = params.get("primary_metric") or ("roc_auc" if model.kind.task == CLASSIFICATION else "r2_score")
+    chosen = params.get("primary_metric") or DEFAULT_OBJECTIVE[model.kind.task]
     available = list(available)
     if chosen not in available:
         raise SqlmlError(f"primary_metric {chosen!r} is not a metric of this {model.kind.name} model; "

@@ -24,26 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
-from sklearn.cluster import KMeans
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.neural_network import MLPClassifier, MLPRegressor
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
-from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION
+from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION, SAMPLED, TREE_SHAP
 from .loaded import LoadedModel
 
 BACKGROUND_ROWS = 50  # encoded training rows kept in the model header for sampled explanations
 SEED = 0
 UNREACHED = 1e6  # category codes never reach this (sklearn keeps at most 255 per column)
-BOOSTED = (HistGradientBoostingClassifier, HistGradientBoostingRegressor)
-FOREST = (RandomForestClassifier, RandomForestRegressor)
-SAMPLED = (MLPClassifier, MLPRegressor, KMeans)
 ATTRIBUTION = pa.struct([("feature", pa.string()), ("attribution", pa.float64())])
 
 
@@ -90,12 +79,9 @@ def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None) -> E
     if len(X) == 0:  # scikit-learn refuses inputs of zero rows: nothing to explain
         return Explanation(np.zeros(0), np.zeros(X.shape), np.zeros(0))
     with threadpool_limits(1):
-        if isinstance(estimator, BOOSTED):
-            explained = _boosted(estimator, X, target)
-        elif isinstance(estimator, FOREST):
-            explained = _trees([_shap().TreeExplainer(estimator, model_output="raw")],
-                               _forest_raw(estimator, X), X, target)
-        elif isinstance(estimator, SAMPLED):
+        if model.kind.explainer == TREE_SHAP:
+            explained = _tree_shap(estimator, X, target)
+        elif model.kind.explainer == SAMPLED:
             return _sampled(model, X, target, _background(model))
         else:
             explained = _linear(estimator, X, target, np.asarray(_background(model)["mean"]))
@@ -146,21 +132,19 @@ def _trees(explainers: list, raw: np.ndarray, X: np.ndarray, target: np.ndarray 
     return Explanation(expected[index] * sign, values[rows, :, index] * sign[:, None], raw[rows, index] * sign)
 
 
-def _boosted_raw(estimator, X: np.ndarray) -> np.ndarray:
-    raw = estimator.decision_function(X) if hasattr(estimator, "decision_function") else estimator.predict(X)
-    return raw.reshape(len(X), -1)
+def _tree_raw(estimator, X: np.ndarray) -> np.ndarray:
+    """What Tree SHAP explains: HGB's decision function (log-odds), a forest's averaged probabilities,
+    a regressor's prediction; one column per output."""
+    method = next(m for m in ("decision_function", "predict_proba", "predict") if hasattr(estimator, m))
+    return getattr(estimator, method)(X).reshape(len(X), -1)
 
 
-def _forest_raw(estimator, X: np.ndarray) -> np.ndarray:
-    return estimator.predict_proba(X) if hasattr(estimator, "predict_proba") else estimator.predict(X)[:, None]
-
-
-def _boosted(estimator, X: np.ndarray, target: np.ndarray | None) -> Explanation:
-    """shap explains HGB directly unless it has categorical features. Then scikit-learn's trees
+def _tree_shap(estimator, X: np.ndarray, target: np.ndarray | None) -> Explanation:
+    """shap explains the trees directly unless an HGB has categorical features. Then scikit-learn's trees
     split an internal matrix (categorical columns first, re-coded by an OrdinalEncoder) with
     categorical splits shap would misread as numeric thresholds; so each class's trees are
     rewritten by :func:`_hgb_tree`, explained on that internal matrix and mapped back."""
-    raw = _boosted_raw(estimator, X)
+    raw = _tree_raw(estimator, X)
     order = hgb_columns(estimator)
     if order is None:
         return _trees([_shap().TreeExplainer(estimator, model_output="raw")], raw, X, target)

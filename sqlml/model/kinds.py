@@ -22,36 +22,46 @@ kmeans                     KMeans                          num_clusters → n_cl
 =========================  ==============================  =========================================
 
 ``random_seed`` becomes ``random_state`` everywhere.
+
+Everything a model type decides is on its :class:`ModelKind` in :data:`MODEL_KINDS`: which options
+it takes (:mod:`sqlml.model.options` derives their applicability from it), their defaults, how it is
+encoded, scored, explained and searched by ``model_type = 'auto'``. A new model type is one entry.
+scikit-learn is imported by ``build`` only: importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib
 import typing as t
-from dataclasses import dataclass
-
-from sklearn.cluster import KMeans
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegression, Ridge
-from sklearn.neural_network import MLPClassifier, MLPRegressor
+from dataclasses import dataclass, field
 
 CLASSIFICATION, REGRESSION, CLUSTERING = "classification", "regression", "clustering"
+LINEAR, BOOSTED, FOREST, DNN, KMEANS = "linear", "boosted", "forest", "dnn", "kmeans"  # families
+#: How a family is explained (sqlml.model.explain): exactly from its coefficients, exact Tree SHAP,
+#: or sampled (shap's PermutationExplainer against background rows).
+EXACT_LINEAR, TREE_SHAP, SAMPLED = "exact_linear", "tree_shap", "sampled"
 
 
 @dataclass(frozen=True)
 class ModelKind:
-    """What sqlml needs to know about a model type to train, store and score it."""
+    """What sqlml needs to know about a model type to train, store, score, explain and tune it."""
 
     name: str
     task: str
-    build: t.Callable[[dict], t.Any]
+    build: t.Callable[[dict], t.Any]  # options with defaults filled in → an unfitted estimator
+    family: str
+    options: tuple[str, ...]  # the model options it takes beyond those every type takes
+    #: Values of options not given. model_type = 'auto' trials report these as their hyperparameters.
+    defaults: dict
     encoding: str  # "onehot" (BigQuery's default) or "ordinal" (trees: one feature per column)
     standardize: bool
-    defaults: dict
+    explainer: str
+    #: model_type = 'auto': the search space once the type has run with its defaults.
+    search_space: dict = field(default_factory=dict)
+    #: l1_reg / l2_reg when not given; not reported as 'auto' hyperparameters (0 means no penalty).
+    penalties: dict = field(default_factory=dict)
+    #: Linear models on one-hot features score without building the one-hot matrix.
+    scores_linearly: bool = False
     scale_target: bool = False  # gradient-trained regressors learn badly on labels in the thousands
     #: The feature matrix's layout: "C" (row-major) where the estimator would otherwise copy to it
     #: (lbfgs, k-means) or reads rows (MLP mini-batches); "F" where it reads column by column (trees,
@@ -66,19 +76,34 @@ class ModelKind:
     def supervised(self) -> bool:
         return self.task != CLUSTERING
 
+    @property
+    def trees(self) -> bool:
+        """Boosted trees and random forests: split gains to report (ML.FEATURE_IMPORTANCE)."""
+        return self.family in (BOOSTED, FOREST)
+
+    def default(self, name: str) -> t.Any:
+        """The value option ``name`` takes when it is not given; None if the kind does not take it."""
+        return {**self.penalties, **self.defaults}.get(name)
+
+
+def _sklearn(path: str) -> type:
+    """A scikit-learn estimator class by ``module.Class``, imported when a model is first built."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(f"sklearn.{module}"), name)
+
 
 def _linear_reg(o: dict):
-    l1, l2 = o.get("l1_reg", 0.0), o.get("l2_reg", 0.0)
+    l1, l2 = o["l1_reg"], o["l2_reg"]
     if l1 > 0:
-        return ElasticNet(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), max_iter=o["max_iterations"],
-                          random_state=o.get("random_seed"))
-    return Ridge(alpha=l2) if l2 > 0 else LinearRegression()
+        return _sklearn("linear_model.ElasticNet")(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), max_iter=o["max_iterations"],
+                                                   random_state=o.get("random_seed"))
+    return _sklearn("linear_model.Ridge")(alpha=l2) if l2 > 0 else _sklearn("linear_model.LinearRegression")()
 
 
 def _logistic_reg(o: dict):
-    l1, l2 = o.get("l1_reg", 0.0), o.get("l2_reg", 0.0)
+    l1, l2 = o["l1_reg"], o["l2_reg"]
     strength = l1 + l2
-    return LogisticRegression(
+    return _sklearn("linear_model.LogisticRegression")(
         C=1.0 / strength if strength > 0 else float("inf"),
         l1_ratio=l1 / strength if strength > 0 else 0.0,
         solver="saga" if l1 > 0 else "lbfgs",
@@ -87,9 +112,9 @@ def _logistic_reg(o: dict):
     )
 
 
-def _boosted(cls):
+def _boosted(estimator: str):
     def build(o: dict):
-        return cls(
+        return _sklearn(f"ensemble.{estimator}")(
             max_iter=o["max_iterations"],
             max_depth=o["max_tree_depth"],
             learning_rate=o["learn_rate"],
@@ -100,18 +125,18 @@ def _boosted(cls):
     return build
 
 
-def _forest(cls):
+def _forest(estimator: str):
     def build(o: dict):
-        return cls(n_estimators=o["num_parallel_tree"], max_depth=o["max_tree_depth"],
-                   random_state=o.get("random_seed"), n_jobs=-1)
+        return _sklearn(f"ensemble.{estimator}")(n_estimators=o["num_parallel_tree"], max_depth=o["max_tree_depth"],
+                                                 random_state=o.get("random_seed"), n_jobs=-1)
     return build
 
 
-def _dnn(cls):
+def _dnn(estimator: str):
     def build(o: dict):
-        return cls(
+        return _sklearn(f"neural_network.{estimator}")(
             hidden_layer_sizes=tuple(o["hidden_units"]),
-            alpha=o.get("l2_reg", 0.0001),
+            alpha=o["l2_reg"],
             learning_rate_init=o["learn_rate"],
             max_iter=o["max_iterations"],
             early_stopping=o["early_stop"],
@@ -121,57 +146,66 @@ def _dnn(cls):
 
 
 def _kmeans(o: dict):
-    return KMeans(n_clusters=o["num_clusters"], max_iter=o["max_iterations"], n_init="auto",
-                  random_state=o.get("random_seed"))
+    return _sklearn("cluster.KMeans")(n_clusters=o["num_clusters"], max_iter=o["max_iterations"], n_init="auto",
+                                      random_state=o.get("random_seed"))
 
 
-_BOOSTED_DEFAULTS = {"max_iterations": 20, "max_tree_depth": 6, "learn_rate": 0.3, "l2_reg": 1.0, "early_stop": True}
-_FOREST_DEFAULTS = {"num_parallel_tree": 100, "max_tree_depth": 20}
-_DNN_DEFAULTS = {"hidden_units": [100], "learn_rate": 0.01, "max_iterations": 200, "early_stop": True}
+def _ranges(**ranges: list) -> dict:
+    return {name: {"function": "HPARAM_RANGE", "args": bounds} for name, bounds in ranges.items()}
+
+
+def _candidates(**candidates: list) -> dict:
+    return {name: {"function": "HPARAM_CANDIDATES", "args": [values]} for name, values in candidates.items()}
+
+
+#: What the types of a family share (each entry of MODEL_KINDS adds its name, task and estimator).
+_LINEAR = {"family": LINEAR, "options": ("l1_reg", "l2_reg", "max_iterations"), "defaults": {"max_iterations": 1000},
+           "penalties": {"l1_reg": 0.0, "l2_reg": 0.0}, "encoding": "onehot", "standardize": True,
+           "explainer": EXACT_LINEAR, "search_space": _ranges(l2_reg=[1e-4, 10.0]), "scores_linearly": True}
+_BOOSTED = {"family": BOOSTED, "options": ("l2_reg", "max_iterations", "learn_rate", "early_stop", "max_tree_depth"),
+            "defaults": {"max_iterations": 20, "max_tree_depth": 6, "learn_rate": 0.3, "l2_reg": 1.0, "early_stop": True},
+            "encoding": "ordinal", "standardize": False, "explainer": TREE_SHAP,
+            "search_space": _ranges(learn_rate=[0.02, 0.5], max_tree_depth=[2, 8], l2_reg=[1e-3, 10.0])}
+_FOREST = {"family": FOREST, "options": ("max_tree_depth", "num_parallel_tree"),
+           "defaults": {"num_parallel_tree": 100, "max_tree_depth": 20}, "encoding": "ordinal", "standardize": False,
+           "explainer": TREE_SHAP, "search_space": _ranges(max_tree_depth=[2, 20], num_parallel_tree=[20, 200])}
+_DNN = {"family": DNN, "options": ("l1_reg", "l2_reg", "max_iterations", "learn_rate", "early_stop", "hidden_units"),
+        "defaults": {"hidden_units": [100], "learn_rate": 0.01, "max_iterations": 200, "early_stop": True},
+        "penalties": {"l1_reg": 0.0, "l2_reg": 0.0001}, "encoding": "onehot", "standardize": True, "explainer": SAMPLED,
+        "search_space": {**_ranges(l2_reg=[1e-5, 0.1], learn_rate=[1e-3, 0.1]),
+                         **_candidates(hidden_units=[[32], [64], [128], [64, 32]])},
+        "matrix_order": "C"}
+_KMEANS = {"family": KMEANS, "options": ("max_iterations", "num_clusters"),
+           "defaults": {"num_clusters": 4, "max_iterations": 20}, "encoding": "onehot", "standardize": True,
+           "explainer": SAMPLED, "matrix_order": "C"}
+
+#: Every model type, cheapest first within a task (model_type = 'auto' tries them in this order).
 MODEL_KINDS: dict[str, ModelKind] = {
     kind.name: kind
     for kind in (
-        ModelKind("linear_reg", REGRESSION, _linear_reg, "onehot", True, {"max_iterations": 1000}),
-        ModelKind("logistic_reg", CLASSIFICATION, _logistic_reg, "onehot", True, {"max_iterations": 1000},
-                  matrix_order="C", sparse_fit=True),
-        ModelKind("boosted_tree_classifier", CLASSIFICATION, _boosted(HistGradientBoostingClassifier),
-                  "ordinal", False, _BOOSTED_DEFAULTS),
-        ModelKind("boosted_tree_regressor", REGRESSION, _boosted(HistGradientBoostingRegressor),
-                  "ordinal", False, _BOOSTED_DEFAULTS),
-        ModelKind("random_forest_classifier", CLASSIFICATION, _forest(RandomForestClassifier),
-                  "ordinal", False, _FOREST_DEFAULTS),
-        ModelKind("random_forest_regressor", REGRESSION, _forest(RandomForestRegressor),
-                  "ordinal", False, _FOREST_DEFAULTS),
-        ModelKind("dnn_classifier", CLASSIFICATION, _dnn(MLPClassifier), "onehot", True, _DNN_DEFAULTS, matrix_order="C"),
-        ModelKind("dnn_regressor", REGRESSION, _dnn(MLPRegressor), "onehot", True, _DNN_DEFAULTS, scale_target=True,
-                  matrix_order="C"),
-        ModelKind("kmeans", CLUSTERING, _kmeans, "onehot", True, {"num_clusters": 4, "max_iterations": 20},
-                  matrix_order="C"),
+        ModelKind("linear_reg", REGRESSION, _linear_reg, **_LINEAR),
+        ModelKind("logistic_reg", CLASSIFICATION, _logistic_reg, **_LINEAR, matrix_order="C", sparse_fit=True),
+        ModelKind("boosted_tree_classifier", CLASSIFICATION, _boosted("HistGradientBoostingClassifier"), **_BOOSTED),
+        ModelKind("boosted_tree_regressor", REGRESSION, _boosted("HistGradientBoostingRegressor"), **_BOOSTED),
+        ModelKind("random_forest_classifier", CLASSIFICATION, _forest("RandomForestClassifier"), **_FOREST),
+        ModelKind("random_forest_regressor", REGRESSION, _forest("RandomForestRegressor"), **_FOREST),
+        ModelKind("dnn_classifier", CLASSIFICATION, _dnn("MLPClassifier"), **_DNN),
+        ModelKind("dnn_regressor", REGRESSION, _dnn("MLPRegressor"), **_DNN, scale_target=True),
+        ModelKind("kmeans", CLUSTERING, _kmeans, **_KMEANS),
     )
 }
 
 
 def build_estimator(kind: ModelKind, options: dict):
     """A fresh, unfitted scikit-learn estimator for ``kind`` configured from validated options."""
-    return kind.build({**kind.defaults, **options})
-
-
-_LINEAR_SPACE = {"l2_reg": [1e-4, 10.0]}
-_BOOSTED_SPACE = {"learn_rate": [0.02, 0.5], "max_tree_depth": [2, 8], "l2_reg": [1e-3, 10.0]}
-_FOREST_SPACE = {"max_tree_depth": [2, 20], "num_parallel_tree": [20, 200]}
-_DNN_SPACE = {"l2_reg": [1e-5, 0.1], "learn_rate": [1e-3, 0.1], "hidden_units": [[[32], [64], [128], [64, 32]]]}
-AUTO_SPACES = {name: {k: {"function": "HPARAM_CANDIDATES" if k == "hidden_units" else "HPARAM_RANGE", "args": v}
-                      for k, v in space.items()}
-               for names, space in ((("linear_reg", "logistic_reg"), _LINEAR_SPACE),
-                                    (("boosted_tree_classifier", "boosted_tree_regressor"), _BOOSTED_SPACE),
-                                    (("random_forest_classifier", "random_forest_regressor"), _FOREST_SPACE),
-                                    (("dnn_classifier", "dnn_regressor"), _DNN_SPACE))
-               for name in names}
+    return kind.build({**kind.penalties, **kind.defaults, **options})
 
 
 def default_value(model_type: str, name: str) -> t.Any:
     """The value an option takes when it is not given (what an untuned model uses)."""
-    kind = MODEL_KINDS[model_type]
-    if name in kind.defaults:
-        return kind.defaults[name]
-    return {"l1_reg": 0.0, "l2_reg": 0.0001 if model_type.startswith("dnn") else 0.0}.get(name)
+    return MODEL_KINDS[model_type].default(name)
+
+
+def kinds_of(task: str) -> tuple[str, ...]:
+    """The model types of a task, cheapest first."""
+    return tuple(kind.name for kind in MODEL_KINDS.values() if kind.task == task)

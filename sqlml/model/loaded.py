@@ -116,11 +116,6 @@ class LoadedModel:
         return self.preprocessor.transform(pa.table(data) if isinstance(data, pa.RecordBatch) else data,
                                            self.kind.matrix_order)
 
-    @property
-    def is_linear(self) -> bool:
-        """Linear models on one-hot features score without building the one-hot matrix."""
-        return self.kind.name in ("linear_reg", "logistic_reg")
-
     def linear_decision(self, data: pa.Table) -> np.ndarray:
         """``X @ coef.T + intercept`` computed column by column from the raw input: a one-hot block
         times its weights is a lookup of the category's weight (unseen categories add nothing).
@@ -166,11 +161,11 @@ class LoadedModel:
     def class_probabilities(self, data: pa.Table) -> np.ndarray:
         """Class probabilities of every row: the one path ML.PREDICT and every metric share, so a
         score exactly at a threshold is decided the same way everywhere."""
-        return self.linear_probabilities(data) if self.is_linear else self.probabilities(self.features(data))
+        return self.linear_probabilities(data) if self.kind.scores_linearly else self.probabilities(self.features(data))
 
     def regression_values(self, data: pa.Table) -> np.ndarray:
         """A regressor's predictions of every row, in the label's units (shared like the above)."""
-        if not self.is_linear:
+        if not self.kind.scores_linearly:
             return self.regress(self.features(data))
         mean, std = self.target_scale
         return self.linear_decision(data)[:, 0] * std + mean

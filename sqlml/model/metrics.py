@@ -6,6 +6,7 @@ multiclass precision, recall, f1 and roc_auc are macro averages and accuracy is 
 
 from __future__ import annotations
 
+import math
 import re
 import typing as t
 from dataclasses import dataclass
@@ -20,11 +21,51 @@ from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION
 from .loaded import LoadedModel
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One metric ML.EVALUATE reports: its task, which way is better, whether it is the task's loss."""
+
+    name: str
+    task: str
+    lower_is_better: bool = False
+    loss: bool = False  # a tuning trial's training_loss / eval_loss
+
+
+#: Every metric, per task in the order hparam_tuning_objectives lists them, the default objective first.
+METRICS = (
+    Metric("roc_auc", CLASSIFICATION), Metric("pr_auc", CLASSIFICATION),
+    Metric("log_loss", CLASSIFICATION, lower_is_better=True, loss=True), Metric("f1_score", CLASSIFICATION),
+    Metric("precision", CLASSIFICATION), Metric("recall", CLASSIFICATION), Metric("accuracy", CLASSIFICATION),
+    Metric("r2_score", REGRESSION), Metric("mean_absolute_error", REGRESSION, lower_is_better=True),
+    Metric("mean_squared_error", REGRESSION, lower_is_better=True, loss=True),
+    Metric("mean_squared_log_error", REGRESSION, lower_is_better=True),
+    Metric("median_absolute_error", REGRESSION, lower_is_better=True), Metric("explained_variance", REGRESSION),
+    Metric("davies_bouldin_index", CLUSTERING, lower_is_better=True),
+    Metric("mean_squared_distance", CLUSTERING, lower_is_better=True, loss=True),
+)
+LOWER_IS_BETTER = frozenset(m.name for m in METRICS if m.lower_is_better)
+OBJECTIVES = {task: tuple(m.name for m in METRICS if m.task == task) for task in (CLASSIFICATION, REGRESSION, CLUSTERING)}
+DEFAULT_OBJECTIVE = {task: names[0] for task, names in OBJECTIVES.items()}
+EVAL_LOSS = {m.task: m.name for m in METRICS if m.loss}
+
+
+def lower_is_better(objective: str) -> bool:
+    return objective in LOWER_IS_BETTER
+
+
+def finite(value: t.Any) -> float | None:
+    """A metric as a float, or None where it is undefined (NaN, infinite or None): stored and shown as NULL."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
 def labelled_rows(model: "LoadedModel", data: pa.Table) -> pa.Table:
     """Rows with a non-NULL label; evaluation needs the label column."""
     if model.label not in data.column_names:
         raise DataError(f"Evaluation data must contain the label column '{model.label}'.")
-    return data.filter(pc.is_valid(data[model.label]))
+    return data.filter(pc.is_valid(data[model.label])) if data[model.label].null_count else data
 
 
 def true_codes(model: "LoadedModel", data: pa.Table) -> np.ndarray:
@@ -37,18 +78,37 @@ def true_codes(model: "LoadedModel", data: pa.Table) -> np.ndarray:
     return np.asarray(codes, dtype=np.int64)
 
 
+def true_labels(model: "LoadedModel", data: pa.Table) -> np.ndarray:
+    """Each labelled row's label as the metrics read it: class codes (classifiers) or floats (regressors)."""
+    if model.kind.task == CLASSIFICATION:
+        return true_codes(model, data)
+    return pc.cast(data[model.label], pa.float64()).to_numpy()
+
+
 @dataclass
 class Scored:
-    """A classifier's labelled rows scored once: the true class codes and the class probabilities.
-    The metrics, confusion matrix and ROC curve of the same rows share it (CREATE MODEL needs all three)."""
+    """Labelled rows scored once: true labels (class codes or floats), predictions and, for a classifier,
+    class probabilities. Metrics, confusion matrix, ROC curve and slices of the same rows share it."""
 
     y: np.ndarray
-    probs: np.ndarray
+    predicted: np.ndarray
+    probs: np.ndarray | None = None
 
     @classmethod
-    def of(cls, model: "LoadedModel", data: pa.Table) -> "Scored":
+    def of(cls, model: "LoadedModel", data: pa.Table, threshold: float | None = None) -> "Scored":
+        """Through ML.PREDICT's own scoring path, so figures agree with its output to the last bit."""
         data = labelled_rows(model, data)
-        return cls(true_codes(model, data), model.class_probabilities(data))
+        out = model.predict(data, threshold)
+        if model.kind.task != CLASSIFICATION:
+            return cls(true_labels(model, data), out.column(0).to_numpy())
+        probs = pc.struct_field(pc.list_flatten(out.column(1)), "prob").to_numpy().reshape(-1, len(model.classes))
+        return cls(true_labels(model, data), model.decide(probs, threshold), probs)
+
+    def take(self, rows: np.ndarray) -> "Scored":
+        return Scored(self.y[rows], self.predicted[rows], None if self.probs is None else self.probs[rows])
+
+    def __len__(self) -> int:
+        return len(self.y)
 
 
 def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = None,
@@ -62,8 +122,8 @@ def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = Non
     if model.kind.task == CLASSIFICATION:
         scored = scored or Scored.of(model, data)
         return classification_metrics(scored.y, scored.probs, model.decide(scored.probs, threshold))
-    y = pc.cast(data[model.label], pa.float64()).to_numpy()
-    return regression_metrics(y, model.regression_values(data))
+    scored = Scored.of(model, data)
+    return regression_metrics(scored.y, scored.predicted)
 
 
 def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray) -> dict:
@@ -197,23 +257,3 @@ def threshold_counts(scores: np.ndarray, positive: np.ndarray, thresholds: np.nd
 def _require_classifier(model: "LoadedModel", function: str) -> None:
     if model.kind.task != CLASSIFICATION:
         raise DataError(f"{function} needs a classification model; '{model.info.name}' is a {model.kind.name}.")
-
-
-LOWER_IS_BETTER = frozenset({"log_loss", "mean_absolute_error", "mean_squared_error", "mean_squared_log_error",
-                             "median_absolute_error", "mean_squared_distance", "davies_bouldin_index"})
-
-
-OBJECTIVES = {
-    CLASSIFICATION: ("roc_auc", "pr_auc", "log_loss", "f1_score", "precision", "recall", "accuracy"),
-    REGRESSION: ("r2_score", "mean_absolute_error", "mean_squared_error", "mean_squared_log_error",
-                 "median_absolute_error", "explained_variance"),
-    CLUSTERING: ("davies_bouldin_index", "mean_squared_distance"),
-}
-
-
-DEFAULT_OBJECTIVE = {CLASSIFICATION: "roc_auc", REGRESSION: "r2_score", CLUSTERING: "davies_bouldin_index"}
-EVAL_LOSS = {CLASSIFICATION: "log_loss", REGRESSION: "mean_squared_error", CLUSTERING: "mean_squared_distance"}
-
-
-def lower_is_better(objective: str) -> bool:
-    return objective in LOWER_IS_BETTER

@@ -1,7 +1,8 @@
 """CREATE MODEL's options, validated in scikit-learn's style.
 
-Each option is declared once in :data:`OPTIONS` with its type, range and the model types it
-applies to; errors say what was expected and what came, and suggest the closest valid name."""
+Each option is declared once in :data:`OPTIONS` with its type, range and scope; which model types
+it applies to comes from the kinds (:data:`sqlml.model.kinds.MODEL_KINDS`). Errors say what was
+expected and what came, and suggest the closest valid name."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ import typing as t
 from dataclasses import dataclass
 
 from ..errors import OptionError
+from .kinds import CLASSIFICATION, MODEL_KINDS, REGRESSION
 
-ALL = "all"
+#: Scopes: every model type; the types whose kind takes the option (ModelKind.options); classifiers;
+#: classifiers and regressors; model_type = 'auto' only.
+ALL, TAKEN, CLASSIFIERS, SUPERVISED, AUTO = "all", "taken", "classifiers", "supervised", "auto"
 
 
 @dataclass(frozen=True)
 class Option:
-    """One option: its Python type, allowed range or choices, and the model types it applies to."""
+    """One option: its Python type, allowed range or choices, and its scope (which model types take it)."""
 
     kind: type | str  # int, float, bool, str, or "str_list" / "int_list"
-    applies_to: tuple[str, ...] | str = ALL
+    scope: str = ALL
     low: float | None = None
     high: float | None = None
     low_open: bool = False
@@ -44,29 +48,21 @@ def _num(value: float | None, default: str) -> str:
     return default if value is None else f"{value:g}"
 
 
-LINEAR = ("linear_reg", "logistic_reg")
-TREES = ("boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier", "random_forest_regressor")
-BOOSTED = TREES[:2]
-FORESTS = TREES[2:]
-DNN = ("dnn_classifier", "dnn_regressor")
-ITERATIVE = LINEAR + BOOSTED + DNN + ("kmeans",)
-CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier", "random_forest_classifier", "dnn_classifier")
-SUPERVISED = CLASSIFIERS + ("linear_reg", "boosted_tree_regressor", "random_forest_regressor", "dnn_regressor")
 OPTIONS: dict[str, Option] = {
     "model_type": Option(str),  # choices are filled in by sqlml.models
     "input_label_cols": Option("str_list"),
     "data_split_method": Option(str, choices=("AUTO_SPLIT", "RANDOM", "SEQ", "CUSTOM", "NO_SPLIT")),
     "data_split_eval_fraction": Option(float, low=0.0, high=1.0, low_open=True),
     "data_split_col": Option(str),
-    "l1_reg": Option(float, LINEAR + DNN, low=0.0, tunable=True),
-    "l2_reg": Option(float, LINEAR + BOOSTED + DNN, low=0.0, tunable=True),
-    "max_iterations": Option(int, ITERATIVE, low=1, tunable=True),
-    "learn_rate": Option(float, BOOSTED + DNN, low=0.0, low_open=True, tunable=True),
-    "early_stop": Option(bool, BOOSTED + DNN, tunable=True),
-    "max_tree_depth": Option(int, TREES, low=1, tunable=True),
-    "num_parallel_tree": Option(int, FORESTS, low=1, tunable=True),
-    "hidden_units": Option("int_list", DNN, low=1, tunable=True),
-    "num_clusters": Option(int, ("kmeans",), low=2, tunable=True),
+    "l1_reg": Option(float, TAKEN, low=0.0, tunable=True),
+    "l2_reg": Option(float, TAKEN, low=0.0, tunable=True),
+    "max_iterations": Option(int, TAKEN, low=1, tunable=True),
+    "learn_rate": Option(float, TAKEN, low=0.0, low_open=True, tunable=True),
+    "early_stop": Option(bool, TAKEN, tunable=True),
+    "max_tree_depth": Option(int, TAKEN, low=1, tunable=True),
+    "num_parallel_tree": Option(int, TAKEN, low=1, tunable=True),
+    "hidden_units": Option("int_list", TAKEN, low=1, tunable=True),
+    "num_clusters": Option(int, TAKEN, low=2, tunable=True),
     "random_seed": Option(int, low=0),
     # Training on part of the training split (sqlml.sampling).
     "max_training_rows": Option(int, low=1),
@@ -83,8 +79,8 @@ OPTIONS: dict[str, Option] = {
     "max_parallel_trials": Option(int, low=1),
     "hparam_tuning_algorithm": Option(str, choices=("VIZIER_DEFAULT", "RANDOM_SEARCH", "GRID_SEARCH")),
     "hparam_tuning_objectives": Option("str_list"),
-    "max_trials": Option(int, ("auto",), low=1),
-    "time_budget_seconds": Option(float, ("auto",), low=0.0, low_open=True),
+    "max_trials": Option(int, AUTO, low=1),
+    "time_budget_seconds": Option(float, AUTO, low=0.0, low_open=True),
     "description": Option(str),
     "intended_use": Option(str),
     "limitations": Option(str),
@@ -99,13 +95,23 @@ def validate(options: dict[str, t.Any], model_type: str | None, extra: dict[str,
         option = table.get(name)
         if option is None:
             raise OptionError(_unknown(name, table))
-        if model_type and option.applies_to != ALL and model_type not in option.applies_to:
+        applies = applies_to(name, option)
+        if model_type and applies != ALL and model_type not in applies:
             raise OptionError(
-                f"Option '{name}' does not apply to model_type '{model_type}'; "
-                f"it applies to {', '.join(option.applies_to)}."
+                f"Option '{name}' does not apply to model_type '{model_type}'; it applies to {', '.join(applies)}."
             )
         checked[name] = check_space(name, option, value) if is_space(value) else check_value(name, option, value)
     return checked
+
+
+def applies_to(name: str, option: Option) -> tuple[str, ...] | str:
+    """The model types an option applies to (classifiers before regressors), or ALL."""
+    if option.scope in (ALL, AUTO):
+        return ALL if option.scope == ALL else ("auto",)
+    if option.scope == TAKEN:
+        return tuple(kind.name for kind in MODEL_KINDS.values() if name in kind.options)
+    tasks = (CLASSIFICATION,) if option.scope == CLASSIFIERS else (CLASSIFICATION, REGRESSION)
+    return tuple(kind.name for task in tasks for kind in MODEL_KINDS.values() if kind.task == task)
 
 
 SPACES = ("HPARAM_RANGE", "HPARAM_CANDIDATES")

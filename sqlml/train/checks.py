@@ -26,8 +26,10 @@ from sklearn.metrics import balanced_accuracy_score, r2_score, roc_auc_score
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from ..errors import DataError
+from ..model.kinds import REGRESSION
 from ..model.preprocess import as_categories, category_counts, category_indices
 from . import imbalance
+from .labels import label_task
 
 MOSTLY_NULL_SHARE = 0.95
 IDENTIFIER_MIN_ROWS = 50  # below this, unique values are common and say little
@@ -36,7 +38,7 @@ LEAK_SAMPLE_ROWS = 20_000
 LEAK_TREE_DEPTH = 3
 #: A single feature scoring at least this on held-out rows is almost certainly leaking the label.
 LEAK_SCORE = {"binary": 0.99, "multiclass": 0.99, "regression": 0.98}
-MAX_CLASSES = 50  # a label with more distinct values than this (and numeric) is treated as a regression target
+MAX_CLASSES = 50  # an integer label with more distinct values than this is checked as a regression target
 FINDING = pa.struct([("check", pa.string()), ("message", pa.string())])
 SCHEMA = pa.schema([
     ("column_name", pa.string()), ("data_type", pa.string()), ("row_count", pa.int64()), ("null_count", pa.int64()),
@@ -110,9 +112,9 @@ def varies(row: dict) -> bool:
     return row["min"] is not None and row["min"] != row["max"]
 
 
-def label_task(column: pa.ChunkedArray, distinct: int) -> str:
-    """'binary', 'multiclass' or 'regression', judged from the label's type and distinct values."""
-    if _numeric(column.type) and (pa.types.is_floating(_value_type(column.type)) or distinct > MAX_CLASSES):
+def check_task(column: pa.ChunkedArray, distinct: int) -> str:
+    """'binary', 'multiclass' or 'regression': :func:`~sqlml.train.labels.label_task`, with classes split by count."""
+    if label_task(column, MAX_CLASSES) == REGRESSION:
         return "regression"
     return "binary" if distinct == 2 else "multiclass"
 
@@ -235,7 +237,7 @@ def describe(table: pa.Table, label: str | None = None, skip: t.Iterable[str] = 
     if label is None:
         return rows
     label_row = next(r for r in rows if r["column_name"] == label)
-    task = label_task(table[label], label_row["distinct_count"])
+    task = check_task(table[label], label_row["distinct_count"])
     if task != "regression":
         finding = imbalance_finding(table[label], label)
         label_row["findings"] += [finding] if finding else []

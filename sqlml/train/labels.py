@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import DataError
-from ..model.kinds import CLASSIFICATION, ModelKind
+from ..model.kinds import CLASSIFICATION, REGRESSION, ModelKind
 from ..model.preprocess import as_float, column_kind
 
 
@@ -15,6 +15,18 @@ def query_column(table: pa.Table, name: str, role: str) -> pa.ChunkedArray:
     if name not in table.column_names:
         raise DataError(f"The {role} '{name}' is not a column of the training query. Columns: {', '.join(table.column_names)}.")
     return table[name]
+
+
+def label_task(column: pa.ChunkedArray, max_classes: int) -> str:
+    """CLASSIFICATION or REGRESSION, judged from a label's values: text and booleans are classes,
+    fractional numbers (floats and DECIMALs) are values, integers are classes when they take at most
+    ``max_classes`` distinct values (a count, such as a rating, is often a class label)."""
+    dtype = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return REGRESSION
+    if not pa.types.is_integer(dtype):
+        return CLASSIFICATION
+    return CLASSIFICATION if pc.count_distinct(column, mode="only_valid").as_py() <= max_classes else REGRESSION
 
 
 def prepare_label(table: pa.Table, label: str, kind: ModelKind) -> tuple[pa.Table, list | None]:
