@@ -17,6 +17,7 @@ from .functions.base import Call, Data
 from .model import envelope, loaded
 from .model import options as opts
 from .model.loaded import LoadedModel
+from .registry.release import Release
 from .registry.trials import trial_version
 from .registry.versions import Registry
 from .sql import catalog, transform
@@ -78,6 +79,7 @@ class Executor:
         table = self.engine.read_arrow(query_sql)
         row = tune.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted)
         version = self.registry.add(row)
+        views.refresh(self.registry, step.name)  # views over the model may serve the new version
         self.progress(f"Model '{step.name}' version {version} stored.")
         return None
 
@@ -96,7 +98,11 @@ class Executor:
         self.progress(f"Created a new secret key at {envelope.create_key()} (keep it: models are signed with it).")
 
     def drop(self, step: Drop) -> None:
-        dropped = self.registry.drop(step.name)
+        if step.version is not None:
+            dropped = [Release(self.registry).drop_version(step.name, step.version)]
+            self.progress(f"Model '{step.name}' version {dropped[0].version} dropped.")
+        else:
+            dropped = self.registry.drop(step.name)
         if not dropped and not step.if_exists:
             raise SqlmlError(f"Model '{step.name}' does not exist (use DROP MODEL IF EXISTS to ignore that).")
         views.retire(self.engine, dropped)
@@ -107,13 +113,28 @@ class Executor:
             if step.if_exists:
                 return None
             self.registry.resolve(step.name)  # raises the not-found error with the known models
-        changes = opts.validate(step.options, None)
-        self.registry.update_options(step.name, changes)  # views read the threshold from the registry
+        if step.action == "set_options":  # views read the threshold from the serving state
+            self.registry.update_options(step.name, opts.validate(step.options, None))
+            return None
+        release = Release(self.registry)
+        serving = {
+            "deploy": lambda: release.deploy(step.name, step.version),
+            "rollback": lambda: release.rollback(step.name),
+            "disable": lambda: release.set_disabled(step.name, True),
+            "enable": lambda: release.set_disabled(step.name, False),
+            "set_alias": lambda: release.set_alias(step.name, step.version, step.alias),
+            "unset_alias": lambda: release.unset_alias(step.name, step.alias),
+        }[step.action]()
+        views.refresh(self.registry, step.name)
+        state = "disabled: ML.PREDICT serves its baseline" if serving.disabled else "enabled"
+        aliases = ", ".join(f"{a} = {v}" for a, v in sorted(serving.aliases.items())) or "none"
+        self.progress(f"Model '{step.name}': version {serving.deployed} deployed, {state}; aliases: {aliases}.")
 
     def query(self, step: Query) -> t.Any:
         sql = step.sql
         for view in step.views:
-            sql = sql.replace(view.placeholder, f"({self.view_scoring_sql(view.model, view.input_sql)})")
+            sql = sql.replace(view.placeholder,
+                              f"({self.view_scoring_sql(view.model, view.input_sql, view.params, view.view)})")
         if step.passthrough:  # nothing for the engine to do: hand the computed table back as it is
             return self.engine.result(self.compute(step.tables[0]))
         registered = []
@@ -132,26 +153,48 @@ class Executor:
             for name in registered:
                 self.engine.unregister_table(name)
 
-    def view_scoring_sql(self, model: ModelName, input_sql: str) -> str:
-        """The SQL a view holds for its ``ML.PREDICT(MODEL model, input)``, after defining the scoring
-        function it calls (the input goes through the model's TRANSFORM first)."""
-        info = self.registry.resolve(*model)
-        blob = self.registry.blob(info)
-        views.define(self.engine, info, blob)
-        state = loaded.CACHE.get(info, lambda fingerprint: blob).transform
+    def view_scoring_sql(self, model: ModelName, input_sql: str, params: dict | None = None, view: str = "") -> str:
+        """The SQL a view holds for its ``ML.PREDICT(MODEL model, input[, A/B parameters])``, after defining
+        the scoring function it calls (the input goes through the model's TRANSFORM first). ``MODEL m``
+        serves whatever is deployed when the view runs; ``MODEL m VERSION n`` always serves version n."""
+        name, version = model
+        if isinstance(version, str):
+            raise SqlmlError(f"A view serves MODEL {name} (the deployed version, whatever it is when the view runs) "
+                             f"or a version number; an alias ('{version}') cannot be pinned in a view.")
+        params = params or {}
+        ab = "challenger_fraction" in params
+        if ab and "split_key" not in params:
+            raise SqlmlError("A/B serving needs split_key, the column whose hash decides each row's arm: "
+                             "STRUCT(0.2 AS challenger_fraction, 'id' AS split_key).")
+        info = self.registry.resolve(name, version)
+        function = views.define(self.engine, self.registry, info, ab)
+        state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info)).transform
         input_sql = transform.wrap_sql(state, input_sql, None) if state else input_sql
-        return views.scoring_sql(self.engine, info, input_sql)
+        pinned = self.registry.pinned(info) if version is not None else None
+        return views.scoring_sql(self.engine, function, input_sql, view, params.get("split_key"),
+                                 params.get("challenger_fraction"), pinned)
 
     def compute(self, tf: TableFunction) -> pa.Table:
         params = dict(tf.params)
         model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
-        call = Call(function=tf.function, model=model, params=params, argument=tf.argument,
+        function = tf.function
+        if function == "PREDICT" and tf.model[1] is None and self._disabled(model.info.name):
+            self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "
+                          "ML.PREDICT serves its baseline.")
+            function = "BASELINE"
+        call = Call(function=function, model=model, params=params, argument=tf.argument,
                     data=self._data(model, tf.input_sql) if tf.input_sql is not None else None)
+        if "challenger_fraction" in params:
+            call.challenger = self.load(model.info.name, "challenger")
         if model is not None and model.info.query:
             call.training = self._data(model, model.info.query)
         if tf.function in catalog.READS_TRIALS:
             call.trials = self.registry.trials(model.info.name, model.info.version) if model else None
-        return HANDLERS[tf.function](call)
+        return HANDLERS[function](call)
+
+    def _disabled(self, name: str) -> bool:
+        serving = self.registry.deployments.serving(name)
+        return serving is not None and serving.disabled
 
     def _data(self, model: LoadedModel | None, sql: str) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training."""

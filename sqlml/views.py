@@ -1,37 +1,59 @@
 """Scoring functions behind views: SQL that must stay SQL.
 
 ``CREATE VIEW v AS SELECT * FROM ML.PREDICT(MODEL m, TABLE t)`` is stored by the engine as text and
-read again in later sessions, so the ML.PREDICT becomes a call of ``sqlml_predict_<fingerprint>``,
-a scoring function defined for that model version, with the decision threshold read from the
-registry whenever the view runs (a view follows ALTER MODEL). A view pins the version current when
-it was created. Each function holds its version's signed bytes, read from the registry once when
-the function is defined (at CREATE VIEW, and for every view found when sqlml attaches to a
-connection), so scoring never reads the database from inside a query.
+read again in later sessions, so the ML.PREDICT becomes a call of a scoring function,
+``sqlml_serve_<key>(features, serving state[, split key, fraction])``. The serving state is the
+model's signed row of ``sqlml.serving``, read by the view's SQL each time the view runs, so a view
+follows DEPLOY, ROLLBACK, the kill switch, aliases and thresholds as ML.PREDICT does; the function
+checks the state's signature and serves the version it names. Each function holds the signed bytes
+of every stored version of its model that takes the view's feature columns, read when the function
+is defined (at CREATE VIEW, and for every view found when sqlml attaches to a connection) and
+whenever this process trains a version; scoring never reads the database from inside a query.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import typing as t
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from .engines.base import Engine
-from .errors import ModelNotFoundError
-from .model import loaded
+from .engines.duckdb import literal
+from .errors import ModelNotFoundError, SqlmlError
+from .model import loaded, serve
 from .model.loaded import output_schema
 from .model.preprocess import column_kind
-from .registry.versions import TABLE, ModelVersion, Registry
+from .model.version import ModelVersion
+from .registry.deployments import Serving, verified_serving
+from .registry.schema import FUNCTIONS, SERVING
+from .registry.versions import Registry
 
-PREFIX = "sqlml_predict_"
-CALLED = re.compile(rf"\b{PREFIX}([0-9a-f]{{16}})\b")
+PREFIX = "sqlml_serve_"
+CALLED = re.compile(rf"\b{PREFIX}[0-9a-f]{{16}}\b")
+MODEL_VERSION = pa.field("model_version", pa.int64())  # A/B output: which version scored the row
 
 
-def function_name(info: ModelVersion) -> str:
-    return f"{PREFIX}{info.fingerprint[:16]}"
+@dataclass
+class Function:
+    """One scoring function defined in this process, and the versions it can serve."""
+
+    name: str
+    model: str
+    features: list[tuple[str, str]]
+    ab: bool
+    servable: dict[str, tuple[ModelVersion, bytes]]  # fingerprint → (version, bytes)
+
+
+#: The scoring functions defined in this process, by name.
+_FUNCTIONS: dict[str, Function] = {}
 
 
 def features(info: ModelVersion) -> list[tuple[str, str]]:
-    """The function's parameters: every input column as DOUBLE (numbers) or VARCHAR (categories)."""
+    """A version's scoring parameters: every input column as DOUBLE (numbers) or VARCHAR (categories)."""
     return [(c["name"], "DOUBLE" if column_kind(c["name"], _arrow_type(c["type"])) == "numeric" else "VARCHAR")
             for c in info.input_schema]
 
@@ -43,47 +65,135 @@ def _arrow_type(text: str) -> pa.DataType:
     return pa.bool_() if text == "bool" else pa.string()
 
 
-def define(engine: Engine, info: ModelVersion, blob: bytes) -> None:
-    """Define the scoring function of one model version (idempotent)."""
-    def score(packed: pa.StructArray, threshold: float | None) -> pa.StructArray:
-        model = loaded.CACHE.get(info, lambda fingerprint: blob)
-        out = model.predict(pa.Table.from_arrays(packed.flatten(), names=[f.name for f in packed.type]), threshold)
-        return pa.StructArray.from_arrays([c.combine_chunks() for c in out.columns], names=out.column_names)
-
-    engine.define_scoring_function(function_name(info), score, features(info), output_schema(info))
+def function_name(model: str, columns: list[tuple[str, str]], ab: bool) -> str:
+    key = hashlib.sha256(json.dumps([model, columns, ab]).encode()).hexdigest()[:16]
+    return f"{PREFIX}{key}"
 
 
-def scoring_sql(engine: Engine, info: ModelVersion, input_sql: str) -> str:
-    """The SQL a view holds in place of ``ML.PREDICT(MODEL m, input)``."""
-    threshold = (f"SELECT CAST(json_extract_string(options, '$.threshold') AS DOUBLE) FROM {TABLE} "
-                 f"WHERE fingerprint = '{info.fingerprint}'")  # a hex digest: nothing to escape
-    return engine.scoring_sql(function_name(info), features(info), threshold, input_sql)
+def define(engine: Engine, registry: Registry, info: ModelVersion, ab: bool = False, record: bool = True) -> Function:
+    """Define (once) the scoring function for views over ``info``'s model with ``info``'s features;
+    ``record`` notes it in the registry, so later sessions define it for the views that call it."""
+    columns = features(info)
+    name = function_name(info.name, columns, ab)
+    function = _FUNCTIONS.setdefault(name, Function(name, info.name, columns, ab, {}))
+    refresh(registry, info.name)
+    output = output_schema(info)
+    engine.define_scoring_function(name, _scorer(function), columns, ["VARCHAR", "VARCHAR"] + (["VARCHAR", "DOUBLE"] if ab
+                                   else []), pa.schema([*output, MODEL_VERSION]) if ab else output)
+    if record:
+        engine.fetch(f"INSERT OR IGNORE INTO {FUNCTIONS} (name, model, features, ab) VALUES (?, ?, ?, ?)",
+                     [name, info.name, json.dumps(columns), ab])
+    return function
+
+
+def refresh(registry: Registry, model: str) -> None:
+    """Give this process's scoring functions over ``model`` the bytes of its stored versions they lack."""
+    live = [f for f in _FUNCTIONS.values() if f.model == model]
+    if not live:
+        return
+    for info, blob in registry.all_versions(model):
+        for function in live:
+            if info.fingerprint not in function.servable and features(info) == function.features:
+                function.servable[info.fingerprint] = (info, blob)
+
+
+def scoring_sql(engine: Engine, function: Function, input_sql: str, view: str, split_key: str | None = None,
+                fraction: float | None = None, pinned: tuple[str, str] | None = None) -> str:
+    """The SQL view ``view`` holds in place of ``ML.PREDICT(MODEL m, input[, A/B parameters])``: it reads
+    the model's serving state when it runs, or holds ``pinned`` (a signed state naming one version)."""
+    state = literal("\n".join(pinned)) if pinned else \
+        f"(SELECT state || chr(10) || signature FROM {SERVING} WHERE model = {literal(function.model)})"
+    extra = [state, literal(view)]
+    if function.ab:
+        extra += [f"CAST({_quoted(split_key)} AS VARCHAR)", repr(float(fraction))]
+    return engine.scoring_sql(function.name, function.features, extra, input_sql)
+
+
+def _quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
 
 
 def define_for_views(engine: Engine, registry: Registry) -> None:
-    """Define the scoring function of every stored version a view calls; views over a dropped version
-    fail when read, naming it."""
-    called = {prefix for _, _, sql in engine.view_definitions() for prefix in CALLED.findall(sql)}
-    for info, blob in registry.by_fingerprint_prefix(sorted(called)):
-        define(engine, info, blob)
-        called.discard(info.fingerprint[:16])
-    retire(engine, registry.dropped(sorted(called)))
+    """Define the scoring function of every view this database holds (sqlml attaching to a connection)."""
+    called = {name for _, _, sql in engine.view_definitions() for name in CALLED.findall(sql)}
+    if not called or not registry.exists("scoring_functions"):
+        return
+    for name, model, columns, ab in engine.fetch(f"SELECT name, model, features, ab FROM {FUNCTIONS} "
+                                                 "WHERE list_contains(?, name)", [sorted(called)]):
+        columns = [tuple(c) for c in json.loads(columns)]
+        # A dropped model's last version (its note in sqlml.dropped) still defines the function, which
+        # then says the model was dropped.
+        known = [v for v, _ in registry.all_versions(model)] or registry.dropped_versions(model)
+        info = next((v for v in reversed(known) if features(v) == columns), None)
+        if info is not None:
+            _FUNCTIONS.setdefault(name, Function(name, model, columns, ab, {}))
+            define(engine, registry, info, ab, record=False)
 
 
 def retire(engine: Engine, versions: list[ModelVersion]) -> None:
-    """After DROP MODEL: views over the dropped versions fail when read, naming the model and the views."""
-    callers: dict[str, list[str]] = {}
-    for _, view, sql in engine.view_definitions():
-        for prefix in set(CALLED.findall(sql)):
-            callers.setdefault(prefix, []).append(view)
-    for info in versions:
-        named = callers.get(info.fingerprint[:16]) or ["(none yet)"]
-        message = (f"Model '{info.name}' version {info.version} was dropped: "
-                   f"{'view' if len(named) == 1 else 'views'} {', '.join(repr(v) for v in named)} over it cannot score. "
-                   "Recreate them over a stored model.")
+    """After DROP MODEL: the dropped versions can no longer be served (views over them say so)."""
+    gone = {v.fingerprint for v in versions}
+    for function in _FUNCTIONS.values():
+        for fingerprint in gone & set(function.servable):
+            del function.servable[fingerprint]
 
-        def refuse(packed: pa.StructArray, threshold: float | None, message: str = message) -> pa.StructArray:
-            raise ModelNotFoundError(message)
 
-        engine.drop_scoring_function(function_name(info))
-        engine.define_scoring_function(function_name(info), refuse, features(info), output_schema(info))
+# --- scoring, inside the engine's query ----------------------------------------------------------------
+
+_STATES: dict[str, Serving] = {}  # serving rows already verified, by their text
+
+
+def _scorer(function: Function) -> t.Callable[..., pa.StructArray]:
+    def score(packed: pa.StructArray, states: pa.Array, views: pa.Array, *ab: pa.Array) -> pa.StructArray:
+        rows = pa.Table.from_arrays(packed.flatten(), names=[f.name for f in packed.type])
+        out = _serve(function, _state(function, states, views), rows, *ab)
+        return pa.StructArray.from_arrays([c.combine_chunks() for c in out.columns], names=out.column_names)
+    return score
+
+
+def _state(function: Function, states: pa.Array, views: pa.Array) -> Serving:
+    text = states[0].as_py() if len(states) else None
+    if text is None:
+        raise ModelNotFoundError(f"Model '{function.model}' was dropped: view '{views[0].as_py()}' over it cannot "
+                                 "score. Recreate the view over a stored model.")
+    if text not in _STATES:
+        state, signature = text.rsplit("\n", 1)
+        _STATES[text] = verified_serving(function.model, state, signature)
+    return _STATES[text]
+
+
+def _serve(function: Function, state: Serving, rows: pa.Table, *ab: pa.Array) -> pa.Table:
+    deployed = _model(function, state, state.deployed)
+    if state.disabled:
+        out = serve.baseline_output(deployed, rows.num_rows)
+        return _with_version(out, state.deployed) if function.ab else out
+    if not function.ab:
+        return deployed.predict(rows, _threshold(state, state.deployed))
+    keys, fractions = ab
+    challenger = state.aliases.get("challenger")
+    if challenger is None:
+        raise SqlmlError(f"Model '{function.model}' has no 'challenger' alias to serve the A/B fraction with; set one "
+                         f"with ALTER MODEL {function.model} VERSION n SET ALIAS challenger.")
+    arms = serve.challenger_rows(keys, fractions[0].as_py())
+    return serve.ab_output(deployed, _model(function, state, challenger), rows, arms, state.deployed, challenger,
+                           _threshold(state, state.deployed), _threshold(state, challenger))
+
+
+def _model(function: Function, state: Serving, version: int | None) -> loaded.LoadedModel:
+    entry = state.versions.get(str(version))
+    held = function.servable.get(entry["fingerprint"]) if entry else None
+    if held is None:
+        raise ModelNotFoundError(f"Model '{function.model}' version {version} is served now, but this process does "
+                                 "not hold it: it was trained or deployed by another session, or it takes other "
+                                 "feature columns than this view passes. Reconnect (sqlml.connect or sqlml.register) "
+                                 "to pick it up, or recreate the view.")
+    info, blob = held
+    return loaded.CACHE.get(info, lambda fingerprint: blob)
+
+
+def _threshold(state: Serving, version: int | None) -> float | None:
+    return (state.versions.get(str(version)) or {}).get("threshold")
+
+
+def _with_version(out: pa.Table, version: int | None) -> pa.Table:
+    return out.append_column(MODEL_VERSION, pa.array([version] * out.num_rows, pa.int64()))

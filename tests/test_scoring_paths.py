@@ -125,14 +125,19 @@ def viewed(penguins):
     return penguins
 
 
-def test_a_view_keeps_serving_the_version_current_when_it_was_created(viewed):
+def test_a_view_serves_the_deployed_version_and_a_pinned_view_its_own(viewed):
+    """docs/release.md: MODEL m in a view means the deployed version when the view runs; MODEL m VERSION n
+    always serves version n."""
     first = predictions(viewed, "v")
     assert first == predictions(viewed, "ML.PREDICT(MODEL m VERSION 1, TABLE penguins)")
+    viewed.sql("CREATE VIEW pinned AS SELECT * FROM ML.PREDICT(MODEL m VERSION 1, TABLE penguins)")
     viewed.sql(VIEW_TRAIN.format(", l2_reg = 50"))  # version 2: a ridge, other predictions
     assert viewed.sql("SELECT max(version) FROM sqlml.models WHERE name = 'm'").fetchall() == [(2,)]
     latest = predictions(viewed, "ML.PREDICT(MODEL m, TABLE penguins)")
     assert latest != first
-    assert predictions(viewed, "v") == first
+    assert latest == predictions(viewed, "ML.PREDICT(MODEL m VERSION 2, TABLE penguins)")
+    assert predictions(viewed, "v") == latest
+    assert predictions(viewed, "pinned") == first
 
 
 def _read_after_drop(conn, fresh_cache: bool, monkeypatch) -> Exception:
@@ -148,7 +153,7 @@ def _read_after_drop(conn, fresh_cache: bool, monkeypatch) -> Exception:
 @pytest.mark.parametrize("fresh_cache", [False, True], ids=["same-session", "fresh-cache"])
 def test_a_view_over_a_dropped_model_fails_naming_the_model(viewed, fresh_cache, monkeypatch):
     error = _read_after_drop(viewed, fresh_cache, monkeypatch)
-    assert "Model 'm' version 1 was dropped" in str(error)
+    assert "Model 'm' was dropped" in str(error)
 
 
 def test_a_view_over_a_dropped_model_fails_naming_the_view(viewed, monkeypatch):

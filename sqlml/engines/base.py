@@ -10,8 +10,9 @@ import typing as t
 
 import pyarrow as pa
 
-#: A scoring function: one Arrow struct array of feature columns and a threshold in, one Arrow struct array out.
-ScoringFunction = t.Callable[[pa.StructArray, t.Any], pa.StructArray]
+#: A scoring function: an Arrow struct array of feature columns and the other arguments' arrays in,
+#: one Arrow struct array out.
+ScoringFunction = t.Callable[..., pa.StructArray]
 
 
 class Engine(t.Protocol):
@@ -48,13 +49,13 @@ class Engine(t.Protocol):
         """One short write transaction, rolled back on any failure."""
 
     def define_scoring_function(self, name: str, function: ScoringFunction, features: list[tuple[str, str]],
-                                output: pa.Schema) -> None:
-        """Make ``name(features…, threshold)`` callable from SQL, for views; ``features`` are (name,
-        'DOUBLE' | 'VARCHAR'). Idempotent."""
+                                extra: list[str], output: pa.Schema) -> None:
+        """Make ``name(struct of features, extra…)`` callable from SQL, for views; ``features`` are (name,
+        'DOUBLE' | 'VARCHAR'), ``extra`` the SQL types of the other arguments. Idempotent."""
 
     def drop_scoring_function(self, name: str) -> None: ...
 
-    def scoring_sql(self, name: str, features: list[tuple[str, str]], threshold_sql: str, input_sql: str) -> str:
+    def scoring_sql(self, name: str, features: list[tuple[str, str]], extra_sql: list[str], input_sql: str) -> str:
         """``SELECT <output columns>, <input columns> FROM (input_sql)`` through the scoring function ``name``."""
 
     def view_definitions(self) -> list[tuple[str, str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import threading
 import typing as t
@@ -94,19 +95,23 @@ class DuckDBEngine:
         return self.fetch("SELECT database_name, view_name, sql FROM duckdb_views() WHERE NOT internal")
 
     def define_scoring_function(self, name: str, function: ScoringFunction, features: list[tuple[str, str]],
-                                output: pa.Schema) -> None:
-        """An Arrow UDF (2,048 rows a call) taking a STRUCT of the features and the threshold."""
+                                extra: list[str], output: pa.Schema) -> None:
+        """An Arrow UDF (2,048 rows a call) taking a STRUCT of the features and ``extra`` scalar arguments
+        (their SQL types), each handed to ``function`` as one Arrow array."""
         if self._has_function(name):
             return
 
-        def score(packed: pa.ChunkedArray | pa.StructArray, threshold: pa.ChunkedArray | pa.Array) -> pa.StructArray:
-            array = packed.combine_chunks() if isinstance(packed, pa.ChunkedArray) else packed
-            return function(array, threshold[0].as_py() if len(threshold) else None)
+        def score(*arguments: pa.ChunkedArray | pa.Array) -> pa.StructArray:
+            return function(*(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arguments))
+
+        # DuckDB checks a UDF's arity against its parameter types and refuses *args: give it the signature.
+        score.__signature__ = inspect.Signature([inspect.Parameter(f"a{i}", inspect.Parameter.POSITIONAL_ONLY)
+                                                 for i in range(1 + len(extra))])
 
         parameter = duckdb.struct_type({column: duckdb.sqltype(kind) for column, kind in features})
-        self.connection.create_function(name, score, [parameter, duckdb.sqltype("DOUBLE")],
+        self.connection.create_function(name, score, [parameter, *map(duckdb.sqltype, extra)],
                                         _duck_type(pa.struct(list(output))), type="arrow", side_effects=False,
-                                        null_handling="special")  # a NULL threshold (none set) means the default
+                                        null_handling="special")  # NULL arguments mean "not set"
         _DEFINED.append(score)
 
     def drop_scoring_function(self, name: str) -> None:
@@ -116,14 +121,20 @@ class DuckDBEngine:
     def _has_function(self, name: str) -> bool:
         return bool(self.fetch("SELECT 1 FROM duckdb_functions() WHERE function_name = ?", [name]))
 
-    def scoring_sql(self, name: str, features: list[tuple[str, str]], threshold_sql: str, input_sql: str) -> str:
+    def scoring_sql(self, name: str, features: list[tuple[str, str]], extra_sql: list[str], input_sql: str) -> str:
         packed = ", ".join(f"{_quote(column)} := CAST({_quote(column)} AS {kind})" for column, kind in features)
-        scored = f"SELECT *, {name}(struct_pack({packed}), ({threshold_sql})) AS {OUTPUT} FROM ({input_sql}) AS __sqlml_in"
+        arguments = "".join(f", {sql}" for sql in extra_sql)
+        scored = f"SELECT *, {name}(struct_pack({packed}){arguments}) AS {OUTPUT} FROM ({input_sql}) AS __sqlml_in"
         return f"SELECT unnest({OUTPUT}), * EXCLUDE ({OUTPUT}) FROM ({scored}) AS __sqlml_scored"
 
 
 def _quote(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def literal(value: str) -> str:
+    """A SQL string literal (quotes doubled), for names and keys put into generated SQL."""
+    return exp.Literal.string(value).sql("duckdb")
 
 
 def _duck_type(dtype: pa.DataType) -> duckdb.DuckDBPyType:

@@ -37,6 +37,7 @@ class Call:
     argument: t.Any = None  # a non-STRUCT last argument, e.g. GENERATE_ARRAY(...) for ML.ROC_CURVE
     training: Data | None = None  # the model's training query, for explanations over its rows
     trials: list[dict] | None = None  # a tuned version's trials (sqlml.catalog.READS_TRIALS)
+    challenger: "LoadedModel | None" = None  # A/B serving: the version aliased "challenger"
 
     def require_model(self) -> "LoadedModel":
         if self.model is None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..errors import SqlmlError
+from ..errors import DataError, SqlmlError
+from ..model import serve
 from ..model.baseline import Baseline
 from ..model.kinds import CLUSTERING
 from .base import Call
@@ -29,15 +30,28 @@ def baseline_predictions(call: "Call") -> pa.Table:
 def predict(call: Call) -> pa.Table:
     """ML.PREDICT: prediction columns first, then every input column (BigQuery's order).
     The input is streamed in record batches, each scored in one vectorized call."""
-    model = call.require_model()
-    threshold = call.param("threshold")
+    call.require_model()
     data = call.require_input()
-    pieces = [_with_predictions(model.predict(batch, threshold), pa.Table.from_batches([batch]))
+    pieces = [_with_predictions(_scored(call, pa.Table.from_batches([batch])), pa.Table.from_batches([batch]))
               for batch in data.batches()]
     if not pieces:
-        empty = pa.Table.from_batches([], schema=model.output_schema())
-        return _with_predictions(empty, data.schema().empty_table())
+        return _with_predictions(_scored(call, data.schema().empty_table()), data.schema().empty_table())
     return pa.concat_tables(pieces)
+
+
+def _scored(call: Call, rows: pa.Table) -> pa.Table:
+    """Prediction columns of one batch; with A/B serving, the challenger scores the rows whose
+    ``split_key`` hashes into ``challenger_fraction`` (sqlml.model.serve), and ``model_version`` says which."""
+    model, threshold = call.model, call.param("threshold")
+    if call.challenger is None:
+        return model.predict(rows, threshold)
+    key = call.param("split_key")
+    if key is None or key not in rows.column_names:
+        raise DataError(f"A/B serving needs split_key, a column of the input whose hash decides each row's arm; "
+                        f"got {key!r}. Columns: {', '.join(rows.column_names)}.")
+    arms = serve.challenger_rows(rows[key], call.param("challenger_fraction"))
+    return serve.ab_output(model, call.challenger, rows, arms, model.info.version, call.challenger.info.version,
+                           threshold, threshold)
 
 
 def _with_predictions(predictions: pa.Table, inputs: pa.Table) -> pa.Table:

@@ -75,15 +75,7 @@ class Deployments:
         rows = self.engine.fetch(f"SELECT state, signature FROM {SERVING} WHERE model = ?", [model])
         if not rows:
             return None
-        state, signature = rows[0]
-        try:
-            serving = Serving(**json.loads(state))
-        except (TypeError, ValueError):
-            serving = None
-        if serving is None or not envelope.signed({"serving": serving.fields()}, signature):
-            raise ModelIntegrityError(f"The serving state of model '{model}' (sqlml.serving) does not match its "
-                                      "signature: it was modified outside sqlml.")
-        return serving
+        return verified_serving(model, *rows[0])
 
     def record(self, serving: Serving, decision: Decision) -> Serving:
         """Append ``decision`` to the log and store ``serving`` as the model's new state; call inside
@@ -123,6 +115,18 @@ class Deployments:
     def forget(self, model: str) -> None:
         """DROP MODEL: the model no longer serves anything (its log stays, as history)."""
         self.engine.fetch(f"DELETE FROM {SERVING} WHERE model = ?", [model])
+
+
+def verified_serving(model: str, state: str, signature: str) -> Serving:
+    """A serving row read from the database, refused unless it matches its signature."""
+    try:
+        serving = Serving(**json.loads(state))
+    except (TypeError, ValueError):
+        serving = None
+    if serving is None or serving.model != model or not envelope.signed({"serving": serving.fields()}, signature):
+        raise ModelIntegrityError(f"The serving state of model '{model}' (sqlml.serving) does not match its "
+                                  "signature: it was modified outside sqlml.")
+    return serving
 
 
 def rollback_target(log: list[dict], stored: set[int]) -> int | None:

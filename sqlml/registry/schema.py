@@ -17,6 +17,7 @@ TRIALS = f"{SCHEMA}.trials"  # one row per tuning trial of a version (sqlml.trai
 DROPPED = f"{SCHEMA}.dropped"  # a note of every dropped version, so views over it can name it
 DEPLOYMENTS = f"{SCHEMA}.deployments"  # append-only: every deployment decision (registry/deployments.py)
 SERVING = f"{SCHEMA}.serving"  # per model: what the log adds up to, read by views when they run
+FUNCTIONS = f"{SCHEMA}.scoring_functions"  # the scoring function each view calls (sqlml/views.py)
 VERSION_TABLE = f"{SCHEMA}.schema_version"
 
 MODELS_DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -98,6 +99,12 @@ MIGRATIONS: list[list[str]] = [
     model VARCHAR PRIMARY KEY,
     state JSON NOT NULL,
     signature VARCHAR NOT NULL
+)""",
+     f"""CREATE TABLE IF NOT EXISTS {FUNCTIONS} (
+    name VARCHAR PRIMARY KEY,
+    model VARCHAR NOT NULL,
+    features JSON NOT NULL,
+    ab BOOLEAN NOT NULL
 )"""],
 ]
 

@@ -102,21 +102,21 @@ class Registry:
             raise ModelNotFoundError(f"Model '{info.name}' version {info.version} was dropped.")
         return _matching(rows[0][0], info)
 
-    def by_fingerprint_prefix(self, prefixes: list[str]) -> list[tuple[ModelVersion, bytes]]:
-        """The undamaged stored versions whose fingerprint starts with one of ``prefixes``, with their bytes."""
-        if not prefixes or not self.exists():
+    def all_versions(self, name: str) -> list[tuple[ModelVersion, bytes]]:
+        """Every undamaged stored version of a model with its bytes, oldest first."""
+        if not self.exists():
             return []
-        rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)}, signature, model FROM {TABLE} "
-                                 "WHERE list_contains(?, fingerprint[1:16])", [prefixes])
+        rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)}, signature, model FROM {TABLE} WHERE name = ? "
+                                 "ORDER BY version", [name])
         found = [(_to_version(row[:-1]), row[-1]) for row in rows]
-        return [(info, blob) for info, blob in found if info.damage is None]
+        return [(info, _matching(blob, info)) for info, blob in found if info.damage is None]
 
-    def dropped(self, prefixes: list[str]) -> list[ModelVersion]:
-        """Dropped versions (name, version, type, label, schema) whose fingerprint starts with one of ``prefixes``."""
-        if not prefixes or not self.exists("dropped"):
+    def dropped_versions(self, name: str) -> list[ModelVersion]:
+        """The notes of a model's dropped versions (name, version, type, label, schema), oldest first."""
+        if not self.exists("dropped"):
             return []
         rows = self.engine.fetch(f"SELECT name, version, model_type, label, label_type, input_schema, fingerprint "
-                                 f"FROM {DROPPED} WHERE list_contains(?, fingerprint[1:16])", [prefixes])
+                                 f"FROM {DROPPED} WHERE name = ? ORDER BY dropped_at, version", [name])
         return [ModelVersion(name, version, model_type, label, label_type, {}, json.loads(schema_json or "[]"), {}, {},
                              [], [], {}, 0, 0, "", None, fingerprint)
                 for name, version, model_type, label, label_type, schema_json, fingerprint in rows]
@@ -202,15 +202,25 @@ class Registry:
         if not dropped:
             return []
         with self.engine.transaction():
-            for info in dropped:
-                self.engine.fetch(f"INSERT INTO {DROPPED} (name, version, model_type, label, label_type, input_schema, "
-                                  "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                  [info.name, info.version, info.model_type, info.label, info.label_type,
-                                   json.dumps(info.input_schema), info.fingerprint])
+            self.note_dropped(dropped)
             self.engine.fetch(f"DELETE FROM {TABLE} WHERE name = ?", [name])
             self.engine.fetch(f"DELETE FROM {TRIALS} WHERE name = ?", [name])
             self.deployments.forget(name)
         return dropped
+
+    def pinned(self, info: ModelVersion) -> tuple[str, str]:
+        """A signed serving state that always serves ``info`` (for a view over ``MODEL m VERSION n``)."""
+        serving = Serving(info.name, deployed=info.version, versions={str(info.version): {
+            "fingerprint": info.fingerprint, "threshold": info.options.get("threshold")}})
+        return json.dumps(serving.fields()), serving.signature()
+
+    def note_dropped(self, dropped: list[ModelVersion]) -> None:
+        """Keep a note of each dropped version, so views over it can say so (inside the caller's transaction)."""
+        for info in dropped:
+            self.engine.fetch(f"INSERT INTO {DROPPED} (name, version, model_type, label, label_type, input_schema, "
+                              "fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              [info.name, info.version, info.model_type, info.label, info.label_type,
+                               json.dumps(info.input_schema), info.fingerprint])
 
     def update_options(self, name: str, changes: dict, version: int | str | None = None) -> ModelVersion:
         """Merge descriptive/threshold options into a version's options (the deployed one unless named),

@@ -59,7 +59,8 @@ SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "sl
 
 #: Every ML.* function that has a handler, with the STRUCT parameters it takes.
 PARAMETERS: dict[str, dict[str, Param]] = {
-    "PREDICT": {"threshold": THRESHOLD, **TRIAL},
+    "PREDICT": {"threshold": THRESHOLD, "challenger_fraction": Param("number", 0.0, 1.0), "split_key": Param("string"),
+                **TRIAL},
     "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1), **TRIAL},
     "EVALUATE": {"threshold": THRESHOLD, **SLICES, **TRIAL},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},

@@ -16,8 +16,8 @@ import typing as t
 from sqlglot import exp
 from sqlglot.dialects.bigquery import BigQuery
 from sqlglot.dialects.duckdb import DuckDB
-from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.errors import ParseError
+from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.helper import seq_get
 from sqlglot.parsers.bigquery import BigQueryParser
 from sqlglot.parsers.duckdb import DuckDBParser

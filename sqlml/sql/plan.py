@@ -7,8 +7,8 @@ target engine's sqlglot dialect name; nothing here assumes DuckDB.
 
 from __future__ import annotations
 
-import typing as t
 import re
+import typing as t
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -17,8 +17,9 @@ from ..errors import SqlmlError
 from . import catalog, constants, options
 from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
 
+VIEW_PARAMS = {"challenger_fraction", "split_key"}
 PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
-ModelName = tuple[str, "int | None"]  # (registry name, version or None for the latest)
+ModelName = tuple[str, "int | str | None"]  # (registry name, version number, alias, or None for the deployed one)
 
 
 @dataclass
@@ -40,6 +41,8 @@ class ViewScoring:
     placeholder: str
     model: ModelName
     input_sql: str
+    params: dict = field(default_factory=dict)  # only the A/B ones: challenger_fraction, split_key
+    view: str = ""  # the view's name, for messages about it
 
 
 @dataclass
@@ -67,13 +70,19 @@ class Train:
 class Drop:
     name: str
     if_exists: bool
+    version: int | str | None = None  # DROP MODEL m VERSION n drops one version
 
 
 @dataclass
 class Alter:
+    """ALTER MODEL: ``action`` is one of :data:`sqlml.sql.dialect.ALTER_ACTIONS`."""
+
     name: str
-    options: dict
+    action: str
     if_exists: bool
+    options: dict = field(default_factory=dict)
+    version: int | str | None = None
+    alias: str | None = None
 
 
 Step = t.Union[Query, Train, Drop, Alter]
@@ -85,6 +94,15 @@ def model_name(table: exp.Table) -> str:
     ``MODEL a.b`` (schema a, model b) and ``MODEL "a.b"`` (one name with a dot) are different models,
     and a stored name can be written after MODEL as it is."""
     return ".".join(_name_part(part.name if part.args.get("quoted") else part.name.lower()) for part in table.parts)
+
+
+def _version(node: exp.Expr) -> int | str:
+    """``VERSION 3`` → 3; ``VERSION challenger`` or ``VERSION 'challenger'`` → the alias 'challenger'."""
+    if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
+        return int(node.this)
+    if isinstance(node, (exp.Column, exp.Identifier, exp.Var)) or (isinstance(node, exp.Literal) and node.is_string):
+        return node.name
+    raise SqlmlError(f"VERSION takes a version number or an alias; got {node.sql()}.")
 
 
 def _name_part(text: str) -> str:
@@ -120,7 +138,9 @@ class Planner:
         if isinstance(statement, CreateModel):
             return self._train(statement)
         if isinstance(statement, DropModel):
-            return Drop(model_name(statement.this), bool(statement.args.get("exists")))
+            version = statement.args.get("version")
+            return Drop(model_name(statement.this), bool(statement.args.get("exists")),
+                        _version(version) if version is not None else None)
         if isinstance(statement, AlterModel):
             return self._alter(statement)
         return self._query(statement)
@@ -143,12 +163,18 @@ class Planner:
         )
 
     def _alter(self, statement: AlterModel) -> Alter:
-        changes = options.options_to_dict(statement.args["options"])
-        not_alterable = [k for k in changes if k not in options.ALTERABLE]
-        if not_alterable:
-            raise SqlmlError(f"ALTER MODEL cannot change {', '.join(not_alterable)}; it can change "
-                             f"{', '.join(options.ALTERABLE)}. Train a new version with CREATE OR REPLACE MODEL instead.")
-        return Alter(model_name(statement.this), changes, bool(statement.args.get("exists")))
+        version, alias = statement.args.get("version"), statement.args.get("alias")
+        step = Alter(model_name(statement.this), statement.args["action"], bool(statement.args.get("exists")),
+                     version=_version(version) if version is not None else None,
+                     alias=alias.name if alias is not None else None)
+        if step.action == "set_options":
+            step.options = options.options_to_dict(statement.args["options"])
+            not_alterable = [k for k in step.options if k not in options.ALTERABLE]
+            if not_alterable:
+                raise SqlmlError(f"ALTER MODEL cannot change {', '.join(not_alterable)}; it can change "
+                                 f"{', '.join(options.ALTERABLE)}. Train a new version with CREATE OR REPLACE MODEL "
+                                 "instead.")
+        return step
 
     def _query(self, statement: exp.Expr) -> Query:
         lazy = isinstance(statement, exp.Create) and statement.kind and statement.kind.upper() == "VIEW"
@@ -187,12 +213,19 @@ class Planner:
         if call.function != "PREDICT":
             raise SqlmlError(f"ML.{call.function} cannot be used inside CREATE VIEW: its result is computed when the "
                              "statement runs. Use CREATE TABLE ... AS instead.")
-        if call.args.get("params") is not None or call.args.get("model") is None:
-            raise SqlmlError("Inside CREATE VIEW, ML.PREDICT takes a model and input data only: "
-                             "ML.PREDICT(MODEL m, TABLE t); set a threshold with ALTER MODEL.")
+        last = call.args.get("params")
+        params = catalog.check_params("PREDICT", constants.struct_fields(last, "PREDICT")) \
+            if isinstance(last, exp.Struct) else {}
+        if (last is not None and not isinstance(last, exp.Struct)) or set(params) - VIEW_PARAMS \
+                or call.args.get("model") is None:
+            raise SqlmlError("Inside CREATE VIEW, ML.PREDICT takes a model, input data and only the A/B parameters: "
+                             "ML.PREDICT(MODEL m, TABLE t[, STRUCT(0.2 AS challenger_fraction, 'id' AS split_key)]); "
+                             "set a threshold with ALTER MODEL.")
         if call.args.get("input") is None:
             raise SqlmlError("ML.PREDICT needs input data: ML.PREDICT(MODEL m, TABLE t) or (SELECT ...).")
-        view = ViewScoring(self._name("view"), self._model_ref(call.args["model"]), self._input_sql(call.args["input"]))
+        created = call.find_ancestor(exp.Create)
+        view = ViewScoring(self._name("view"), self._model_ref(call.args["model"]), self._input_sql(call.args["input"]),
+                           params, created.this.name if created is not None else "")
         step.views.append(view)
         return exp.to_table(view.placeholder)
 
@@ -200,12 +233,9 @@ class Planner:
         self._counter += 1
         return f"__sqlml_{what.lower()}_{self._counter}"
 
-    def _model_ref(self, ref: ModelRef) -> tuple[str, int | None]:
+    def _model_ref(self, ref: ModelRef) -> ModelName:
         version = ref.args.get("version")
-        if version is not None and not (isinstance(version, exp.Literal) and not version.is_string
-                                        and version.this.isdigit()):
-            raise SqlmlError(f"VERSION must be a version number; got {version.sql()}.")
-        return model_name(ref.this), int(version.this) if version is not None else None
+        return model_name(ref.this), _version(version) if version is not None else None
 
     def _input_sql(self, source: exp.Expr | None) -> str | None:
         if source is None:

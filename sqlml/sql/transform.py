@@ -25,7 +25,16 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import SqlmlError
-from .transform_functions import MULTI, SINGLE, SOURCE, Fetch, Fitter, TransformError, named, string
+from .transform_functions import (
+    MULTI,
+    SINGLE,
+    SOURCE,
+    Fetch,
+    Fitter,
+    TransformError,
+    named,
+    string,
+)
 
 
 def quoted(name: str) -> str:

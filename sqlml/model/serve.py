@@ -1,0 +1,70 @@
+"""What a model serves for a batch of rows: its predictions, its baseline while the kill switch is
+on, and — for A/B serving — which arm each row falls in (docs/release.md).
+
+Both ML.PREDICT and the scoring functions behind views score through here, so a view and a query
+serve the same thing.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import SqlmlError
+from .baseline import Baseline
+from .kinds import CLUSTERING
+
+if t.TYPE_CHECKING:
+    from .loaded import LoadedModel
+
+FNV_OFFSET, FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def baseline_output(model: "LoadedModel", rows: int) -> pa.Table:
+    """The baseline's prediction columns for ``rows`` rows, named and typed like ML.PREDICT's: the
+    majority class with the class prior (classifiers), the training mean (regressors)."""
+    if model.kind.task == CLUSTERING:
+        raise SqlmlError(f"'{model.info.name}' is a {model.kind.name} model: it has no baseline to serve.")
+    predicted, probs = Baseline.of(model).predict(rows)
+    if probs is not None:
+        return model.classification_output(probs, predicted)
+    return pa.Table.from_arrays([pa.array(predicted)], schema=model.output_schema())
+
+
+def challenger_rows(keys: pa.Array | pa.ChunkedArray, fraction: float) -> np.ndarray:
+    """Which rows the challenger scores: a row's key, as text, hashed with 64-bit FNV-1a, falls in the
+    lowest ``fraction`` of the hash range. The same key lands in the same arm in every run, session and
+    process (no DuckDB or Python hash, whose values may change between versions or runs)."""
+    return key_hashes(keys) < np.uint64(min(max(fraction, 0.0), 1.0) * float(np.iinfo(np.uint64).max))
+
+
+def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """64-bit FNV-1a of each key's UTF-8 text, vectorized over byte positions; NULL keys hash as ''."""
+    text = pc.fill_null(pc.cast(keys, pa.string()), "")
+    text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
+    data = np.frombuffer(text.buffers()[2], dtype=np.uint8) if text.buffers()[2] is not None else np.zeros(0, np.uint8)
+    lengths = np.diff(offsets)
+    hashes = np.full(len(text), FNV_OFFSET, dtype=np.uint64)
+    with np.errstate(over="ignore"):  # FNV multiplies modulo 2^64
+        for position in range(int(lengths.max(initial=0))):
+            live = lengths > position
+            hashes[live] = (hashes[live] ^ data[offsets[:-1][live] + position].astype(np.uint64)) * FNV_PRIME
+    return hashes
+
+
+def ab_output(deployed: "LoadedModel", challenger: "LoadedModel", rows: pa.Table, arms: np.ndarray,
+              deployed_version: int, challenger_version: int, deployed_threshold: float | None = None,
+              challenger_threshold: float | None = None) -> pa.Table:
+    """Prediction columns of ``rows`` in their order, the rows in ``arms`` scored by the challenger and
+    the others by the deployed version, with ``model_version`` saying which scored each."""
+    parts = [deployed.predict(rows.filter(pa.array(~arms)), deployed_threshold),
+             challenger.predict(rows.filter(pa.array(arms)), challenger_threshold)]
+    combined = pa.concat_tables(parts)
+    versions = np.repeat([deployed_version, challenger_version], [parts[0].num_rows, parts[1].num_rows])
+    combined = combined.append_column("model_version", pa.array(versions, pa.int64()))
+    order = np.concatenate([np.flatnonzero(~arms), np.flatnonzero(arms)])
+    return combined.take(pa.array(np.argsort(order, kind="stable")))
