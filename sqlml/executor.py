@@ -137,8 +137,13 @@ class Executor:
         info = self.registry.resolve(*model)
         blob = self.registry.blob(info)
         views.define(self.engine, info, blob)
-        state = loaded.CACHE.get(info, lambda fingerprint: blob).transform
-        input_sql = transform.wrap_sql(state, input_sql, None) if state else input_sql
+        model_state = loaded.CACHE.get(info, lambda fingerprint: blob)
+        columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
+        if model_state.transform:
+            transform.wrap_sql(model_state.transform, input_sql, columns.names)
+            input_sql = transform.wrap_sql(model_state.transform, input_sql, None)
+        else:
+            model_state.preprocessor.check_columns(columns.empty_table())
         return views.scoring_sql(self.engine, info, input_sql)
 
     def compute(self, tf: TableFunction) -> pa.Table:
