@@ -16,7 +16,6 @@ from .engines.duckdb import DuckDBEngine, Result, connect_duckdb
 from .executor import Executor
 from .registry.versions import INFO_COLUMNS, TABLE, Registry
 
-
 #: (module, class) of the objects a statement may name as tables, as DuckDB's replacement scans take them.
 DATA_FRAMES = {("pandas", "DataFrame"), ("pyarrow", "Table"), ("pyarrow", "RecordBatch"), ("pyarrow", "RecordBatchReader"),
                ("pyarrow", "Dataset"), ("pyarrow", "FileSystemDataset"), ("polars", "DataFrame"), ("polars", "LazyFrame")}

@@ -149,7 +149,7 @@ class Result:
     are sqlml errors. DuckDB runs a relation when it is consumed, so a failure there (a view's scoring
     function, a table changed since) would otherwise reach the user as DuckDB's exception."""
 
-    __slots__ = ("_relation", "_engine")
+    __slots__ = ("_engine", "_relation")
 
     def __init__(self, relation: duckdb.DuckDBPyRelation, engine: DuckDBEngine):
         self._relation, self._engine = relation, engine
@@ -202,7 +202,7 @@ def wrap_errors(action: t.Callable[[], t.Any], connection: duckdb.DuckDBPyConnec
 BUSY = ("Database busy: another process has '{path}' open for writing. While it does, DuckDB lets no other "
         "process open the file, not even read-only (several processes may read it only when none writes). "
         "Close the other program (a notebook, a dbt run, another sqlml run) or wait until it ends, then retry.")
-UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: (?:(\w+): )?(.*)", re.S)
+UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: (?:(\w+): )?(.*)", re.DOTALL)
 MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
 
 
@@ -210,16 +210,16 @@ def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = No
     """The sqlml error for one of DuckDB's: the error raised inside a scoring function when there was one,
     storage faults explained, a scoring view's vanished input column named as such."""
     message = str(e)
-    if isinstance(e, duckdb.IOException) and "lock" in message.lower():
-        path = re.search(r'file "([^"]+)"', message)
-        return DatabaseBusyError(BUSY.format(path=path.group(1) if path else "the database"))
     if "No space left on device" in message:
         return StorageError(f"The disk is full ({message}). Nothing of the failed statement was kept; what was "
                             "stored before is intact. Free some space, or use a database on another disk, and retry.")
     if "Permission denied" in message or "Read-only file system" in message:
-        return StorageError(f"No permission to write the database ({message}). DuckDB writes the file and a '.wal' "
-                            "file beside it: make both and their directory writable, or open the database "
-                            "read-only (sqlml.connect(path, read_only=True)) to read models and tables.")
+        return StorageError(f"No permission ({message}). A database is written with a '.wal' file beside it: "
+                            "make both and their folder writable, or open the database read-only "
+                            "(sqlml.connect(path, read_only=True)) to read its models and tables.")
+    if isinstance(e, duckdb.IOException) and "lock" in message.lower():
+        path = re.search(r'file "([^"]+)"', message)
+        return DatabaseBusyError(BUSY.format(path=path.group(1) if path else "the database"))
     udf = UDF_ERROR.search(message)
     if udf:
         kind = getattr(errors, udf.group(1) or "", None)
