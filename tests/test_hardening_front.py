@@ -328,6 +328,12 @@ def test_the_quick_start_prints_every_evaluation_column_with_r2(tmp_path):
     assert list(printed) == list(evaluation) and len(printed) == 27
     assert float(printed["r2_score"]) == evaluation["r2_score"] and round(evaluation["r2_score"], 2) == 0.87
     assert round(float(printed["mean_absolute_error"])) == 227 and printed["beats_baseline"] == "true"
+    with open("README.md", encoding="utf-8") as f:
+        readme = f.read()
+    shown = vertical("\n".join(line for line in readme.split("prints `ML.EVALUATE`", 1)[1].split("```\n", 2)[1]
+                                .splitlines() if line != "…"))
+    assert len(shown) > 5 and all(printed[name] == value or float(printed[name]) == pytest.approx(float(value), rel=1e-9)
+                                  for name, value in shown.items())  # the README shows what is printed
 
 
 def test_a_wide_result_of_several_rows_shows_every_column(conn):
