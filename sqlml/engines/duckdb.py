@@ -155,6 +155,8 @@ class Result:
         self._relation, self._engine = relation, engine
 
     def __getattr__(self, name: str) -> t.Any:
+        if name in Result.__slots__:  # not set yet (copy, pickle): never look it up on itself
+            raise AttributeError(name)
         attribute = self._engine.guarded(lambda: getattr(self._relation, name))
         if not callable(attribute):
             return attribute
