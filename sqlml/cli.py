@@ -14,12 +14,14 @@ import csv
 import functools
 import itertools
 import json
+import os
 import sys
 import threading
 import time
 import typing as t
 
 import click
+import duckdb
 
 from . import datasets
 from .errors import SqlmlError
@@ -29,7 +31,7 @@ FORMATS = ("table", "csv", "json")
 
 def db_option(command: t.Callable) -> t.Callable:
     return click.option("--db", "db_path", default=":memory:", show_default=True,
-                        help="DuckDB database file (created if missing).")(command)
+                        help="DuckDB database file (`run` creates it if missing).")(command)
 
 
 def user_errors(command: t.Callable) -> t.Callable:
@@ -114,9 +116,11 @@ def run(file: t.TextIO, db_path: str, output_format: str, dataset_names: tuple[s
     import sqlml
     spinner = Spinner()
     text = file.read()
+    if db_path != ":memory:" and not os.path.exists(db_path):
+        click.echo(f"Creating new database {os.path.abspath(db_path)} (no file at --db {db_path} yet).", err=True)
     with sqlml.connect(db_path, progress=spinner.say) as conn:
         for name in dataset_names:
-            datasets.load(conn.duckdb, name)
+            datasets.load(conn, name)
         statements = sqlml.parse(text)
         for statement in statements:
             try:
@@ -139,7 +143,7 @@ def run(file: t.TextIO, db_path: str, output_format: str, dataset_names: tuple[s
 def models(db_path: str, output_format: str) -> None:
     """List the models in the registry, one row per version, with each version's status."""
     import sqlml
-    with sqlml.connect(db_path, read_only=db_path != ":memory:") as conn:
+    with sqlml.connect(db_path, read_only=db_path != ":memory:", create=False) as conn:
         if not conn.executor.registry.exists():
             click.echo("No models yet.", err=True)
             return
@@ -175,7 +179,7 @@ def card(model: str, db_path: str, output: str, data_sql: str | None, slice_by: 
     import sqlml
 
     from .functions.card import card_query
-    with sqlml.connect(db_path, read_only=db_path != ":memory:") as conn:
+    with sqlml.connect(db_path, read_only=db_path != ":memory:", create=False) as conn:
         (html,) = conn.sql(card_query(model, data_sql, slice_by, sensitive_col)).fetchall()[0]
     try:
         with open(output, "w", encoding="utf-8") as f:
@@ -198,11 +202,16 @@ def warn_if_below_baseline(relation: t.Any) -> None:
 
 
 def print_result(relation: t.Any, output_format: str) -> None:
-    """Print a DuckDB relation as a table, CSV (nested values as JSON) or JSON lines."""
+    """Print a DuckDB relation as a table (one row as a list of name and value, so that no column is
+    hidden), CSV (nested values as JSON) or JSON lines."""
+    table = relation.to_arrow_table()  # run once: DuckDB's renderer would run the query again
     if output_format == "table":
-        click.echo(str(relation), nl=False)
+        if table.num_rows == 1:
+            print_vertical(table.to_pylist()[0])
+        else:  # every column asked for, however wide; a terminal wraps the lines
+            duckdb.connect().from_arrow(table).show(max_width=WIDEST)
         return
-    rows = relation.to_arrow_table().to_pylist()
+    rows = table.to_pylist()
     if output_format == "json":
         for row in rows:
             click.echo(json.dumps(row, default=str))
@@ -210,4 +219,19 @@ def print_result(relation: t.Any, output_format: str) -> None:
     writer = csv.writer(click.get_text_stream("stdout"), lineterminator="\n")
     writer.writerow(relation.columns)
     for row in rows:
-        writer.writerow([json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in row.values()])
+        writer.writerow([_text(v) for v in row.values()])
+
+
+WIDEST = 100_000  # characters: DuckDB hides the columns beyond its max_width
+
+
+def print_vertical(row: dict) -> None:
+    width = max(map(len, row))
+    for name, value in row.items():
+        shown = "NULL" if value is None else str(value).lower() if isinstance(value, bool) else _text(value)
+        click.echo(f"{name:<{width}}  {shown}")
+    click.echo("")
+
+
+def _text(value: t.Any) -> t.Any:
+    return json.dumps(value, default=str) if isinstance(value, (list, dict)) else value

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import sys
+import types
 import typing as t
 
 import duckdb
 import pyarrow as pa
 
 from . import views
-from .engines.duckdb import DuckDBEngine, connect_duckdb
+from .engines.duckdb import DuckDBEngine, Result, connect_duckdb
 from .executor import Executor
 from .registry.versions import INFO_COLUMNS, TABLE, Registry
+
+#: (module, class) of the objects a statement may name as tables, as DuckDB's replacement scans take them.
+DATA_FRAMES = {("pandas", "DataFrame"), ("pyarrow", "Table"), ("pyarrow", "RecordBatch"), ("pyarrow", "RecordBatchReader"),
+               ("pyarrow", "Dataset"), ("pyarrow", "FileSystemDataset"), ("polars", "DataFrame"), ("polars", "LazyFrame")}
+NAME = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_]*)')
 
 
 class Connection:
@@ -21,30 +30,55 @@ class Connection:
         self.duckdb = duckdb_connection
         self.executor = Executor(DuckDBEngine(duckdb_connection), progress, dialect)
 
-    def sql(self, text: str) -> duckdb.DuckDBPyRelation | None:
+    def sql(self, text: str) -> Result | None:
         """Run one or more statements; return the last result as a DuckDB relation (or None).
 
-        The relation supports ``.df()``, ``.arrow()``, ``.fetchall()`` and further SQL.
+        The relation supports ``.df()``, ``.arrow()``, ``.fetchall()``, ``.show()`` and further SQL; errors
+        DuckDB raises while running it are sqlml errors. As with ``duckdb.sql``, a table name that is no
+        table of the database may name a pandas, pyarrow or polars data frame of the calling code.
         """
-        return self.executor.run(text)
+        with self._caller_frames(text, sys._getframe(1)) as named:
+            result = self.executor.run(text)
+            # The frames are unregistered when the statement ends, so a result that reads them is read now.
+            return self.executor.engine.result(result.to_arrow_table()) if named and result is not None else result
 
     execute = sql
+
+    @contextlib.contextmanager
+    def _caller_frames(self, text: str, frame: types.FrameType) -> t.Iterator[list[str]]:
+        """Register, for one statement, the caller's data frames that ``text`` names and the database lacks."""
+        names = {quoted.replace('""', '"') if quoted else plain for quoted, plain in NAME.findall(text)}
+        scopes = (frame.f_locals, frame.f_globals)  # DuckDB's order: the caller's locals, then its module's
+        del frame
+        found = {name: next(s[name] for s in scopes if name in s) for name in names if any(name in s for s in scopes)}
+        found = {name: value for name, value in found.items() if _is_data_frame(value)}
+        if found:
+            known = {n.lower() for (n,) in self.duckdb.execute(
+                "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views()").fetchall()}
+            found = {name: value for name, value in found.items() if name.lower() not in known}
+        for name, value in found.items():
+            self.duckdb.register(name, value)
+        try:
+            yield list(found)
+        finally:
+            for name in found:
+                self.duckdb.unregister(name)
 
     def models(self) -> duckdb.DuckDBPyRelation:
         """The model registry: one row per stored version, without the model bytes, and ``status``:
         'ok', or why the version is refused (its row was edited outside sqlml)."""
-        registry = self.executor.registry
+        registry, engine = self.executor.registry, self.executor.engine
         if not registry.exists():
-            return self.duckdb.sql("SELECT NULL::VARCHAR AS name, NULL::INTEGER AS version WHERE false")
+            return engine.result(pa.table({"name": pa.array([], pa.string()), "version": pa.array([], pa.int32())}))
         found = registry.versions()
         status = pa.table({"name": [v.name for v in found], "version": pa.array([v.version for v in found], pa.int32()),
                            "status": [v.damage or "ok" for v in found]})
         columns = ", ".join(f"m.{c}" for c in INFO_COLUMNS)
         self.duckdb.register("__sqlml_status", status)
         try:
-            return self.duckdb.from_arrow(self.duckdb.sql(
+            return engine.result(engine.read_arrow(
                 f"SELECT {columns}, s.status FROM {TABLE} AS m JOIN __sqlml_status AS s USING (name, version) "
-                "ORDER BY m.name, m.version").to_arrow_table())
+                "ORDER BY m.name, m.version"))
         finally:
             self.duckdb.unregister("__sqlml_status")
 
@@ -59,17 +93,27 @@ class Connection:
 
 
 def connect(path: str = ":memory:", read_only: bool = False, progress: t.Callable[[str], None] | None = None,
-            dialect: str = "duckdb") -> Connection:
-    """Open (or create) a DuckDB database with sqlml installed on it. ``dialect='bigquery'`` reads
+            dialect: str = "duckdb", create: bool = True) -> Connection:
+    """Open a DuckDB database with sqlml installed on it; a missing file is created unless ``create=False``
+    (then a wrong path is an error instead of a new, empty database). ``dialect='bigquery'`` reads
     statements written for BigQuery (its quoting, SAFE_CAST, UNNEST, date functions) and runs them on DuckDB."""
-    connection = connect_duckdb(path, read_only=read_only)
+    connection = connect_duckdb(path, read_only=read_only, create=create)
     register(connection)
     return Connection(connection, progress, dialect)
 
 
 def register(connection: duckdb.DuckDBPyConnection) -> Connection:
     """Install sqlml on an existing DuckDB connection: the scoring functions of every stored
-    model version, so views over ML.PREDICT work. Returns a :class:`Connection` wrapping it."""
+    model version, so views over ML.PREDICT work. Returns a :class:`Connection` wrapping it.
+
+    DuckDB's replacement scans (an unknown table name read as a Python variable) are turned off on the
+    connection, since they would find sqlml's own variables; the Connection's ``sql`` finds the caller's
+    data frames by name instead, and ``connection.register(name, frame)`` works as always."""
     engine = DuckDBEngine(connection)
     views.define_for_views(engine, Registry(engine))
     return Connection(connection)
+
+
+def _is_data_frame(value: t.Any) -> bool:
+    kind = type(value)
+    return (kind.__module__.split(".")[0], kind.__name__) in DATA_FRAMES

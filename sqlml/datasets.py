@@ -23,6 +23,9 @@ import pyarrow as pa
 
 from .errors import SqlmlError
 
+if t.TYPE_CHECKING:
+    from .connection import Connection
+
 
 def _penguins() -> pa.Table:
     import palmerpenguins
@@ -53,8 +56,10 @@ DATASETS: dict[str, t.Callable[[], pa.Table]] = {
 }
 
 
-def load(connection: duckdb.DuckDBPyConnection, name: str, table: str | None = None) -> str:
-    """Create (or replace) table ``table`` (default: the dataset's name) from a packaged dataset."""
+def load(connection: Connection | duckdb.DuckDBPyConnection, name: str, table: str | None = None) -> str:
+    """Create (or replace) table ``table`` (default: the dataset's name) from a packaged dataset, on the
+    connection :func:`sqlml.connect` returns or on a DuckDB connection."""
+    connection = getattr(connection, "duckdb", connection)  # a sqlml Connection holds its DuckDB connection
     if name not in DATASETS:
         raise SqlmlError(f"Unknown dataset '{name}'. Available: {', '.join(DATASETS)}.")
     data = DATASETS[name]()

@@ -35,3 +35,7 @@ class DatabaseBusyError(SqlmlError):
 
 class SecretKeyError(SqlmlError):
     """The secret key that signs models is missing, unreadable or too weak."""
+
+
+class StorageError(SqlmlError):
+    """The database cannot be written: the disk is full, or the file or its directory is not writable."""

@@ -168,8 +168,13 @@ class Executor:
                              "STRUCT(0.2 AS challenger_fraction, 'id' AS split_key).")
         info = self.registry.resolve(name, version)
         function = views.define(self.engine, self.registry, info, ab)
-        state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info)).transform
-        input_sql = transform.wrap_sql(state, input_sql, None) if state else input_sql
+        model_state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
+        columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
+        if model_state.transform:
+            transform.wrap_sql(model_state.transform, input_sql, columns.names)
+            input_sql = transform.wrap_sql(model_state.transform, input_sql, None)
+        else:
+            model_state.preprocessor.check_columns(columns.empty_table())
         pinned = self.registry.pinned(info) if version is not None else None
         return views.scoring_sql(self.engine, function, input_sql, view, params.get("split_key"),
                                  params.get("challenger_fraction"), pinned)

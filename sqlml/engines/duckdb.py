@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import itertools
+import os
+import re
 import threading
 import typing as t
 
@@ -12,7 +15,8 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from ..errors import DatabaseBusyError, SqlmlError
+from .. import errors
+from ..errors import DatabaseBusyError, DataError, SqlmlError, StorageError
 from .base import ScoringFunction
 
 BATCH_ROWS = 122_880  # DuckDB's natural record-batch size: 60 vectors of 2,048 rows
@@ -24,17 +28,12 @@ OUTPUT = "__sqlml_out"
 _DEFINED: list[t.Callable] = []
 
 
-def connect_duckdb(path: str = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open a DuckDB database, turning a lock held by another process into a clear error."""
-    try:
-        return duckdb.connect(path, read_only=read_only)
-    except duckdb.IOException as e:
-        if "lock" in str(e).lower():
-            raise DatabaseBusyError(
-                f"Database busy: another process has '{path}' open for writing. "
-                "Close it, or open this one read-only."
-            ) from None
-        raise SqlmlError(f"Cannot open database '{path}': {e}") from None
+def connect_duckdb(path: str = ":memory:", read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB database; with ``create=False`` a missing file is an error, not a new empty database."""
+    if not create and path != ":memory:" and not os.path.exists(path):
+        raise SqlmlError(f"No database file at '{path}' (working directory {os.getcwd()}). Check the path; "
+                         "pass create=True to start a new database there.")
+    return wrap_errors(lambda: duckdb.connect(path, read_only=read_only))
 
 
 class DuckDBEngine:
@@ -46,22 +45,32 @@ class DuckDBEngine:
     def __init__(self, connection: duckdb.DuckDBPyConnection):
         self.connection = connection
         self._lock = threading.RLock()
+        # DuckDB's replacement scans would resolve an unknown table name to a variable of the Python
+        # frame calling DuckDB: sqlml's own (`t` is the typing module). Connection.sql registers the
+        # caller's data frames by name instead.
+        connection.execute("SET python_enable_replacements = false")
 
-    def execute(self, sql: str, params: list | None = None) -> duckdb.DuckDBPyRelation | None:
-        return wrap_errors(lambda: self.connection.sql(sql, params=params) if params else self.connection.sql(sql))
+    def guarded(self, action: t.Callable[[], t.Any]) -> t.Any:
+        """``action``'s value, DuckDB's errors turned into sqlml errors (with this database's views in view)."""
+        return wrap_errors(action, self.connection)
+
+    def execute(self, sql: str, params: list | None = None) -> Result | None:
+        relation = self.guarded(lambda: self.connection.sql(sql, params=params) if params else self.connection.sql(sql))
+        return None if relation is None else Result(relation, self)
 
     def fetch(self, sql: str, params: list | None = None) -> list[tuple]:
-        return wrap_errors(lambda: self.connection.execute(sql, params or []).fetchall())
+        return self.guarded(lambda: self.connection.execute(sql, params or []).fetchall())
 
     def read_arrow(self, sql: str) -> pa.Table:
-        return wrap_errors(lambda: self.connection.sql(sql).to_arrow_table())
+        return self.guarded(lambda: self.connection.sql(sql).to_arrow_table())
 
     def read_batches(self, sql: str, batch_rows: int = BATCH_ROWS) -> t.Iterator[pa.RecordBatch]:
-        reader = wrap_errors(lambda: self.connection.sql(sql).to_arrow_reader(batch_rows))
-        yield from wrap_errors(lambda: iter(reader))
+        reader = self.guarded(lambda: self.connection.sql(sql).to_arrow_reader(batch_rows))
+        while (batch := self.guarded(lambda: next(reader, None))) is not None:  # DuckDB runs the query as it is read
+            yield batch
 
     def schema(self, sql: str) -> pa.Schema:
-        return wrap_errors(lambda: self.connection.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema)
+        return self.guarded(lambda: self.connection.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema)
 
     def temp_name(self, prefix: str = "sqlml") -> str:
         return f"__{prefix}_{next(self._names)}"
@@ -72,8 +81,8 @@ class DuckDBEngine:
     def unregister_table(self, name: str) -> None:
         self.connection.unregister(name)
 
-    def result(self, table: pa.Table) -> duckdb.DuckDBPyRelation:
-        return self.connection.from_arrow(table)
+    def result(self, table: pa.Table) -> Result:
+        return Result(self.connection.from_arrow(table), self)
 
     @contextlib.contextmanager
     def transaction(self) -> t.Iterator[None]:
@@ -86,7 +95,7 @@ class DuckDBEngine:
             except BaseException:
                 self.connection.execute("ROLLBACK")
                 raise
-            wrap_errors(lambda: self.connection.execute("COMMIT"))  # a conflict with another session fails here
+            self.guarded(lambda: self.connection.execute("COMMIT"))  # a conflict, a full disk... fail here
 
     def current_database(self) -> str:
         return self.fetch("SELECT current_database()")[0][0]
@@ -146,20 +155,107 @@ def _duck_type(dtype: pa.DataType) -> duckdb.DuckDBPyType:
     return duckdb.sqltype({pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}[dtype])
 
 
-def wrap_errors(action: t.Callable[[], t.Any]) -> t.Any:
-    """Run ``action``, turning DuckDB's user-facing errors into SqlmlError with DuckDB's message."""
+class Result:
+    """A DuckDB relation (``.df()``, ``.arrow()``, ``.fetchall()``, ``.show()``, further SQL) whose errors
+    are sqlml errors. DuckDB runs a relation when it is consumed, so a failure there (a view's scoring
+    function, a table changed since) would otherwise reach the user as DuckDB's exception."""
+
+    __slots__ = ("_engine", "_relation")
+
+    def __init__(self, relation: duckdb.DuckDBPyRelation, engine: DuckDBEngine):
+        self._relation, self._engine = relation, engine
+
+    def __getattr__(self, name: str) -> t.Any:
+        if name in Result.__slots__:  # not set yet (copy, pickle): never look it up on itself
+            raise AttributeError(name)
+        attribute = self._engine.guarded(lambda: getattr(self._relation, name))
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            args, kwargs = [_unwrap(a) for a in args], {k: _unwrap(v) for k, v in kwargs.items()}
+            return self._wrap(self._engine.guarded(lambda: attribute(*args, **kwargs)))
+        return call
+
+    def _wrap(self, value: t.Any) -> t.Any:
+        return Result(value, self._engine) if isinstance(value, duckdb.DuckDBPyRelation) else value
+
+    def __str__(self) -> str:
+        return self._engine.guarded(lambda: str(self._relation))
+
+    __repr__ = __str__
+
+    def __len__(self) -> int:
+        return self._engine.guarded(lambda: len(self._relation))
+
+    def __getitem__(self, key: t.Any) -> t.Any:
+        return self._wrap(self._engine.guarded(lambda: self._relation[key]))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._relation.columns
+
+    def __dir__(self) -> list[str]:
+        return dir(self._relation)
+
+
+def _unwrap(value: t.Any) -> t.Any:
+    """DuckDB's own methods (``join``, ``union``...) take the relation underneath a Result."""
+    return value._relation if isinstance(value, Result) else value
+
+
+def wrap_errors(action: t.Callable[[], t.Any], connection: duckdb.DuckDBPyConnection | None = None) -> t.Any:
+    """Run ``action``, turning DuckDB's errors into sqlml errors with messages that say what to do."""
     try:
         return action()
-    except duckdb.IOException as e:
-        if "lock" in str(e).lower():
-            raise DatabaseBusyError(f"Database busy: {e}") from None
-        raise SqlmlError(str(e)) from None
     except duckdb.Error as e:
-        raise SqlmlError(_strip_udf_noise(str(e))) from None
+        raise translate(e, connection) from None
 
 
-def _strip_udf_noise(message: str) -> str:
-    """A failing scoring UDF reports 'Python exception occurred while executing the UDF: X';
-    the user only needs X."""
-    marker = "Python exception occurred while executing the UDF: "
-    return message.split(marker, 1)[1] if marker in message else message
+BUSY = ("Database busy: another process has '{path}' open for writing. While it does, DuckDB lets no other "
+        "process open the file, not even read-only (several processes may read it only when none writes). "
+        "Close the other program (a notebook, a dbt run, another sqlml run) or wait until it ends, then retry.")
+UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: (?:(\w+): )?(.*)", re.DOTALL)
+MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+
+
+def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = None) -> SqlmlError:
+    """The sqlml error for one of DuckDB's: the error raised inside a scoring function when there was one,
+    storage faults explained, a scoring view's vanished input column named as such."""
+    message = str(e)
+    if "No space left on device" in message:
+        return StorageError(f"The disk is full ({message}). Nothing of the failed statement was kept; what was "
+                            "stored before is intact. Free some space, or use a database on another disk, and retry.")
+    if "Permission denied" in message or "Read-only file system" in message:
+        return StorageError(f"No permission ({message}). A database is written with a '.wal' file beside it: "
+                            "make both and their folder writable, or open the database read-only "
+                            "(sqlml.connect(path, read_only=True)) to read its models and tables.")
+    if isinstance(e, duckdb.IOException) and "lock" in message.lower():
+        path = re.search(r'file "([^"]+)"', message)
+        return DatabaseBusyError(BUSY.format(path=path.group(1) if path else "the database"))
+    udf = UDF_ERROR.search(message)
+    if udf:
+        kind = getattr(errors, udf.group(1) or "", None)
+        if isinstance(kind, type) and issubclass(kind, SqlmlError):
+            return kind(udf.group(2))  # the sqlml error the scoring function raised, as it was raised
+        return SqlmlError(message[udf.start(1) if udf.group(1) else udf.start(2):])
+    missing = MISSING_COLUMN.search(message)
+    views = _scoring_views(connection, missing.group(1)) if missing and connection is not None else []
+    if views:
+        return DataError(f"The input is missing feature column(s) the model was trained on: {missing.group(1)} "
+                         f"(read by {'view' if len(views) == 1 else 'views'} {', '.join(repr(v) for v in views)} "
+                         "through ML.PREDICT; the table under it changed after the view was created). "
+                         "Restore the column, or recreate the view over data that has it.")
+    return SqlmlError(message)
+
+
+def _scoring_views(connection: duckdb.DuckDBPyConnection, column: str) -> list[str]:
+    """The views whose ML.PREDICT packs ``column`` into a scoring function's features (see scoring_sql;
+    DuckDB stores a view's SQL re-written, quoting names only where needed)."""
+    name = f"(?:{re.escape(column)}|{re.escape(_quote(column))})"
+    packed = re.compile(rf"{name} := CAST\({name} AS ")
+    try:
+        views = connection.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+    except duckdb.Error:
+        return []
+    return sorted(view for view, sql in views if "sqlml_serve_" in sql and packed.search(sql))

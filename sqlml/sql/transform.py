@@ -24,17 +24,8 @@ import typing as t
 import sqlglot
 from sqlglot import exp
 
-from ..errors import SqlmlError
-from .transform_functions import (
-    MULTI,
-    SINGLE,
-    SOURCE,
-    Fetch,
-    Fitter,
-    TransformError,
-    named,
-    string,
-)
+from ..errors import DataError
+from .transform_functions import MULTI, SINGLE, SOURCE, Fetch, Fitter, TransformError, named, string
 
 
 def quoted(name: str) -> str:
@@ -170,7 +161,7 @@ def wrap_sql(state: dict, input_sql: str, columns: list[str] | None) -> str:
     else:
         missing = sorted({c for i in features for c in i["inputs"]} - set(columns))
         if missing:
-            raise SqlmlError(f"The input is missing column(s) the model's TRANSFORM reads: {', '.join(missing)}.")
+            raise DataError(f"The input is missing column(s) the model's TRANSFORM reads: {', '.join(missing)}.")
         rest = [quoted(c) for c in columns if c not in names]
     return f"SELECT {', '.join([_select(i) for i in outputs] + rest)} FROM ({input_sql}) AS {SOURCE}"
 
