@@ -5,8 +5,8 @@ SELECT row_number() OVER () AS flight_id, month, day, dep_delay, distance, hour,
        arr_delay, arr_delay > 15 AS is_late
 FROM flights WHERE arr_delay IS NOT NULL AND day IN (1, 15);
 
-SELECT column_name, data_type, null_share, distinct_count, mean, findings
-FROM ML.DESCRIBE_DATA((SELECT * FROM late_flights), STRUCT('is_late' AS label_col));
+SELECT name, num_nulls, unique, mean, quantiles, top_values, findings
+FROM ML.DESCRIBE_DATA((SELECT * FROM late_flights), STRUCT(4 AS num_quantiles, 3 AS top_k, 'is_late' AS label_col));
 
 -- CREATE MODEL runs the same checks and warns ("Data check: ..."); here it trains on a stratified
 -- sample of 5,000 training rows.

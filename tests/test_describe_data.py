@@ -28,7 +28,7 @@ def _findings(conn, sql: str) -> dict[str, set[str]]:
 def test_flags_leak_identifier_constant_and_nulls(planted):
     # Sanity: the planted arr_delay really is the label's source on every row.
     assert planted.sql("SELECT bool_and((arr_delay > 15) = is_late) FROM planted").fetchall()[0][0]
-    found = _findings(planted, """SELECT column_name, findings FROM ML.DESCRIBE_DATA(
+    found = _findings(planted, """SELECT name, findings FROM ML.DESCRIBE_DATA(
         (SELECT * FROM planted), STRUCT('is_late' AS label_col))""")
     assert "label_leakage" in found["arr_delay"]
     assert "identifier" in found["flight_id"]
@@ -39,26 +39,26 @@ def test_flags_leak_identifier_constant_and_nulls(planted):
 
 
 def test_finding_messages_say_why_and_what_to_do(planted):
-    rows = planted.sql("""SELECT column_name, findings FROM ML.DESCRIBE_DATA(
+    rows = planted.sql("""SELECT name, findings FROM ML.DESCRIBE_DATA(
         (SELECT * FROM planted), STRUCT('is_late' AS label_col))""").fetchall()
     leak = dict(rows)["arr_delay"][0]["message"]
     assert "predicts the label 'is_late'" in leak and "Remove it" in leak
 
 
 def test_label_under_another_name(penguins):
-    found = _findings(penguins, """SELECT column_name, findings FROM ML.DESCRIBE_DATA(
+    found = _findings(penguins, """SELECT name, findings FROM ML.DESCRIBE_DATA(
         (SELECT species, upper(species) AS kind, island, bill_length_mm FROM penguins), STRUCT('species' AS label_col))""")
     assert "label_leakage" in found["kind"]
     assert found["bill_length_mm"] == set()
 
 
 def test_leaks_through_numbers_in_regression_and_multiclass(penguins):
-    regression = _findings(penguins, """SELECT column_name, findings FROM ML.DESCRIBE_DATA(
+    regression = _findings(penguins, """SELECT name, findings FROM ML.DESCRIBE_DATA(
         (SELECT body_mass_g, body_mass_g / 1000.0 AS kilograms, ln(body_mass_g) AS log_mass, flipper_length_mm
          FROM penguins WHERE body_mass_g IS NOT NULL), STRUCT('body_mass_g' AS label_col))""")
     assert "label_leakage" in regression["kilograms"] and "label_leakage" in regression["log_mass"]
     assert regression["flipper_length_mm"] == set()  # R² ≈ 0.76: a strong, honest predictor
-    multiclass = _findings(penguins, """SELECT column_name, findings FROM ML.DESCRIBE_DATA(
+    multiclass = _findings(penguins, """SELECT name, findings FROM ML.DESCRIBE_DATA(
         (SELECT species, CASE species WHEN 'Adelie' THEN 1.5 WHEN 'Gentoo' THEN 7.2 ELSE 3.3 END + random() / 10 AS code,
                 bill_length_mm FROM penguins), STRUCT('species' AS label_col))""")
     assert "label_leakage" in multiclass["code"] and multiclass["bill_length_mm"] == set()
@@ -66,33 +66,38 @@ def test_leaks_through_numbers_in_regression_and_multiclass(penguins):
 
 def test_imbalance_finding_on_label(conn):
     conn.sql("CREATE TABLE rare AS SELECT i, i % 40 = 0 AS fraud, random() AS noise FROM range(2000) t(i)")
-    found = _findings(conn, """SELECT column_name, findings FROM ML.DESCRIBE_DATA((SELECT fraud, noise FROM rare),
+    found = _findings(conn, """SELECT name, findings FROM ML.DESCRIBE_DATA((SELECT fraud, noise FROM rare),
         STRUCT('fraud' AS label_col))""")
     assert found["fraud"] == {"label_imbalance"}
 
 
 def test_statistics_equal_pandas(flights):
+    """BigQuery's columns (the ML.DESCRIBE_DATA reference, tests/test_bigquery_outputs.py checks them all)
+    against pandas on the same rows, at the defaults: 2 quantiles, top 1 value."""
     frame = flights.sql("SELECT dep_delay, carrier, distance FROM flights").df()
     stats = flights.sql("""SELECT * FROM ML.DESCRIBE_DATA((SELECT dep_delay, carrier, distance FROM flights))""").df()
-    stats = stats.set_index("column_name")
+    stats = stats.set_index("name")
     for column in ("dep_delay", "distance"):
-        row = stats.loc[column]
-        assert row["row_count"] == len(frame)
-        assert row["null_count"] == frame[column].isna().sum()
-        assert row["distinct_count"] == frame[column].nunique()
-        assert row["min"] == frame[column].min() and row["max"] == frame[column].max()
-        assert row["mean"] == pytest.approx(frame[column].mean(), rel=1e-12)
-        assert row["stddev"] == pytest.approx(frame[column].std(), rel=1e-12)
+        row, values = stats.loc[column], frame[column].dropna()
+        assert row["num_rows"] == len(frame)
+        assert row["num_nulls"] == frame[column].isna().sum()
+        assert row["num_zeros"] == (values == 0).sum()
+        assert float(row["min"]) == values.min() and float(row["max"]) == values.max()
+        assert row["mean"] == pytest.approx(values.mean(), rel=1e-12)
+        assert row["stdev"] == pytest.approx(values.std(), rel=1e-12)
+        assert row["median"] == values.median()
+        assert list(row["quantiles"]) == [values.min(), values.sort_values().iloc[(len(values) + 1) // 2 - 1], values.max()]
     top = stats.loc["carrier", "top_values"]
     counts = frame["carrier"].value_counts()
-    assert [(t["value"], t["count"]) for t in top] == sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-    assert stats.loc["carrier", "null_share"] == frame["carrier"].isna().mean()
+    assert [(t["value"], t["count"]) for t in top] == sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:1]
+    assert stats.loc["carrier", "unique"] == frame["carrier"].nunique()
+    assert stats.loc["carrier", "avg_string_length"] == pytest.approx(frame["carrier"].str.len().mean(), rel=1e-12)
 
 
 def test_describe_data_errors(flights):
     with pytest.raises(SqlmlError, match="label_col 'nope' is not a column"):
         flights.sql("SELECT * FROM ML.DESCRIBE_DATA((SELECT * FROM flights), STRUCT('nope' AS label_col))")
-    with pytest.raises(SqlmlError, match="ML.DESCRIBE_DATA has no parameter 'target'. It takes: label_col."):
+    with pytest.raises(SqlmlError, match="ML.DESCRIBE_DATA has no parameter 'target'. It takes: label_col, num_array_length_quantiles, num_quantiles, top_k."):
         flights.sql("SELECT * FROM ML.DESCRIBE_DATA((SELECT * FROM flights), STRUCT('x' AS target))")
 
 

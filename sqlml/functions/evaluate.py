@@ -21,6 +21,7 @@ from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
 from . import slices
 from .base import Call, as_table
+from .trials import with_trial_id
 
 
 def evaluate_overall(model: "LoadedModel", data: pa.Table | None, params: dict) -> pa.Table:
@@ -59,8 +60,8 @@ def evaluate(call: Call) -> pa.Table:
     given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
     model = call.require_model()
     if call.param("slice_by") is not None:
-        return slices.evaluate(model, call.input_table(), call.params)
-    return evaluate_overall(model, call.input_table() if call.has_input else None, call.params)
+        return with_trial_id(slices.evaluate(model, call.input_table(), call.params), call)
+    return with_trial_id(evaluate_overall(model, call.input_table() if call.has_input else None, call.params), call)
 
 
 def confusion_matrix(call: Call) -> pa.Table:

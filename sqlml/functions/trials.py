@@ -49,3 +49,22 @@ def _trials(call: "Call") -> list[dict]:
         raise SqlmlError(f"ML.{call.function} needs a tuned model; '{info.name}' version {info.version} was trained "
                          "without num_trials or model_type = 'auto'.")
     return trials
+
+
+def trial_id_of(call: "Call") -> int | None:
+    """The tuning trial whose model ``call`` reads: the one asked with ``STRUCT(n AS trial_id)``, else the
+    optimal one; None for an untuned model. Found by fingerprint (a version's model is its optimal trial's);
+    trials with identical bytes are the same model, and the optimal one is named first."""
+    model = call.require_model()
+    same = [r for r in call.trials or [] if r["trial_id"] > 0 and r["fingerprint"] == model.info.fingerprint]
+    if not same:
+        return None
+    return min(same, key=lambda r: (not r["is_optimal"], r["trial_id"]))["trial_id"]
+
+
+def with_trial_id(table: pa.Table, call: "Call") -> pa.Table:
+    """``table`` with BigQuery's leading ``trial_id`` column when the model was tuned (ML.EVALUATE, ML.WEIGHTS)."""
+    trial = trial_id_of(call)
+    if trial is None:
+        return table
+    return table.add_column(0, pa.field("trial_id", pa.int64()), pa.array([trial] * table.num_rows, pa.int64()))

@@ -78,7 +78,8 @@ PARAMETERS: dict[str, dict[str, Param]] = {
     "LEADERBOARD": {},
     "MODEL_CARD": {"format": Param("string", choices=("markdown", "html")), "images": Param("boolean"),
                    "sensitive_col": Param("names"), "threshold": THRESHOLD, **SLICES, **TRIAL},
-    "DESCRIBE_DATA": {"label_col": Param("string")},
+    "DESCRIBE_DATA": {"label_col": Param("string"), "num_quantiles": Param("integer", 1, 100_000),
+                      "num_array_length_quantiles": Param("integer", 1, 100_000), "top_k": Param("integer", 1, 10_000)},
     "TRANSFORM": {},
 }
 AVAILABLE = frozenset(PARAMETERS)
@@ -88,7 +89,7 @@ MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPL
                         "TRIAL_INFO", "LEADERBOARD"})
 
 #: Functions that read the tuning trials of a version.
-READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD"})
+READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD", "EVALUATE", "WEIGHTS"})
 
 
 def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:

@@ -1,9 +1,10 @@
-"""ML.DESCRIBE_DATA and the data checks CREATE MODEL runs before fitting.
+"""The data checks of ML.DESCRIBE_DATA's ``findings`` and of CREATE MODEL before fitting.
 
-    SELECT * FROM ML.DESCRIBE_DATA((SELECT * FROM flights), STRUCT('is_late' AS label_col))
+    SELECT name, findings FROM ML.DESCRIBE_DATA((SELECT * FROM flights), STRUCT('is_late' AS label_col))
 
-One row per column: type, counts, null share, distinct count, numeric summary or top values, and
+Per column, statistics (type, counts, null share, distinct count, numeric summary or top values) and
 ``findings``: problems that make a model fail or mislead, each saying why it matters and what to do.
+BigQuery's output columns of ML.DESCRIBE_DATA are :mod:`sqlml.functions.describe`'s.
 
 * constant column, nearly-all-NULL column (share ≥ ``MOSTLY_NULL_SHARE``);
 * identifier-like column: a string or integer unique on every row (a model memorizes it);
@@ -40,13 +41,6 @@ LEAK_TREE_DEPTH = 3
 LEAK_SCORE = {"binary": 0.99, "multiclass": 0.99, "regression": 0.98}
 MAX_CLASSES = 50  # an integer label with more distinct values than this is checked as a regression target
 FINDING = pa.struct([("check", pa.string()), ("message", pa.string())])
-SCHEMA = pa.schema([
-    ("column_name", pa.string()), ("data_type", pa.string()), ("row_count", pa.int64()), ("null_count", pa.int64()),
-    ("null_share", pa.float64()), ("distinct_count", pa.int64()), ("min", pa.float64()), ("max", pa.float64()),
-    ("mean", pa.float64()), ("stddev", pa.float64()),
-    ("top_values", pa.list_(pa.struct([("value", pa.string()), ("count", pa.int64())]))),
-    ("findings", pa.list_(FINDING)),
-])
 
 
 def _value_type(dtype: pa.DataType) -> pa.DataType:

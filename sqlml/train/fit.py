@@ -252,11 +252,26 @@ def training_info(estimator: t.Any, duration: float, notes: list[str], X: np.nda
     losses = _loss_curve(estimator) if not _unscored_boosting(estimator) else _staged_losses(estimator, X, y)
     per_iteration_ms = int(duration * 1000 / max(1, len(losses)))
     eval_losses = _eval_curve(estimator)
+    clusters = {"cluster_info": _cluster_info(estimator, X)} if hasattr(estimator, "cluster_centers_") else {}
     return [
         {"training_run": 0, "iteration": i, "loss": loss, "eval_loss": eval_losses[i] if i < len(eval_losses) else None,
-         "duration_ms": per_iteration_ms, "notes": "; ".join(notes) or None}
+         "duration_ms": per_iteration_ms, "notes": "; ".join(notes) or None, **clusters}
         for i, loss in enumerate(losses)
     ]
+
+
+def _cluster_info(estimator: t.Any, X: np.ndarray) -> list[dict]:
+    """ML.TRAINING_INFO's cluster_info of k-means: per centroid (numbered from 1, as ML.PREDICT does), the
+    training rows nearest to it (cluster_size) and their mean distance to it (cluster_radius), in the
+    standardized feature space the model was fitted in."""
+    distances = estimator.transform(X)
+    nearest = distances.argmin(axis=1)
+    info = []
+    for k in range(distances.shape[1]):
+        mine = distances[nearest == k, k]
+        info.append({"centroid_id": k + 1, "cluster_radius": float(mine.mean()) if len(mine) else None,
+                     "cluster_size": int(len(mine))})
+    return info
 
 
 LOSS_SAMPLE_ROWS = 2_000
