@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import typing as t
 
@@ -19,7 +20,7 @@ from .model import options as opts
 from .model.loaded import LoadedModel
 from .registry.trials import trial_version
 from .registry.versions import Registry
-from .sql import catalog, transform
+from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import tune
@@ -114,14 +115,18 @@ class Executor:
         sql = step.sql
         for view in step.views:
             sql = sql.replace(view.placeholder, f"({self.view_scoring_sql(view.model, view.input_sql)})")
+        def fill(tf: TableFunction) -> TableFunction:  # ML.* inputs may call ML.STANDARD_SCALER(x) OVER () ...
+            return dataclasses.replace(tf, input_sql=preprocessing.fill(step.analytics, self.engine.fetch,
+                                                                        self.engine.dialect, tf.input_sql))
         if step.passthrough:  # nothing for the engine to do: hand the computed table back as it is
-            return self.engine.result(self.compute(step.tables[0]))
+            return self.engine.result(self.compute(fill(step.tables[0])))
         registered = []
         try:
             for table_function in step.tables:
-                self.engine.register_table(table_function.name, self.compute(table_function))
+                self.engine.register_table(table_function.name, self.compute(fill(table_function)))
                 registered.append(table_function.name)
-            result = self.engine.execute(sql)
+            # Statistics of preprocessing functions read the rows of the registered tables too.
+            result = self.engine.execute(preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql))
             if not step.returns_rows:
                 return None
             if not registered:
@@ -146,16 +151,17 @@ class Executor:
         params = dict(tf.params)
         model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
         call = Call(function=tf.function, model=model, params=params, argument=tf.argument,
-                    data=self._data(model, tf.input_sql) if tf.input_sql is not None else None)
+                    data=self._data(model, tf.input_sql, tf.function == "TRANSFORM") if tf.input_sql is not None else None)
         if model is not None and model.info.query:
             call.training = self._data(model, model.info.query)
         if tf.function in catalog.READS_TRIALS:
             call.trials = self.registry.trials(model.info.name, model.info.version) if model else None
         return HANDLERS[tf.function](call)
 
-    def _data(self, model: LoadedModel | None, sql: str) -> Data:
-        """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training."""
+    def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
+        """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training
+        (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
-            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names)
+            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
         return Data(lambda: self.engine.read_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql)

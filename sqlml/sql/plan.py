@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from ..errors import SqlmlError
-from . import catalog, constants, options
+from . import catalog, constants, options, preprocessing
 from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
 
 PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -51,6 +51,7 @@ class Query:
     views: list[ViewScoring] = field(default_factory=list)
     returns_rows: bool = True  # False for DDL, whose DuckDB result is only a count
     passthrough: str | None = None  # the statement is ``SELECT * FROM <this table function>``
+    analytics: list[preprocessing.Analytic] = field(default_factory=list)  # ML.STANDARD_SCALER(x) OVER () ...
 
 
 @dataclass
@@ -153,6 +154,7 @@ class Planner:
     def _query(self, statement: exp.Expr) -> Query:
         lazy = isinstance(statement, exp.Create) and statement.kind and statement.kind.upper() == "VIEW"
         step = Query(sql="", returns_rows=returns_rows(statement))
+        step.analytics = preprocessing.rewrite(statement, self._name, lazy, self.dialect)
         for call in reversed(list(statement.find_all(MLCall))):
             replacement = self._lazy(call, step) if lazy else self._eager(call, step)
             target = call.parent if isinstance(call.parent, exp.Table) else call
@@ -160,6 +162,7 @@ class Planner:
             if alias is not None:
                 replacement.set("alias", alias)
             target.replace(replacement)
+        preprocessing.finish(step.analytics, self.dialect)
         step.sql = statement.sql(self.dialect)
         if len(step.tables) == 1 and step.sql == f"SELECT * FROM {step.tables[0].name}":
             step.passthrough = step.tables[0].name
