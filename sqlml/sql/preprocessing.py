@@ -65,6 +65,10 @@ def rewrite(statement: exp.Expr, name: t.Callable[[str], str], lazy: bool, diale
             continue
         if not windowed:
             raise TransformError(f"ML.{function} is an analytic function: write ML.{function}(...) OVER ().")
+        placeholders = {a.placeholder for a in analytics}
+        if any(c.name in placeholders for c in call.find_all(exp.Column)):
+            raise TransformError(f"The argument of ML.{function} cannot be an analytic function; compute it in "
+                                 "a subquery first.")
         analytics.append(_placeholder(function, call, target, name, lazy, dialect))
     return analytics
 
@@ -87,12 +91,10 @@ def _placeholder(function: str, call: exp.Anonymous, target: exp.Expr, name: t.C
     if not call.expressions:
         raise TransformError(f"ML.{function} needs the expression to transform as its first argument.")
     argument = call.expressions[0]
-    if any(ml_call(d) for d in argument.find_all(exp.Dot)) or argument.find(exp.Window):
-        raise TransformError(f"The argument of ML.{function} cannot be an analytic function; compute it in a "
-                             "subquery first.")
     generic = call.copy()
     generic.expressions[0].replace(exp.column(ARGUMENT))
-    analytic = Analytic(name("prep"), f"ML.{generic.sql('sqlml')}", argument.sql(dialect), select)
+    # The closing underscores keep one placeholder from being the prefix of another (_1__ in _12__).
+    analytic = Analytic(name("prep") + "__", f"ML.{generic.sql('sqlml')}", argument.sql(dialect), select)
     target.replace(exp.column(analytic.placeholder))
     return analytic
 
