@@ -69,6 +69,9 @@ class Executor:
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
         kind, checked = tune.resolve_options(step.options)  # fail on bad options before reading any data
         self._ensure_key()
+        # ML.STANDARD_SCALER(x) OVER () ... in the training query: computed over its rows, stored as constants.
+        step = dataclasses.replace(step, query_sql=preprocessing.fill(step.analytics, self.engine.fetch,
+                                                                      self.engine.dialect, step.query_sql))
         fitted, query_sql = None, step.query_sql
         if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
             fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,

@@ -319,3 +319,16 @@ def test_model_still_trains_on_numeric_parts(conn):
     assert sorted(features) == ["p_a", "p_a_a", "p_a_b", "p_b", "p_b_b"]
     assert conn.sql("SELECT p FROM ML.TRANSFORM(MODEL poly, TABLE d) ORDER BY i LIMIT 1").fetchall() == \
         [({"a": 0.0, "a_a": 0.0, "a_b": 0.0, "b": 0.0, "b_b": 0.0},)]
+
+
+def test_in_a_training_query(conn):
+    """Outside TRANSFORM the statistics are not kept with the model (BigQuery's rule): the training query's
+    calls are computed over its rows once, and the model equals scikit-learn's on the scaled feature."""
+    conn.sql("CREATE TABLE d AS SELECT i, i * 3.5 + 1 AS x, (i * 7 % 11) + i / 2 AS y FROM range(30) t(i)")
+    conn.sql("""CREATE MODEL scaled OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'],
+        data_split_method = 'NO_SPLIT') AS SELECT ML.STANDARD_SCALER(x) OVER () AS z, y FROM d""")
+    data = conn.sql("SELECT * FROM d ORDER BY i").df()
+    z = (data.x - data.x.mean()) / data.x.std(ddof=1)
+    fitted = LinearRegression().fit(z.to_numpy().reshape(-1, 1), data.y)
+    got = conn.sql("SELECT predicted_y FROM ML.PREDICT(MODEL scaled, (SELECT 0.5 AS z))").fetchall()[0][0]
+    assert got == pytest.approx(fitted.predict([[0.5]])[0], rel=1e-9)

@@ -62,6 +62,7 @@ class Train:
     replace: bool
     if_not_exists: bool
     transform: list[str] | None = None
+    analytics: list[preprocessing.Analytic] = field(default_factory=list)  # in the training query
 
 
 @dataclass
@@ -134,6 +135,8 @@ class Planner:
             raise SqlmlError("The training query of CREATE MODEL cannot call ML.* functions; "
                              "materialize their result in a table first.")
         transform = statement.args.get("transform")
+        analytics = preprocessing.rewrite(query, self._name, False, self.dialect)
+        preprocessing.finish(analytics, self.dialect)
         return Train(
             name=model_name(statement.this),
             options=options.options_to_dict(statement.args.get("options")),
@@ -141,6 +144,7 @@ class Planner:
             replace=bool(statement.args.get("replace")),
             if_not_exists=bool(statement.args.get("exists")),
             transform=[e.sql(self.dialect) for e in transform] if transform else None,
+            analytics=analytics,
         )
 
     def _alter(self, statement: AlterModel) -> Alter:

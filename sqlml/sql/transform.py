@@ -12,9 +12,10 @@ data wraps its input the same way (:func:`wrap_sql`), so training and prediction
 SQL. The statistics' queries run through a ``fetch`` the caller passes: this layer holds no engine.
 The fitted state is JSON (compiled SQL plus statistics) kept in the authenticated model header.
 
-Deviations from BigQuery (see docs/feature_engineering.md): quantiles are exact (linear
-interpolation, numpy's default) rather than APPROX_QUANTILES; ONE_HOT_ENCODER, FEATURE_CROSS and
-POLYNOMIAL_EXPAND expand into one column per output (``<alias>_<part>``) instead of an ARRAY or STRUCT.
+ONE_HOT_ENCODER, FEATURE_CROSS and POLYNOMIAL_EXPAND give the model one column per part
+(``<alias>_<part>``); ML.TRANSFORM shows BigQuery's one ARRAY or STRUCT instead (``shaped`` in the
+state). Deviation from BigQuery (see docs/feature_engineering.md): quantiles are exact (linear
+interpolation, numpy's default) rather than APPROX_QUANTILES.
 """
 
 from __future__ import annotations
