@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import typing as t
 
@@ -20,7 +21,7 @@ from .model.loaded import LoadedModel
 from .registry.release import Release
 from .registry.trials import trial_version
 from .registry.versions import Registry
-from .sql import catalog, transform
+from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import tune
@@ -69,6 +70,9 @@ class Executor:
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
         kind, checked = tune.resolve_options(step.options)  # fail on bad options before reading any data
         self._ensure_key()
+        # ML.STANDARD_SCALER(x) OVER () ... in the training query: computed over its rows, stored as constants.
+        step = dataclasses.replace(step, query_sql=preprocessing.fill(step.analytics, self.engine.fetch,
+                                                                      self.engine.dialect, step.query_sql))
         fitted, query_sql = None, step.query_sql
         if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
             fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,
@@ -136,13 +140,14 @@ class Executor:
             sql = sql.replace(view.placeholder,
                               f"({self.view_scoring_sql(view.model, view.input_sql, view.params, view.view)})")
         if step.passthrough:  # nothing for the engine to do: hand the computed table back as it is
-            return self.engine.result(self.compute(step.tables[0]))
+            return self.engine.result(self.compute(self._filled(step, step.tables[0])))
         registered = []
         try:
             for table_function in step.tables:
-                self.engine.register_table(table_function.name, self.compute(table_function))
+                self.engine.register_table(table_function.name, self.compute(self._filled(step, table_function)))
                 registered.append(table_function.name)
-            result = self.engine.execute(sql)
+            # Statistics of preprocessing functions read the rows of the registered tables too.
+            result = self.engine.execute(preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql))
             if not step.returns_rows:
                 return None
             if not registered:
@@ -152,6 +157,11 @@ class Executor:
         finally:
             for name in registered:
                 self.engine.unregister_table(name)
+
+    def _filled(self, step: Query, tf: TableFunction) -> TableFunction:
+        """``tf`` with the preprocessing functions of its input (``ML.STANDARD_SCALER(x) OVER ()`` …) compiled."""
+        return dataclasses.replace(tf, input_sql=preprocessing.fill(step.analytics, self.engine.fetch,
+                                                                    self.engine.dialect, tf.input_sql))
 
     def view_scoring_sql(self, model: ModelName, input_sql: str, params: dict | None = None, view: str = "") -> str:
         """The SQL a view holds for its ``ML.PREDICT(MODEL model, input[, A/B parameters])``, after defining
@@ -188,7 +198,7 @@ class Executor:
                           "ML.PREDICT serves its baseline.")
             function = "BASELINE"
         call = Call(function=function, model=model, params=params, argument=tf.argument,
-                    data=self._data(model, tf.input_sql) if tf.input_sql is not None else None)
+                    data=self._data(model, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None)
         if "challenger_fraction" in params:
             call.challenger = self.load(model.info.name, "challenger")
         if model is not None and model.info.query:
@@ -201,9 +211,10 @@ class Executor:
         serving = self.registry.deployments.serving(name)
         return serving is not None and serving.disabled
 
-    def _data(self, model: LoadedModel | None, sql: str) -> Data:
-        """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training."""
+    def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
+        """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training
+        (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
-            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names)
+            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
         return Data(lambda: self.engine.read_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql)

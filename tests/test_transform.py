@@ -56,12 +56,13 @@ def test_transform_matches_hand_pipeline(trained):
     np.testing.assert_allclose(out["bill"], bill, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out["flipper"], flipper, rtol=1e-12, atol=1e-12)
     assert list(out["depth_bin"]) == [f"bin_{k + 1}" for k in depth]
+    # BigQuery's ONE_HOT_ENCODER shape: ARRAY<STRUCT<index, value>>, index the alphabetical position, 1-based
+    # (https://cloud.google.com/bigquery/docs/reference/standard-sql/bigqueryml-syntax-one-hot-encoder).
     onehot = island.transform(data["island"].reshape(-1, 1))
-    for j, category in enumerate(island.categories_[0]):
-        np.testing.assert_array_equal(out[f"island_{category}"], onehot[:, j])
-    # Input columns pass through unchanged (one-hot outputs are island_<category>, so island stays).
+    assert [list(v) for v in out["island"]] == [[{"index": int(k) + 1, "value": 1.0}] for k in onehot.argmax(axis=1)]
+    assert not any(c.startswith("island_") for c in out)  # the model's per-category columns stay internal
+    # Input columns pass through unchanged unless a TRANSFORM output reuses their name (island).
     np.testing.assert_array_equal(out["bill_length_mm"], data["bill_length_mm"])
-    assert list(out["island"]) == list(data["island"])
 
 
 def test_fitted_statistics_equal_numpy(trained):
@@ -144,9 +145,11 @@ def test_functions_against_bigquery_examples(conn):
     assert list(out["g_bucket"][:-1]) == ["bin_1"] * 3 + ["bin_2", "bin_3", "bin_3", "bin_4", "bin_4"]
     assert out["g_bucket"].mask[-1]  # NULL stays NULL
     assert list(out["g_inner"][:-1]) == ["bin_1"] * 4 + ["bin_2", "bin_2", "bin_2", "bin_2"]
-    assert list(out["cross_f_s"][1:3]) == ["a_b", "b_c"] and out["cross_f_s"].mask[0]
-    assert sorted(k for k in out if k.startswith("poly_")) == ["poly_a", "poly_a_a", "poly_a_b", "poly_b", "poly_b_b"]
-    np.testing.assert_allclose(out["poly_a_b"][:-1], g[:-1] * out["y"][:-1])
+    # FEATURE_CROSS and POLYNOMIAL_EXPAND are one STRUCT each, fields named by the crossed features
+    # (bigqueryml-syntax-feature-cross, bigqueryml-syntax-polynomial-expand).
+    assert [c["f_s"] for c in out["cross"][:3]] == [None, "a_b", "b_c"] and list(out["cross"][0]) == ["f_s"]
+    assert list(out["poly"][0]) == ["a", "a_a", "a_b", "b", "b_b"]
+    np.testing.assert_allclose([p["a_b"] for p in out["poly"][:-1]], g[:-1] * out["y"][:-1])
     assert list(out["even"]) == [i % 2 == 0 for i in range(1, 10)]
 
 
@@ -193,5 +196,6 @@ def test_example_runs(penguins):
     with open("examples/transform_penguins.sql") as f:
         penguins.sql(f.read())
     rows = penguins.sql("SELECT * FROM ML.TRANSFORM(MODEL penguin_weight_tf, TABLE penguins)").df()
-    assert {"bill", "flipper", "depth_bin", "island_Biscoe", "cross_species_island", "recent"} <= set(rows.columns)
+    assert {"bill", "flipper", "depth_bin", "island", "cross", "recent"} <= set(rows.columns)
+    assert set(rows["cross"][0]) == {"species_island"}
     assert rows["sex"].notna().all()  # imputed

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from ..errors import SqlmlError
-from . import catalog, constants, options
+from . import catalog, constants, options, preprocessing
 from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
 
 VIEW_PARAMS = {"challenger_fraction", "split_key"}
@@ -54,6 +54,7 @@ class Query:
     views: list[ViewScoring] = field(default_factory=list)
     returns_rows: bool = True  # False for DDL, whose DuckDB result is only a count
     passthrough: str | None = None  # the statement is ``SELECT * FROM <this table function>``
+    analytics: list[preprocessing.Analytic] = field(default_factory=list)  # ML.STANDARD_SCALER(x) OVER () ...
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Train:
     replace: bool
     if_not_exists: bool
     transform: list[str] | None = None
+    analytics: list[preprocessing.Analytic] = field(default_factory=list)  # in the training query
 
 
 @dataclass
@@ -153,6 +155,8 @@ class Planner:
             raise SqlmlError("The training query of CREATE MODEL cannot call ML.* functions; "
                              "materialize their result in a table first.")
         transform = statement.args.get("transform")
+        analytics = preprocessing.rewrite(query, self._name, False, self.dialect)
+        preprocessing.finish(analytics, self.dialect)
         return Train(
             name=model_name(statement.this),
             options=options.options_to_dict(statement.args.get("options")),
@@ -160,6 +164,7 @@ class Planner:
             replace=bool(statement.args.get("replace")),
             if_not_exists=bool(statement.args.get("exists")),
             transform=[e.sql(self.dialect) for e in transform] if transform else None,
+            analytics=analytics,
         )
 
     def _alter(self, statement: AlterModel) -> Alter:
@@ -179,6 +184,7 @@ class Planner:
     def _query(self, statement: exp.Expr) -> Query:
         lazy = isinstance(statement, exp.Create) and statement.kind and statement.kind.upper() == "VIEW"
         step = Query(sql="", returns_rows=returns_rows(statement))
+        step.analytics = preprocessing.rewrite(statement, self._name, lazy, self.dialect)
         for call in reversed(list(statement.find_all(MLCall))):
             replacement = self._lazy(call, step) if lazy else self._eager(call, step)
             target = call.parent if isinstance(call.parent, exp.Table) else call
@@ -186,6 +192,7 @@ class Planner:
             if alias is not None:
                 replacement.set("alias", alias)
             target.replace(replacement)
+        preprocessing.finish(step.analytics, self.dialect)
         step.sql = statement.sql(self.dialect)
         if len(step.tables) == 1 and step.sql == f"SELECT * FROM {step.tables[0].name}":
             step.passthrough = step.tables[0].name

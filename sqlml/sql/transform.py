@@ -12,9 +12,10 @@ data wraps its input the same way (:func:`wrap_sql`), so training and prediction
 SQL. The statistics' queries run through a ``fetch`` the caller passes: this layer holds no engine.
 The fitted state is JSON (compiled SQL plus statistics) kept in the authenticated model header.
 
-Deviations from BigQuery (see docs/feature_engineering.md): quantiles are exact (linear
-interpolation, numpy's default) rather than APPROX_QUANTILES; ONE_HOT_ENCODER, FEATURE_CROSS and
-POLYNOMIAL_EXPAND expand into one column per output (``<alias>_<part>``) instead of an ARRAY or STRUCT.
+ONE_HOT_ENCODER, FEATURE_CROSS and POLYNOMIAL_EXPAND give the model one column per part
+(``<alias>_<part>``); ML.TRANSFORM shows BigQuery's one ARRAY or STRUCT instead (``shaped`` in the
+state). Deviation from BigQuery (see docs/feature_engineering.md): quantiles are exact (linear
+interpolation, numpy's default) rather than APPROX_QUANTILES.
 """
 
 from __future__ import annotations
@@ -32,20 +33,20 @@ def quoted(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql()
 
 
-def _ml_call(node: exp.Expr) -> tuple[str, exp.Anonymous, exp.Expr] | None:
+def ml_call(node: exp.Expr) -> tuple[str, exp.Anonymous, exp.Expr] | None:
     """(function name, call, node to replace) when ``node`` is ``ML.fn(...)`` (with or without OVER)."""
     if isinstance(node, exp.Dot) and isinstance(node.this, exp.Identifier) and node.this.name.upper() == "ML" \
             and isinstance(node.expression, exp.Anonymous):
         target = node.parent if isinstance(node.parent, exp.Window) else node
-        if isinstance(target, exp.Window) and (target.args.get("partition_by") or target.args.get("order")):
+        if isinstance(target, exp.Window) and any(target.args.get(a) for a in ("partition_by", "order", "spec", "alias")):
             raise TransformError(f"ML.{node.expression.name.upper()} takes an empty OVER (): statistics come from all rows.")
         return node.expression.name.upper(), node.expression, target
     return None
 
 
 def _inner_ml_call(node: exp.Expr) -> tuple[str, exp.Anonymous, exp.Expr] | None:
-    """The first ``ML.fn(...)`` within ``node``, as :func:`_ml_call` describes it."""
-    return next((m for m in map(_ml_call, node.find_all(exp.Dot)) if m), None)
+    """The first ``ML.fn(...)`` within ``node``, as :func:`ml_call` describes it."""
+    return next((m for m in map(ml_call, node.find_all(exp.Dot)) if m), None)
 
 
 def _items(transform_sqls: list[str], columns: list[str]) -> list[tuple[str, exp.Expr]]:
@@ -81,8 +82,12 @@ def fit(fetch: Fetch, columns: list[str], transform_sqls: list[str], query_sql: 
     """
     fitter = Fitter(fetch, query_sql, dialect)
     compiled: list[dict] = []
+    shaped: dict[str, str] = {}
     for name, node in _items(transform_sqls, columns):
-        compiled += _compile_item(fitter, name, node)
+        items, shaped_sql = _compile_item(fitter, name, node)
+        compiled += items
+        if shaped_sql is not None:
+            shaped[name] = shaped_sql
     names = [c["name"] for c in compiled]
     if label is not None and label not in names:
         raise TransformError(f"The label column '{label}' must come out of the TRANSFORM clause: list it "
@@ -90,20 +95,22 @@ def fit(fetch: Fetch, columns: list[str], transform_sqls: list[str], query_sql: 
     for c in compiled:
         c["role"] = "label" if c["name"] == label else "feature"
     passthrough = [c for c in keep if c and c in columns and c not in names]
-    return {"items": compiled, "passthrough": passthrough, "source": list(transform_sqls)}
+    return {"items": compiled, "passthrough": passthrough, "source": list(transform_sqls), "shaped": shaped}
 
 
-def _compile_item(fitter: Fitter, name: str, node: exp.Expr) -> list[dict]:
+def _compile_item(fitter: Fitter, name: str, node: exp.Expr) -> tuple[list[dict], str | None]:
+    """The item's compiled columns; for ONE_HOT_ENCODER, FEATURE_CROSS and POLYNOMIAL_EXPAND also
+    BigQuery's one ARRAY/STRUCT value (ML.TRANSFORM shows it; the model trains on the columns)."""
     node = node.copy()
-    found = _ml_call(node) or _inner_ml_call(node)
+    found = ml_call(node) or _inner_ml_call(node)
     if found and found[0] in MULTI:
         function, call, target = found
         if target is not node:
             raise TransformError(f"ML.{function} makes several columns, so it must be a whole TRANSFORM item "
                                  f"(ML.{function}(...) AS {name}).")
-        stats, columns = MULTI[function](fitter, call, name)
+        stats, columns, shaped = MULTI[function](fitter, call, name)
         return [{"name": n, "sql": _normalize(s, fitter.dialect), "function": function, "statistics": stats,
-                 "inputs": _inputs(node)} for n, s in columns]
+                 "inputs": _inputs(node), "output": name} for n, s in columns], _normalize(shaped, fitter.dialect)
     functions, statistics = [], {}
     while found:
         function, call, target = found
@@ -122,7 +129,7 @@ def _compile_item(fitter: Fitter, name: str, node: exp.Expr) -> list[dict]:
         found = _inner_ml_call(node)
     return [{"name": name, "sql": node.sql(fitter.dialect), "function": "+".join(functions) or None,
              "statistics": statistics or None, "inputs": _inputs(node),
-             "unchanged": isinstance(node, exp.Column) and node.name == name}]
+             "unchanged": isinstance(node, exp.Column) and node.name == name}], None
 
 
 def _normalize(sql: str, dialect: str) -> str:
@@ -143,18 +150,21 @@ def training_sql(state: dict, query_sql: str) -> str:
     return f"SELECT {', '.join(parts)} FROM ({query_sql}) AS {SOURCE}"
 
 
-def wrap_sql(state: dict, input_sql: str, columns: list[str] | None) -> str:
+def wrap_sql(state: dict, input_sql: str, columns: list[str] | None, bigquery_shape: bool = False) -> str:
     """The input of an ML.* call as the model sees it: the compiled features first, then the label
     when the input can compute it, then the input's other columns unchanged.
 
     ``columns`` are the input's column names; without them (a view, stored as text) the other
-    columns are selected with DuckDB's ``COLUMNS(lambda ...)`` and a computed label is left out."""
+    columns are selected with DuckDB's ``COLUMNS(lambda ...)`` and a computed label is left out.
+    ``bigquery_shape`` (ML.TRANSFORM) shows each ONE_HOT_ENCODER / FEATURE_CROSS / POLYNOMIAL_EXPAND
+    as BigQuery's one ARRAY or STRUCT column named by its alias instead of the model's columns."""
     features = [i for i in state["items"] if i["role"] == "feature"]
     # A label the TRANSFORM only passes through stays where the input has it (as in a view).
     label = [i for i in state["items"] if i["role"] == "label" and not i.get("unchanged")
              and columns is not None and set(i["inputs"]) <= set(columns)]
-    outputs = features + label
-    names = {i["name"] for i in outputs}
+    selects = _shaped_selects(state, features + label) if bigquery_shape else \
+        [(i["name"], i["sql"]) for i in features + label]
+    names = {n for n, _ in selects}
     if columns is None:
         excluded = ", ".join(string(n) for n in sorted(names))
         rest = [f"COLUMNS(lambda c: c NOT IN ({excluded}))"]
@@ -163,7 +173,23 @@ def wrap_sql(state: dict, input_sql: str, columns: list[str] | None) -> str:
         if missing:
             raise DataError(f"The input is missing column(s) the model's TRANSFORM reads: {', '.join(missing)}.")
         rest = [quoted(c) for c in columns if c not in names]
-    return f"SELECT {', '.join([_select(i) for i in outputs] + rest)} FROM ({input_sql}) AS {SOURCE}"
+    parts = [f"{sql} AS {quoted(name)}" for name, sql in selects] + rest
+    return f"SELECT {', '.join(parts)} FROM ({input_sql}) AS {SOURCE}"
+
+
+def _shaped_selects(state: dict, items: list[dict]) -> list[tuple[str, str]]:
+    """(name, SQL) of the outputs with each multi-column item folded into its one BigQuery value
+    (a model stored before ``shaped`` existed keeps its columns)."""
+    shaped, selects, seen = state.get("shaped") or {}, [], set()
+    for item in items:
+        output = item.get("output")
+        if output in shaped:
+            if output not in seen:
+                seen.add(output)
+                selects.append((output, shaped[output]))
+        else:
+            selects.append((item["name"], item["sql"]))
+    return selects
 
 
 def annotate_schema(schema: list[dict], state: dict | None) -> list[dict]:

@@ -218,7 +218,7 @@ def _fit_label_encoder(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
     return {"vocabulary": vocabulary}, f"CASE {expr} {whens} ELSE 0 END" if vocabulary else "0"
 
 
-def _fit_one_hot_encoder(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]]]:
+def _fit_one_hot_encoder(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]], str]:
     args = _args(call, "ONE_HOT_ENCODER", 1, 4)
     drop = _option(args, 1, "none", "ONE_HOT_ENCODER", "drop")
     if drop not in ("none", "most_frequent"):
@@ -233,7 +233,16 @@ def _fit_one_hot_encoder(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[di
     kept = [v for v in vocabulary if v != dropped]
     # NULL and unseen values are all zeros (BigQuery's index 0).
     columns = [(f"{alias}_{v}", f"CASE WHEN {expr} = {string(v)} THEN 1e0 ELSE 0e0 END") for v in kept]
-    return {"vocabulary": vocabulary, "dropped": dropped}, columns
+    return {"vocabulary": vocabulary, "dropped": dropped}, columns, _one_hot_array(expr, vocabulary, dropped)
+
+
+def _one_hot_array(expr: str, vocabulary: list[str], dropped: str | None) -> str:
+    """BigQuery's shape: ``[{index, value}]``, index the 1-based alphabetical position (0 for NULL and
+    unseen values), value 1.0 except 0.0 for the category dummy encoding drops."""
+    whens = " ".join(f"WHEN {string(v)} THEN {i + 1}" for i, v in enumerate(vocabulary))
+    index = f"CAST(CASE {expr} {whens} ELSE 0 END AS BIGINT)" if vocabulary else "CAST(0 AS BIGINT)"
+    value = f"CASE WHEN {expr} = {string(dropped)} THEN 0e0 ELSE 1e0 END" if dropped is not None else "1e0"
+    return f"[{{'index': {index}, 'value': {value}}}]"
 
 
 def named(node: exp.Expr) -> tuple[str, exp.Expr] | None:
@@ -265,25 +274,31 @@ def _struct_fields(call: exp.Anonymous, name: str, low_degree: int) -> tuple[lis
     return fields, degree
 
 
-def _combined(alias: str, combos: t.Iterable[tuple[tuple[str, exp.Expr], ...]],
+def _combined(combos: t.Iterable[tuple[tuple[str, exp.Expr], ...]],
               join: t.Callable[[list[exp.Expr]], str]) -> list[tuple[str, str]]:
-    """One output column per combination of STRUCT fields, named ``<alias>_<field>_<field>...``."""
-    return [(f"{alias}_{'_'.join(n for n, _ in combo)}", join([e for _, e in combo])) for combo in combos]
+    """(``<field>_<field>...``, SQL) of every combination of STRUCT fields."""
+    return [("_".join(n for n, _ in combo), join([e for _, e in combo])) for combo in combos]
 
 
-def _fit_feature_cross(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]]]:
+def _struct_outputs(alias: str, fields: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str]:
+    """One column ``<alias>_<field>`` per field for the model, and BigQuery's one STRUCT of them."""
+    struct = ", ".join(f"{string(n)}: {sql}" for n, sql in fields)
+    return [(f"{alias}_{n}", sql) for n, sql in fields], f"{{{struct}}}"
+
+
+def _fit_feature_cross(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]], str]:
     fields, degree = _struct_fields(call, "FEATURE_CROSS", 2)
     combos = itertools.chain.from_iterable(itertools.combinations(fields, size) for size in range(2, degree + 1))
-    columns = _combined(alias, combos, lambda es: " || '_' || ".join(f"CAST({f.sql(e)} AS VARCHAR)" for e in es))
-    return {"degree": degree}, columns
+    crossed = _combined(combos, lambda es: " || '_' || ".join(f"CAST({f.sql(e)} AS VARCHAR)" for e in es))
+    return {"degree": degree}, *_struct_outputs(alias, crossed)
 
 
-def _fit_polynomial_expand(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]]]:
+def _fit_polynomial_expand(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]], str]:
     fields, degree = _struct_fields(call, "POLYNOMIAL_EXPAND", 1)
     combos = itertools.chain.from_iterable(
         itertools.combinations_with_replacement(fields, size) for size in range(1, degree + 1))
-    columns = _combined(alias, combos, lambda es: " * ".join(_double(f.sql(e)) for e in es))
-    return {"degree": degree}, sorted(columns)  # BigQuery orders the output fields by name
+    products = _combined(combos, lambda es: " * ".join(_double(f.sql(e)) for e in es))
+    return {"degree": degree}, *_struct_outputs(alias, sorted(products))  # BigQuery orders the fields by name
 
 
 #: One output column each: (statistics, SQL) of a call.
@@ -299,7 +314,8 @@ SINGLE = {
 }
 
 
-#: Several output columns each, so a whole TRANSFORM item: (statistics, [(name, SQL)]) of a call.
+#: Several output columns each, so a whole TRANSFORM item: (statistics, [(name, SQL)] for the model,
+#: BigQuery's one STRUCT or ARRAY value as SQL) of a call.
 MULTI = {
     "ONE_HOT_ENCODER": _fit_one_hot_encoder,
     "FEATURE_CROSS": _fit_feature_cross,
