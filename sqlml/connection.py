@@ -16,9 +16,10 @@ from .registry.versions import INFO_COLUMNS, TABLE, Registry
 class Connection:
     """A DuckDB connection that also understands sqlml statements."""
 
-    def __init__(self, duckdb_connection: duckdb.DuckDBPyConnection, progress: t.Callable[[str], None] | None = None):
+    def __init__(self, duckdb_connection: duckdb.DuckDBPyConnection, progress: t.Callable[[str], None] | None = None,
+                 dialect: str = "duckdb"):
         self.duckdb = duckdb_connection
-        self.executor = Executor(DuckDBEngine(duckdb_connection), progress)
+        self.executor = Executor(DuckDBEngine(duckdb_connection), progress, dialect)
 
     def sql(self, text: str) -> duckdb.DuckDBPyRelation | None:
         """Run one or more statements; return the last result as a DuckDB relation (or None).
@@ -57,11 +58,13 @@ class Connection:
         self.close()
 
 
-def connect(path: str = ":memory:", read_only: bool = False, progress: t.Callable[[str], None] | None = None) -> Connection:
-    """Open (or create) a DuckDB database with sqlml installed on it."""
+def connect(path: str = ":memory:", read_only: bool = False, progress: t.Callable[[str], None] | None = None,
+            dialect: str = "duckdb") -> Connection:
+    """Open (or create) a DuckDB database with sqlml installed on it. ``dialect='bigquery'`` reads
+    statements written for BigQuery (its quoting, SAFE_CAST, UNNEST, date functions) and runs them on DuckDB."""
     connection = connect_duckdb(path, read_only=read_only)
     register(connection)
-    return Connection(connection, progress)
+    return Connection(connection, progress, dialect)
 
 
 def register(connection: duckdb.DuckDBPyConnection) -> Connection:

@@ -28,8 +28,9 @@ from .train import tune
 class Executor:
     """Executes sqlml statements on one engine, with progress messages sent to ``progress``."""
 
-    def __init__(self, engine: Engine, progress: t.Callable[[str], None] | None = None):
+    def __init__(self, engine: Engine, progress: t.Callable[[str], None] | None = None, dialect: str = "duckdb"):
         self.engine = engine
+        self.dialect = dialect  # the dialect statements are written in; the engine's is engine.dialect
         self.registry = Registry(engine)
         self.planner = Planner(engine.dialect)
         self.progress = progress or (lambda message: print(message, file=sys.stderr))
@@ -37,7 +38,7 @@ class Executor:
     def run(self, text: str) -> t.Any:
         """Run every statement in ``text``; return the last one's result (a relation, or None)."""
         result = None
-        for statement in parse(text):
+        for statement in parse(text, self.dialect):
             result = self.run_step(self.planner.plan(statement))
         return result
 

@@ -117,3 +117,38 @@ def test_every_function_the_planner_accepts_has_a_handler():
 
     assert set(HANDLERS) == set(catalog.AVAILABLE)
     assert catalog.AVAILABLE <= set(ML_FUNCTIONS) and catalog.MODEL_ONLY <= catalog.AVAILABLE
+
+
+#: docs/architecture.md's layers, lowest first: a module may import its own layer's package and lower layers.
+LAYERS = [
+    ("sqlml.errors",),
+    ("sqlml.sql", "sqlml.engines", "sqlml.datasets"),
+    ("sqlml.model",),
+    ("sqlml.train", "sqlml.registry"),
+    ("sqlml.functions",),
+    ("sqlml.views",),
+    ("sqlml.executor",),
+    ("sqlml.connection",),
+    ("sqlml.cli", "sqlml.dbt", "sqlml"),
+]
+
+
+def _place(module: str) -> tuple[int, str]:
+    """(layer, package) of a module: the longest prefix listed in LAYERS."""
+    matches = [(len(p), level, p) for level, packages in enumerate(LAYERS) for p in packages
+               if module == p or module.startswith(p + ".")]
+    _, level, package = max(matches)
+    return level, package
+
+
+def test_imports_point_down_the_layers():
+    upward = []
+    for module, targets in import_graph().items():
+        level, package = _place(module)
+        for target in targets:
+            target_level, target_package = _place(target)
+            if target_package == "sqlml":  # the front ends use the public API
+                continue
+            if target_level > level or (target_level == level and target_package != package):
+                upward.append(f"{module} -> {target}")
+    assert upward == []

@@ -11,11 +11,15 @@ AST nodes only hold data; what they mean is decided by :mod:`sqlml.planner`.
 
 from __future__ import annotations
 
+import typing as t
+
 from sqlglot import exp
+from sqlglot.dialects.bigquery import BigQuery
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.errors import ParseError
 from sqlglot.helper import seq_get
+from sqlglot.parsers.bigquery import BigQueryParser
 from sqlglot.parsers.duckdb import DuckDBParser
 from sqlglot.tokens import TokenType
 
@@ -117,8 +121,33 @@ def _parse_ml_call(self: DuckDBParser, name: str) -> exp.Expr:
     return call
 
 
-def _parse_model_ref(self: DuckDBParser) -> ModelRef:
+def _parse_model_name(self: DuckDBParser) -> exp.Table:
     name = self._parse_table_parts()
+    if isinstance(name, exp.Table) and len(name.parts) > 3:
+        self.raise_error(f"Expecting a model name of at most three parts (project.dataset.model); got {name.sql()}")
+    return name
+
+
+def _split_backtick_path(self: DuckDBParser, parse: t.Callable[[], exp.Expr | None]) -> exp.Expr | None:
+    """A backtick-quoted name is a BigQuery path (`` `project.dataset.table` ``) whose dots separate
+    its parts; a double-quoted one is one name, dots and all (DuckDB's rule)."""
+    first = self._curr
+    backticked = (first is not None and first.token_type == TokenType.IDENTIFIER and "." in first.text
+                  and self.sql[first.start:first.start + 1] == "`")
+    table = parse()
+    if not backticked or not isinstance(table, exp.Table):
+        return table
+    parts = [exp.to_identifier(piece, quoted=True) for part in table.parts for piece in part.name.split(".")]
+    if not all(p.name for p in parts):
+        self.raise_error(f"Expecting a name between the dots of `{first.text}`")
+    table.set("this", parts[-1])
+    table.set("db", seq_get(parts, -2) if len(parts) > 1 else None)
+    table.set("catalog", exp.Dot.build(parts[:-2]) if len(parts) > 3 else seq_get(parts, -3) if len(parts) > 2 else None)
+    return table
+
+
+def _parse_model_ref(self: DuckDBParser) -> ModelRef:
+    name = _parse_model_name(self)
     version = self._parse_primary() if self._match_text_seq("VERSION") else None
     if version is None and self._prev.text.upper() == "VERSION":
         self.raise_error("Expecting a version number or alias after VERSION")
@@ -126,9 +155,17 @@ def _parse_model_ref(self: DuckDBParser) -> ModelRef:
 
 
 def _parse_options(self: DuckDBParser) -> list[exp.Expr]:
+    """``OPTIONS (name = value, ...)``; a trailing comma before the parenthesis is allowed, as in BigQuery."""
     if not self._match_text_seq("OPTIONS"):
         return []
-    return self._parse_wrapped_csv(lambda: _parse_option(self))
+    self._match_l_paren()
+    options = []
+    while not self._match(TokenType.R_PAREN):
+        options.append(_parse_option(self))
+        if not self._match(TokenType.COMMA):
+            self._match_r_paren()
+            break
+    return options
 
 
 def _parse_option(self: DuckDBParser) -> exp.Property:
@@ -154,7 +191,7 @@ def _parse_create(self: DuckDBParser) -> exp.Expr | None:
         self._retreat(start)
         return self._parse_create()
     exists = self._parse_exists(not_=True)
-    name = self._parse_table_parts()
+    name = _parse_model_name(self)
     transform = None
     if self._match_text_seq("TRANSFORM"):
         transform = self._parse_wrapped_csv(self._parse_expression)
@@ -171,14 +208,14 @@ def _parse_drop(self: DuckDBParser) -> exp.Expr | None:
     if not self._match_text_seq("MODEL"):
         return self._parse_drop()
     exists = self._parse_exists()
-    return self.expression(DropModel(this=self._parse_table_parts(), exists=exists))
+    return self.expression(DropModel(this=_parse_model_name(self), exists=exists))
 
 
 def _parse_alter(self: DuckDBParser) -> exp.Expr | None:
     if not self._match_text_seq("MODEL"):
         return self._parse_alter()
     exists = self._parse_exists()
-    name = self._parse_table_parts()
+    name = _parse_model_name(self)
     if not self._match(TokenType.SET):
         self.raise_error("Expecting SET OPTIONS (...) after ALTER MODEL name")
     options = _parse_options(self)
@@ -187,21 +224,24 @@ def _parse_alter(self: DuckDBParser) -> exp.Expr | None:
     return self.expression(AlterModel(this=name, options=options, exists=exists))
 
 
+def _sqlml_parsers(base: type) -> tuple[dict, dict, dict]:
+    """``FUNCTIONS``, ``FUNCTION_PARSERS`` and ``STATEMENT_PARSERS`` of ``base`` (a sqlglot parser)
+    with sqlml's statements and functions added."""
+    return (
+        {**base.FUNCTIONS, "GENERATE_ARRAY": lambda args: _generate_array(args)},
+        {**base.FUNCTION_PARSERS, **{name: (lambda n: lambda self: _parse_ml_call(self, n))(name) for name in ML_FUNCTIONS}},
+        {**base.STATEMENT_PARSERS, TokenType.CREATE: _parse_create, TokenType.DROP: _parse_drop,
+         TokenType.ALTER: _parse_alter},
+    )
+
+
 class SqlmlParser(DuckDBParser):
-    FUNCTIONS = {
-        **DuckDBParser.FUNCTIONS,
-        "GENERATE_ARRAY": lambda args: _generate_array(args),
-    }
-    FUNCTION_PARSERS = {
-        **DuckDBParser.FUNCTION_PARSERS,
-        **{name: (lambda n: lambda self: _parse_ml_call(self, n))(name) for name in ML_FUNCTIONS},
-    }
-    STATEMENT_PARSERS = {
-        **DuckDBParser.STATEMENT_PARSERS,
-        TokenType.CREATE: _parse_create,
-        TokenType.DROP: _parse_drop,
-        TokenType.ALTER: _parse_alter,
-    }
+    FUNCTIONS, FUNCTION_PARSERS, STATEMENT_PARSERS = _sqlml_parsers(DuckDBParser)
+
+    def _parse_table_parts(self, *args: t.Any, **kwargs: t.Any) -> exp.Expr | None:
+        return _split_backtick_path(self, lambda: super(SqlmlParser, self)._parse_table_parts(*args, **kwargs))
+class SqlmlBigQueryParser(BigQueryParser):  # BigQuery's parser already splits backtick paths
+    FUNCTIONS, FUNCTION_PARSERS, STATEMENT_PARSERS = _sqlml_parsers(BigQueryParser)
 
 
 def _options_sql(self: DuckDBGenerator, options: list[exp.Expr]) -> str:
@@ -270,8 +310,25 @@ class SqlmlGenerator(DuckDBGenerator):
         return super().property_sql(expression)
 
 
+class SqlmlTokenizer(DuckDB.Tokenizer):
+    IDENTIFIERS = ['"', "`"]  # BigQuery's backtick-quoted names, as every BigQuery ML example writes them
+
+
 class Sqlml(DuckDB):
     """DuckDB's dialect extended with CREATE/DROP/ALTER MODEL and the ML.* table functions."""
 
+    Tokenizer = SqlmlTokenizer
     Parser = SqlmlParser
     Generator = SqlmlGenerator
+
+
+class SqlmlBigQuery(BigQuery):
+    """BigQuery's own dialect as an input (``sqlml run --dialect bigquery``) with sqlml's statements and
+    ML.* functions parsed exactly as in :class:`Sqlml`; statements are written out for the engine in
+    :class:`Sqlml` (DuckDB), which sqlglot transpiles to (quoting, SAFE_CAST, UNNEST, date functions)."""
+
+    Parser = SqlmlBigQueryParser
+
+
+#: The input dialects users name (``--dialect``, ``sqlml.connect(dialect=...)``) → sqlglot dialect names.
+INPUT_DIALECTS = {"duckdb": "sqlml", "bigquery": "sqlmlbigquery"}

@@ -15,14 +15,17 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from ..errors import SqlmlParseError
-from . import dialect  # noqa: F401  (registers the "sqlml" dialect with sqlglot)
+from .dialect import INPUT_DIALECTS
 
 
-def parse(text: str) -> list[sqlglot.exp.Expr]:
-    """Parse one or more statements; errors carry line and column. A plain DuckDB statement that
-    sqlglot cannot parse (``EXPORT DATABASE …``) runs as written; sqlml's own statements must parse."""
+def parse(text: str, dialect: str = "duckdb") -> list[sqlglot.exp.Expr]:
+    """Parse one or more statements written in ``dialect`` ('duckdb' or 'bigquery'); errors carry line
+    and column. A plain DuckDB statement that sqlglot cannot parse (``EXPORT DATABASE …``) runs as
+    written; sqlml's own statements, and every statement written for BigQuery, must parse."""
+    if dialect not in INPUT_DIALECTS:
+        raise SqlmlParseError(f"Unknown SQL dialect {dialect!r}; sqlml reads {' and '.join(INPUT_DIALECTS)}.")
     with _quiet_passthrough():
-        return _parse(text)
+        return _parse(text, INPUT_DIALECTS[dialect], passthrough=dialect == "duckdb")
 
 
 @contextlib.contextmanager
@@ -39,22 +42,22 @@ def _quiet_passthrough() -> t.Iterator[None]:
         logger.removeFilter(keep)
 
 
-def _parse(text: str) -> list[sqlglot.exp.Expr]:
+def _parse(text: str, read: str, passthrough: bool) -> list[sqlglot.exp.Expr]:
     try:
-        pieces = list(_statements(text))
+        pieces = list(_statements(text, read))
     except TokenError as e:
         near = str(e).removeprefix("Error tokenizing ")
         raise SqlmlParseError(f"Cannot read the SQL: a string, quoted name or comment is not closed, near {near}") from None
     statements = []
     for statement_text, tokens in pieces:
         try:
-            parsed = [s for s in sqlglot.parse(statement_text, read="sqlml") if s is not None]
+            parsed = [s for s in sqlglot.parse(statement_text, read=read) if s is not None]
         except ParseError as e:
-            if _is_sqlml(tokens):
+            if _is_sqlml(tokens) or not passthrough:
                 raise _parse_error(e, text, tokens[0].start) from None
             parsed = [sqlglot.exp.Command(this=statement_text)]
         except (RecursionError, *SQLGLOT_CRASHES) as e:  # DuckDB itself may still read the statement
-            if _is_sqlml(tokens):
+            if _is_sqlml(tokens) or not passthrough:
                 raise _unparsable(e, statement_text, tokens[0].line) from None
             parsed = [sqlglot.exp.Command(this=statement_text)]
         for statement in parsed:
@@ -75,10 +78,10 @@ def _unparsable(error: Exception, statement: str, line: int) -> SqlmlParseError:
     return SqlmlParseError(f"Cannot parse the statement on line {line} ({opening}): check its brackets and punctuation.")
 
 
-def _statements(text: str) -> t.Iterator[tuple[str, list[Token]]]:
+def _statements(text: str, read: str) -> t.Iterator[tuple[str, list[Token]]]:
     """Each statement of ``text`` as written, with its tokens (split at semicolons outside strings)."""
     tokens: list[Token] = []
-    for token in sqlglot.Dialect.get_or_raise("sqlml").tokenize(text) + [None]:
+    for token in sqlglot.Dialect.get_or_raise(read).tokenize(text) + [None]:
         if token is None or token.token_type == TokenType.SEMICOLON:
             if tokens:
                 yield text[tokens[0].start:tokens[-1].end + 1], tokens
