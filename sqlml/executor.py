@@ -121,13 +121,11 @@ class Executor:
             for table_function in step.tables:
                 self.engine.register_table(table_function.name, self.compute(table_function))
                 registered.append(table_function.name)
+            if registered and step.returns_rows:
+                # Registered tables are dropped below, so a result that reads them is materialized now.
+                return self.engine.result(self.engine.read_arrow(sql))
             result = self.engine.execute(sql)
-            if not step.returns_rows:
-                return None
-            if not registered:
-                return result
-            # Registered tables are dropped below, so a result that reads them is materialized now.
-            return self.engine.result(result.to_arrow_table())
+            return result if step.returns_rows else None
         finally:
             for name in registered:
                 self.engine.unregister_table(name)
