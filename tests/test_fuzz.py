@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sqlml
+from sqlml.errors import OptionError, ParameterError, SqlmlError, SqlmlParseError
 from sqlml.sql.plan import Planner
 
 #: ~1,000 examples run in about 10 s; the CI budget is 60 s.
@@ -27,10 +30,10 @@ EXAMPLES = int(os.environ.get("SQLML_FUZZ_EXAMPLES", "1000"))
 #: Statements that run as written. The ones that create, alter or drop models name only scratch models,
 #: so no mutation can remove the models ``m`` and ``r`` the others read.
 SEEDS = [
-    "CREATE OR REPLACE MODEL scratch TRANSFORM (x * 2 AS x2, c, y) OPTIONS (model_type = 'logistic_reg', "
-    "input_label_cols = ['y'], max_iterations = 5, description = 'fuzz') AS SELECT x, c, y FROM t",
-    "CREATE MODEL IF NOT EXISTS scratch_reg OPTIONS (model_type = 'linear_reg', input_label_cols = ['x'], "
-    "data_split_method = 'NO_SPLIT', l2_reg = 0.5) AS SELECT x, c FROM t WHERE x < 30",
+    ("CREATE OR REPLACE MODEL scratch TRANSFORM (x * 2 AS x2, c, y) OPTIONS (model_type = 'logistic_reg', "
+     "input_label_cols = ['y'], max_iterations = 5, description = 'fuzz') AS SELECT x, c, y FROM t"),
+    ("CREATE MODEL IF NOT EXISTS scratch_reg OPTIONS (model_type = 'linear_reg', input_label_cols = ['x'], "
+     "data_split_method = 'NO_SPLIT', l2_reg = 0.5) AS SELECT x, c FROM t WHERE x < 30"),
     "ALTER MODEL scratch SET OPTIONS (description = 'changed', threshold = 0.4)",
     "DROP MODEL IF EXISTS scratch_reg",
     "SELECT * FROM ML.PREDICT(MODEL m, (SELECT x, c FROM t LIMIT 5), STRUCT(0.3 AS threshold))",
@@ -127,3 +130,49 @@ def test_the_models_survive_the_fuzzing(db):
     """The scratch-only seeds kept ``m`` and ``r``: the fuzzing above ran against trained models."""
     assert db.sql("SELECT count(*) FROM ML.PREDICT(MODEL m, TABLE t)").fetchall() == [(40,)]
     assert db.sql("SELECT count(*) FROM ML.PREDICT(MODEL r, TABLE t)").fetchall() == [(40,)]
+
+
+# ---- what the fuzzer found, each at its root ----
+
+def test_parse_works_on_a_fresh_import():
+    """``sqlml.parse`` registers the sqlml dialect itself (it failed with sqlglot's 'Unknown dialect')."""
+    code = "import sqlml; print(type(sqlml.parse('SELECT * FROM ML.PREDICT(MODEL m, TABLE t)')[0]).__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "Select"
+
+
+def test_sqlglot_crashes_are_parse_errors_and_plain_sql_passes_through(db):
+    with pytest.raises(SqlmlParseError, match=r"Cannot parse the statement on line 1 \('SELECT \* FROM "
+                                              r"ML.PREDICT\(MODEL m, \(SELECT \{:\}\)\)'\): check its brackets"):
+        sqlml.parse("SELECT * FROM ML.PREDICT(MODEL m, (SELECT {:}))")
+    with pytest.raises(SqlmlError, match="Parser Error"):  # DuckDB's own error, not sqlglot's AttributeError
+        db.sql("WITH a AS (SELECT x, {:}")
+
+
+@pytest.mark.parametrize(("statement", "error", "message"), [
+    ("ALTER MODEL scratch SET OPTIONS (description = - 'changed')", OptionError,
+     r"Cannot use -'changed' as an option value"),
+    ("ALTER MODEL scratch SET OPTIONS (threshold = . 0.4)", OptionError, r"Cannot read 0\.0\.4 as a number"),
+    ("SELECT * FROM ML.EVALUATE(MODEL m, TABLE t, STRUCT([-'c'] AS slice_by))", ParameterError,
+     r"the 'slice_by' parameter must be a constant .*got -'c'"),
+    ("SELECT * FROM ML.ROC_CURVE(MODEL m, TABLE t, GENERATE_ARRAY(0.1, 1e308, 1e-300))", ParameterError,
+     r"GENERATE_ARRAY\(0\.1, 1e308, 1e-300\) has more than 100,000 elements; use a larger step"),
+    ("SELECT * FROM ML.ROC_CURVE(MODEL m, TABLE t, GENERATE_ARRAY(0, 2, 0.5))", ParameterError,
+     (r"The 'thresholds' parameter of ML.ROC_CURVE must be an array of numbers in the range \[0, 1\]. "
+      r"Got \[0.0, 0.5, 1.0, 1.5, 2.0\]")),
+    ("SELECT * FROM ML.ROC_CURVE(MODEL m, TABLE t, (0.5, STRUCT()))", ParameterError,
+     r"'thresholds' parameter of ML.ROC_CURVE must be an array of numbers .* Got \[0.5, \{\}\]"),
+    ("SELECT * FROM ML.PREDICT(MODEL m, TABLE t, 0.5)", ParameterError,
+     r"ML.PREDICT's last argument must be STRUCT\(value AS name, ...\); got 0.5"),
+    ("SELECT [1, 'a'] FROM ML.PREDICT(MODEL m, TABLE t)", SqlmlError, r"Could not convert string 'a' to INT32"),
+])
+def test_found_escapes_are_sqlml_errors(db, statement, error, message):
+    with pytest.raises(error, match=message):
+        db.sql(statement)
+
+
+def test_generate_array_still_counts_like_bigquery(db):
+    rows = db.sql("SELECT threshold FROM ML.ROC_CURVE(MODEL m, TABLE t, GENERATE_ARRAY(0.2, 0.8, 0.3))").fetchall()
+    assert sorted(r[0] for r in rows) == pytest.approx([0.2, 0.5, 0.8])
+    big = db.sql("SELECT count(*) FROM ML.ROC_CURVE(MODEL m, TABLE t, GENERATE_ARRAY(0, 1, 0.0001))").fetchall()
+    assert big == [(10_001,)]
