@@ -15,6 +15,8 @@ SCHEMA = "sqlml"
 TABLE = f"{SCHEMA}.models"
 TRIALS = f"{SCHEMA}.trials"  # one row per tuning trial of a version (sqlml.train.tune); trial 0 is the baseline
 DROPPED = f"{SCHEMA}.dropped"  # a note of every dropped version, so views over it can name it
+DEPLOYMENTS = f"{SCHEMA}.deployments"  # append-only: every deployment decision (registry/deployments.py)
+SERVING = f"{SCHEMA}.serving"  # per model: what the log adds up to, read by views when they run
 VERSION_TABLE = f"{SCHEMA}.schema_version"
 
 MODELS_DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -76,20 +78,48 @@ MIGRATIONS: list[list[str]] = [
     fingerprint VARCHAR NOT NULL,
     dropped_at TIMESTAMP DEFAULT current_timestamp
 )"""],
+    [f"""CREATE TABLE IF NOT EXISTS {DEPLOYMENTS} (
+    model VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,  -- per model: sessions training other models at the same moment never collide
+    version INTEGER,
+    previous_version INTEGER,
+    action VARCHAR NOT NULL,
+    alias VARCHAR,
+    reason VARCHAR,
+    metric VARCHAR,
+    new_value DOUBLE,
+    old_value DOUBLE,
+    eval_rows BIGINT,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    signature VARCHAR NOT NULL,
+    PRIMARY KEY (model, seq)
+)""",
+     f"""CREATE TABLE IF NOT EXISTS {SERVING} (
+    model VARCHAR PRIMARY KEY,
+    state JSON NOT NULL,
+    signature VARCHAR NOT NULL
+)"""],
 ]
+
+
+def table_exists(engine: "Engine", table: str) -> bool:
+    """Whether the current database has the registry table ``sqlml.<table>``."""
+    return bool(engine.fetch("SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
+                             "AND table_schema = ? AND table_name = ?", [SCHEMA, table]))
 
 
 def current_version(engine: "Engine") -> int:
     """How many migrations this database has run (0 for one sqlml never wrote to)."""
-    rows = engine.fetch("SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
-                        "AND table_schema = ? AND table_name = 'schema_version'", [SCHEMA])
-    return (engine.fetch(f"SELECT max(version) FROM {VERSION_TABLE}")[0][0] or 0) if rows else 0
+    return (engine.fetch(f"SELECT max(version) FROM {VERSION_TABLE}")[0][0] or 0) \
+        if table_exists(engine, "schema_version") else 0
 
 
 def migrate(engine: "Engine") -> None:
-    """Run the migrations this database has not run yet, each in its own transaction."""
+    """Run the migrations this database has not run yet, each in its own transaction. A read-only
+    database is left as it is (reading it works; writing needs a read-write open)."""
     done = current_version(engine)
-    if done >= len(MIGRATIONS):
+    if done >= len(MIGRATIONS) or engine.fetch("SELECT readonly FROM duckdb_databases() "
+                                               "WHERE database_name = current_database()")[0][0]:
         return
     engine.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
     engine.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL, "

@@ -9,6 +9,7 @@ keep working.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import typing as t
 
@@ -17,6 +18,7 @@ from ..errors import ModelIntegrityError, ModelNotFoundError, SqlmlError
 from ..model import envelope
 from ..model.version import ModelVersion
 from . import schema
+from .deployments import Decision, Deployments, Serving
 from .schema import DROPPED, TABLE, TRIALS
 
 JSON_COLUMNS = ("options", "input_schema", "metrics", "eval_tables", "feature_info", "training_info", "library_versions")
@@ -38,23 +40,20 @@ class Registry:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self.deployments = Deployments(engine)
 
     def ensure(self) -> None:
         """Create the registry, or bring an older one up to this sqlml's schema version."""
         schema.migrate(self.engine)
 
     def exists(self, table: str = "models") -> bool:
-        rows = self.engine.fetch(
-            "SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
-            "AND table_schema = ? AND table_name = ?", [schema.SCHEMA, table]
-        )
-        return bool(rows)
+        return schema.table_exists(self.engine, table)
 
     def versions(self, name: str | None = None) -> list[ModelVersion]:
         """Every stored version (of one model, when named), oldest first; damaged rows say so in ``damage``."""
         if not self.exists():
             return []
-        self.ensure()
+        self.ensure()  # a database written by an older sqlml gains the columns read below
         where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
         rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)}, signature FROM {TABLE} {where} "
                                  "ORDER BY name, version", params)
@@ -64,18 +63,37 @@ class Registry:
         """How many versions are stored (without reading or verifying them)."""
         return self.engine.fetch(f"SELECT count(*) FROM {TABLE}")[0][0] if self.exists() else 0
 
-    def resolve(self, name: str, version: int | None = None) -> ModelVersion:
-        """The named version, or the latest one; a clear error when there is none or it is damaged."""
+    def resolve(self, name: str, version: int | str | None = None) -> ModelVersion:
+        """A version by number, by alias (a string), or (None) the deployed one — the latest for models
+        never deployed; a clear error when there is none or it is damaged."""
         versions = self.versions(name)
         if not versions:
             known = sorted({v.name for v in self.versions()})
             hint = f" Models in this database: {', '.join(known)}." if known else " This database has no models yet."
             raise ModelNotFoundError(f"Model '{name}' does not exist.{hint}")
-        chosen = versions[-1] if version is None else next((v for v in versions if v.version == version), None)
+        number = self._number(name, version, versions)
+        chosen = next((v for v in versions if v.version == number), None)
+        if chosen is None and version is None:
+            raise ModelIntegrityError(f"Model '{name}' version {number} is deployed (sqlml.serving) but not stored: "
+                                      "the registry was modified outside sqlml. Deploy a stored version with "
+                                      f"ALTER MODEL {name} DEPLOY VERSION n.")
         if chosen is None:
             raise ModelNotFoundError(
-                f"Model '{name}' has no version {version}; it has versions {', '.join(str(v.version) for v in versions)}.")
+                f"Model '{name}' has no version {number}; it has versions {', '.join(str(v.version) for v in versions)}.")
         return trusted(chosen)
+
+    def _number(self, name: str, version: int | str | None, versions: list[ModelVersion]) -> int:
+        if isinstance(version, int):
+            return version
+        serving = self.deployments.serving(name)
+        if version is None:
+            return serving.deployed if serving is not None and serving.deployed is not None else versions[-1].version
+        aliases = serving.aliases if serving is not None else {}
+        if version not in aliases:
+            known = f"its aliases are {', '.join(sorted(aliases))}" if aliases else "it has no aliases"
+            raise ModelNotFoundError(f"Model '{name}' has no alias '{version}'; {known}. Set one with "
+                                     f"ALTER MODEL {name} VERSION n SET ALIAS {version}.")
+        return aliases[version]
 
     def blob(self, info: ModelVersion) -> bytes:
         """A version's bytes, checked to be the ones its (signed) row names."""
@@ -103,12 +121,14 @@ class Registry:
                              [], [], {}, 0, 0, "", None, fingerprint)
                 for name, version, model_type, label, label_type, schema_json, fingerprint in rows]
 
-    def add(self, row: dict) -> int:
+    def add(self, row: dict, gate: Decision | None = None) -> int:
         """Store a new version of ``row['name']`` in one transaction and return its number; a
-        tuned model's ``row['trials']`` go to the trials table in the same transaction."""
+        tuned model's ``row['trials']`` go to the trials table, and the gate's decision (deploy it or
+        not, :mod:`sqlml.registry.deployments`) to the deployments log, in the same transaction."""
         self.ensure()
         row = dict(row)
         trials = row.pop("trials", None) or []
+        gate = gate or Decision("trained_deployed", None)
         try:
             with self.engine.transaction():
                 (latest,) = self.engine.fetch(f"SELECT coalesce(max(version), 0) FROM {TABLE} WHERE name = ?",
@@ -118,12 +138,34 @@ class Registry:
                 for trial in trials:
                     trial = {**trial, "name": row["name"], "version": latest + 1}
                     self._insert(TRIALS, {**trial, "signature": envelope.sign(_signed_fields(trial, SIGNED_TRIAL))})
+                self._record_training(row["name"], latest + 1, gate)
         except SqlmlError as e:  # another session stored the same version number first (DuckDB's own words)
             if "duplicate key" not in str(e).lower() and "conflict" not in str(e).lower():
                 raise
             raise SqlmlError(f"Model '{row['name']}' was not stored: another session stored a version of it at the "
                              "same moment (its versions are intact). Run the statement again to store this one.") from None
         return latest + 1
+
+    def _record_training(self, name: str, number: int, gate: Decision) -> None:
+        serving = self.deployments.serving(name) or Serving(name)
+        if serving.deployed is None and number > 1:  # versions stored before deployments were recorded
+            serving.deployed = number - 1
+        gate = dataclasses.replace(gate, version=number, previous_version=serving.deployed)
+        if gate.action == "trained_deployed":
+            serving.deployed = number
+        self.record(serving, gate)
+
+    def record(self, serving: Serving, decision: Decision) -> None:
+        """Log ``decision`` and store ``serving`` (inside the caller's transaction)."""
+        self.deployments.record(self._refreshed(serving), decision)
+
+    def _refreshed(self, serving: Serving) -> Serving:
+        """``serving`` with the fingerprint and threshold of every version it names, as a view needs them."""
+        named = {serving.deployed, *serving.aliases.values()} - {None}
+        rows = {v.version: v for v in self.versions(serving.model) if v.version in named}
+        serving.versions = {str(n): {"fingerprint": rows[n].fingerprint, "threshold": rows[n].options.get("threshold")}
+                            for n in sorted(rows)}
+        return serving
 
     def _insert(self, table: str, values: dict) -> None:
         values = {k: json.dumps(v, default=str) if k in JSON_COLUMNS + TRIAL_JSON_COLUMNS else v
@@ -167,17 +209,22 @@ class Registry:
                                    json.dumps(info.input_schema), info.fingerprint])
             self.engine.fetch(f"DELETE FROM {TABLE} WHERE name = ?", [name])
             self.engine.fetch(f"DELETE FROM {TRIALS} WHERE name = ?", [name])
+            self.deployments.forget(name)
         return dropped
 
-    def update_options(self, name: str, changes: dict) -> ModelVersion:
-        """Merge descriptive/threshold options into the latest version's options, and re-sign it."""
-        latest = self.resolve(name)
-        changed = {**latest.__dict__, "options": {**latest.options, **changes}}
+    def update_options(self, name: str, changes: dict, version: int | str | None = None) -> ModelVersion:
+        """Merge descriptive/threshold options into a version's options (the deployed one unless named),
+        re-sign it, and refresh the serving state views read the threshold from."""
+        target = self.resolve(name, version)
+        changed = {**target.__dict__, "options": {**target.options, **changes}}
         with self.engine.transaction():
             self.engine.fetch(f"UPDATE {TABLE} SET options = ?, signature = ? WHERE name = ? AND version = ?",
-                              [json.dumps(changed["options"], default=str), envelope.sign(_signed_fields(changed, SIGNED)), name,
-                               latest.version])
-        return self.resolve(name, latest.version)
+                              [json.dumps(changed["options"], default=str), envelope.sign(_signed_fields(changed, SIGNED)),
+                               name, target.version])
+            serving = self.deployments.serving(name)
+            if serving is not None and str(target.version) in serving.versions:
+                self.deployments.store(self._refreshed(serving))
+        return self.resolve(name, target.version)
 
 
 def trusted(info: ModelVersion) -> ModelVersion:

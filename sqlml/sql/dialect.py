@@ -84,15 +84,20 @@ class CreateModel(exp.Expression):
 
 
 class DropModel(exp.Expression):
-    """``DROP MODEL [IF EXISTS] name``."""
+    """``DROP MODEL [IF EXISTS] name [VERSION n]``."""
 
-    arg_types = {"this": True, "exists": False}
+    arg_types = {"this": True, "exists": False, "version": False}
+
+
+#: What ALTER MODEL does: SET OPTIONS, or one of the release statements (docs/release.md).
+ALTER_ACTIONS = ("set_options", "deploy", "rollback", "disable", "enable", "set_alias", "unset_alias")
 
 
 class AlterModel(exp.Expression):
-    """``ALTER MODEL [IF EXISTS] name SET OPTIONS (...)``."""
+    """``ALTER MODEL [IF EXISTS] name`` then ``SET OPTIONS (...)`` | ``DEPLOY VERSION n`` | ``ROLLBACK`` |
+    ``DISABLE`` | ``ENABLE`` | ``UNSET ALIAS a``; or ``ALTER MODEL name VERSION n SET ALIAS a``."""
 
-    arg_types = {"this": True, "options": True, "exists": False}
+    arg_types = {"this": True, "action": True, "options": False, "exists": False, "version": False, "alias": False}
 
 
 def _parse_ml_call(self: DuckDBParser, name: str) -> exp.Expr:
@@ -148,9 +153,7 @@ def _split_backtick_path(self: DuckDBParser, parse: t.Callable[[], exp.Expr | No
 
 def _parse_model_ref(self: DuckDBParser) -> ModelRef:
     name = _parse_model_name(self)
-    version = self._parse_primary() if self._match_text_seq("VERSION") else None
-    if version is None and self._prev.text.upper() == "VERSION":
-        self.raise_error("Expecting a version number or alias after VERSION")
+    version = _parse_version(self) if self._match_text_seq("VERSION") else None
     return ModelRef(this=name, version=version)
 
 
@@ -208,20 +211,55 @@ def _parse_drop(self: DuckDBParser) -> exp.Expr | None:
     if not self._match_text_seq("MODEL"):
         return self._parse_drop()
     exists = self._parse_exists()
-    return self.expression(DropModel(this=_parse_model_name(self), exists=exists))
+    name = _parse_model_name(self)
+    version = _parse_version(self) if self._match_text_seq("VERSION") else None
+    return self.expression(DropModel(this=name, exists=exists, version=version))
 
 
 def _parse_alter(self: DuckDBParser) -> exp.Expr | None:
     if not self._match_text_seq("MODEL"):
         return self._parse_alter()
-    exists = self._parse_exists()
-    name = _parse_model_name(self)
-    if not self._match(TokenType.SET):
-        self.raise_error("Expecting SET OPTIONS (...) after ALTER MODEL name")
-    options = _parse_options(self)
-    if not options:
-        self.raise_error("Expecting OPTIONS (...) after ALTER MODEL name SET")
-    return self.expression(AlterModel(this=name, options=options, exists=exists))
+    alter = AlterModel(this=None, action=None, exists=self._parse_exists())
+    alter.set("this", _parse_model_name(self))
+    if self._match_text_seq("VERSION"):
+        alter.set("version", _parse_version(self))
+        if not self._match_text_seq("SET", "ALIAS"):
+            self.raise_error("Expecting SET ALIAS name after ALTER MODEL name VERSION n")
+        alter.set("action", "set_alias")
+        alter.set("alias", _parse_alias_name(self))
+    elif self._match(TokenType.SET):
+        alter.set("action", "set_options")
+        alter.set("options", _parse_options(self))
+        if not alter.args["options"]:
+            self.raise_error("Expecting OPTIONS (...) after ALTER MODEL name SET")
+    elif self._match_text_seq("DEPLOY", "VERSION"):
+        alter.set("action", "deploy")
+        alter.set("version", _parse_version(self))
+    elif self._match_text_seq("UNSET", "ALIAS"):
+        alter.set("action", "unset_alias")
+        alter.set("alias", _parse_alias_name(self))
+    else:
+        word = next((w for w in ("ROLLBACK", "DISABLE", "ENABLE") if self._match_text_seq(w)), None)
+        if word is None:
+            self.raise_error("Expecting SET OPTIONS (...), DEPLOY VERSION n, ROLLBACK, DISABLE, ENABLE, "
+                             "UNSET ALIAS a or VERSION n SET ALIAS a after ALTER MODEL name")
+        alter.set("action", (word or "").lower())
+    return self.expression(alter)
+
+
+def _parse_version(self: DuckDBParser) -> exp.Expr:
+    """A version number, or an alias (``VERSION challenger`` / ``VERSION 'challenger'``)."""
+    version = self._parse_primary() or self._parse_id_var(any_token=False)
+    if version is None:
+        self.raise_error("Expecting a version number or alias after VERSION")
+    return version
+
+
+def _parse_alias_name(self: DuckDBParser) -> exp.Expr:
+    alias = self._parse_id_var(any_token=False) or self._parse_string()
+    if alias is None:
+        self.raise_error("Expecting an alias name (e.g. champion, challenger)")
+    return alias
 
 
 def _sqlml_parsers(base: type) -> tuple[dict, dict, dict]:
@@ -286,6 +324,16 @@ def _create_model_sql(self: DuckDBGenerator, e: CreateModel) -> str:
     return f"CREATE{replace} MODEL{exists} {self.sql(e, 'this')}{transform_sql}{_options_sql(self, e.args.get('options'))}{query}"
 
 
+def _alter_model_sql(self: DuckDBGenerator, e: AlterModel) -> str:
+    head = f"ALTER MODEL{' IF EXISTS' if e.args.get('exists') else ''} {self.sql(e, 'this')}"
+    action = e.args["action"]
+    tail = {"set_options": lambda: f" SET{_options_sql(self, e.args['options'])}",
+            "deploy": lambda: f" DEPLOY VERSION {self.sql(e, 'version')}",
+            "set_alias": lambda: f" VERSION {self.sql(e, 'version')} SET ALIAS {self.sql(e, 'alias')}",
+            "unset_alias": lambda: f" UNSET ALIAS {self.sql(e, 'alias')}"}.get(action, lambda: f" {action.upper()}")
+    return head + tail()
+
+
 def _property_sql(self: DuckDBGenerator, e: exp.Property) -> str:
     return f"{self.sql(e, 'this')} = {self.sql(e, 'value')}"
 
@@ -297,11 +345,9 @@ class SqlmlGenerator(DuckDBGenerator):
         GenerateArray: _generate_array_sql,
         MLCall: _ml_call_sql,
         CreateModel: _create_model_sql,
-        DropModel: lambda self, e: f"DROP MODEL{' IF EXISTS' if e.args.get('exists') else ''} {self.sql(e, 'this')}",
-        AlterModel: lambda self, e: (
-            f"ALTER MODEL{' IF EXISTS' if e.args.get('exists') else ''} {self.sql(e, 'this')} SET"
-            f"{_options_sql(self, e.args['options'])}"
-        ),
+        DropModel: lambda self, e: (f"DROP MODEL{' IF EXISTS' if e.args.get('exists') else ''} {self.sql(e, 'this')}"
+                                    + (f" VERSION {self.sql(e, 'version')}" if e.args.get("version") else "")),
+        AlterModel: _alter_model_sql,
     }
 
     def property_sql(self, expression: exp.Property) -> str:
