@@ -147,13 +147,12 @@ class Executor:
                 self.engine.register_table(table_function.name, self.compute(self._filled(step, table_function)))
                 registered.append(table_function.name)
             # Statistics of preprocessing functions read the rows of the registered tables too.
-            result = self.engine.execute(preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql))
-            if not step.returns_rows:
-                return None
-            if not registered:
-                return result
-            # Registered tables are dropped below, so a result that reads them is materialized now.
-            return self.engine.result(result.to_arrow_table())
+            sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql)
+            if registered and step.returns_rows:
+                # Registered tables are dropped below, so a result that reads them is materialized now.
+                return self.engine.result(self.engine.read_arrow(sql))
+            result = self.engine.execute(sql)
+            return result if step.returns_rows else None
         finally:
             for name in registered:
                 self.engine.unregister_table(name)
@@ -193,13 +192,13 @@ class Executor:
         params = dict(tf.params)
         model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
         function = tf.function
-        if function == "PREDICT" and tf.model[1] is None and self._disabled(model.info.name):
+        if function == "PREDICT" and model is not None and tf.model[1] is None and self._disabled(model.info.name):
             self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "
                           "ML.PREDICT serves its baseline.")
             function = "BASELINE"
         call = Call(function=function, model=model, params=params, argument=tf.argument,
                     data=self._data(model, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None)
-        if "challenger_fraction" in params:
+        if "challenger_fraction" in params and model is not None:
             call.challenger = self.load(model.info.name, "challenger")
         if model is not None and model.info.query:
             call.training = self._data(model, model.info.query)

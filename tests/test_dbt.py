@@ -291,6 +291,13 @@ def test_evaluation_slices_match_sklearn_per_carrier_and_origin(db, late):
     overall = db.sql("SELECT accuracy, roc_auc FROM late_evaluation WHERE slice_column IS NULL").fetchall()[0]
     assert sorted(slices.slice_column.unique()) == ["carrier", "origin"]
     assert set(slices[slices.slice_column == "origin"].slice_value) == {"EWR", "JFK", "LGA"}
+    types = dict(db.sql("SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_name = 'late_evaluation' AND column_name IN ('carrier', 'origin')").fetchall())
+    assert types == {"carrier": "VARCHAR", "origin": "VARCHAR"}  # the slice columns, typed, beside slice_value
+    assert db.sql("SELECT slice_column, count(*) FROM late_evaluation WHERE CASE slice_column "
+                  "WHEN 'carrier' THEN carrier IS DISTINCT FROM slice_value OR origin IS NOT NULL "
+                  "WHEN 'origin' THEN origin IS DISTINCT FROM slice_value OR carrier IS NOT NULL "
+                  "ELSE carrier IS NOT NULL OR origin IS NOT NULL END GROUP BY ALL").fetchall() == []
     for _, row in slices.iterrows():
         rows = late[late[row.slice_column] == row.slice_value]
         y = rows.is_late.astype(bool)

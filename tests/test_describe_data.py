@@ -109,6 +109,8 @@ def test_create_model_warns_and_records(planted):
     warnings = [m for m in messages if m.startswith("Data check:")]
     assert any("'arr_delay'" in m and "predicts the label" in m for m in warnings)
     assert any("'flight_id'" in m and "identifier" in m for m in warnings)
+    identifier = next(m for m in warnings if "identifier" in m)
+    assert "SELECT * EXCLUDE (flight_id)" in identifier and "{name}" not in identifier
     notes = planted.sql("SELECT notes FROM ML.TRAINING_INFO(MODEL leaky)").fetchall()[0][0]
     assert "'arr_delay' alone predicts" in notes
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from sklearn.utils.class_weight import compute_class_weight
 
 import sqlml
 from sqlml import datasets
@@ -341,3 +342,22 @@ def test_what_if_docs_and_example(tmp_path):
         assert "## Slices" in markdown and "## Fairness" in markdown
         example = conn.sql((ROOT / "examples" / "model_card.sql").read_text()).fetchall()
         assert example[0][0] == len(conn.sql("SELECT * FROM october").fetchall())
+
+
+def test_class_weights_are_a_training_note_not_a_warning(penguins):
+    """What training did (class weights) is listed under Training; Warnings keeps what may be wrong."""
+    penguins.sql("CREATE MODEL w OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex'], "
+                 "auto_class_weights = TRUE) AS SELECT * EXCLUDE (year), 'Antarctica' AS continent FROM penguins")
+    (notes,) = penguins.sql("SELECT DISTINCT notes FROM ML.TRAINING_INFO(MODEL w)").fetchall()[0]
+    sex = penguins.sql("SELECT sex FROM penguins WHERE sex IS NOT NULL").df().sex  # every row trains (under 500)
+    balanced = compute_class_weight("balanced", classes=np.array(["female", "male"]), y=sex)
+    weights = f"auto_class_weights: female: {balanced[0]:.4g}, male: {balanced[1]:.4g}"
+    assert weights in notes
+    markdown = card(penguins, "w")
+    training, warnings = markdown.split("## Training\n")[1].split("## Evaluation")[0], markdown.split("## Warnings\n")[1]
+    assert f"Training notes:\n\n- {weights}\n" in training
+    assert weights not in warnings and "class_weights" not in warnings
+    assert "- Data check: 'continent'" in warnings  # a real warning stays a warning
+    html = card(penguins, "w", ", STRUCT('html' AS format)")
+    assert f"<h3>Training notes</h3>\n  <ul class=\"training-notes\"><li>{weights}</li></ul>" in html
+    assert weights not in html.split('<section id="warnings">')[1].split("</section>")[0]

@@ -130,3 +130,66 @@ def test_unknown_slice_column_lists_the_columns(penguins):
                  "SELECT * FROM penguins")
     with pytest.raises(SqlmlError, match=r"slice_by column\(s\) isle not in the evaluation data.*island"):
         penguins.sql("SELECT * FROM ML.EVALUATE(MODEL c, TABLE penguins, STRUCT(['species', 'isle'] AS slice_by))")
+
+
+def test_slice_columns_are_typed_columns_of_their_own(delays):
+    """Each slice_by column comes back under its own name and DuckDB type, set only on its rows, so
+    slices are filtered, joined and sorted in SQL; a row picked that way equals sklearn on those rows."""
+    data = "(SELECT * EXCLUDE (day) FROM flights WHERE month > 9)"
+    delays.sql(f"CREATE TABLE sliced AS SELECT * FROM ML.EVALUATE(MODEL m, {data}, "
+               "STRUCT(['carrier', 'origin', 'month'] AS slice_by, TRUE AS slice_combinations))")
+    types = dict(delays.sql("SELECT column_name, data_type FROM information_schema.columns "
+                            "WHERE table_name = 'sliced'").fetchall())
+    source = dict(delays.sql("SELECT column_name, data_type FROM information_schema.columns "
+                             "WHERE table_name = 'flights'").fetchall())
+    assert (types["carrier"], types["origin"], types["month"]) == ("VARCHAR", "VARCHAR", "BIGINT") \
+        == (source["carrier"], source["origin"], source["month"])
+    assert delays.sql("SELECT column_name FROM information_schema.columns WHERE table_name = 'sliced' "
+                      "ORDER BY ordinal_position LIMIT 5").fetchall() == [
+        ("slice_column",), ("slice_value",), ("carrier",), ("origin",), ("month",)]
+
+    # NULL where a row is not sliced by the column, and on the overall row.
+    shape = delays.sql("SELECT slice_column, count(*), count(carrier), count(origin), count(month) FROM sliced "
+                       "GROUP BY ALL ORDER BY ALL NULLS FIRST").fetchall()
+    scored = delays.sql(f"SELECT * FROM ML.PREDICT(MODEL m, {data})").df()
+    carriers, origins, months = (scored[c].nunique() for c in ("carrier", "origin", "month"))
+    triples = len(scored.groupby(["carrier", "origin", "month"]))
+    assert shape == [(None, 1, 0, 0, 0), ("carrier", carriers, carriers, 0, 0),
+                     ("carrier, origin, month", triples, triples, triples, triples),
+                     ("month", months, 0, 0, months), ("origin", origins, 0, origins, 0)]
+
+    # A slice picked by its typed value has exactly the metrics of those rows.
+    row = delays.sql("SELECT row_count, accuracy, recall, roc_auc FROM sliced "
+                     "WHERE month = 11 AND carrier IS NULL").fetchall()
+    rows = scored[scored.month == 11]
+    probability = rows.predicted_is_late_probs.map(lambda ps: next(p["prob"] for p in ps if p["label"]))
+    assert row[0] == pytest.approx((len(rows), skm.accuracy_score(rows.is_late, rows.predicted_is_late),
+                                    skm.recall_score(rows.is_late, rows.predicted_is_late),
+                                    skm.roc_auc_score(rows.is_late, probability)), abs=1e-12)
+    pair = delays.sql("SELECT row_count, accuracy FROM sliced WHERE carrier = 'UA' AND origin = 'EWR' "
+                      "AND month = 10").fetchall()
+    rows = scored[(scored.carrier == "UA") & (scored.origin == "EWR") & (scored.month == 10)]
+    assert pair == [(len(rows), pytest.approx(skm.accuracy_score(rows.is_late, rows.predicted_is_late)))]
+
+    # Sorted and joined in SQL: the carriers by accuracy, joined back to the flights they cover.
+    worst = delays.sql("SELECT s.carrier, s.row_count, count(*) AS flights FROM sliced AS s "
+                       f"JOIN {data} AS f USING (carrier) WHERE s.slice_column = 'carrier' "
+                       "GROUP BY ALL ORDER BY min(s.accuracy), s.carrier LIMIT 1").fetchall()[0]
+    accuracy = {carrier: skm.accuracy_score(g.is_late, g.predicted_is_late) for carrier, g in scored.groupby("carrier")}
+    assert worst[0] == min(accuracy, key=lambda carrier: (accuracy[carrier], carrier))
+    assert worst[1] == worst[2] == (scored.carrier == worst[0]).sum()
+
+
+def test_a_null_slice_value_and_a_name_clash(penguins):
+    penguins.sql("CREATE MODEL c OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species']) AS "
+                 "SELECT species, bill_length_mm, flipper_length_mm FROM penguins")
+    out = penguins.sql("SELECT slice_column, slice_value, sex, row_count FROM ML.EVALUATE(MODEL c, TABLE penguins, "
+                       "STRUCT('sex' AS slice_by)) ORDER BY slice_column NULLS FIRST, sex NULLS LAST").fetchall()
+    counts = penguins.sql("SELECT sex, count(*) FROM penguins GROUP BY sex ORDER BY sex NULLS LAST").fetchall()
+    assert out == [(None, None, None, 344)] + [("sex", s, s, n) for s, n in counts]
+    assert out[-1][1:3] == (None, None)  # the slice of NULL sex: told apart from the overall row by slice_column
+
+    with pytest.raises(SqlmlError, match=r"slice_by column\(s\) accuracy have the name of a column ML.EVALUATE "
+                                         r"returns; rename them .*accuracy AS accuracy_slice"):
+        penguins.sql("SELECT * FROM ML.EVALUATE(MODEL c, (SELECT *, island AS accuracy FROM penguins), "
+                     "STRUCT('accuracy' AS slice_by))")

@@ -1,5 +1,7 @@
 {#- ML.EVALUATE as a table expression: one row of metrics with the baseline's and the lift
-    (baselines=true), plus one row per slice value with slice_by=['carrier', ...]. Without data,
+    (baselines=true), plus one row per slice value with slice_by=['carrier', ...]; each slice column
+    is a column of its own type (carrier VARCHAR, month BIGINT), NULL where a row is not sliced by it,
+    so a model can filter, join and sort slices (where slice_column = 'carrier' order by carrier). Without data,
     the evaluation split kept at training. `params` takes any other ML.EVALUATE setting
     (threshold, primary_metric, slice_margin, min_slice_size, slice_combinations).
       select * from {{ sqlml.evaluate(ref('delay_model'), ref('flights_recent'), slice_by=['carrier']) }} -#}

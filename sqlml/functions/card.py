@@ -36,6 +36,11 @@ FREE_TEXT = ("description", "intended_use", "limitations")
 FORMATS = ("markdown", "html")
 SLICE_SETTINGS = ("min_slice_size", "slice_margin", "primary_metric", "slice_combinations", "threshold")
 WORST_SLICES = 3
+#: How the training notes that only say what training did (class weights, resampling, training on a
+#: sample: sqlml.train.imbalance and .sample) begin; every other note is a warning.
+INFORMATION = ("auto_class_weights: ", "class_weights: ", "sampling = ", "Training on ")
+#: Where one note ends in ML.TRAINING_INFO's notes, which joins them with "; ".
+NOTE_START = re.compile("; (?=" + "|".join(re.escape(s) for s in ("Data check: ", "Warning: ", *INFORMATION)) + ")")
 PLOTS = ("roc", "pr", "confusion", "importance")
 
 
@@ -102,19 +107,20 @@ def describe(model: "LoadedModel") -> dict:
         "options": {k: v for k, v in sorted(options.items()) if k not in FREE_TEXT},
         "free_text": {k: options.get(k) for k in FREE_TEXT},
         "features": feature_info(Call("FEATURE_INFO", model)).to_pylist(),
-        "warnings": training_notes(info.training_info or []),
+        **training_notes(info.training_info or []),
     }
 
 
-def training_notes(rows: list[dict]) -> list[str]:
-    """ML.TRAINING_INFO's notes (convergence, resampling, data checks), each once; the data checks
-    are joined into one notes string at training and split back here, one warning each."""
+def training_notes(rows: list[dict]) -> dict[str, list[str]]:
+    """ML.TRAINING_INFO's notes, each once, split back into the notes they were joined from:
+    ``warnings`` (convergence, imbalance, data checks) and ``training_notes`` (what training did)."""
     notes = []
     for row in rows:
-        for note in re.split(r"; (?=Data check: )", row.get("notes") or ""):
+        for note in NOTE_START.split(row.get("notes") or ""):
             if note and note not in notes:
                 notes.append(note)
-    return notes
+    return {"warnings": [n for n in notes if not n.startswith(INFORMATION)],
+            "training_notes": [n for n in notes if n.startswith(INFORMATION)]}
 
 
 def evaluation(run) -> dict:

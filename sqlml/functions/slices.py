@@ -3,7 +3,8 @@
 ``ML.EVALUATE(MODEL m, data, STRUCT(['carrier', 'origin'] AS slice_by))`` scores the data once, then
 groups the predictions in NumPy: one row for everything (``slice_column`` NULL), one per value of each
 slice column and, with ``TRUE AS slice_combinations``, one per combination of values of all of them.
-Each row carries the metrics, the baseline and lift (:mod:`sqlml.baselines`), ``row_count``,
+Each slice column is also a column of the result, of its own type (NULL where a row is not sliced by it),
+so slices can be filtered, joined and sorted in SQL. Each row carries the metrics, the baseline and lift (:mod:`sqlml.baselines`), ``row_count``,
 ``unreliable`` (fewer than ``min_slice_size`` rows) and ``worse_than_overall`` (primary metric worse
 than the overall row's by more than ``slice_margin``).
 """
@@ -92,16 +93,30 @@ def evaluate(model: "LoadedModel", data: pa.Table, params: dict) -> pa.Table:
     scored = metrics.Scored.of(model, data, params.get("threshold"))
     measure = _measurer(model, scored, params)
     overall = {"slice_column": None, "slice_value": None, **measure(np.arange(data.num_rows))}
-    rows = [overall]
+    rows, shown = [overall], [None]  # shown: per row, the index of a row of ``data`` that has its slice's values
     plans = [[c] for c in columns] + ([columns] if params.get("slice_combinations") and len(columns) > 1 else [])
     for plan in plans:
         for values, indices in groups(data, plan):
             rows.append({"slice_column": ", ".join(plan), "slice_value": _joined(values), **measure(indices)})
+            shown.append((plan, int(indices[0])))
     primary = overall["primary_metric"]
     for row in rows:
         row["unreliable"] = row["row_count"] < min_size
         row["worse_than_overall"] = None if row is overall else worse(primary, row[primary], overall[primary], margin)
-    return as_table(rows)
+    return with_slice_values(as_table(rows), data, columns, shown)
+
+
+def with_slice_values(table: pa.Table, data: pa.Table, columns: list[str], shown: list) -> pa.Table:
+    """``table`` with a column per slice column, of the data's own type, after ``slice_value``: the
+    row's value of it, NULL where the row is not sliced by that column (and on the overall row)."""
+    clash = [c for c in columns if c in table.column_names]
+    if clash:
+        raise DataError(f"slice_by column(s) {', '.join(clash)} have the name of a column ML.EVALUATE returns; "
+                        f"rename them in the evaluation query, e.g. SELECT *, {clash[0]} AS {clash[0]}_slice.")
+    for position, name in enumerate(columns, start=table.column_names.index("slice_value") + 1):
+        picks = pa.array([None if row is None or name not in row[0] else row[1] for row in shown], pa.int64())
+        table = table.add_column(position, data.schema.field(name), data[name].take(picks))
+    return table
 
 
 def _measurer(model: "LoadedModel", scored: metrics.Scored, params: dict) -> t.Callable[[np.ndarray], dict]:

@@ -84,6 +84,10 @@ PARAMETERS: dict[str, dict[str, Param]] = {
 }
 AVAILABLE = frozenset(PARAMETERS)
 
+#: Functions whose last argument may be a value instead of a STRUCT, and the parameter that value is:
+#: ``ML.ROC_CURVE(MODEL m, TABLE t, GENERATE_ARRAY(0, 1, 0.01))``.
+ARGUMENTS = {"ROC_CURVE": "thresholds", "THRESHOLD_METRICS": "thresholds"}
+
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
                         "TRIAL_INFO", "LEADERBOARD"})
@@ -105,3 +109,12 @@ def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
         if value is not None and not param.accepts(value):
             raise ParameterError(f"The '{name}' parameter of ML.{function} must be {param.describe()}. Got {value!r}.")
     return params
+
+
+def check_argument(function: str, value: t.Any) -> t.Any:
+    """``value`` if ``function`` takes a last argument that is not a STRUCT, and ``value`` fits it."""
+    name = ARGUMENTS.get(function)
+    if name is None:
+        raise ParameterError(f"ML.{function}'s last argument must be STRUCT(value AS name, ...); got {value!r}.")
+    check_params(function, {name: value})
+    return value

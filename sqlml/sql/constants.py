@@ -13,6 +13,10 @@ from .dialect import GenerateArray
 from .options import to_python
 
 
+#: The most elements GENERATE_ARRAY may give (thresholds of a ROC curve need a few hundred at most).
+MAX_ELEMENTS = 100_000
+
+
 def struct_fields(struct: exp.Struct, function: str) -> dict[str, t.Any]:
     """``STRUCT(value AS name, ...)`` as {lower-case name: Python value}."""
     fields: dict[str, t.Any] = {}
@@ -38,7 +42,7 @@ def constant(value: exp.Expr, function: str, role: str) -> t.Any:
     if isinstance(value, (exp.Array, exp.Tuple)):
         return [constant(v, function, role) for v in value.expressions]
     if isinstance(value, (exp.Literal, exp.Boolean, exp.Null)) or (
-            isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal)):
+            isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and not value.this.is_string):
         return to_python(value)
     raise ParameterError(f"ML.{function}: {role} must be a constant (a number, string, boolean or array); "
                      f"got {value.sql()}.")
@@ -50,5 +54,9 @@ def generate_array(call: GenerateArray, function: str) -> list[float]:
     step = constant(call.args["step"], function, "GENERATE_ARRAY's step") if call.args.get("step") else 1
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end, step)) or step == 0:
         raise SqlmlError(f"ML.{function}: GENERATE_ARRAY takes numbers and a nonzero step; got {call.sql()}.")
-    count = max(int(np.floor((end - start) / step + 1e-9)) + 1, 0)
-    return np.round(float(start) + np.arange(count) * step, 12).tolist()
+    start, end, step = float(start), float(end), float(step)
+    count = (end - start) / step + 1e-9
+    if not np.isfinite(count) or count >= MAX_ELEMENTS:
+        raise ParameterError(f"ML.{function}: {call.sql()} has more than {MAX_ELEMENTS:,} elements; "
+                             "use a larger step.")
+    return np.round(start + np.arange(max(int(np.floor(count)) + 1, 0)) * step, 12).tolist()

@@ -16,10 +16,9 @@ ALTERABLE = ("threshold", "description", "intended_use", "limitations")
 def to_python(value: exp.Expr) -> t.Any:
     """The Python value of an OPTIONS literal: numbers, strings, booleans, NULL, arrays, structs."""
     if isinstance(value, exp.Literal):
-        py = value.to_py()
-        return float(py) if isinstance(py, Decimal) else py
-    if isinstance(value, exp.Neg):
-        return -to_python(value.this)
+        return _literal(value)
+    if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and not value.this.is_string:
+        return -_literal(value.this)
     if isinstance(value, exp.Boolean):
         return value.this
     if isinstance(value, exp.Null):
@@ -35,6 +34,14 @@ def to_python(value: exp.Expr) -> t.Any:
     if isinstance(value, exp.Func):
         return {"function": value.sql_name().upper(), "args": [to_python(a) for a in value.iter_expressions()]}
     raise OptionError(f"Cannot use {value.sql()} as an option value: expected a literal, array or STRUCT.")
+
+
+def _literal(value: exp.Literal) -> t.Any:
+    try:
+        py = value.to_py()
+    except ValueError:  # sqlglot reads ``. 0.4`` as the number 0.0.4
+        raise OptionError(f"Cannot read {value.sql()} as a number.") from None
+    return float(py) if isinstance(py, Decimal) else py
 
 
 def options_to_dict(properties: list[exp.Expr] | None) -> dict[str, t.Any]:

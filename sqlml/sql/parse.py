@@ -56,14 +56,26 @@ def _parse(text: str, read: str, passthrough: bool) -> list[sqlglot.exp.Expr]:
             if _is_sqlml(tokens) or not passthrough:
                 raise _parse_error(e, text, tokens[0].start) from None
             parsed = [sqlglot.exp.Command(this=statement_text)]
-        except RecursionError:  # sqlglot recurses per nesting level; DuckDB itself may still read it
+        except (RecursionError, *SQLGLOT_CRASHES) as e:  # DuckDB itself may still read the statement
             if _is_sqlml(tokens) or not passthrough:
-                raise SqlmlParseError("The statement is nested too deeply to parse.") from None
+                raise _unparsable(e, statement_text, tokens[0].line) from None
             parsed = [sqlglot.exp.Command(this=statement_text)]
         for statement in parsed:
             statement.meta["line"] = tokens[0].line  # where it starts in ``text``, for errors found later (CLI)
         statements += parsed
     return statements
+
+
+#: What sqlglot's parser raises, besides ParseError, on some malformed statements.
+SQLGLOT_CRASHES = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
+def _unparsable(error: Exception, statement: str, line: int) -> SqlmlParseError:
+    """sqlglot recurses per nesting level, and fails on some malformed input (``{:}``) with its own bug."""
+    if isinstance(error, RecursionError):
+        return SqlmlParseError("The statement is nested too deeply to parse.")
+    opening = repr(statement[:60] + "…" if len(statement) > 60 else statement)
+    return SqlmlParseError(f"Cannot parse the statement on line {line} ({opening}): check its brackets and punctuation.")
 
 
 def _statements(text: str, read: str) -> t.Iterator[tuple[str, list[Token]]]:

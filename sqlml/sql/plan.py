@@ -212,7 +212,7 @@ class Planner:
         if isinstance(last, exp.Struct):
             table.params = catalog.check_params(function, constants.struct_fields(last, function))
         elif last is not None:
-            table.argument = constants.constant(last, function, "its last argument")
+            table.argument = catalog.check_argument(function, constants.constant(last, function, "its last argument"))
         step.tables.append(table)
         return exp.to_table(table.name)
 

@@ -94,7 +94,7 @@ def column_findings(row: dict, is_label: bool) -> list[dict]:
             and row["distinct_count"] == present):
         found.append({"check": "identifier", "message": (
             f"'{name}' is unique on every row, like an identifier: a model memorizes it and learns nothing that "
-            "carries over to new rows. Leave it out of the features (SELECT * EXCLUDE ({name}), or list the "
+            f"carries over to new rows. Leave it out of the features (SELECT * EXCLUDE ({name}), or list the "
             "features in TRANSFORM), or derive real features from it.")})
     return found
 
