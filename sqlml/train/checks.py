@@ -27,7 +27,12 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from ..errors import DataError
 from ..model.kinds import REGRESSION
-from ..model.preprocess import as_categories, category_counts, category_indices, to_float64
+from ..model.preprocess import (
+    as_categories,
+    category_counts,
+    category_indices,
+    to_float64,
+)
 from . import imbalance
 from .labels import label_task
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import scipy.sparse as sp
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
@@ -23,9 +22,22 @@ from ..errors import DataError, OptionError
 from ..model import baseline as baselines
 from ..model import envelope, explain, metrics
 from ..model import options as opts
-from ..model.kinds import CLASSIFICATION, KMEANS, MODEL_KINDS, ModelKind, build_estimator
+from ..model.kinds import (
+    CLASSIFICATION,
+    KMEANS,
+    MODEL_KINDS,
+    ModelKind,
+    build_estimator,
+)
 from ..model.loaded import LABEL_TYPES, LoadedModel, label_type_name, thread_limit
-from ..model.preprocess import Preprocessor, as_float, check_unique_names, column_kind, encode_categories, to_float64
+from ..model.preprocess import (
+    Preprocessor,
+    as_float,
+    check_unique_names,
+    column_kind,
+    encode_categories,
+    to_float64,
+)
 from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
 from . import checks, imbalance, resources, stopping

@@ -9,6 +9,7 @@ It errs on the high side for fully grown trees; everything else is within a smal
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import resource
@@ -43,7 +44,7 @@ def fit_bytes(kind: ModelKind, options: dict, rows: int, width: int, classes: in
         needs["trees"] = options["max_iterations"] * outputs * nodes * NODE_BYTES
     elif kind.family == DNN:
         layers = [width, *options["hidden_units"], outputs]
-        weights = sum((a + 1) * b for a, b in zip(layers, layers[1:]))
+        weights = sum((a + 1) * b for a, b in itertools.pairwise(layers))
         needs["weights"] = weights * FLOAT * ADAM_COPIES
         needs["activations"] = min(rows, BATCH_ROWS) * sum(layers) * FLOAT * 2
     elif kind.family == KMEANS:
