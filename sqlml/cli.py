@@ -42,6 +42,9 @@ def user_errors(command: t.Callable) -> t.Callable:
             return command(*args, **kwargs)
         except SqlmlError as e:
             raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt:  # training stores nothing until it has finished: say so, no traceback
+            click.echo("\nInterrupted: nothing was stored.", err=True)
+            sys.exit(130)
     return wrapper
 
 

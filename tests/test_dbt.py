@@ -125,7 +125,7 @@ def test_user_errors_in_macros_are_compiler_errors_with_the_message(built):
 
 def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
     message = failures(built["first"])["bad_options"]
-    assert "sqlml: The 'max_iterations' option must be an integer in the range [1, inf]. Got 0 instead." in message
+    assert "sqlml: The 'max_iterations' option must be an integer in the range [1, 10,000]. Got 0 instead." in message
     assert "Traceback" not in message
 
 

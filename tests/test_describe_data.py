@@ -154,7 +154,7 @@ def test_sample_fraction_and_seed(flights):
 
 
 @pytest.mark.parametrize("option, message", [
-    ("max_training_rows = 0", "'max_training_rows' option must be an integer in the range \\[1, inf\\]"),
+    ("max_training_rows = 0", "'max_training_rows' option must be an integer in the range \\[1, 1,000,000,000,000\\]"),
     ("sample_fraction = 1.5", "'sample_fraction' option must be a number in the range \\(0, 1\\]"),
     ("sample_fraction = 0", "'sample_fraction' option must be a number in the range \\(0, 1\\]"),
     ("max_training_rows = 1", "keep 1 training row\\(s\\), fewer than the 2 classes"),

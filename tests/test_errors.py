@@ -83,8 +83,8 @@ def test_drop_model(table):
 @pytest.mark.parametrize("options, message", [
     ("model_type = 'linear_regression'", "Unknown model_type 'linear_regression'. Did you mean 'linear_reg'?"),
     ("model_type = 'linear_reg', l2_regg = 1.0", "Unknown option 'l2_regg'. Did you mean 'l2_reg'?"),
-    ("model_type = 'linear_reg', l2_reg = -1", "The 'l2_reg' option must be a number in the range [0, inf]. Got -1 instead."),
-    ("model_type = 'linear_reg', l2_reg = 'big'", "The 'l2_reg' option must be a number in the range [0, inf]. Got 'big' instead."),
+    ("model_type = 'linear_reg', l2_reg = -1", "The 'l2_reg' option must be a number in the range [0, 1,000,000]. Got -1 instead."),
+    ("model_type = 'linear_reg', l2_reg = 'big'", "The 'l2_reg' option must be a number in the range [0, 1,000,000]. Got 'big' instead."),
     ("model_type = 'boosted_tree_regressor', early_stop = 1", "The 'early_stop' option must be TRUE or FALSE. Got 1 instead."),
     ("model_type = 'linear_reg', num_clusters = 3", "Option 'num_clusters' does not apply to model_type 'linear_reg'"),
     ("model_type = 'linear_reg', data_split_method = 'SOMETIMES'", "must be one of 'AUTO_SPLIT', 'RANDOM', 'SEQ', 'CUSTOM', 'NO_SPLIT'"),

@@ -118,8 +118,8 @@ def test_tuning_matches_or_beats_the_untuned_model_on_the_same_validation_rows(b
     untuned = skm.log_loss(*probabilities(bc, "untuned", data))
     tuned = skm.log_loss(*probabilities(bc, "tuned", data))
     assert tuned <= untuned + 1e-12
-    # Trial 1 is the untuned default (l2_reg = 0) fitted on the same rows: the same model.
-    assert trial_info(bc)[0]["hyperparameters"]["l2_reg"] == 0
+    # Trial 1 is the untuned default (l2_reg = 1, scikit-learn's C = 1) fitted on the same rows: the same model.
+    assert trial_info(bc)[0]["hyperparameters"]["l2_reg"] == 1
     assert skm.log_loss(*probabilities(bc, "tuned", data, 1)) == pytest.approx(untuned, rel=1e-9)
 
 
@@ -176,16 +176,16 @@ def test_evaluation_split_does_not_influence_tuning(bc):
 
 def test_a_failing_trial_is_recorded_and_the_others_go_on(bc):
     bc.sql("""CREATE OR REPLACE MODEL clusters OPTIONS (model_type = 'kmeans', random_seed = 1, num_trials = 3,
-              hparam_tuning_algorithm = 'GRID_SEARCH', num_clusters = HPARAM_CANDIDATES([2, 3, 1000]))
-              AS SELECT * EXCLUDE (target) FROM breast_cancer""")
+              hparam_tuning_algorithm = 'GRID_SEARCH', num_clusters = HPARAM_CANDIDATES([2, 3, 50]))
+              AS SELECT * EXCLUDE (target) FROM breast_cancer LIMIT 60""")
     trials = {t["hyperparameters"]["num_clusters"]: t for t in trial_info(bc, "clusters")}
-    assert trials[1000]["status"] == "FAILED" and "n_clusters=1000" in trials[1000]["error_message"]
+    assert trials[50]["status"] == "FAILED" and "num_clusters = 50 is more than the 48 training row(s)" in trials[50]["error_message"]
     assert trials[2]["status"] == trials[3]["status"] == "SUCCEEDED"
     dbi = {k: trials[k]["hparam_tuning_evaluation_metrics"]["davies_bouldin_index"] for k in (2, 3)}
     assert [k for k, t in trials.items() if t["is_optimal"]] == [min(dbi, key=dbi.get)]
-    with pytest.raises(SqlmlError, match=f"Trial {trials[1000]['trial_id']} of model 'clusters' failed"):
+    with pytest.raises(SqlmlError, match=f"Trial {trials[50]['trial_id']} of model 'clusters' failed"):
         bc.sql(f"SELECT * FROM ML.PREDICT(MODEL clusters, TABLE breast_cancer, "
-               f"STRUCT({trials[1000]['trial_id']} AS trial_id))")
+               f"STRUCT({trials[50]['trial_id']} AS trial_id))")
 
 
 def test_auto_keeps_the_leaderboards_best_and_ranks_the_baseline(bc):
@@ -231,7 +231,7 @@ BASE = "model_type = 'logistic_reg', input_label_cols = ['target']"
     (f"{BASE}, num_trials = 3, random_seed = HPARAM_RANGE(1, 5)", "Option 'random_seed' cannot be tuned"),
     (f"{BASE}, num_trials = 3", "num_trials needs at least one search space"),
     (f"{BASE}, l2_reg = HPARAM_RANGE(0, 1)", r"Search spaces \(l2_reg\) need num_trials"),
-    (f"{BASE}, num_trials = 3, l2_reg = HPARAM_RANGE(-1, 1)", r"The 'l2_reg' option must be a number in the range \[0, inf\]. Got -1"),
+    (f"{BASE}, num_trials = 3, l2_reg = HPARAM_RANGE(-1, 1)", r"The 'l2_reg' option must be a number in the range \[0, 1,000,000\]. Got -1"),
     (f"{BASE}, num_trials = 3, l2_reg = HPARAM_RANGE(2, 1)", "needs low < high"),
     (f"{BASE}, num_trials = 3, l2_reg = HPARAM_CANDIDATES([])", "needs one non-empty array"),
     (f"{BASE}, num_trials = 3, hparam_tuning_algorithm = 'GRID_SEARCH', l2_reg = HPARAM_RANGE(0, 1)",

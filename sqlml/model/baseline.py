@@ -36,6 +36,7 @@ from . import metrics
 from .kinds import CLASSIFICATION, CLUSTERING
 from .loaded import LoadedModel
 from .metrics import DEFAULT_OBJECTIVE, LOWER_IS_BETTER, Scored
+from .preprocess import to_float64
 
 STORED_KEY = "baseline"  # key of the baseline in the registry's metrics JSON
 
@@ -102,7 +103,7 @@ def training_statistics(model: "LoadedModel", train_rows: pa.Table) -> dict:
         counts = np.bincount(metrics.true_codes(model, train_rows), minlength=len(model.classes))
         return {"strategy": strategy or "most_frequent", "class_prior": (counts / counts.sum()).tolist(),
                 "majority_class": model.classes[int(np.argmax(counts))], "last_value": last_value}
-    values = pc.cast(labels, pa.float64()).to_numpy()
+    values = to_float64(labels).to_numpy()
     return {"strategy": strategy or "mean", "mean": float(values.mean()), "median": float(np.median(values)),
             "last_value": None if last_value is None else float(last_value)}
 

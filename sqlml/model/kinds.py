@@ -7,8 +7,9 @@ model_type                 scikit-learn estimator          options → parameter
 =========================  ==============================  =========================================
 linear_reg                 LinearRegression / Ridge /      l2_reg → Ridge(alpha); l1_reg → ElasticNet
                            ElasticNet                      (alpha = l1+l2, l1_ratio = l1/(l1+l2))
-logistic_reg               LogisticRegression (lbfgs;      l2_reg → C = 1/l2_reg (no penalty when 0);
-                           saga when l1_reg > 0)           l1_reg → l1_ratio; max_iterations → max_iter
+logistic_reg               LogisticRegression (lbfgs;      l2_reg → C = 1/l2_reg (default 1: C = 1; no
+                           saga when l1_reg > 0)           penalty when 0); l1_reg → l1_ratio; max_iterations
+                                                           → max_iter; early_stop, min_rel_progress
 boosted_tree_*             HistGradientBoosting*           max_iterations → max_iter, max_tree_depth →
                                                            max_depth, learn_rate → learning_rate,
                                                            l2_reg → l2_regularization, early_stop →
@@ -71,6 +72,9 @@ class ModelKind:
     #: :meth:`~sqlml.preprocess.Preprocessor.sparse_pays`): lbfgs then reads ~3× fewer bytes per pass.
     #: Only where the solver is the same on sparse input (not LinearRegression's lstsq → lsqr switch).
     sparse_fit: bool = False
+    #: Trained in blocks of iterations that stop on too little relative progress (early_stop,
+    #: min_rel_progress; :mod:`sqlml.train.stopping`) rather than in one call to ``fit``.
+    stops_early: bool = False
 
     @property
     def supervised(self) -> bool:
@@ -159,9 +163,16 @@ def _candidates(**candidates: list) -> dict:
 
 
 #: What the types of a family share (each entry of MODEL_KINDS adds its name, task and estimator).
-_LINEAR = {"family": LINEAR, "options": ("l1_reg", "l2_reg", "max_iterations"), "defaults": {"max_iterations": 1000},
-           "penalties": {"l1_reg": 0.0, "l2_reg": 0.0}, "encoding": "onehot", "standardize": True,
-           "explainer": EXACT_LINEAR, "search_space": _ranges(l2_reg=[1e-4, 10.0]), "scores_linearly": True}
+_LINEAR = {"family": LINEAR, "options": ("l1_reg", "l2_reg", "max_iterations", "early_stop", "min_rel_progress"),
+           "defaults": {"max_iterations": 1000, "early_stop": False, "min_rel_progress": 0.01},
+           "penalties": {"l1_reg": 0.0, "l2_reg": 0.0}, "encoding": "onehot",
+           "standardize": True, "explainer": EXACT_LINEAR, "search_space": _ranges(l2_reg=[1e-4, 10.0]),
+           "scores_linearly": True}
+#: Logistic regression defaults to scikit-learn's default pipeline: C = 1 on standardized features
+#: (l2_reg = 1), fitted to convergence. BigQuery defaults to no penalty and regularizes by stopping early
+#: instead; early_stop = TRUE (with min_rel_progress) stops the same way here. Without either, lbfgs runs
+#: to a fit that separates the training rows and is overconfident on new ones.
+_LOGISTIC = {**_LINEAR, "penalties": {"l1_reg": 0.0, "l2_reg": 1.0}, "matrix_order": "C", "sparse_fit": True, "stops_early": True}
 _BOOSTED = {"family": BOOSTED, "options": ("l2_reg", "max_iterations", "learn_rate", "early_stop", "max_tree_depth"),
             "defaults": {"max_iterations": 20, "max_tree_depth": 6, "learn_rate": 0.3, "l2_reg": 1.0, "early_stop": True},
             "encoding": "ordinal", "standardize": False, "explainer": TREE_SHAP,
@@ -184,7 +195,7 @@ MODEL_KINDS: dict[str, ModelKind] = {
     kind.name: kind
     for kind in (
         ModelKind("linear_reg", REGRESSION, _linear_reg, **_LINEAR),
-        ModelKind("logistic_reg", CLASSIFICATION, _logistic_reg, **_LINEAR, matrix_order="C", sparse_fit=True),
+        ModelKind("logistic_reg", CLASSIFICATION, _logistic_reg, **_LOGISTIC),
         ModelKind("boosted_tree_classifier", CLASSIFICATION, _boosted("HistGradientBoostingClassifier"), **_BOOSTED),
         ModelKind("boosted_tree_regressor", REGRESSION, _boosted("HistGradientBoostingRegressor"), **_BOOSTED),
         ModelKind("random_forest_classifier", CLASSIFICATION, _forest("RandomForestClassifier"), **_FOREST),

@@ -19,6 +19,7 @@ from sklearn import metrics as skm
 from ..errors import DataError
 from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION
 from .loaded import LoadedModel
+from .preprocess import check_unique_names, to_float64
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def finite(value: t.Any) -> float | None:
 
 
 def labelled_rows(model: "LoadedModel", data: pa.Table) -> pa.Table:
-    """Rows with a non-NULL label; evaluation needs the label column."""
+    """Rows with a non-NULL label; evaluation needs the label column (once)."""
+    check_unique_names(data.column_names, "evaluation data")
     if model.label not in data.column_names:
         raise DataError(f"Evaluation data must contain the label column '{model.label}'.")
     return data.filter(pc.is_valid(data[model.label])) if data[model.label].null_count else data
@@ -82,7 +84,7 @@ def true_labels(model: "LoadedModel", data: pa.Table) -> np.ndarray:
     """Each labelled row's label as the metrics read it: class codes (classifiers) or floats (regressors)."""
     if model.kind.task == CLASSIFICATION:
         return true_codes(model, data)
-    return pc.cast(data[model.label], pa.float64()).to_numpy()
+    return to_float64(data[model.label]).to_numpy()
 
 
 @dataclass
@@ -115,6 +117,8 @@ def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = Non
              scored: Scored | None = None) -> dict:
     """One row of BigQuery's ML.EVALUATE metrics for ``data`` (already ``scored``, for a classifier)."""
     if model.kind.task == CLUSTERING:
+        if data.num_rows == 0:
+            raise DataError(f"The evaluation data has no rows; k-means metrics of '{model.info.name}' need at least one.")
         return clustering_metrics(model.features(data), model.estimator)
     data = labelled_rows(model, data)
     if data.num_rows == 0:

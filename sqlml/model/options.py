@@ -45,7 +45,10 @@ class Option:
 
 
 def _num(value: float | None, default: str) -> str:
-    return default if value is None else f"{value:g}"
+    if value is None:
+        return default
+    whole = isinstance(value, int) or (value.is_integer() and abs(value) >= 1000)
+    return f"{int(value):,}" if whole else f"{value:g}"
 
 
 OPTIONS: dict[str, Option] = {
@@ -54,18 +57,19 @@ OPTIONS: dict[str, Option] = {
     "data_split_method": Option(str, choices=("AUTO_SPLIT", "RANDOM", "SEQ", "CUSTOM", "NO_SPLIT")),
     "data_split_eval_fraction": Option(float, low=0.0, high=1.0, low_open=True),
     "data_split_col": Option(str),
-    "l1_reg": Option(float, TAKEN, low=0.0, tunable=True),
-    "l2_reg": Option(float, TAKEN, low=0.0, tunable=True),
-    "max_iterations": Option(int, TAKEN, low=1, tunable=True),
-    "learn_rate": Option(float, TAKEN, low=0.0, low_open=True, tunable=True),
+    "l1_reg": Option(float, TAKEN, low=0.0, high=1e6, tunable=True),
+    "l2_reg": Option(float, TAKEN, low=0.0, high=1e6, tunable=True),
+    "max_iterations": Option(int, TAKEN, low=1, high=10_000, tunable=True),
+    "learn_rate": Option(float, TAKEN, low=0.0, high=10.0, low_open=True, tunable=True),
     "early_stop": Option(bool, TAKEN, tunable=True),
-    "max_tree_depth": Option(int, TAKEN, low=1, tunable=True),
-    "num_parallel_tree": Option(int, TAKEN, low=1, tunable=True),
-    "hidden_units": Option("int_list", TAKEN, low=1, tunable=True),
-    "num_clusters": Option(int, TAKEN, low=2, tunable=True),
-    "random_seed": Option(int, low=0),
+    "min_rel_progress": Option(float, TAKEN, low=0.0, high=1.0),
+    "max_tree_depth": Option(int, TAKEN, low=1, high=64, tunable=True),
+    "num_parallel_tree": Option(int, TAKEN, low=1, high=10_000, tunable=True),
+    "hidden_units": Option("int_list", TAKEN, low=1, high=100_000, tunable=True),
+    "num_clusters": Option(int, TAKEN, low=2, high=100, tunable=True),
+    "random_seed": Option(int, low=0, high=2**32 - 1),
     # Training on part of the training split (sqlml.sampling).
-    "max_training_rows": Option(int, low=1),
+    "max_training_rows": Option(int, low=1, high=10**12),
     "sample_fraction": Option(float, low=0.0, high=1.0, low_open=True),
     "threshold": Option(float, low=0.0, high=1.0),
     # Imbalanced classes (sqlml.imbalance checks how they combine).
@@ -75,12 +79,12 @@ OPTIONS: dict[str, Option] = {
     "sampling": Option(str, CLASSIFIERS, choices=("oversample", "undersample", "smote")),
     "sampling_ratio": Option(float, CLASSIFIERS, low=0.0, high=1.0, low_open=True),
     # Hyperparameter tuning and model_type = 'auto' (sqlml.tuning checks how they combine).
-    "num_trials": Option(int, low=1),
-    "max_parallel_trials": Option(int, low=1),
+    "num_trials": Option(int, low=1, high=100),
+    "max_parallel_trials": Option(int, low=1, high=5),
     "hparam_tuning_algorithm": Option(str, choices=("VIZIER_DEFAULT", "RANDOM_SEARCH", "GRID_SEARCH")),
     "hparam_tuning_objectives": Option("str_list"),
-    "max_trials": Option(int, AUTO, low=1),
-    "time_budget_seconds": Option(float, AUTO, low=0.0, low_open=True),
+    "max_trials": Option(int, AUTO, low=1, high=100),
+    "time_budget_seconds": Option(float, AUTO, low=0.0, high=259_200.0, low_open=True),
     "description": Option(str),
     "intended_use": Option(str),
     "limitations": Option(str),

@@ -26,24 +26,56 @@ ROW_TILE = 16_384  # rows written at a time by Preprocessor.transform (a tile of
 SPARSE_DENSITY = 0.3  # at most this share of nonzeros per row, a CSR matrix pays (ColumnTransformer's threshold)
 
 
-def column_kind(name: str, dtype: pa.DataType) -> str:
-    """'numeric' or 'categorical', or a DataError naming the unusable column."""
-    if pa.types.is_dictionary(dtype):
+#: What a feature of each kind must be, in the words of an error message.
+EXPECTED = {"numeric": "a number", "categorical": "a string or a boolean"}
+
+
+def scalar_kind(dtype: pa.DataType) -> str | None:
+    """'numeric', 'categorical', 'null' (a column of only NULLs fits either) or None (unusable)."""
+    if pa.types.is_dictionary(dtype):  # DuckDB's ENUM, pandas' category
         dtype = dtype.value_type
     if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
         return "numeric"
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_string_view(dtype) \
             or pa.types.is_boolean(dtype):
         return "categorical"
+    return "null" if pa.types.is_null(dtype) else None
+
+
+def column_kind(name: str, dtype: pa.DataType) -> str:
+    """'numeric' or 'categorical', or a DataError naming the unusable column."""
+    kind = scalar_kind(dtype)
+    if kind in ("numeric", "categorical"):
+        return kind
     raise DataError(
         f"Column '{name}' has type {dtype}, which sqlml cannot use as a feature. "
         "Convert it in the query (e.g. EXTRACT(hour FROM ts) AS hour) or leave it out."
     )
 
 
+def to_float64(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A numeric column as float64. Integers above 2**53 (UBIGINT, large BIGINT) round to the nearest
+    double instead of failing Arrow's safe cast: a feature or a regression target loses only digits
+    a double cannot hold. Class labels are never converted (:func:`sqlml.train.labels.prepare_label`)."""
+    return pc.cast(column, pa.float64(), safe=False)
+
+
+def check_unique_names(names: t.Sequence[str], what: str) -> None:
+    """Refuse a table that has two columns of the same name: which one a model reads would be a guess."""
+    seen, repeated = set(), []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    if repeated:
+        listed = ", ".join(f"'{n}'" for n in repeated)
+        raise DataError(f"The {what} has more than one column named {listed}; give each column its own name "
+                        f"(e.g. SELECT a.{repeated[0]}, b.{repeated[0]} AS {repeated[0]}_2 ...).")
+
+
 def as_float(table: pa.Table, name: str) -> pa.ChunkedArray:
     """A numeric column as float64, refusing NaN and infinity with the column's name."""
-    column = pc.cast(table[name], pa.float64())
+    column = to_float64(table[name])
     if pc.any(pc.is_nan(column)).as_py() or pc.any(pc.is_inf(column)).as_py():
         raise DataError(f"Column '{name}' contains NaN or infinite values; filter them out or replace them with NULL.")
     return column
@@ -168,10 +200,18 @@ class Preprocessor:
         return [self.numeric(c, table) if c["kind"] == "numeric" else self.codes(c, table) for c in self.columns]
 
     def check_columns(self, table: pa.Table) -> None:
-        """Every input column the model was trained on must be there; name all that are not."""
+        """Every input column the model was trained on must be there, once, with a type of its kind:
+        name all that are missing, else the first of the wrong type (expected and found)."""
+        check_unique_names(table.column_names, "input")
         missing = [name for name in self.input_columns if name not in table.column_names]
         if missing:
             raise DataError(f"The input is missing feature column(s) the model was trained on: {', '.join(missing)}.")
+        for c in self.columns:
+            found = table.schema.field(c["name"]).type
+            if scalar_kind(found) not in (c["kind"], "null"):
+                cast = "CAST({0} AS DOUBLE)" if c["kind"] == "numeric" else "CAST({0} AS VARCHAR)"
+                raise DataError(f"Column '{c['name']}' must be {EXPECTED[c['kind']]}, as in training; the input has "
+                                f"{found}. Convert it in the query ({cast.format(c['name'])}) or fix the column.")
 
     def codes(self, c: dict, table: pa.Table) -> np.ndarray:
         """One categorical input column as category indices, −1 where unseen at training."""
@@ -179,7 +219,7 @@ class Preprocessor:
 
     def numeric(self, c: dict, table: pa.Table) -> np.ndarray:
         """One numeric input column, imputed and (when the model needs it) standardized."""
-        values = pc.cast(table[c["name"]], pa.float64())
+        values = to_float64(table[c["name"]])
         out = (pc.fill_null(values, c["mean"]) if values.null_count else values).to_numpy()  # may be read-only
         if not np.isfinite(out).all():  # NULLs are filled by now: only NaN and infinity are left
             raise DataError(f"Column '{c['name']}' contains NaN or infinite values; filter them out or replace them with NULL.")

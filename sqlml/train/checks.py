@@ -28,7 +28,12 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from ..errors import DataError
 from ..model.kinds import REGRESSION
-from ..model.preprocess import as_categories, category_counts, category_indices
+from ..model.preprocess import (
+    as_categories,
+    category_counts,
+    category_indices,
+    to_float64,
+)
 from . import imbalance
 from .labels import label_task
 
@@ -64,7 +69,7 @@ def column_stats(column: pa.ChunkedArray, name: str, float_distincts: bool = Tru
            if _numeric(column.type) and (float_distincts or not floating) else None,
            "min": None, "max": None, "mean": None, "stddev": None, "top_values": [], "findings": []}
     if _numeric(column.type):
-        values = pc.cast(column, pa.float64())
+        values = to_float64(column)
         bounds = pc.min_max(values).as_py()
         row.update(min=bounds["min"], max=bounds["max"], mean=pc.mean(values).as_py(),
                    stddev=pc.stddev(values, ddof=1).as_py())
@@ -156,15 +161,15 @@ def leakage_findings(table: pa.Table, label: str, features: list[str], task: str
 
 def _label_values(column: pa.ChunkedArray, task: str) -> np.ndarray:
     if task == "regression":
-        return pc.cast(column, pa.float64()).to_numpy()
+        return to_float64(column).to_numpy()
     return _value_codes(column)
 
 
 def _identical(column: pa.ChunkedArray, label: pa.ChunkedArray) -> bool:
     as_type = pa.float64() if _numeric(column.type) and _numeric(label.type) else pa.string()
     try:
-        equal = pc.equal(pc.cast(column, as_type), pc.cast(label, as_type))
-    except pa.ArrowInvalid:
+        equal = pc.equal(pc.cast(column, as_type, safe=False), pc.cast(label, as_type, safe=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return False
     return bool(pc.all(pc.fill_null(equal, False)).as_py())
 
@@ -175,7 +180,7 @@ def _single_feature_score(column: pa.ChunkedArray, y: np.ndarray, fitting: np.nd
     other values through the label's mean or class shares per value."""
     if not _numeric(column.type):
         return _score(y[~fitting], _learned_per_value(_value_codes(column), y, fitting, task), task)
-    x = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(float)[:, None]
+    x = to_float64(column).to_numpy(zero_copy_only=False).astype(float)[:, None]
     x[~np.isfinite(x)] = np.nan  # infinity is refused later, by name, by the preprocessing
     model = (DecisionTreeRegressor if task == "regression" else DecisionTreeClassifier)(
         max_depth=LEAK_TREE_DEPTH, random_state=0).fit(x[fitting], y[fitting])

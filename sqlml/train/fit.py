@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import scipy.sparse as sp
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
@@ -23,12 +22,25 @@ from ..errors import DataError, OptionError
 from ..model import baseline as baselines
 from ..model import envelope, explain, metrics
 from ..model import options as opts
-from ..model.kinds import CLASSIFICATION, MODEL_KINDS, ModelKind, build_estimator
+from ..model.kinds import (
+    CLASSIFICATION,
+    KMEANS,
+    MODEL_KINDS,
+    ModelKind,
+    build_estimator,
+)
 from ..model.loaded import LABEL_TYPES, LoadedModel, label_type_name, thread_limit
-from ..model.preprocess import Preprocessor, as_float, column_kind, encode_categories
+from ..model.preprocess import (
+    Preprocessor,
+    as_float,
+    check_unique_names,
+    column_kind,
+    encode_categories,
+    to_float64,
+)
 from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
-from . import checks, imbalance
+from . import checks, imbalance, resources, stopping
 from . import sample as sampling
 from .labels import label_codes, prepare_label
 from .split import Split, rows_at, split_rows
@@ -64,6 +76,7 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial)."""
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
+    check_unique_names(table.column_names, "training query")
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
     label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
@@ -80,6 +93,8 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     train_rows = rows_at(table, split.train)
     if train_rows.num_rows == 0:
         raise DataError("The data split left zero training rows; lower data_split_eval_fraction.")
+    if classes:
+        check_classes_trained(train_rows[label], classes, label)
     eval_rows = table.take(split.eval) if split.eval is not None else train_rows
 
     # The data checks and ML.FEATURE_INFO's statistics read only the query's rows: they run in a thread
@@ -87,7 +102,7 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     # and are joined last. Done one after the other, they would add ~0.5 s per million rows.
     with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside_the_fit:
         profiling = beside_the_fit.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
-        preprocessor, estimator, X, y, target_scale, fit_notes = _preprocess_and_fit(
+        preprocessor, estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
             kind, options, name, train_rows, features, label, classes, progress)
         duration = time.perf_counter() - started
         progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
@@ -105,7 +120,7 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
         measured, eval_tables = _measure(model, train_rows, eval_rows)
         profile = profiling.result()
     return _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
-                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y))
+                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
 
 
 def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> tuple[dict, dict]:
@@ -145,7 +160,10 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     estimator, the training matrix and labels as they really are (before weights or resampling), the
     target scaling and the notes for ML.TRAINING_INFO."""
     preprocessor = Preprocessor.fit(train_rows, features, kind.encoding, kind.standardize)
-    estimator = build_estimator(kind, {k: v for k, v in options.items() if k in opts.OPTIONS})
+    model_options = {k: v for k, v in options.items() if k in opts.OPTIONS}
+    check_fit_size(kind, {**kind.penalties, **kind.defaults, **model_options}, name, train_rows.num_rows,
+                   preprocessor, classes)
+    estimator = build_estimator(kind, model_options)
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
     X = training_matrix(preprocessor, kind, train_rows)
@@ -159,8 +177,34 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     # Weights and resampling change only what is fitted; X and y stay the real training rows.
     X_fit, y_fit, sample_weight, notes = imbalance.prepare(options, classes, label, train_rows, X, y,
                                                            preprocessor.categorical_mask, progress)
+    notes += stopping.without_impossible_early_stop(estimator, y_fit, kind.task == CLASSIFICATION)
     progress(f"Training {kind.name} '{name}' on {X_fit.shape[0]:,} rows × {X_fit.shape[1]} features…")
-    return preprocessor, estimator, X, y, target_scale, _fit(estimator, X_fit, y_fit, sample_weight) + notes
+    stop_options = {**kind.defaults, **options} if kind.stops_early else None
+    fit_notes, losses = _fit(estimator, X_fit, y_fit, sample_weight, stop_options)
+    return preprocessor, estimator, X, y, target_scale, (fit_notes + notes, losses)
+
+
+def check_classes_trained(labels: pa.ChunkedArray, classes: list, label: str) -> None:
+    """Every class of the label needs a training row: a model cannot learn, nor score, a class it never saw."""
+    present = np.bincount(label_codes(labels, classes), minlength=len(classes)) > 0
+    if present.all():
+        return
+    absent = [classes[i] for i in np.flatnonzero(~present)]
+    raise DataError(f"The label '{label}' has {len(absent):,} class(es) with no row in the training split, only in "
+                    f"the evaluation split (e.g. {', '.join(repr(c) for c in absent[:5])}): a model cannot learn a "
+                    "class it never sees. Give every class training rows: leave out or merge rare classes, or use "
+                    "data_split_method = 'NO_SPLIT' or a CUSTOM split.")
+
+
+def check_fit_size(kind: ModelKind, options: dict, name: str, rows: int, preprocessor: Preprocessor,
+                   classes: list | None) -> None:
+    """Refuse, before any matrix is built, a fit the rows cannot support or the memory cannot hold."""
+    if kind.family == KMEANS and options["num_clusters"] > rows:
+        raise DataError(f"num_clusters = {options['num_clusters']} is more than the {rows:,} training row(s) of "
+                        f"'{name}': k-means needs at least one row per cluster. Lower num_clusters or train on "
+                        "more rows.")
+    width = sum(preprocessor.width(c) for c in preprocessor.columns)
+    resources.check_memory(kind, options, name, rows, width, len(classes or ()))
 
 
 def training_matrix(preprocessor: Preprocessor, kind: ModelKind, rows: pa.Table) -> np.ndarray | sp.csr_matrix:
@@ -217,12 +261,24 @@ def evaluation_tables(model: LoadedModel, eval_rows: pa.Table, scored: metrics.S
     return tables
 
 
-def _fit(estimator: t.Any, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None = None) -> list[str]:
-    """Fit, keeping convergence warnings as notes in the training info instead of console noise."""
+def _fit(estimator: t.Any, X: np.ndarray, y: np.ndarray | None, sample_weight: np.ndarray | None = None,
+         stop_options: dict | None = None) -> tuple[list[str], list[float] | None]:
+    """Fit, keeping convergence warnings as notes in the training info instead of console noise. With
+    ``stop_options`` (a kind that :attr:`~ModelKind.stops_early`) the fit honours early_stop and returns
+    the objective per block of iterations (:mod:`sqlml.train.stopping`), else no losses."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
+        if stop_options is not None:
+            losses, stopped = stopping.fit_linear(estimator, X, y, sample_weight, stop_options)
+            if not stopped:
+                warnings.warn(f"Stopped at max_iterations = {estimator.max_iter} before converging.", ConvergenceWarning)
+            return _convergence_notes(caught), losses
         estimator.fit(X, y, **weighted) if y is not None else estimator.fit(X)
+    return _convergence_notes(caught), None
+
+
+def _convergence_notes(caught: list) -> list[str]:
     return sorted({str(w.message).splitlines()[0] for w in caught if issubclass(w.category, ConvergenceWarning)})
 
 
@@ -242,14 +298,17 @@ def feature_info(table: pa.Table, features: list[str], statistics: list[dict]) -
 
 
 def _median(column: pa.ChunkedArray) -> float | None:
-    values = pc.cast(column, pa.float64())
+    values = to_float64(column)
     present = values.drop_null().to_numpy() if values.null_count else values.to_numpy()
     return float(np.median(present)) if len(present) else None
 
 
-def training_info(estimator: t.Any, duration: float, notes: list[str], X: np.ndarray, y: np.ndarray | None) -> list[dict]:
-    """ML.TRAINING_INFO rows: one per iteration where the estimator records a loss curve."""
-    losses = _loss_curve(estimator) if not _unscored_boosting(estimator) else _staged_losses(estimator, X, y)
+def training_info(estimator: t.Any, duration: float, notes: list[str], X: np.ndarray, y: np.ndarray | None,
+                  losses: list[float] | None = None) -> list[dict]:
+    """ML.TRAINING_INFO rows: one per iteration where the estimator records a loss curve (per block of
+    iterations for logistic regression: ``losses``, measured while it trained)."""
+    if losses is None:
+        losses = _loss_curve(estimator) if not _unscored_boosting(estimator) else _staged_losses(estimator, X, y)
     per_iteration_ms = int(duration * 1000 / max(1, len(losses)))
     eval_losses = _eval_curve(estimator)
     clusters = {"cluster_info": _cluster_info(estimator, X)} if hasattr(estimator, "cluster_centers_") else {}

@@ -36,6 +36,9 @@ def prepare_label(table: pa.Table, label: str, kind: ModelKind) -> tuple[pa.Tabl
         table = table.filter(pc.is_valid(column))
     if table.num_rows == 0:
         raise DataError(f"The training query returned zero rows with a non-NULL label '{label}'.")
+    if pa.types.is_dictionary(column.type):  # an ENUM or pandas category: its labels are the values
+        table = table.set_column(table.schema.get_field_index(label), label,
+                                 table[label].cast(column.type.value_type))
     if kind.task != CLASSIFICATION:
         if column_kind(label, table.schema.field(label).type) != "numeric":
             raise DataError(f"model_type '{kind.name}' needs a numeric label; '{label}' is {table.schema.field(label).type}.")
@@ -44,6 +47,10 @@ def prepare_label(table: pa.Table, label: str, kind: ModelKind) -> tuple[pa.Tabl
     values = table[label]
     if pa.types.is_floating(values.type):
         as_float(table, label)
+    if pa.types.is_unsigned_integer(values.type) and values.type.bit_width == 64 \
+            and pc.max(values).as_py() > np.iinfo(np.int64).max:
+        raise DataError(f"The label '{label}' has values above {np.iinfo(np.int64).max:,}, which sqlml stores as "
+                        f"BIGINT classes; use CAST({label} AS VARCHAR) as the label.")
     classes = sorted(pc.unique(values).to_pylist(), key=lambda v: (str(type(v)), v))
     if len(classes) < 2:
         raise DataError(f"The label '{label}' has a single class ({classes[0]!r}); a classifier needs at least two.")
