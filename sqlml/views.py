@@ -81,8 +81,12 @@ def define(engine: Engine, registry: Registry, info: ModelVersion, ab: bool = Fa
     engine.define_scoring_function(name, _scorer(function), columns, ["VARCHAR", "VARCHAR"] + (["VARCHAR", "DOUBLE"] if ab
                                    else []), pa.schema([*output, MODEL_VERSION]) if ab else output)
     if record:
-        engine.fetch(f"INSERT OR IGNORE INTO {FUNCTIONS} (name, model, features, ab) VALUES (?, ?, ?, ?)",
-                     [name, info.name, json.dumps(columns), ab])
+        try:
+            engine.fetch(f"INSERT OR IGNORE INTO {FUNCTIONS} (name, model, features, ab) VALUES (?, ?, ?, ?)",
+                         [name, info.name, json.dumps(columns), ab])
+        except SqlmlError as e:  # two sessions (dbt threads) noting the same function at once: one note is enough
+            if "conflict" not in str(e).lower():
+                raise
     return function
 
 
