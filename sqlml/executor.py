@@ -18,13 +18,16 @@ from .functions.base import Call, Data
 from .model import envelope, loaded
 from .model import options as opts
 from .model.loaded import LoadedModel
+from .registry.deployments import Decision
 from .registry.release import Release
 from .registry.trials import trial_version
 from .registry.versions import Registry
 from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
-from .train import tune
+from .train import gate, tune
+from .train.labels import prepare_label
+from .train.split import split_rows
 
 
 class Executor:
@@ -82,10 +85,47 @@ class Executor:
             query_sql = transform.training_sql(fitted, step.query_sql)
         table = self.engine.read_arrow(query_sql)
         row = tune.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted)
-        version = self.registry.add(row)
+        eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
+        verdict = self._gate(step.name, checked, row, eval_data, on_training_rows)
+        version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
+                                                  None, reason=verdict.reason, metric=verdict.metric,
+                                                  new_value=verdict.new_value, old_value=verdict.old_value,
+                                                  eval_rows=verdict.eval_rows))
+        self._say_verdict(step.name, version, verdict)
         views.refresh(self.registry, step.name)  # views over the model may serve the new version
         self.progress(f"Model '{step.name}' version {version} stored.")
         return None
+
+    def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool) -> gate.Verdict:
+        """The deploy gate's verdict on a new version (train/gate.py), against the deployed one."""
+        deployed = self.load(name) if self.registry.count() and self.registry.versions(name) else None
+        new = tune.loaded(row)
+        if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
+            return gate.decide(options, new, deployed, eval_data, on_training_rows)
+        return gate.decide(options, new, deployed, eval_data, on_training_rows,
+                           self._deployed_rows(deployed, eval_data, row["training_rows"] + row["eval_rows"]))
+
+    def _deployed_rows(self, deployed: LoadedModel, eval_data: pa.Table, rows: int) -> pa.Table | None:
+        """The held-out rows as the deployed version reads them. When the new training query drops
+        columns the deployed version needs, the same rows come from the deployed version's own training
+        query, split the same way — they are the same rows when both queries return the same rows in
+        the same order (checked by count); else None: the two cannot be compared."""
+        if all(c in eval_data.column_names for c in deployed.preprocessor.input_columns):
+            return eval_data
+        table = self._data(deployed, deployed.info.query).table()
+        if deployed.label is not None:
+            table, _ = prepare_label(table, deployed.label, deployed.kind)
+        held = split_rows(table, deployed.info.options, deployed.info.options.get("random_seed")).eval
+        if held is None or table.num_rows != rows or len(held) != eval_data.num_rows:
+            return None
+        return table.take(held)
+
+    def _say_verdict(self, name: str, version: int, verdict: gate.Verdict) -> None:
+        if verdict.deploy:
+            self.progress(f"Model '{name}' version {version} deployed: {verdict.reason}.")
+        else:
+            self.progress(f"Model '{name}' version {version} stored but NOT deployed: {verdict.reason}. "
+                          f"To deploy it anyway: ALTER MODEL {name} DEPLOY VERSION {version}.")
 
     def _ensure_key(self) -> None:
         """The first model of a database may create the secret key; a later one never does, since a new

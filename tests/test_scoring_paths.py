@@ -131,7 +131,7 @@ def test_a_view_serves_the_deployed_version_and_a_pinned_view_its_own(viewed):
     first = predictions(viewed, "v")
     assert first == predictions(viewed, "ML.PREDICT(MODEL m VERSION 1, TABLE penguins)")
     viewed.sql("CREATE VIEW pinned AS SELECT * FROM ML.PREDICT(MODEL m VERSION 1, TABLE penguins)")
-    viewed.sql(VIEW_TRAIN.format(", l2_reg = 50"))  # version 2: a ridge, other predictions
+    viewed.sql(VIEW_TRAIN.format(", l2_reg = 50, deploy = 'always'"))  # version 2: a ridge, other predictions
     assert viewed.sql("SELECT max(version) FROM sqlml.models WHERE name = 'm'").fetchall() == [(2,)]
     latest = predictions(viewed, "ML.PREDICT(MODEL m, TABLE penguins)")
     assert latest != first

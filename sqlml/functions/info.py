@@ -11,7 +11,6 @@ from ..model.loaded import LoadedModel
 from .base import Call
 from .trials import with_trial_id
 
-
 CLUSTER_INFO = pa.list_(pa.struct([("centroid_id", pa.int64()), ("cluster_radius", pa.float64()),
                                     ("cluster_size", pa.int64())]))
 

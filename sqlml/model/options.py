@@ -85,6 +85,10 @@ OPTIONS: dict[str, Option] = {
     "hparam_tuning_objectives": Option("str_list"),
     "max_trials": Option(int, AUTO, low=1, high=100),
     "time_budget_seconds": Option(float, AUTO, low=0.0, high=259_200.0, low_open=True),
+    # The deploy gate on every retrain (sqlml.release_gate, docs/release.md).
+    "deploy": Option(str, choices=("if_not_worse", "always", "never")),
+    "deploy_tolerance": Option(float, low=0.0, high=1e12),
+    "primary_metric": Option(str),
     "description": Option(str),
     "intended_use": Option(str),
     "limitations": Option(str),

@@ -12,7 +12,6 @@ from ..errors import ParameterError, SqlmlError
 from .dialect import GenerateArray
 from .options import to_python
 
-
 #: The most elements GENERATE_ARRAY may give (thresholds of a ROC curve need a few hundred at most).
 MAX_ELEMENTS = 100_000
 

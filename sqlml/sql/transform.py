@@ -26,7 +26,16 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import DataError
-from .transform_functions import MULTI, SINGLE, SOURCE, Fetch, Fitter, TransformError, named, string
+from .transform_functions import (
+    MULTI,
+    SINGLE,
+    SOURCE,
+    Fetch,
+    Fitter,
+    TransformError,
+    named,
+    string,
+)
 
 
 def quoted(name: str) -> str:

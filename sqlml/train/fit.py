@@ -119,8 +119,11 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
         model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[label_type], target_scale)
         measured, eval_tables = _measure(model, train_rows, eval_rows)
         profile = profiling.result()
-    return _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
-                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
+    row = _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
+                        training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
+    # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
+    # (not stored: the executor takes it off the row).
+    return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None}
 
 
 def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> tuple[dict, dict]:

@@ -1,0 +1,99 @@
+"""The deploy gate on every retrain (docs/release.md): a worse retrain is stored but not deployed, a
+better or equal one is deployed, and the gate's figures are ML.EVALUATE's on the rows it names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from sqlml.errors import OptionError
+
+from conftest import held_out
+
+GOOD = "SELECT dep_delay, sched_dep_time, distance, carrier, origin, is_late FROM flights"
+POOR = "SELECT distance, is_late FROM flights"  # without the departure delay, far less informative
+TRAIN = ("CREATE OR REPLACE MODEL late OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']{extra}) "
+         "AS {query}")
+
+
+def train(conn, query: str, extra: str = "") -> list[str]:
+    said: list[str] = []
+    conn.executor.progress = said.append
+    conn.sql(TRAIN.format(extra=extra, query=query))
+    return said
+
+
+def log(conn) -> list[tuple]:
+    return conn.sql("SELECT version, previous_version, action, metric, new_value, old_value, eval_rows "
+                    "FROM sqlml.deployments WHERE model = 'late' ORDER BY seq").fetchall()
+
+
+def probabilities(conn, model: str) -> list:
+    return conn.sql(f"SELECT predicted_is_late_probs[2].prob FROM ML.PREDICT(MODEL {model}, TABLE flights)").fetchall()
+
+
+def test_a_worse_retrain_is_stored_but_not_deployed(flights):
+    train(flights, GOOD)
+    first = probabilities(flights, "late")
+    said = train(flights, POOR)
+    assert flights.sql("SELECT max(version) FROM sqlml.models WHERE name = 'late'").fetchall() == [(2,)]
+    assert probabilities(flights, "late") == first  # MODEL late still serves version 1, row by row
+    assert probabilities(flights, "late VERSION 2") != first
+    verdict = next(m for m in said if "NOT deployed" in m)
+    assert "roc_auc" in verdict and "ALTER MODEL late DEPLOY VERSION 2" in verdict
+    (v1, _, a1, *_), (v2, previous, action, metric, new_value, old_value, rows) = log(flights)
+    assert (v1, a1, v2, previous, action, metric) == (1, "trained_deployed", 2, 1, "trained_not_deployed", "roc_auc")
+    # The two figures are ML.EVALUATE's, and sklearn's, on exactly the held-out rows the gate names.
+    table = flights.sql(POOR).to_arrow_table()
+    rows_out = held_out(table.num_rows)
+    assert rows == len(rows_out)
+    truth = table.take(rows_out)["is_late"].to_numpy(zero_copy_only=False)
+    good = flights.sql(GOOD).to_arrow_table().take(rows_out)
+    flights.duckdb.register("held_good", good)
+    p1 = np.array([r[0] for r in flights.sql("SELECT predicted_is_late_probs[2].prob FROM "
+                                             "ML.PREDICT(MODEL late VERSION 1, TABLE held_good)").fetchall()])
+    flights.duckdb.register("held_poor", table.take(rows_out))
+    p2 = np.array([r[0] for r in flights.sql("SELECT predicted_is_late_probs[2].prob FROM "
+                                             "ML.PREDICT(MODEL late VERSION 2, TABLE held_poor)").fetchall()])
+    assert old_value == pytest.approx(skm.roc_auc_score(truth, p1), abs=1e-12)
+    assert new_value == pytest.approx(skm.roc_auc_score(truth, p2), abs=1e-12)
+    assert new_value < old_value
+    for version, value, rows_table in ((1, old_value, "held_good"), (2, new_value, "held_poor")):
+        evaluated = flights.sql(f"SELECT roc_auc FROM ML.EVALUATE(MODEL late VERSION {version}, TABLE {rows_table})")
+        assert value == pytest.approx(evaluated.fetchall()[0][0], abs=1e-12)
+
+
+def test_an_equal_or_better_retrain_is_deployed(flights):
+    train(flights, POOR)
+    said = train(flights, GOOD)
+    assert any("version 2 deployed" in m for m in said)
+    assert log(flights)[-1][2] == "trained_deployed"
+    assert probabilities(flights, "late") == probabilities(flights, "late VERSION 2")
+    said = train(flights, GOOD)  # the same query again: equal quality, so deployed
+    assert any("version 3 deployed" in m for m in said)
+
+
+def test_always_never_and_tolerance(flights):
+    train(flights, GOOD)
+    train(flights, POOR, ", deploy = 'always'")
+    assert log(flights)[-1][:3] == (2, 1, "trained_deployed")
+    train(flights, GOOD, ", deploy = 'never'")
+    assert log(flights)[-1][:3] == (3, 2, "trained_not_deployed")
+    train(flights, GOOD, ", deploy = 'always'")
+    train(flights, POOR)  # worse than the deployed version 4 …
+    assert log(flights)[-1][2] == "trained_not_deployed"
+    train(flights, POOR, ", deploy_tolerance = 0.5")  # … but within a tolerance of 0.5 roc_auc
+    assert log(flights)[-1][2] == "trained_deployed"
+    with pytest.raises(OptionError, match="deploy"):
+        train(flights, GOOD, ", deploy = 'sometimes'")
+    with pytest.raises(OptionError, match="primary_metric 'r2_score' is not a metric of a classification model"):
+        train(flights, GOOD, ", primary_metric = 'r2_score'")
+    assert flights.sql("SELECT count(*) FROM sqlml.models WHERE name = 'late'").fetchall() == [(6,)]
+
+
+def test_the_gate_uses_the_primary_metric_asked_for(flights):
+    train(flights, GOOD)
+    said = train(flights, POOR, ", primary_metric = 'log_loss'")
+    assert any("log_loss" in m and "NOT deployed" in m for m in said)
+    assert log(flights)[-1][3] == "log_loss"
