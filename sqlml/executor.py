@@ -238,6 +238,11 @@ class Executor:
             function = "BASELINE"
         call = Call(function=function, model=model, params=params, argument=tf.argument,
                     data=self._data(model, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None)
+        if tf.model_b is not None:  # ML.COMPARE: the same rows, through the second model's own TRANSFORM
+            other = self.load(*tf.model_b)
+            shared = not (model.transform or other.transform)  # then one read of the rows serves both
+            call.other = Call(function=function, model=other, params=params,
+                              data=call.data if shared else self._data(other, tf.input_sql))
         if "challenger_fraction" in params and model is not None:
             call.challenger = self.load(model.info.name, "challenger")
         if model is not None and model.info.query:

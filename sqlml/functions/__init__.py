@@ -8,6 +8,7 @@ import typing as t
 
 from . import (
     card,
+    compare,
     describe,
     evaluate,
     explain,
@@ -42,4 +43,5 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table"]] = {
     "MODEL_CARD": card.model_card,
     "DESCRIBE_DATA": describe.describe_data,
     "TRANSFORM": transform.ml_transform,
+    "COMPARE": compare.compare,
 }

@@ -38,6 +38,7 @@ class Call:
     training: Data | None = None  # the model's training query, for explanations over its rows
     trials: list[dict] | None = None  # a tuned version's trials (sqlml.catalog.READS_TRIALS)
     challenger: "LoadedModel | None" = None  # A/B serving: the version aliased "challenger"
+    other: "Call | None" = None  # ML.COMPARE's second model with the same rows read through its own TRANSFORM
 
     def require_model(self) -> "LoadedModel":
         if self.model is None:

@@ -81,6 +81,8 @@ PARAMETERS: dict[str, dict[str, Param]] = {
     "DESCRIBE_DATA": {"label_col": Param("string"), "num_quantiles": Param("integer", 1, 100_000),
                       "num_array_length_quantiles": Param("integer", 1, 100_000), "top_k": Param("integer", 1, 10_000)},
     "TRANSFORM": {},
+    "COMPARE": {"num_bootstrap": Param("integer", 100, 100_000), "random_seed": Param("integer", 0),
+                "threshold": THRESHOLD},
 }
 AVAILABLE = frozenset(PARAMETERS)
 
@@ -91,6 +93,9 @@ ARGUMENTS = {"ROC_CURVE": "thresholds", "THRESHOLD_METRICS": "thresholds"}
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
                         "TRIAL_INFO", "LEADERBOARD"})
+
+#: Functions that take two models: ``ML.COMPARE(MODEL a, MODEL b, data)``.
+TWO_MODELS = frozenset({"COMPARE"})
 
 #: Functions that read the tuning trials of a version.
 READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD", "EVALUATE", "WEIGHTS"})
@@ -109,6 +114,17 @@ def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
         if value is not None and not param.accepts(value):
             raise ParameterError(f"The '{name}' parameter of ML.{function} must be {param.describe()}. Got {value!r}.")
     return params
+
+
+def check_models(function: str, model: bool, model_b: bool, data: bool) -> None:
+    """Refuse a second MODEL where one is expected, and ML.COMPARE without both models or its data."""
+    if function not in TWO_MODELS:
+        if model_b:
+            raise ParameterError(f"ML.{function} takes one MODEL argument; only ML.COMPARE takes two.")
+        return
+    if not (model and model_b and data):
+        raise ParameterError(f"ML.{function} needs two models and the rows to compare them on: "
+                             f"ML.{function}(MODEL m VERSION 1, MODEL m VERSION 2, TABLE t[, STRUCT(...)]).")
 
 
 def check_argument(function: str, value: t.Any) -> t.Any:

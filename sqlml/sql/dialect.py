@@ -44,6 +44,7 @@ ML_FUNCTIONS = (
     "FAIRNESS",
     "MODEL_CARD",
     "VALIDATE_DATA_DRIFT",
+    "COMPARE",
 )
 
 
@@ -54,9 +55,10 @@ class ModelRef(exp.Expression):
 
 
 class MLCall(exp.Expression, exp.Func):
-    """``ML.<name>([MODEL m] [, TABLE t | (query)] [, STRUCT(...) | other argument])``."""
+    """``ML.<name>([MODEL m] [, MODEL m2] [, TABLE t | (query)] [, STRUCT(...) | other argument])``; a second
+    model (``model_b``) only for ML.COMPARE, which the planner checks."""
 
-    arg_types = {"this": True, "model": False, "input": False, "params": False}
+    arg_types = {"this": True, "model": False, "model_b": False, "input": False, "params": False}
 
     @property
     def function(self) -> str:
@@ -107,7 +109,9 @@ def _parse_ml_call(self: DuckDBParser, name: str) -> exp.Expr:
     call = MLCall(this=exp.var(name))
     while self._curr and not self._match(TokenType.R_PAREN, advance=False):
         if self._match_text_seq("MODEL"):
-            call.set("model", _parse_model_ref(self))
+            if call.args.get("model_b"):
+                self.raise_error(f"ML.{name} takes at most two MODEL arguments")
+            call.set("model_b" if call.args.get("model") else "model", _parse_model_ref(self))
         elif self._match(TokenType.TABLE):
             call.set("input", self._parse_table_parts())
         elif self._curr.token_type == TokenType.L_PAREN and self._next and self._next.token_type in (
@@ -292,9 +296,7 @@ def _model_ref_sql(self: DuckDBGenerator, e: ModelRef) -> str:
 
 
 def _ml_call_sql(self: DuckDBGenerator, e: MLCall) -> str:
-    args = []
-    if e.args.get("model"):
-        args.append(self.sql(e, "model"))
+    args = [self.sql(e, key) for key in ("model", "model_b") if e.args.get(key)]
     source = e.args.get("input")
     if isinstance(source, exp.Table):
         args.append(f"TABLE {self.sql(source)}")

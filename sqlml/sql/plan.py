@@ -32,6 +32,7 @@ class TableFunction:
     input_sql: str | None
     params: dict = field(default_factory=dict)  # the STRUCT(...) argument's fields
     argument: t.Any = None  # any other last argument (GENERATE_ARRAY(...) as a list)
+    model_b: ModelName | None = None  # ML.COMPARE's second model
 
 
 @dataclass
@@ -206,9 +207,12 @@ class Planner:
         if function in catalog.MODEL_ONLY and call.args.get("input") is not None:
             raise SqlmlError(f"ML.{function} takes only a model: ML.{function}(MODEL name).")
         model, last = call.args.get("model"), call.args.get("params")
+        catalog.check_models(function, model is not None, call.args.get("model_b") is not None,
+                             call.args.get("input") is not None)
         table = TableFunction(name=self._name(function), function=function,
                               model=self._model_ref(model) if model is not None else None,
-                              input_sql=self._input_sql(call.args.get("input")))
+                              input_sql=self._input_sql(call.args.get("input")),
+                              model_b=self._model_ref(call.args["model_b"]) if call.args.get("model_b") else None)
         if isinstance(last, exp.Struct):
             table.params = catalog.check_params(function, constants.struct_fields(last, function))
         elif last is not None:
@@ -220,6 +224,7 @@ class Planner:
         if call.function != "PREDICT":
             raise SqlmlError(f"ML.{call.function} cannot be used inside CREATE VIEW: its result is computed when the "
                              "statement runs. Use CREATE TABLE ... AS instead.")
+        catalog.check_models("PREDICT", True, call.args.get("model_b") is not None, True)
         last = call.args.get("params")
         params = catalog.check_params("PREDICT", constants.struct_fields(last, "PREDICT")) \
             if isinstance(last, exp.Struct) else {}
