@@ -81,3 +81,32 @@ def test_the_bigquery_dialect_refuses_what_it_cannot_read(bigquery):
         bigquery.sql("SELECT * FROM t WHERE (")
     with pytest.raises(SqlmlParseError, match="Unknown SQL dialect 'oracle'"):
         sqlml.parse("SELECT 1", dialect="oracle")
+
+
+@pytest.fixture
+def timed(conn):
+    conn.sql("""CREATE TABLE t AS SELECT range::DOUBLE AS x, (range % 3 = 0) AS label,
+                TIMESTAMP '2024-01-01' + INTERVAL (range) HOUR AS split_col, 'k' || (range % 7)::VARCHAR AS s
+                FROM range(600)""")
+    return conn
+
+
+def test_a_seq_split_column_is_matched_without_case_and_is_not_a_feature(timed):
+    # reference: bigqueryml-syntax-create (DATA_SPLIT_COL: "the column is excluded from the features" for SEQ)
+    timed.sql("""CREATE MODEL m OPTIONS (model_type = 'logistic_reg', data_split_method = 'SEQ',
+                 data_split_col = 'SPLIT_COL', data_split_eval_fraction = 0.25) AS SELECT * FROM t""")
+    assert timed.sql("SELECT input FROM ML.FEATURE_INFO(MODEL m) ORDER BY input").fetchall() == [("s",), ("x",)]
+    # the newest quarter (by split_col) is held out: 150 rows
+    assert timed.sql("SELECT training_rows, eval_rows FROM sqlml.models WHERE name = 'm'").fetchall() == [(450, 150)]
+    timed.sql("""CREATE MODEL n OPTIONS (model_type = 'logistic_reg', data_split_method = 'SEQ',
+                 data_split_col = 's') AS SELECT x, label, s FROM t""")  # a STRING split column
+    assert timed.sql("SELECT input FROM ML.FEATURE_INFO(MODEL n)").fetchall() == [("x",)]
+
+
+def test_num_trials_without_search_spaces_searches_the_default_space(timed):
+    # reference: bigqueryml-syntax-hp-tuning-overview ("default hyperparameter search space" per model type)
+    timed.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', num_trials = 3) AS SELECT x, label FROM t")
+    trials = timed.sql("SELECT trial_id, hyperparameters FROM ML.TRIAL_INFO(MODEL m) ORDER BY trial_id").fetchall()
+    assert [t for t, _ in trials] == [1, 2, 3]
+    values = [h["l2_reg"] for _, h in trials]
+    assert len(set(values)) > 1 and all(1e-4 <= v <= 10.0 for v in values)

@@ -42,7 +42,7 @@ from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
 from . import checks, imbalance, resources, stopping
 from . import sample as sampling
-from .labels import label_codes, prepare_label
+from .labels import column_name, label_codes, prepare_label
 from .split import Split, rows_at, split_rows
 
 
@@ -77,6 +77,8 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
     check_unique_names(table.column_names, "training query")
+    if options.get("data_split_col"):  # named as the query spells it from here on
+        options = {**options, "data_split_col": column_name(table, options["data_split_col"], "data_split_col")}
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
     label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
@@ -228,9 +230,10 @@ class DataProfile:
 
 
 def feature_columns(table: pa.Table, label: str | None, options: dict) -> list[str]:
-    """The query's columns the model learns from: all but the label, the CUSTOM split flag and the weights."""
-    excluded = {label, options.get("data_split_col") if options.get("data_split_method") == "CUSTOM" else None,
-                options.get("instance_weight_col")}
+    """The query's columns the model learns from: all but the label, the split column (CUSTOM and SEQ,
+    as BigQuery's reference says) and the weights."""
+    split = options.get("data_split_col") if options.get("data_split_method") in ("CUSTOM", "SEQ") else None
+    excluded = {label, column_name(table, split, "data_split_col") if split else None, options.get("instance_weight_col")}
     features = [c for c in table.column_names if c not in excluded]
     if not features:
         raise DataError("The training query has no feature columns besides the label.")

@@ -12,9 +12,17 @@ from ..model.preprocess import as_float, column_kind
 
 
 def query_column(table: pa.Table, name: str, role: str) -> pa.ChunkedArray:
-    if name not in table.column_names:
+    return table[column_name(table, name, role)]
+
+
+def column_name(table: pa.Table, name: str, role: str) -> str:
+    """The query's column an option names; like BigQuery, case does not matter ('SPLIT_COL' is split_col)."""
+    if name in table.column_names:
+        return name
+    matches = [c for c in table.column_names if c.lower() == name.lower()]
+    if len(matches) != 1:
         raise DataError(f"The {role} '{name}' is not a column of the training query. Columns: {', '.join(table.column_names)}.")
-    return table[name]
+    return matches[0]
 
 
 def label_task(column: pa.ChunkedArray, max_classes: int) -> str:
