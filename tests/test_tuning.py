@@ -229,8 +229,8 @@ BASE = "model_type = 'logistic_reg', input_label_cols = ['target']"
 
 @pytest.mark.parametrize("options, message", [
     (f"{BASE}, num_trials = 3, random_seed = HPARAM_RANGE(1, 5)", "Option 'random_seed' cannot be tuned"),
-    (f"{BASE}, num_trials = 3, l2_reg = 0.5", "num_trials needs a search space: logistic_reg has no default one, and "
-                                              "every option it could search is fixed"),
+    (f"{BASE}, num_trials = 3, l2_reg = 0.5", r"num_trials needs something to search: the options of logistic_reg's "
+                                              r"default search space \(l2_reg\) are all fixed"),
     (f"{BASE}, l2_reg = HPARAM_RANGE(0, 1)", r"Search spaces \(l2_reg\) need num_trials"),
     (f"{BASE}, num_trials = 3, l2_reg = HPARAM_RANGE(-1, 1)", r"The 'l2_reg' option must be a number in the range \[0, 1,000,000\]. Got -1"),
     (f"{BASE}, num_trials = 3, l2_reg = HPARAM_RANGE(2, 1)", "needs low < high"),

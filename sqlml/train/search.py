@@ -71,8 +71,9 @@ def plan(raw: dict) -> Plan:
     if not spaces:  # BigQuery then searches its default space for the model type (docs/tuning.md)
         spaces = {k: v for k, v in kind.search_space.items() if k not in options}
     if not spaces:
-        raise OptionError(f"num_trials needs a search space: {kind.name} has no default one, and every option it "
-                          "could search is fixed; give one, e.g. max_tree_depth = HPARAM_CANDIDATES([3, 6]).")
+        fixed = ", ".join(kind.search_space) or "none"
+        raise OptionError(f"num_trials needs something to search: the options of {kind.name}'s default search space "
+                          f"({fixed}) are all fixed; give a space, e.g. l2_reg = HPARAM_RANGE(0, 10).")
     if "num_trials" not in options:
         raise OptionError(f"Search spaces ({', '.join(spaces)}) need num_trials = N, the number of trials to run.")
     algorithm = options.get("hparam_tuning_algorithm", "VIZIER_DEFAULT")
