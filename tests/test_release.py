@@ -175,6 +175,11 @@ def test_ab_serving_splits_by_key_hash(released, versions, tmp_path):
     assert all((r[0], r[2], r[3]) == expected[r[1]][r[0]] for r in served)  # each arm scored by its version
     again = released.sql(f"SELECT flight_id, model_version FROM ML.PREDICT(MODEL m, TABLE f{AB})").fetchall()
     assert dict(again) == arms
+    released.sql("ALTER MODEL m DISABLE")  # both arms serve the baseline, with the same columns
+    disabled = released.sql(f"SELECT * FROM ML.PREDICT(MODEL m, TABLE f{AB})")
+    assert disabled.columns == released.sql(f"SELECT * FROM ML.PREDICT(MODEL m VERSION 3, TABLE f{AB})").columns
+    assert {r[0] for r in disabled.select("model_version").fetchall()} == {3}
+    released.sql("ALTER MODEL m ENABLE")
     path = tmp_path / "f.parquet"
     released.sql(f"COPY f TO '{path}'")
     script = textwrap.dedent(f"""
