@@ -13,8 +13,8 @@ import pyarrow as pa
 
 from . import views
 from .engines.duckdb import DuckDBEngine, Result, connect_duckdb
-from .executor import Executor
 from .errors import ModelIntegrityError
+from .executor import Executor
 from .registry.deployments import Serving
 from .registry.versions import INFO_COLUMNS, TABLE, Registry
 
@@ -93,10 +93,10 @@ class Connection:
     def close(self) -> None:
         self.duckdb.close()
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
-    def __exit__(self, *exc: t.Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

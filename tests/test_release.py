@@ -12,9 +12,10 @@ import time
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 import sqlml
-from sqlml import datasets
+from sqlml import cli, datasets
 from sqlml.errors import DataError, ModelIntegrityError, ModelNotFoundError, SqlmlError
 
 #: Three versions of m: informative columns, then fewer, then almost none (each one worse).
@@ -381,9 +382,6 @@ def test_kill_during_release_statements_leaves_log_and_serving_consistent(tmp_pa
 
 
 def test_models_listing_shows_deployed_aliases_and_kill_switch(released, tmp_path):
-    from click.testing import CliRunner
-
-    from sqlml import cli
     released.sql("ALTER MODEL m DEPLOY VERSION 2")
     released.sql("ALTER MODEL m VERSION 3 SET ALIAS challenger")
     released.sql("ALTER MODEL m VERSION 3 SET ALIAS shadow")
