@@ -144,13 +144,15 @@ def run(file: t.TextIO, db_path: str, output_format: str, dataset_names: tuple[s
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
 @user_errors
 def models(db_path: str, output_format: str) -> None:
-    """List the models in the registry, one row per version, with each version's status."""
+    """List the models in the registry, one row per version: whether it is the deployed one, the
+    aliases naming it, whether the model is disabled (its kill switch), and the version's status."""
     import sqlml
     with sqlml.connect(db_path, read_only=db_path != ":memory:", create=False) as conn:
         if not conn.executor.registry.exists():
             click.echo("No models yet.", err=True)
             return
-        listed = conn.models().select("name, version, model_type, label, training_rows, eval_rows, created_at, status")
+        listed = conn.models().select("name, version, deployed, aliases, disabled, model_type, label, training_rows, "
+                                      "eval_rows, created_at, status")
         print_result(listed, output_format)
 
 

@@ -13,7 +13,9 @@ import pyarrow as pa
 
 from . import views
 from .engines.duckdb import DuckDBEngine, Result, connect_duckdb
+from .errors import ModelIntegrityError
 from .executor import Executor
+from .registry.deployments import Serving
 from .registry.versions import INFO_COLUMNS, TABLE, Registry
 
 #: (module, class) of the objects a statement may name as tables, as DuckDB's replacement scans take them.
@@ -65,30 +67,36 @@ class Connection:
                 self.duckdb.unregister(name)
 
     def models(self) -> duckdb.DuckDBPyRelation:
-        """The model registry: one row per stored version, without the model bytes, and ``status``:
-        'ok', or why the version is refused (its row was edited outside sqlml)."""
+        """The model registry: one row per stored version, without the model bytes; ``deployed`` (the
+        version ``MODEL m`` serves), ``aliases`` naming it, ``disabled`` (the model's kill switch is on),
+        and ``status``: 'ok', or why the version is refused (its row was edited outside sqlml)."""
         registry, engine = self.executor.registry, self.executor.engine
         if not registry.exists():
             return engine.result(pa.table({"name": pa.array([], pa.string()), "version": pa.array([], pa.int32())}))
         found = registry.versions()
+        serving = {v.name: _serving(registry, v.name, v.version) for v in found}  # oldest first: the latest wins
         status = pa.table({"name": [v.name for v in found], "version": pa.array([v.version for v in found], pa.int32()),
+                           "deployed": [serving[v.name].deployed == v.version for v in found],
+                           "aliases": pa.array([sorted(a for a, n in serving[v.name].aliases.items() if n == v.version)
+                                                for v in found], pa.list_(pa.string())),
+                           "disabled": [serving[v.name].disabled for v in found],
                            "status": [v.damage or "ok" for v in found]})
         columns = ", ".join(f"m.{c}" for c in INFO_COLUMNS)
         self.duckdb.register("__sqlml_status", status)
         try:
             return engine.result(engine.read_arrow(
-                f"SELECT {columns}, s.status FROM {TABLE} AS m JOIN __sqlml_status AS s USING (name, version) "
-                "ORDER BY m.name, m.version"))
+                f"SELECT {columns}, s.deployed, s.aliases, s.disabled, s.status FROM {TABLE} AS m "
+                "JOIN __sqlml_status AS s USING (name, version) ORDER BY m.name, m.version"))
         finally:
             self.duckdb.unregister("__sqlml_status")
 
     def close(self) -> None:
         self.duckdb.close()
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         return self
 
-    def __exit__(self, *exc: t.Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -112,6 +120,17 @@ def register(connection: duckdb.DuckDBPyConnection) -> Connection:
     engine = DuckDBEngine(connection)
     views.define_for_views(engine, Registry(engine))
     return Connection(connection)
+
+
+def _serving(registry: Registry, name: str, latest: int) -> Serving:
+    """What ``name`` serves, for the listing; a model trained before deployments were recorded serves
+    its latest version. A hand-edited serving state is listed as serving nothing (using it is refused)."""
+    try:
+        serving = registry.deployments.serving(name) or Serving(name)
+    except ModelIntegrityError:
+        return Serving(name)
+    serving.deployed = latest if serving.deployed is None else serving.deployed
+    return serving
 
 
 def _is_data_frame(value: t.Any) -> bool:

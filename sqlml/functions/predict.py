@@ -6,7 +6,6 @@ import pyarrow as pa
 
 from ..errors import DataError, SqlmlError
 from ..model import serve
-from ..model.baseline import Baseline
 from ..model.kinds import CLUSTERING
 from .base import Call
 
@@ -16,13 +15,10 @@ def baseline_predictions(call: "Call") -> pa.Table:
     model = call.require_model()
     if model.kind.task == CLUSTERING:
         raise SqlmlError(f"ML.BASELINE needs a classifier or regressor; '{model.info.name}' is a {model.kind.name}.")
-    baseline = Baseline.of(model)
     data = call.input_table()
-    predicted, probs = baseline.predict(data.num_rows)
-    if probs is not None:
-        front = model.classification_output(probs, predicted)
-    else:
-        front = pa.Table.from_arrays([pa.array(predicted)], schema=model.output_schema())
+    front = serve.baseline_output(model, data.num_rows)
+    if call.challenger is not None:  # a disabled model under A/B serving: ML.PREDICT's columns, as a view gives
+        front = front.append_column("model_version", pa.array([model.info.version] * data.num_rows, pa.int64()))
     rest = [n for n in data.column_names if n not in front.column_names]
     return pa.Table.from_arrays(front.columns + data.select(rest).columns, names=front.column_names + rest)
 
