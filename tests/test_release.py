@@ -25,7 +25,8 @@ PREDICTIONS = "SELECT flight_id, predicted_is_late, predicted_is_late_probs[2].p
 
 def train(conn, columns, label="is_late", name="m", options="", where="TRUE"):
     conn.sql(f"""CREATE OR REPLACE MODEL {name} OPTIONS (model_type = 'logistic_reg', input_label_cols = ['{label}'],
-                 data_split_method = 'NO_SPLIT'{options}) AS SELECT {columns}, {label} FROM f WHERE {where}""")
+                 data_split_method = 'NO_SPLIT', deploy = 'always'{options}) AS SELECT {columns}, {label} FROM f
+                 WHERE {where}""")  # the statements are tested here; the gate in tests/test_gate.py
 
 
 def predictions(conn, model="MODEL m", extra=""):
