@@ -24,7 +24,7 @@ from sklearn.linear_model import LinearRegression
 import sqlml
 from sqlml import datasets
 from sqlml.cli import main
-from sqlml.dbt import functions
+from sqlml.dbt import macro_sql
 from sqlml.errors import (
     DatabaseBusyError,
     DataError,
@@ -129,9 +129,9 @@ def test_dbt_predict_without_a_feature_column_gives_sqlmls_message(model):
     cursor = model.duckdb.cursor()
     try:
         with pytest.raises(DataError) as error:
-            functions.compile_sql(cursor, {"function": "PREDICT", "model": "m", "input": "SELECT x, y FROM t"})
+            macro_sql.compile_sql(cursor, {"function": "PREDICT", "model": "m", "input": "SELECT x, y FROM t"})
         assert str(error.value) == MISSING_Z
-        compiled = functions.compile_sql(cursor, {"function": "PREDICT", "model": "m", "input": "SELECT * FROM t"})
+        compiled = macro_sql.compile_sql(cursor, {"function": "PREDICT", "model": "m", "input": "SELECT * FROM t"})
         scored = cursor.sql(f"SELECT predicted_y FROM {compiled} ORDER BY x").fetchall()
         np.testing.assert_allclose([v for (v,) in scored], expected_predictions(model, "SELECT * FROM t ORDER BY x"),
                                    rtol=1e-9)

@@ -1,5 +1,5 @@
 {#- The plain DuckDB SQL (a parenthesized query) of ML.<function>(MODEL model_ref, data, params),
-    asked of the plugin's sqlml_dbt_compile at execution time (sqlml/dbt/functions.py). At parse
+    asked of the plugin's sqlml_dbt_compile at execution time (sqlml/dbt/macro_sql.py). At parse
     time (execute is false) a placeholder is enough. -#}
 {% macro ml_call(function, model_ref, data=none, params={}) -%}
   {%- if not execute -%}

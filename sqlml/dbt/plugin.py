@@ -12,7 +12,7 @@ thread's cursor sees the functions defined there. In ``profiles.yml``::
 When dbt opens the database the plugin also creates the registry table (``sqlml.models``) and the
 audit table (:data:`AUDIT_DDL`, ``sqlml.training_runs``) if they do not exist yet — once, before
 any dbt thread runs, so parallel models never race to create them — and defines the functions
-behind the table-expression macros (:mod:`sqlml.dbt.functions`).
+behind the table-expression macros (:mod:`sqlml.dbt.macro_sql`).
 
 A scoring function a materialization defines on its thread's cursor stays valid after dbt closes
 that cursor (:mod:`sqlml.udf` keeps every function alive), and loads its model through this
@@ -57,7 +57,7 @@ class Plugin(BasePlugin):
 
         from ..engines.duckdb import DuckDBEngine
         from ..registry.versions import Registry
-        from . import functions
+        from . import macro_sql
         global _connection
         with _lock:
             ((read_only,),) = conn.execute("SELECT readonly FROM duckdb_databases() "
@@ -66,7 +66,7 @@ class Plugin(BasePlugin):
                 Registry(DuckDBEngine(conn)).ensure()
                 conn.execute(AUDIT_DDL)
             sqlml.register(conn)
-            functions.define(conn)
+            macro_sql.define(conn)
             _connection = conn
 
 
