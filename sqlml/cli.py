@@ -111,20 +111,22 @@ def main() -> None:
 @click.argument("file", type=click.File("r"))
 @db_option
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--dialect", type=click.Choice(["duckdb", "bigquery"]), default="duckdb", show_default=True,
+              help="The SQL dialect the statements are written in (bigquery: run BigQuery ML scripts as written).")
 @click.option("--dataset", "dataset_names", multiple=True, type=click.Choice(sorted(datasets.DATASETS)),
               help="Load a packaged real dataset as a table first (repeatable).")
 @user_errors
-def run(file: t.TextIO, db_path: str, output_format: str, dataset_names: tuple[str, ...]) -> None:
+def run(file: t.TextIO, db_path: str, output_format: str, dialect: str, dataset_names: tuple[str, ...]) -> None:
     """Run every statement in FILE ('-' for stdin) and print each result."""
     import sqlml
     spinner = Spinner()
     text = file.read()
     if db_path != ":memory:" and not os.path.exists(db_path):
         click.echo(f"Creating new database {os.path.abspath(db_path)} (no file at --db {db_path} yet).", err=True)
-    with sqlml.connect(db_path, progress=spinner.say) as conn:
+    with sqlml.connect(db_path, progress=spinner.say, dialect=dialect) as conn:
         for name in dataset_names:
             datasets.load(conn, name)
-        statements = sqlml.parse(text)
+        statements = sqlml.parse(text, dialect)
         for statement in statements:
             try:
                 result = conn.executor.run_step(conn.executor.planner.plan(statement))

@@ -110,3 +110,17 @@ def test_num_trials_without_search_spaces_searches_the_default_space(timed):
     assert [t for t, _ in trials] == [1, 2, 3]
     values = [h["l2_reg"] for _, h in trials]
     assert len(set(values)) > 1 and all(1e-4 <= v <= 10.0 for v in values)
+
+
+def test_sqlml_run_reads_a_bigquery_script_with_dialect_bigquery(tmp_path):
+    from click.testing import CliRunner
+
+    from sqlml.cli import main
+    script = tmp_path / "bq.sql"
+    script.write_text("CREATE SCHEMA bqml;\n"
+                      "CREATE OR REPLACE MODEL `bqml.m` OPTIONS (model_type = 'linear_reg', input_label_cols = ['y'],)\n"
+                      "AS SELECT SAFE_CAST(x AS FLOAT64) AS x, 2 * x + 1 AS y FROM UNNEST(GENERATE_ARRAY(1, 50)) AS x;\n"
+                      "SELECT ROUND(predicted_y, 6) AS p FROM ML.PREDICT(MODEL `bqml.m`, (SELECT 10.0 AS x));\n")
+    result = CliRunner().invoke(main, ["run", str(script), "--dialect", "bigquery", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-2:] == ["p", "21.0"]
