@@ -98,7 +98,7 @@ class Executor:
 
     def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool) -> gate.Verdict:
         """The deploy gate's verdict on a new version (train/gate.py), against the deployed one."""
-        deployed = self.load(name) if self.registry.count() and self.registry.versions(name) else None
+        deployed = self.load(name) if self.registry.versions(name) else None
         new = tune.loaded(row)
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
             return gate.decide(options, new, deployed, eval_data, on_training_rows)

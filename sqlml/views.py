@@ -20,9 +20,9 @@ import typing as t
 from dataclasses import dataclass
 
 import pyarrow as pa
+from sqlglot import exp
 
 from .engines.base import Engine
-from .engines.duckdb import literal
 from .errors import ModelNotFoundError, SqlmlError
 from .model import loaded, serve
 from .model.loaded import output_schema
@@ -105,16 +105,16 @@ def scoring_sql(engine: Engine, function: Function, input_sql: str, view: str, s
                 fraction: float | None = None, pinned: tuple[str, str] | None = None) -> str:
     """The SQL view ``view`` holds in place of ``ML.PREDICT(MODEL m, input[, A/B parameters])``: it reads
     the model's serving state when it runs, or holds ``pinned`` (a signed state naming one version)."""
+    def literal(text: str) -> str:
+        return exp.Literal.string(text).sql(engine.dialect)
+
     state = literal("\n".join(pinned)) if pinned else \
         f"(SELECT state || chr(10) || signature FROM {SERVING} WHERE model = {literal(function.model)})"
     extra = [state, literal(view)]
     if function.ab:
-        extra += [f"CAST({_quoted(split_key)} AS VARCHAR)", repr(float(fraction))]
+        key = exp.to_identifier(split_key, quoted=True).sql(engine.dialect)
+        extra += [f"CAST({key} AS VARCHAR)", repr(float(fraction))]
     return engine.scoring_sql(function.name, function.features, extra, input_sql)
-
-
-def _quoted(column: str) -> str:
-    return '"' + column.replace('"', '""') + '"'
 
 
 def define_for_views(engine: Engine, registry: Registry) -> None:
@@ -127,10 +127,9 @@ def define_for_views(engine: Engine, registry: Registry) -> None:
         columns = [tuple(c) for c in json.loads(columns)]
         # A dropped model's last version (its note in sqlml.dropped) still defines the function, which
         # then says the model was dropped.
-        known = [v for v, _ in registry.all_versions(model)] or registry.dropped_versions(model)
+        known = [v for v in registry.versions(model) if v.damage is None] or registry.dropped_versions(model)
         info = next((v for v in reversed(known) if features(v) == columns), None)
-        if info is not None:
-            _FUNCTIONS.setdefault(name, Function(name, model, columns, ab, {}))
+        if info is not None:  # define() reads the bytes of the versions it can serve, once
             define(engine, registry, info, ab, record=False)
 
 

@@ -141,10 +141,6 @@ def _quote(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("duckdb")
 
 
-def literal(value: str) -> str:
-    """A SQL string literal (quotes doubled), for names and keys put into generated SQL."""
-    return exp.Literal.string(value).sql("duckdb")
-
 
 def _duck_type(dtype: pa.DataType) -> duckdb.DuckDBPyType:
     """The DuckDB type of an Arrow type (built through the API: names are never spliced into SQL)."""

@@ -41,10 +41,15 @@ class Registry:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.deployments = Deployments(engine)
+        self._migrated: set[str] = set()
 
     def ensure(self) -> None:
-        """Create the registry, or bring an older one up to this sqlml's schema version."""
-        schema.migrate(self.engine)
+        """Create the registry, or bring an older one up to this sqlml's schema version (checked once per
+        database this registry object reads: every read calls this, and USE may switch databases)."""
+        database = self.engine.current_database()
+        if database not in self._migrated:
+            schema.migrate(self.engine)
+            self._migrated.add(database)
 
     def exists(self, table: str = "models") -> bool:
         return schema.table_exists(self.engine, table)
