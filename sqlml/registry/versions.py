@@ -168,8 +168,7 @@ class Registry:
         """``serving`` with the fingerprint and threshold of every version it names, as a view needs them."""
         named = {serving.deployed, *serving.aliases.values()} - {None}
         rows = {v.version: v for v in self.versions(serving.model) if v.version in named}
-        serving.versions = {str(n): {"fingerprint": rows[n].fingerprint, "threshold": rows[n].options.get("threshold")}
-                            for n in sorted(rows)}
+        serving.versions = {str(n): _served(rows[n]) for n in sorted(rows)}
         return serving
 
     def _insert(self, table: str, values: dict) -> None:
@@ -215,8 +214,7 @@ class Registry:
 
     def pinned(self, info: ModelVersion) -> tuple[str, str]:
         """A signed serving state that always serves ``info`` (for a view over ``MODEL m VERSION n``)."""
-        serving = Serving(info.name, deployed=info.version, versions={str(info.version): {
-            "fingerprint": info.fingerprint, "threshold": info.options.get("threshold")}})
+        serving = Serving(info.name, deployed=info.version, versions={str(info.version): _served(info)})
         return json.dumps(serving.fields()), serving.signature()
 
     def note_dropped(self, dropped: list[ModelVersion]) -> None:
@@ -240,6 +238,11 @@ class Registry:
             if serving is not None and str(target.version) in serving.versions:
                 self.deployments.store(self._refreshed(serving))
         return self.resolve(name, target.version)
+
+
+def _served(info: ModelVersion) -> dict:
+    """What a view needs of a version it serves: which bytes, and its decision threshold."""
+    return {"fingerprint": info.fingerprint, "threshold": info.options.get("threshold")}
 
 
 def trusted(info: ModelVersion) -> ModelVersion:
