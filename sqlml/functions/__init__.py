@@ -10,6 +10,7 @@ from . import (
     card,
     compare,
     describe,
+    drift,
     evaluate,
     explain,
     fairness,
@@ -44,4 +45,6 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table"]] = {
     "DESCRIBE_DATA": describe.describe_data,
     "TRANSFORM": transform.ml_transform,
     "COMPARE": compare.compare,
+    "VALIDATE_DATA_DRIFT": drift.validate_data_drift,
+    "VALIDATE_DATA_SKEW": drift.validate_data_skew,
 }

@@ -20,7 +20,7 @@ from sklearn.metrics import mean_squared_error
 
 from ..errors import DataError, OptionError
 from ..model import baseline as baselines
-from ..model import envelope, explain, metrics
+from ..model import drift, envelope, explain, metrics
 from ..model import options as opts
 from ..model.kinds import (
     CLASSIFICATION,
@@ -68,12 +68,15 @@ def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
 
 
 def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
-          split: Split | None = None, transform: dict | None = None, profile: DataProfile | None = None) -> dict:
+          split: Split | None = None, transform: dict | None = None, profile: DataProfile | None = None,
+          training_stats: dict | None = None) -> dict:
     """Train a model on ``table`` and return the registry row to store (model bytes included).
     ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
     fit on the training split less a validation part (:mod:`sqlml.train.tune`). ``transform`` is the fitted
     TRANSFORM clause (:mod:`sqlml.sql.transform`) that made ``table``; it is stored in the model header.
-    ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial)."""
+    ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial).
+    ``training_stats``: the raw columns' drift statistics (:mod:`sqlml.model.drift`) of a model with TRANSFORM,
+    whose ``table`` holds transformed columns; else they are computed here over the training split."""
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
     check_unique_names(table.column_names, "training query")
@@ -111,7 +114,9 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
 
         label_type = label_type_name(table.schema.field(label).type) if label else "float"
         header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
-                  "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
+                  "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform,
+                  "training_stats": training_stats or drift.statistics(lambda: iter(train_rows.to_batches()),
+                                                                       drift.comparable(train_rows.select(features).schema))}
         blob = envelope.dumps(estimator, header)
         info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=label_type,
                             options=options, input_schema=input_schema,
