@@ -245,3 +245,18 @@ def test_errors_name_the_problem(tables, flights, monkeypatch):
     with pytest.raises(SqlmlError, match="Model 'm' version 1 has no training statistics: it was trained before sqlml "
                                          r"stored them. Retrain it \(CREATE OR REPLACE MODEL\)"):
         _skew(flights, "TABLE flights")
+
+
+def test_model_card_with_data_shows_the_drift_table(flights):
+    flights.sql(SKEW_MODEL.format(""))
+    shifted = "(SELECT carrier, origin, distance + 3000 AS distance, dep_delay, is_late FROM flights)"
+    card = flights.sql(f"SELECT model_card FROM ML.MODEL_CARD(MODEL m, {shifted})").fetchall()[0][0]
+    skew = _skew(flights, shifted)
+    section = card[card.index("## Monitoring"):card.index("## Warnings")]
+    for name, row in skew.items():
+        value = f"**{row.value:.4f}**" if row.is_anomaly else f"{row.value:.4f}"
+        assert f"| {name} | {row.metric} | 0.3000 | {value} | {'yes' if row.is_anomaly else 'no'} |" in section
+    assert "The data given drifted from the training data in distance (ML.VALIDATE_DATA_SKEW)." in card
+    html = flights.sql(f"SELECT model_card FROM ML.MODEL_CARD(MODEL m, {shifted}, STRUCT('html' AS format))").fetchall()[0][0]
+    assert '<table id="drift">' in html and html.count('<tr class="worst"><td class="text">distance</td>') == 1
+    assert "## Monitoring" not in flights.sql("SELECT model_card FROM ML.MODEL_CARD(MODEL m)").fetchall()[0][0]

@@ -28,7 +28,7 @@ from ..errors import SqlmlError
 from ..model import metrics
 from ..model.kinds import CLASSIFICATION
 from ..model.loaded import LoadedModel
-from . import evaluate, explain, fairness
+from . import drift, evaluate, explain, fairness
 from .base import Call, Data
 from .info import feature_info
 
@@ -72,6 +72,7 @@ def gather(call: "Call", params: dict) -> dict:
     context["importance"] = importance(run, model, context["warnings"])
     context["slices"] = sliced(run, slice_by, params) if slice_by else None
     context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
+    context["drift"] = drifted(model, data) if data is not None else None
     context["warnings"] += warnings(context)
     return context
 
@@ -173,6 +174,17 @@ def sliced(run, slice_by: list[str], params: dict) -> dict:
     return {"primary": primary, "rows": rows, "worst": worst}
 
 
+def drifted(model: "LoadedModel", data: Data) -> dict:
+    """The monitoring section's drift table: ML.VALIDATE_DATA_SKEW of the rows given, or why there is none."""
+    if model.transform:
+        return {"rows": [], "note": "The data given was read through the model's TRANSFORM; compare its raw rows "
+                                    f"with ML.VALIDATE_DATA_SKEW(MODEL {model.info.name}, (SELECT ...))."}
+    try:
+        return {"rows": drift.validate_data_skew(Call("VALIDATE_DATA_SKEW", model, data)).to_pylist(), "note": None}
+    except SqlmlError as e:
+        return {"rows": [], "note": str(e)}
+
+
 def warnings(context: dict) -> list[str]:
     """Findings a reader must not miss, beyond the training notes."""
     found = []
@@ -189,6 +201,9 @@ def warnings(context: dict) -> list[str]:
                          "by more than the margin.")
         if unreliable:
             found.append(f"{unreliable} of {len(rows)} slices have too few rows to trust their figures.")
+    moved = [r["input"] for r in (context["drift"] or {}).get("rows", []) if r["is_anomaly"]]
+    if moved:
+        found.append(f"The data given drifted from the training data in {', '.join(moved)} (ML.VALIDATE_DATA_SKEW).")
     return found
 
 
