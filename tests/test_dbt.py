@@ -375,6 +375,31 @@ def test_the_noise_model_fails_its_baseline_test_for_the_right_reason(built, db)
     assert sklearn.metrics.roc_auc_score(scored.is_late.astype(bool), score) - 0.5 <= 0.05
 
 
+def _drift_tests(result) -> dict:
+    """The sqlml_no_drift / sqlml_no_skew results of a run by (test, model, whether it fails on purpose)."""
+    found = {}
+    for r in result.result.results:
+        metadata = getattr(r.node, "test_metadata", None)
+        if metadata is not None and metadata.name in ("sqlml_no_drift", "sqlml_no_skew"):
+            on = r.node.attached_node.split(".")[-1]
+            found[(metadata.name, on, "columns" not in metadata.kwargs and "thresholds" not in metadata.kwargs)] = r
+    return found
+
+
+def test_drift_and_skew_tests_pass_and_fail_on_what_ml_validate_finds(built, db):
+    first, failing = _drift_tests(built["first"]), _drift_tests(built["failing"])
+    assert {k: r.status for k, r in first.items()} == {("sqlml_no_skew", "delay_model", False): "pass",
+                                                       ("sqlml_no_drift", "flights_recent", False): "pass"}
+    assert {k: (r.status, r.failures) for k, r in failing.items()} == {
+        ("sqlml_no_skew", "delay_model_noise", True): ("fail", 1), ("sqlml_no_drift", "flights_recent", True): ("fail", 1)}
+    drift = db.sql("SELECT input FROM ML.VALIDATE_DATA_DRIFT(TABLE flights_train, TABLE flights_recent) "
+                   "WHERE is_anomaly").fetchall()
+    skew = db.sql("SELECT input, value FROM ML.VALIDATE_DATA_SKEW(MODEL wt.main.delay_model_noise, TABLE flights_recent)"
+                  ).fetchall()
+    assert drift == [("month",)]  # February–August against October–December
+    assert [name for name, value in skew if value > 0.0001] == ["noise"]
+
+
 # ---- audit table and registry views ----
 
 def test_audit_table_has_one_row_per_training_run_appended_never_rewritten(built, db):
