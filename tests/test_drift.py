@@ -166,9 +166,9 @@ SKEW_MODEL = ("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_
               "AS SELECT carrier, origin, distance, dep_delay, is_late FROM flights")
 
 
-def _skew(conn, serving: str, struct: str = "") -> dict:
+def _skew(conn, serving: str, struct: str = "", model: str = "m") -> dict:
     struct = f", STRUCT({struct})" if struct else ""
-    return _rows(conn.sql(f"SELECT * FROM ML.VALIDATE_DATA_SKEW(MODEL m, {serving}{struct})"))
+    return _rows(conn.sql(f"SELECT * FROM ML.VALIDATE_DATA_SKEW(MODEL {model}, {serving}{struct})"))
 
 
 def test_skew_of_the_training_data_against_itself_is_zero(flights):
@@ -260,3 +260,13 @@ def test_model_card_with_data_shows_the_drift_table(flights):
     html = flights.sql(f"SELECT model_card FROM ML.MODEL_CARD(MODEL m, {shifted}, STRUCT('html' AS format))").fetchall()[0][0]
     assert '<table id="drift">' in html and html.count('<tr class="worst"><td class="text">distance</td>') == 1
     assert "## Monitoring" not in flights.sql("SELECT model_card FROM ML.MODEL_CARD(MODEL m)").fetchall()[0][0]
+
+
+def test_example_runs_and_flags_what_it_says(conn):
+    datasets.load(conn.duckdb, "flights")
+    datasets.load(conn.duckdb, "weather")
+    with open("examples/drift_flights.sql") as f:  # written for `sqlml run --dataset flights --dataset weather`
+        assert conn.sql(f.read()).fetchall() == [(["dep_delay"],)]
+    december = _skew(conn, "(SELECT * FROM flights_labelled WHERE month = 12)", model="delays")
+    assert list(december) == ["sched_dep_time", "dep_delay", "distance", "carrier", "origin"]
+    assert not any(row.is_anomaly for row in december.values())
