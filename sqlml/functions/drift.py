@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from ..errors import DataError, ParameterError
 from ..model import drift
+from ..model.loaded import LoadedModel
 from .base import Call, Data
 
 SCHEMA = pa.schema([("input", pa.string()), ("metric", pa.string()), ("threshold", pa.float64()),
@@ -23,10 +24,7 @@ DEFAULT_THRESHOLD = 0.3
 
 def validate_data_drift(call: Call) -> pa.Table:
     """ML.VALIDATE_DATA_DRIFT(TABLE base | (query), TABLE study | (query) [, STRUCT(...)])."""
-    base, study = call.require_input(), call.data_b
-    if study is None:
-        raise ParameterError("ML.VALIDATE_DATA_DRIFT needs two data arguments: ML.VALIDATE_DATA_DRIFT(TABLE base, "
-                             "TABLE study[, STRUCT(...)]).")
+    base, study = call.require_input(), call.data_b  # the planner insists on both (catalog.check_inputs)
     kinds = shared_kinds(_kinds(base), _kinds(study), "the base and the study data", call.function)
     thresholds = column_thresholds(call, kinds)
     settings = {"buckets": call.param("num_histogram_buckets", drift.NUM_BUCKETS),
@@ -47,7 +45,7 @@ def validate_data_skew(call: Call) -> pa.Table:
     return compare({name: stored[name] for name in kinds}, drift.statistics(serving.batches, kinds), call, thresholds)
 
 
-def training_statistics(model) -> dict[str, dict]:
+def training_statistics(model: LoadedModel) -> dict[str, dict]:
     """The statistics CREATE MODEL stored; a version trained before sqlml stored them has none."""
     if model.training_stats is None:
         raise DataError(f"Model '{model.info.name}' version {model.info.version} has no training statistics: it was "

@@ -133,21 +133,26 @@ def aligned(base: dict, study: dict) -> tuple[np.ndarray, np.ndarray]:
     """Both histograms' masses over the same buckets: the range buckets re-cut at the union of both
     sides' edges (a bucket's count spread uniformly over its width), then one bucket per point value,
     then NaN, -inf and +inf."""
-    ranged = [s for s in (base, study) if len(s["edges"]) > 1 and s["edges"][0] < s["edges"][-1]]
-    union = np.unique(np.concatenate([s["edges"] for s in ranged])) if ranged else np.array([])
-    points = sorted({s["edges"][0] for s in (base, study) if len(s["edges"]) == 2 and s["edges"][0] == s["edges"][1]})
-
-    def masses(s: dict) -> np.ndarray:
-        is_range = any(s is r for r in ranged)
-        if len(union) and is_range:
+    sides = (base, study)
+    union = np.unique(np.concatenate([s["edges"] for s in sides if _spans(s)] or [[]]))
+    points = sorted({s["edges"][0] for s in sides if _point(s)})
+    out = []
+    for s in sides:
+        cut = np.zeros(max(len(union) - 1, 0))
+        if _spans(s):
             cumulative = np.concatenate([[0.0], np.cumsum(s["counts"], dtype=float)])
             cut = np.diff(np.interp(union, s["edges"], cumulative))
-        else:
-            cut = np.zeros(max(len(union) - 1, 0))
-        point = [float(sum(s["counts"])) if not is_range and s["edges"] and s["edges"][0] == v else 0.0 for v in points]
-        return np.concatenate([cut, point, [s["nan"], s["-inf"], s["+inf"]]]).astype(float)
+        point = [float(s["counts"][0]) if _point(s) and s["edges"][0] == v else 0.0 for v in points]
+        out.append(np.concatenate([cut, point, [s["nan"], s["-inf"], s["+inf"]]]).astype(float))
+    return out[0], out[1]
 
-    return masses(base), masses(study)
+
+def _spans(stats: dict) -> bool:
+    return len(stats["edges"]) > 1 and stats["edges"][0] < stats["edges"][-1]
+
+
+def _point(stats: dict) -> bool:
+    return len(stats["edges"]) == 2 and stats["edges"][0] == stats["edges"][1]
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
