@@ -270,3 +270,20 @@ def test_example_runs_and_flags_what_it_says(conn):
     december = _skew(conn, "(SELECT * FROM flights_labelled WHERE month = 12)", model="delays")
     assert list(december) == ["sched_dep_time", "dep_delay", "distance", "carrier", "origin"]
     assert not any(row.is_anomaly for row in december.values())
+
+
+def test_the_reference_examples_run_in_the_bigquery_dialect():
+    """The STRUCTs of BigQuery's ML.VALIDATE_DATA_SKEW and ML.VALIDATE_DATA_DRIFT pages, as written there."""
+    import sqlml
+    with sqlml.connect(progress=lambda message: None, dialect="bigquery") as conn:
+        conn.sql("CREATE TABLE serving AS SELECT 1.5 AS fare, 'a' AS company UNION ALL SELECT 2.5, 'b'")
+        conn.sql("CREATE MODEL model_linear_reg OPTIONS (model_type = 'linear_reg', input_label_cols = ['label']) "
+                 "AS SELECT fare, company, 2 AS label FROM serving")
+        skew = conn.sql("""SELECT * FROM ML.VALIDATE_DATA_SKEW(MODEL model_linear_reg, TABLE serving,
+            STRUCT(0.3 AS categorical_default_threshold, 0.2 AS numerical_default_threshold,
+                   'JENSEN_SHANNON_DIVERGENCE' AS numerical_metric_type,
+                   [STRUCT('fare', 0.15), STRUCT('company', 0.25)] AS thresholds))""").fetchall()
+        drift = conn.sql("SELECT * FROM ML.VALIDATE_DATA_DRIFT(TABLE `serving`, TABLE `serving`, "
+                         "STRUCT(0.2 AS categorical_default_threshold))").fetchall()
+    assert skew == [("fare", "JENSEN_SHANNON_DIVERGENCE", 0.15, 0.0, False), ("company", "L_INFTY", 0.25, 0.0, False)]
+    assert drift == [("fare", "JENSEN_SHANNON_DIVERGENCE", 0.3, 0.0, False), ("company", "L_INFTY", 0.2, 0.0, False)]
