@@ -192,8 +192,9 @@ def _values(value: t.Any) -> list:
 def _refused(name: str, value: t.Any, model_type: str, found: Rule, why: str) -> str:
     shown = ("TRUE" if value else "FALSE") if isinstance(value, bool) else repr(value)
     if found.accepted:
-        accepted = " or ".join(("TRUE" if v else "FALSE") if isinstance(v, bool) else repr(v) for v in found.accepted)
-        what = f"Leave it out or set it to {accepted}, where it changes nothing."
+        values = [("TRUE" if v else "FALSE") if isinstance(v, bool) else repr(v) for v in found.accepted]
+        what = f"Leave it out or set it to {values[0]}." if len(values) == 1 else \
+            f"Leave it out or set it to one of {', '.join(values)}."
     else:
         what = "Leave it out."
     return (f"{name} = {shown} is a BigQuery ML option sqlml cannot honour for model_type '{model_type}': {why}. "
