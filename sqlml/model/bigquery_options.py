@@ -10,10 +10,13 @@ pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmea
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import typing as t
+import zoneinfo
 from dataclasses import dataclass
 
-from ..errors import OptionError
+from ..errors import ModelExpiredError, OptionError
 from .kinds import BOOSTED, DNN, FOREST, KMEANS, LINEAR, MODEL_KINDS
 
 EVERY = "every"  # a rule for every model type
@@ -30,8 +33,45 @@ class Rule:
         return None if self.accepted is None or value in self.accepted else self.why
 
 
+def labels(value: t.Any) -> dict | None:
+    """an array of STRUCT(key, value) strings: [('team', 'ml')]"""
+    pairs = value if isinstance(value, list) else None
+    if not pairs or not all(isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in pairs):
+        return None
+    return {key: text for key, text in pairs}
+
+
+_MOMENT = re.compile(r"(?P<moment>.*?\d)\s*(?:UTC|Z|(?P<zone>[A-Za-z_]+/[A-Za-z_/]+))?")
+
+
+def timestamp(value: t.Any) -> str | None:
+    """a TIMESTAMP literal: TIMESTAMP '2027-01-01 00:00:00 UTC'"""
+    match = _MOMENT.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(match["moment"])
+        zone = zoneinfo.ZoneInfo(match["zone"]) if match["zone"] else dt.timezone.utc  # BigQuery's default: UTC
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(dt.timezone.utc).isoformat()
+
+
+def refuse_expired(name: str, version: int, options: dict, now: dt.datetime | None = None) -> None:
+    """Serve no version past its expiration_timestamp: BigQuery deletes a model then; sqlml keeps it
+    (DROP MODEL deletes it, a later expiration_timestamp serves it again)."""
+    expires = options.get("expiration_timestamp")
+    if expires and dt.datetime.fromisoformat(expires) <= (now or dt.datetime.now(dt.timezone.utc)):
+        raise ModelExpiredError(f"Model '{name}' version {version} expired at {expires} (its expiration_timestamp); "
+                                "BigQuery would have deleted it. Drop it with DROP MODEL, or serve it again with a later "
+                                f"expiration: ALTER MODEL {name} SET OPTIONS (expiration_timestamp = "
+                                "TIMESTAMP '2030-01-01 00:00:00 UTC').")
+
+
 #: Declarations of the options new to sqlml's table, as keyword arguments of ``Option``.
 SPECS: dict[str, dict] = {
+    "labels": {"kind": labels, "scope": "all"},  # ALTER MODEL … SET OPTIONS, like description
+    "expiration_timestamp": {"kind": timestamp, "scope": "all"},
     "optimize_strategy": {"kind": str, "choices": ("AUTO_STRATEGY", "BATCH_GRADIENT_DESCENT", "NORMAL_EQUATION")},
     "learn_rate_strategy": {"kind": str, "choices": ("LINE_SEARCH", "CONSTANT")},
     "ls_init_learn_rate": {"kind": float, "low": 0.0, "high": 10.0, "low_open": True},

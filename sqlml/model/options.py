@@ -38,7 +38,7 @@ class Option:
         names = {int: "an integer", float: "a number", bool: "TRUE or FALSE", str: "a string",
                  "str_list": "an array of strings", "int_list": "an array of integers",
                  "label_weights": "an array of STRUCT(label, weight)"}
-        text = names[self.kind]
+        text = names[self.kind] if self.kind in names else self.kind.__doc__  # or a conversion function
         if self.low is not None or self.high is not None:
             left = "(" if self.low_open else "["
             text += f" in the range {left}{_num(self.low, '-inf')}, {_num(self.high, 'inf')}]"
@@ -191,6 +191,8 @@ def _convert(kind: type | str, value: t.Any) -> t.Any:
         return value if isinstance(value, str) else None
     if kind == "label_weights":
         return _label_weights(value)
+    if callable(kind):
+        return kind(value)
     item = str if kind == "str_list" else int
     if isinstance(value, item) and not isinstance(value, bool):
         value = [value]
