@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sklearn.metrics
+from sklearn.linear_model import LinearRegression
 
 import sqlml
 
@@ -86,6 +87,11 @@ def built(tmp_path_factory):
         "{{ config(materialized='sqlml_table') }}\n"
         "select '🐧 ' || predicted_species as label, species\n"
         "from ML.PREDICT(MODEL {{ ref('penguin_species') }}, TABLE {{ ref('penguins') }})\n")
+    (models / "bigquery_weight.sql").write_text(  # BigQuery ML's SQL: SAFE_CAST, FLOAT64, a "string"
+        "{{ config(materialized='sqlml_model', dialect='bigquery', "
+        "sqlml={'model_type': 'linear_reg', 'input_label_cols': ['body_mass_g'], 'data_split_method': 'NO_SPLIT'}) }}\n"
+        "select SAFE_CAST(flipper_length_mm AS FLOAT64) as flipper_length_mm, body_mass_g from {{ ref('penguins') }}\n"
+        'where body_mass_g is not null and flipper_length_mm is not null and species != "Gentoo"\n')
     (models / "unknown_model_predictions.sql").write_text(
         "select * from {{ sqlml.predict('wt.main.nope', ref('penguins')) }}\n")
     first = dbt(project, "build", "--threads", "4")
@@ -131,8 +137,22 @@ def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
 
 def test_each_build_trains_a_new_version(db):
     versions = db.sql("SELECT name, list(version ORDER BY version) FROM sqlml.models GROUP BY name ORDER BY name").fetchall()
-    assert versions == [(DELAY, [1]), ("wt.main.delay_model_noise", [1]), (SPECIES, [1]), (WEIGHT, [1, 2]),
+    assert versions == [("wt.main.bigquery_weight", [1]), (DELAY, [1]), ("wt.main.delay_model_noise", [1]), (SPECIES, [1]), (WEIGHT, [1, 2]),
                         ("wt.main.weighted_species", [1])]
+
+
+def test_a_model_configured_with_the_bigquery_dialect_reads_bigquery_sql(db):
+    # reference: bigqueryml-syntax-create (a CREATE MODEL query written in BigQuery's SQL), as a dbt model
+    # with config(dialect='bigquery')
+    rows = db.sql("SELECT flipper_length_mm, body_mass_g FROM penguins WHERE body_mass_g IS NOT NULL "
+                  "AND flipper_length_mm IS NOT NULL AND species != 'Gentoo'").fetchnumpy()
+    expected = LinearRegression().fit(rows["flipper_length_mm"][:, None], rows["body_mass_g"])
+    X, y = rows["flipper_length_mm"][:, None], rows["body_mass_g"]
+    ((r2,),) = db.sql("SELECT r2_score FROM bigquery_weight").fetchall()
+    assert r2 == pytest.approx(sklearn.metrics.r2_score(y, expected.predict(X)), rel=1e-9)
+    weight = db.sql("SELECT weight FROM ML.WEIGHTS(MODEL wt.main.bigquery_weight) WHERE processed_input = "
+                    "'flipper_length_mm'").fetchall()[0][0]
+    assert weight == pytest.approx(expected.coef_[0], rel=1e-9)
 
 
 def test_ml_config_values_reach_the_options_as_written(db):
