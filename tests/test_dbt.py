@@ -424,7 +424,7 @@ def test_registry_views_list_every_model_and_version(db):
     assert versions == db.sql("SELECT name, version, metrics FROM sqlml.models ORDER BY 1, 2").fetchall()
     models = dict((n, (latest, count)) for n, latest, count in db.sql(
         "SELECT model_name, latest_version, versions FROM sqlml_models").fetchall())
-    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 5
+    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 6
 
 
 # ---- threads ----
@@ -436,7 +436,7 @@ def test_models_trained_in_parallel_threads(built, db):
         if r.node.config.materialized == "sqlml_model" and r.status == "success":
             (execute,) = [t for t in r.timing if t.name == "execute"]
             spans.append((execute.started_at, execute.completed_at, r.thread_id))
-    assert len(spans) == 4
+    assert len(spans) == 5  # bigquery_weight too
     overlapping = [(a, b) for a in spans for b in spans if a is not b and a[0] < b[1] and b[0] < a[1]]
     assert overlapping and all(a[2] != b[2] for a, b in overlapping)
     assert db.sql(f"SELECT count(*) FROM sqlml.models WHERE name IN ('{DELAY}', '{SPECIES}', '{WEIGHT}')").fetchall() == [(4,)]
