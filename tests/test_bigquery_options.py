@@ -14,6 +14,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import sqlml
 from sqlml import datasets
 from sqlml.errors import DataError, OptionError
 
@@ -52,13 +53,13 @@ def test_boosted_tree_reference_example_with_colsample_bynode_and_min_tree_child
     # COLSAMPLE_BYTREE/BYLEVEL = 1.0, MIN_SPLIT_LOSS = 0, L1_REG = 0, CATEGORY_ENCODING_METHOD = 'LABEL_ENCODING')
     X, y = _data(conn, "breast_cancer")
     conn.sql("""CREATE MODEL m OPTIONS (model_type = 'boosted_tree_classifier', booster_type = 'GBTREE',
-                num_parallel_tree = 1, max_iterations = 15, tree_method = 'HIST', early_stop = FALSE, subsample = 1.0,
+                num_parallel_tree = 1, max_iterations = 8, tree_method = 'HIST', early_stop = FALSE, subsample = 1.0,
                 input_label_cols = ['target'], data_split_method = 'NO_SPLIT', random_seed = 1,
                 colsample_bynode = 0.5, min_tree_child_weight = 5, colsample_bytree = 1.0, colsample_bylevel = 1.0,
                 min_split_loss = 0, l1_reg = 0, category_encoding_method = 'LABEL_ENCODING', xgboost_version = '1.1',
                 approx_global_feature_contrib = TRUE, dart_normalize_type = 'TREE', dropout = 0,)
                 AS SELECT * FROM breast_cancer""")
-    trees = HistGradientBoostingClassifier(max_iter=15, max_depth=6, learning_rate=0.3, l2_regularization=1.0,
+    trees = HistGradientBoostingClassifier(max_iter=8, max_depth=6, learning_rate=0.3, l2_regularization=1.0,
                                            early_stopping=False, random_state=1, max_features=0.5, min_samples_leaf=5)
     np.testing.assert_allclose(_probabilities(conn, "breast_cancer"), trees.fit(X, y).predict_proba(X), atol=1e-9)
 
@@ -236,3 +237,15 @@ def test_names_bigquery_does_not_have_stay_unknown_and_others_keep_their_scope(c
     with pytest.raises(OptionError, match="Option 'activation_fn' does not apply to model_type 'kmeans'; it applies to "
                                           "dnn_classifier, dnn_regressor"):
         conn.sql("CREATE MODEL m OPTIONS (model_type = 'kmeans', activation_fn = 'RELU') AS SELECT * FROM t")
+
+
+def test_the_example_runs_in_the_bigquery_dialect(penguins):
+    # reference: bigqueryml-syntax-create-{boosted-tree,dnn-models,kmeans} and bigqueryml-syntax-alter-model, their
+    # examples as examples/bigquery_options.sql runs them
+    bigquery = sqlml.Connection(penguins.duckdb, progress=lambda m: None, dialect="bigquery")
+    with open("examples/bigquery_options.sql") as f:
+        last = bigquery.sql(f.read()).fetchall()
+    assert last == [("bqml_tutorial.species_trees", "2030-01-01T00:00:00+00:00", '{"team":"ml","stage":"example"}')]
+    counts = penguins.sql("SELECT centroid_id, count(*) FROM ML.PREDICT(MODEL bqml_tutorial.penguin_clusters, "
+                          "(SELECT * FROM penguins WHERE body_mass_g IS NOT NULL)) GROUP BY 1 ORDER BY 1").fetchall()
+    assert sum(n for _, n in counts) == 342 and len(counts) == 3
