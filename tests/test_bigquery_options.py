@@ -206,27 +206,23 @@ def test_a_bigquery_option_sqlml_cannot_honour_is_refused_with_why(conn, model_t
         conn.sql(f"CREATE MODEL m OPTIONS (model_type = '{model_type}', {option}) AS SELECT * FROM t")
 
 
-def test_the_refusal_says_which_values_are_accepted(conn):
+@pytest.mark.parametrize("options, message", [
     # reference: bigqueryml-syntax-create-boosted-tree (SUBSAMPLE: default 1.0)
+    ("model_type = 'boosted_tree_regressor', subsample = 0.5",
+     "subsample = 0.5 is a BigQuery ML option sqlml cannot honour for model_type 'boosted_tree_regressor': "
+     "HistGradientBoosting (scikit-learn 1.9) fits every tree on all the training rows; it has no row subsampling. "
+     "Leave it out or set it to 1.0."),
+    # reference: bigqueryml-syntax-create-dnn-models (ACTIVATION_FN = HPARAM_CANDIDATES([...])): the candidate at fault
+    ("model_type = 'dnn_regressor', num_trials = 2, activation_fn = HPARAM_CANDIDATES(['RELU', 'SELU'])",
+     "activation_fn = 'SELU' is a BigQuery ML option sqlml cannot honour for model_type 'dnn_regressor': "
+     "scikit-learn's MLP has the relu, logistic (sigmoid), tanh and identity activations only. "
+     "Leave it out or set it to one of 'RELU', 'SIGMOID', 'TANH'."),
+])
+def test_the_refusal_names_the_value_and_says_which_values_work(conn, options, message):
     conn.duckdb.execute("CREATE TABLE t AS SELECT 1.0 AS x, 2.0 AS label")
     with pytest.raises(OptionError) as refused:
-        conn.sql("CREATE MODEL m OPTIONS (model_type = 'boosted_tree_regressor', subsample = 0.5) AS SELECT * FROM t")
-    assert str(refused.value) == (
-        "subsample = 0.5 is a BigQuery ML option sqlml cannot honour for model_type 'boosted_tree_regressor': "
-        "HistGradientBoosting (scikit-learn 1.9) fits every tree on all the training rows; it has no row subsampling. "
-        "Leave it out or set it to 1.0.")
-
-
-def test_a_search_space_is_refused_on_the_candidate_sqlml_cannot_honour(conn):
-    # reference: bigqueryml-syntax-create-dnn-models (ACTIVATION_FN = HPARAM_CANDIDATES([...]))
-    conn.duckdb.execute("CREATE TABLE t AS SELECT 1.0 AS x, 2.0 AS label")
-    with pytest.raises(OptionError) as refused:
-        conn.sql("""CREATE MODEL m OPTIONS (model_type = 'dnn_regressor', num_trials = 2,
-                    activation_fn = HPARAM_CANDIDATES(['RELU', 'SELU'])) AS SELECT * FROM t""")
-    assert str(refused.value) == (
-        "activation_fn = 'SELU' is a BigQuery ML option sqlml cannot honour for model_type 'dnn_regressor': "
-        "scikit-learn's MLP has the relu, logistic (sigmoid), tanh and identity activations only. "
-        "Leave it out or set it to one of 'RELU', 'SIGMOID', 'TANH'.")
+        conn.sql(f"CREATE MODEL m OPTIONS ({options}) AS SELECT * FROM t")
+    assert str(refused.value) == message
 
 
 def test_names_bigquery_does_not_have_stay_unknown_and_others_keep_their_scope(conn):
