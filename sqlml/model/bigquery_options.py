@@ -5,7 +5,8 @@ are BigQuery's beyond the ones every kind already took. For each, :data:`RULES` 
 types take it and at which values: any value (honoured through a scikit-learn parameter in
 :mod:`sqlml.model.kinds`, or a no-op where it changes nothing sqlml computes), or only the value that
 changes nothing, the others refused with why (docs/bigquery.md has the table). Pages: the reference
-pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmeans}``.
+pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmeans}``. Also ALTER MODEL's
+``labels`` and ``expiration_timestamp`` (``bigqueryml-syntax-alter-model``), and the expiration rule.
 """
 
 from __future__ import annotations
@@ -57,11 +58,11 @@ def timestamp(value: t.Any) -> str | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(dt.timezone.utc).isoformat()
 
 
-def refuse_expired(name: str, version: int, options: dict, now: dt.datetime | None = None) -> None:
+def refuse_expired(name: str, version: int, options: dict) -> None:
     """Serve no version past its expiration_timestamp: BigQuery deletes a model then; sqlml keeps it
     (DROP MODEL deletes it, a later expiration_timestamp serves it again)."""
     expires = options.get("expiration_timestamp")
-    if expires and dt.datetime.fromisoformat(expires) <= (now or dt.datetime.now(dt.timezone.utc)):
+    if expires and dt.datetime.fromisoformat(expires) <= dt.datetime.now(dt.timezone.utc):
         raise ModelExpiredError(f"Model '{name}' version {version} expired at {expires} (its expiration_timestamp); "
                                 "BigQuery would have deleted it. Drop it with DROP MODEL, or serve it again with a later "
                                 f"expiration: ALTER MODEL {name} SET OPTIONS (expiration_timestamp = "
