@@ -17,6 +17,7 @@ from .functions import HANDLERS
 from .functions.base import Call, Data
 from .model import drift, envelope, loaded
 from .model import options as opts
+from .model.bigquery_options import refuse_expired
 from .model.loaded import LoadedModel
 from .registry.deployments import Decision
 from .registry.release import Release
@@ -224,6 +225,7 @@ class Executor:
             raise SqlmlError("A/B serving needs split_key, the column whose hash decides each row's arm: "
                              "STRUCT(0.2 AS challenger_fraction, 'id' AS split_key).")
         info = self.registry.resolve(name, version)
+        refuse_expired(info.name, info.version, info.options)
         function = views.define(self.engine, self.registry, info, ab)
         model_state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
         columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
@@ -239,6 +241,8 @@ class Executor:
     def compute(self, tf: TableFunction) -> pa.Table:
         params = dict(tf.params)
         model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
+        if model is not None:
+            refuse_expired(model.info.name, model.info.version, model.info.options)
         function = tf.function
         if function == "PREDICT" and model is not None and tf.model[1] is None and self._disabled(model.info.name):
             self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "

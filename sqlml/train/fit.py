@@ -40,7 +40,7 @@ from ..model.preprocess import (
 )
 from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
-from . import checks, imbalance, resources, stopping
+from . import centroids, checks, imbalance, resources, stopping
 from . import sample as sampling
 from .labels import column_name, label_codes, prepare_label
 from .split import Split, rows_at, split_rows
@@ -80,8 +80,9 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
     check_unique_names(table.column_names, "training query")
-    if options.get("data_split_col"):  # named as the query spells it from here on
-        options = {**options, "data_split_col": column_name(table, options["data_split_col"], "data_split_col")}
+    for named in ("data_split_col", "kmeans_init_col"):  # named as the query spells it from here on
+        if options.get(named):
+            options = {**options, named: column_name(table, options[named], named)}
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
     label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
@@ -169,7 +170,8 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     """Fit the preprocessing and the estimator on the training rows. Returns the preprocessor, the
     estimator, the training matrix and labels as they really are (before weights or resampling), the
     target scaling and the notes for ML.TRAINING_INFO."""
-    preprocessor = Preprocessor.fit(train_rows, features, kind.encoding, kind.standardize)
+    preprocessor = Preprocessor.fit(train_rows, features, kind.encoding,
+                                    kind.standardize and options.get("standardize_features", True))
     model_options = {k: v for k, v in options.items() if k in opts.OPTIONS}
     check_fit_size(kind, {**kind.penalties, **kind.defaults, **model_options}, name, train_rows.num_rows,
                    preprocessor, classes)
@@ -177,6 +179,7 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
     X = training_matrix(preprocessor, kind, train_rows)
+    centroids.use_custom(estimator, preprocessor, train_rows, options)
     y = label_codes(train_rows[label], classes) if classes else (
         as_float(train_rows, label).to_numpy() if kind.supervised else None)
 
@@ -236,9 +239,10 @@ class DataProfile:
 
 def feature_columns(table: pa.Table, label: str | None, options: dict) -> list[str]:
     """The query's columns the model learns from: all but the label, the split column (CUSTOM and SEQ,
-    as BigQuery's reference says) and the weights."""
+    as BigQuery's reference says), the weights and k-means' initial-centroid marks."""
     split = options.get("data_split_col") if options.get("data_split_method") in ("CUSTOM", "SEQ") else None
-    excluded = {label, column_name(table, split, "data_split_col") if split else None, options.get("instance_weight_col")}
+    excluded = {label, column_name(table, split, "data_split_col") if split else None, options.get("instance_weight_col"),
+                options.get("kmeans_init_col")}
     features = [c for c in table.column_names if c not in excluded]
     if not features:
         raise DataError("The training query has no feature columns besides the label.")
