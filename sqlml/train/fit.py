@@ -40,7 +40,7 @@ from ..model.preprocess import (
 )
 from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
-from . import checks, imbalance, resources, stopping
+from . import checks, imbalance, matrix, reading, resources, stopping
 from . import sample as sampling
 from .labels import column_name, label_codes, prepare_label
 from .split import Split, rows_at, split_rows
@@ -67,15 +67,19 @@ def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
     return kind, checked
 
 
-def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
-          split: Split | None = None, transform: dict | None = None, profile: DataProfile | None = None) -> dict:
-    """Train a model on ``table`` and return the registry row to store (model bytes included).
-    ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
-    fit on the training split less a validation part (:mod:`sqlml.train.tune`). ``transform`` is the fitted
-    TRANSFORM clause (:mod:`sqlml.sql.transform`) that made ``table``; it is stored in the model header.
+def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: str,
+          progress: t.Callable[[str], None] = print, split: Split | None = None, transform: dict | None = None,
+          profile: DataProfile | None = None) -> dict:
+    """Train a model on ``rows`` and return the registry row to store (model bytes included). Given as
+    :class:`~sqlml.train.reading.Rows`, the table is taken from it so that its columns are freed as the
+    matrix is built. ``split`` (row indices of a table with no NULL label) overrides the options' split:
+    tuning trials fit on the training split less a validation part (:mod:`sqlml.train.tune`). ``transform`` is the fitted
+    TRANSFORM clause (:mod:`sqlml.sql.transform`) that made the rows; it is stored in the model header.
     ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial)."""
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
+    table, held = reading.unwrap(rows)
+    schema = held.schema if held else table.schema  # the query's own types (text before any encoding)
     check_unique_names(table.column_names, "training query")
     if options.get("data_split_col"):  # named as the query spells it from here on
         options = {**options, "data_split_col": column_name(table, options["data_split_col"], "data_split_col")}
@@ -85,42 +89,47 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     classes = None
     if kind.supervised:
         table, classes = prepare_label(table, label, kind)
-    split = split or split_rows(table, options, options.get("random_seed"))
-    split, data_notes = sampling.limit_training_rows(split, table, label, classes, options)
+    split = split or (held and held.split) or split_rows(table, options, options.get("random_seed"))
+    split, data_notes = ((split, held.notes) if held and held.notes is not None
+                         else sampling.limit_training_rows(split, table, label, classes, options))
     for note in data_notes:
         progress(note)
     features = feature_columns(table, label, options)
-    input_schema = annotate_schema([{"name": f, "type": str(table.schema.field(f).type)} for f in features], transform)
+    input_schema = annotate_schema([{"name": f, "type": str(schema.field(f).type)} for f in features], transform)
     table = encode_categories(table, features)
-    train_rows = rows_at(table, split.train)
-    if train_rows.num_rows == 0:
+    if len(split.train) == 0:
         raise DataError("The data split left zero training rows; lower data_split_eval_fraction.")
+    # The label, split and weight columns of the training rows.
+    train_rows = rows_at(table.select([c for c in table.column_names if c not in features]), split.train)
     if classes:
         check_classes_trained(train_rows[label], classes, label)
-    eval_rows = table.take(split.eval) if split.eval is not None else train_rows
+    everything = len(split.train) == table.num_rows
+    eval_rows = table.take(split.eval) if split.eval is not None else table if everything else rows_at(table, split.train)
 
-    # The data checks and ML.FEATURE_INFO's statistics read only the query's rows: they run in a thread
-    # beside the preprocessing, the fit and the evaluation (Arrow kernels and sklearn release the GIL),
-    # and are joined last. Done one after the other, they would add ~0.5 s per million rows.
-    with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside_the_fit:
-        profiling = beside_the_fit.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
-        preprocessor, estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
-            kind, options, name, train_rows, features, label, classes, progress)
-        duration = time.perf_counter() - started
-        progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
-
-        label_type = label_type_name(table.schema.field(label).type) if label else "float"
-        header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
-                  "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
-        blob = envelope.dumps(estimator, header)
-        info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=label_type,
-                            options=options, input_schema=input_schema,
-                            metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
-                            training_rows=len(split.train), eval_rows=0, query=query, created_at=None,
-                            fingerprint=envelope.fingerprint(blob))
-        model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[label_type], target_scale)
-        measured, eval_tables = _measure(model, train_rows, eval_rows)
+    # The data checks and ML.FEATURE_INFO's statistics read every column of the query's rows: they run in
+    # a thread beside fitting the preprocessing (Arrow kernels release the GIL), and end before the matrix
+    # is built, which frees each column once it is encoded.
+    with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside:
+        profiling = beside.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
+        preprocessor = matrix.fit_preprocessor(table, split.train, features, kind)
         profile = profiling.result()
+    label_type = label_type_name(table.schema.field(label).type) if label else "float"
+    columns = {f: table[f] for f in features}
+    del table  # from here the feature columns are held by ``columns`` only (and by eval_rows when it is the table)
+    estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
+        kind, options, name, preprocessor, columns, split.train, train_rows, label, classes, progress)
+    duration = time.perf_counter() - started
+    progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
+    header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
+              "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
+    blob = envelope.dumps(estimator, header)
+    info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=label_type,
+                        options=options, input_schema=input_schema,
+                        metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
+                        training_rows=len(split.train), eval_rows=0, query=query, created_at=None,
+                        fingerprint=envelope.fingerprint(blob))
+    model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[label_type], target_scale)
+    measured, eval_tables = _measure(model, train_rows, eval_rows)
     row = _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
@@ -159,19 +168,20 @@ def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dic
     }
 
 
-def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: pa.Table, features: list[str],
+def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor: Preprocessor,
+                        columns: dict[str, pa.ChunkedArray], train: np.ndarray, train_rows: pa.Table,
                         label: str | None, classes: list | None, progress: t.Callable[[str], None]) -> tuple:
-    """Fit the preprocessing and the estimator on the training rows. Returns the preprocessor, the
-    estimator, the training matrix and labels as they really are (before weights or resampling), the
-    target scaling and the notes for ML.TRAINING_INFO."""
-    preprocessor = Preprocessor.fit(train_rows, features, kind.encoding, kind.standardize)
+    """Build the matrix of the training rows ``train`` from ``columns`` (emptied as it is built) and
+    fit the estimator. ``train_rows``: the label and weight columns of those rows. Returns the estimator,
+    the training matrix and labels as they really are (before weights or resampling), the target
+    scaling and the notes for ML.TRAINING_INFO."""
     model_options = {k: v for k, v in options.items() if k in opts.OPTIONS}
-    check_fit_size(kind, {**kind.penalties, **kind.defaults, **model_options}, name, train_rows.num_rows,
+    check_fit_size(kind, {**kind.penalties, **kind.defaults, **model_options}, name, len(train),
                    preprocessor, classes)
     estimator = build_estimator(kind, model_options)
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
-    X = training_matrix(preprocessor, kind, train_rows)
+    X = matrix.build(preprocessor, kind, columns, train)
     y = label_codes(train_rows[label], classes) if classes else (
         as_float(train_rows, label).to_numpy() if kind.supervised else None)
 
@@ -186,7 +196,7 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     progress(f"Training {kind.name} '{name}' on {X_fit.shape[0]:,} rows × {X_fit.shape[1]} features…")
     stop_options = {**kind.defaults, **options} if kind.stops_early else None
     fit_notes, losses = _fit(estimator, X_fit, y_fit, sample_weight, stop_options)
-    return preprocessor, estimator, X, y, target_scale, (fit_notes + notes, losses)
+    return estimator, X, y, target_scale, (fit_notes + notes, losses)
 
 
 def check_classes_trained(labels: pa.ChunkedArray, classes: list, label: str) -> None:
