@@ -116,6 +116,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     label_type = label_type_name(table.schema.field(label).type) if label else "float"
     columns = {f: table[f] for f in features}
     del table  # from here the feature columns are held by ``columns`` only (and by eval_rows when it is the table)
+    matrix.release()  # what the data checks and the preprocessing's statistics freed
     estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
         kind, options, name, preprocessor, columns, split.train, train_rows, label, classes, progress)
     duration = time.perf_counter() - started

@@ -9,6 +9,9 @@ on the training rows, entry for entry: each column goes through a one-column pre
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
@@ -18,6 +21,26 @@ from ..model.preprocess import Preprocessor
 from .split import rows_at
 
 CHUNK_ROWS = 262_144  # rows of a one-hot block encoded at a time (the temporary is at most this × its width)
+
+
+def _malloc_trim() -> ctypes._CFuncPtr | None:
+    """glibc's ``malloc_trim``; None elsewhere (musl, macOS)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), "malloc_trim", None)
+    except OSError:
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release() -> None:
+    """Hand memory freed so far back to the system now. Arrow's pool and glibc's heap keep freed blocks
+    for reuse, so a column freed while the matrix is built would still count towards the peak of the
+    fit that follows."""
+    pa.default_memory_pool().release_unused()
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def training_column(column: pa.ChunkedArray, name: str, train: np.ndarray) -> pa.Table:
@@ -51,7 +74,7 @@ def build(prep: Preprocessor, kind: ModelKind, columns: dict[str, pa.ChunkedArra
             X[start:start + CHUNK_ROWS, position:position + width] = one.transform(rows.slice(start, CHUNK_ROWS))
         position += width
         del rows
-        pa.default_memory_pool().release_unused()
+        release()
     return X
 
 
@@ -67,6 +90,6 @@ def _sparse(prep: Preprocessor, columns: dict[str, pa.ChunkedArray], train: np.n
         part = one.transform_sparse(training_column(columns.pop(c["name"]), c["name"], train))
         data[:, j], indices[:, j] = part.data, part.indices + offsets[j]
         del part
-        pa.default_memory_pool().release_unused()
+        release()
     indptr = np.arange(0, rows * per_row + 1, per_row, dtype=index_type)
     return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(rows, offsets[-1]))

@@ -13,8 +13,20 @@ from __future__ import annotations
 import typing as t
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from ..errors import DataError
+from ..model.kinds import ModelKind
+from ..sql.transform import quoted
+from . import sample as sampling
+from . import search
+from .labels import column_name, prepare_label
+from .matrix import release
+from .split import Split, split_rows
+
+_ROW = "__sqlml_row"  # the query's row number, for reading only the rows a sample keeps
 
 
 @dataclass
@@ -48,9 +60,8 @@ def read(batches: t.Iterable[pa.RecordBatch], schema: pa.Schema, keep: t.Iterabl
     owned = [_own(batch, encode) for batch in batches]
     if not owned:
         return Rows(schema.empty_table(), schema)
-    table = pa.Table.from_batches(owned)
-    pa.default_memory_pool().release_unused()
-    return Rows(table, schema)
+    release()
+    return Rows(pa.Table.from_batches(owned), schema)
 
 
 def _text(dtype: pa.DataType) -> bool:
@@ -68,9 +79,69 @@ def _copy(array: pa.Array) -> pa.Array:
     return pa.concat_arrays([array, array.slice(0, 0)])
 
 
-def read_training(engine: t.Any, sql: str, kind: t.Any, options: dict) -> Rows:
+def read_training(engine: t.Any, sql: str, kind: ModelKind, options: dict) -> Rows:
     """The rows of CREATE MODEL's query ``sql`` on ``engine``, streamed (:func:`read`); the label, split
-    and weight columns that ``options`` name are kept as read."""
+    and weight columns that ``options`` name are kept as read. When ``max_training_rows`` /
+    ``sample_fraction`` leave training rows out, only the rows used are read (:func:`_read_sample`)."""
     label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
     keep = [label, options.get("data_split_col"), options.get("instance_weight_col")]
-    return read(engine.read_batches(sql), engine.schema(sql), keep)
+    schema = engine.schema(sql)
+    if ("max_training_rows" in options or "sample_fraction" in options) and not search.wanted(options):
+        sampled = _read_sample(engine, sql, schema, kind, options, label, keep)
+        if sampled is not None:
+            return sampled
+    return read(engine.read_batches(sql), schema, keep)
+
+
+def _read_sample(engine: t.Any, sql: str, schema: pa.Schema, kind: ModelKind, options: dict, label: str | None,
+                 keep: list[str | None]) -> Rows | None:
+    """Sampling before reading: the split and the sample are drawn, exactly as from the whole table, from
+    a first read of only the label and split columns; then the engine returns only the chosen rows
+    (numbered by ``row_number() OVER ()``, the query's own order). None when that cannot apply (a
+    column the options name is missing: the whole read reports it), when nothing is left out, or when
+    the second read does not return the same labels (a query whose row order is not stable): then the
+    whole query is read and sampled in Python, as without this."""
+    try:
+        names = [column_name(schema.empty_table(), n, "column") for n in _split_columns(options, label)]
+    except DataError:
+        return None
+    numbered = f"SELECT row_number() OVER () - 1 AS {_ROW}, * FROM ({sql})"
+    narrow = engine.read_arrow(f"SELECT {', '.join([_ROW, *map(quoted, names)])} FROM ({numbered})")
+    positions = narrow[_ROW].to_numpy()
+    narrow = narrow.drop_columns([_ROW])
+    if kind.supervised:
+        if narrow[names[0]].null_count:  # prepare_label drops these rows: number the rest as it does
+            positions = positions[pc.is_valid(narrow[names[0]]).to_numpy(zero_copy_only=False)]
+        narrow, classes = prepare_label(narrow, names[0], kind)
+    else:
+        classes = None
+    whole = split_rows(narrow, options, options.get("random_seed"))
+    split, notes = sampling.limit_training_rows(whole, narrow, names[0] if label else None, classes, options)
+    if not notes:
+        return None
+    chosen = np.union1d(split.train, split.eval if split.eval is not None else [])
+    rows = _read_rows(engine, numbered, positions[chosen], schema, keep)
+    if label and not rows.table[names[0]].equals(narrow[names[0]].take(pa.array(chosen))):
+        return None
+    rows.notes = notes
+    rows.split = Split(np.searchsorted(chosen, split.train),
+                       None if split.eval is None else np.searchsorted(chosen, split.eval))
+    return rows
+
+
+def _split_columns(options: dict, label: str | None) -> list[str]:
+    """The columns the split and the sample are drawn from: the label, and the split column of CUSTOM and SEQ."""
+    split = options.get("data_split_col") if options.get("data_split_method") in ("CUSTOM", "SEQ") else None
+    return [n for n in (label, split) if n]
+
+
+def _read_rows(engine: t.Any, numbered: str, positions: np.ndarray, schema: pa.Schema,
+               keep: list[str | None]) -> Rows:
+    """The rows of the ``numbered`` query at ``positions`` (ascending), in that order."""
+    name = engine.temp_name("sqlml_rows")
+    engine.register_table(name, pa.table({_ROW: pa.array(positions, pa.int64())}))
+    try:
+        return read(engine.read_batches(f"SELECT * EXCLUDE ({_ROW}) FROM ({numbered}) "
+                                        f"WHERE {_ROW} IN (SELECT {_ROW} FROM {name}) ORDER BY {_ROW}"), schema, keep)
+    finally:
+        engine.unregister_table(name)
