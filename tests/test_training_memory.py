@@ -34,17 +34,18 @@ def test_matrix_equals_the_whole_table_encoding(request, dataset, label, model_t
     train = np.flatnonzero(np.random.default_rng(1).random(table.num_rows) < 0.8)
     expected_prep, expected = _whole_table_matrix(conn.duckdb.sql(sql).to_arrow_table(), features, train, kind)
     prep = matrix.fit_preprocessor(table, train, features, kind)
-    columns = {f: table[f] for f in features}
-    X = matrix.build(prep, kind, columns, train)
+    batches = table.select(features).to_batches(max_chunksize=5000)  # several batches, as from a big query
+    X = matrix.build(prep, kind, batches, train, kind.matrix_dtype)
     assert prep.to_dict() == expected_prep.to_dict()
-    assert columns == {}  # every column was handed over to be freed
+    assert batches == []  # every batch was handed over to be freed
     assert type(X) is type(expected) and X.shape == expected.shape
     if sp.issparse(X):
         assert model_type == "logistic_reg" and X.has_canonical_format == expected.has_canonical_format
         for part in ("data", "indices", "indptr"):
             np.testing.assert_array_equal(getattr(X, part), getattr(expected, part))
     else:
-        np.testing.assert_array_equal(X, expected)  # NaN (unseen, for trees) equals NaN here
+        assert X.dtype == (np.float32 if model_type.startswith("random_forest") else np.float64)
+        np.testing.assert_array_equal(X, expected.astype(X.dtype))  # NaN (unseen, for trees) equals NaN here
         assert X.flags.f_contiguous == (kind.matrix_order == "F") and X.flags.c_contiguous == (kind.matrix_order == "C")
 
 
@@ -66,10 +67,10 @@ def test_feature_columns_are_freed_once_encoded(flights, monkeypatch):
     seen = {}
     build = matrix.build
 
-    def measured(prep, kind, columns, train):
-        seen["columns"] = sum(c.nbytes for c in columns.values())
+    def measured(prep, kind, batches, train, dtype):
+        seen["columns"] = sum(b.nbytes for b in batches)
         seen["before"] = pa.total_allocated_bytes()
-        X = build(prep, kind, columns, train)
+        X = build(prep, kind, batches, train, dtype)
         seen["after"] = pa.total_allocated_bytes()
         return X
 

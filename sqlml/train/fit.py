@@ -71,7 +71,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
           progress: t.Callable[[str], None] = print, split: Split | None = None, transform: dict | None = None,
           profile: DataProfile | None = None) -> dict:
     """Train a model on ``rows`` and return the registry row to store (model bytes included). Given as
-    :class:`~sqlml.train.reading.Rows`, the table is taken from it so that its columns are freed as the
+    :class:`~sqlml.train.reading.Rows`, the table is taken from it so that its rows are freed as the
     matrix is built. ``split`` (row indices of a table with no NULL label) overrides the options' split:
     tuning trials fit on the training split less a validation part (:mod:`sqlml.train.tune`). ``transform`` is the fitted
     TRANSFORM clause (:mod:`sqlml.sql.transform`) that made the rows; it is stored in the model header.
@@ -108,17 +108,17 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
 
     # The data checks and ML.FEATURE_INFO's statistics read every column of the query's rows: they run in
     # a thread beside fitting the preprocessing (Arrow kernels release the GIL), and end before the matrix
-    # is built, which frees each column once it is encoded.
+    # is built, which frees each batch of rows once it is written.
     with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside:
         profiling = beside.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
         preprocessor = matrix.fit_preprocessor(table, split.train, features, kind)
         profile = profiling.result()
     label_type = label_type_name(table.schema.field(label).type) if label else "float"
-    columns = {f: table[f] for f in features}
-    del table  # from here the feature columns are held by ``columns`` only (and by eval_rows when it is the table)
+    batches = table.select(features).to_batches()
+    del table  # from here the feature columns are held by ``batches`` only (and by eval_rows when it is the table)
     matrix.release()  # what the data checks and the preprocessing's statistics freed
     estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
-        kind, options, name, preprocessor, columns, split.train, train_rows, label, classes, progress)
+        kind, options, name, preprocessor, batches, split.train, train_rows, label, classes, progress)
     duration = time.perf_counter() - started
     progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
@@ -170,9 +170,9 @@ def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dic
 
 
 def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor: Preprocessor,
-                        columns: dict[str, pa.ChunkedArray], train: np.ndarray, train_rows: pa.Table,
+                        batches: list[pa.RecordBatch], train: np.ndarray, train_rows: pa.Table,
                         label: str | None, classes: list | None, progress: t.Callable[[str], None]) -> tuple:
-    """Build the matrix of the training rows ``train`` from ``columns`` (emptied as it is built) and
+    """Build the matrix of the training rows ``train`` from ``batches`` (emptied as it is built) and
     fit the estimator. ``train_rows``: the label and weight columns of those rows. Returns the estimator,
     the training matrix and labels as they really are (before weights or resampling), the target
     scaling and the notes for ML.TRAINING_INFO."""
@@ -182,7 +182,8 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor:
     estimator = build_estimator(kind, model_options)
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
-    X = matrix.build(preprocessor, kind, columns, train)
+    # Resampling interpolates in the matrix's dtype: it gets float64, as the estimator's own input would be.
+    X = matrix.build(preprocessor, kind, batches, train, kind.matrix_dtype if "sampling" not in options else "float64")
     y = label_codes(train_rows[label], classes) if classes else (
         as_float(train_rows, label).to_numpy() if kind.supervised else None)
 

@@ -1,10 +1,10 @@
-"""CREATE MODEL's feature matrix, built once, one input column at a time, into its final layout.
+"""CREATE MODEL's feature matrix, built once, straight into its final layout.
 
-The preprocessing is fitted, and the matrix written, from the training rows of one column at a time:
-no copy of the training rows as a table is made, and each column is freed as soon as it is encoded
-(when nothing else holds it), so the peak is about the matrix plus what is left of the table. The
-values are those of :meth:`~sqlml.model.preprocess.Preprocessor.transform` (and ``transform_sparse``)
-on the training rows, entry for entry: each column goes through a one-column preprocessor.
+No copy of the training rows as a table is made: the preprocessing is fitted from the training rows
+of one column at a time, and the matrix is written a record batch at a time, each batch freed once
+written (when nothing else holds it), so the peak is about the larger of the table and the matrix,
+not their sum. The values are those of :meth:`~sqlml.model.preprocess.Preprocessor.transform` (and
+``transform_sparse``) on the training rows, entry for entry: each batch goes through them.
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ import scipy.sparse as sp
 from ..model.kinds import ModelKind
 from ..model.preprocess import Preprocessor
 from .split import rows_at
-
-CHUNK_ROWS = 262_144  # rows of a one-hot block encoded at a time (the temporary is at most this × its width)
-
 
 def _malloc_trim() -> ctypes._CFuncPtr | None:
     """glibc's ``malloc_trim``; None elsewhere (musl, macOS)."""
@@ -58,38 +55,34 @@ def fit_preprocessor(table: pa.Table, train: np.ndarray, features: list[str], ki
     return prep
 
 
-def build(prep: Preprocessor, kind: ModelKind, columns: dict[str, pa.ChunkedArray],
-          train: np.ndarray) -> np.ndarray | sp.csr_matrix:
-    """The training matrix (:func:`sqlml.train.fit.training_matrix`'s layout) of the rows ``train``.
-    ``columns`` maps each input column's name to its column of all rows; each is removed from it as
-    it is encoded, so it is freed then unless the caller holds it elsewhere."""
-    if kind.sparse_fit and prep.sparse_pays():
-        return _sparse(prep, columns, train)
-    X = np.empty((len(train), sum(prep.width(c) for c in prep.columns)), order=kind.matrix_order)
-    position = 0
-    for c in prep.columns:
-        one, width = Preprocessor(prep.encoding, prep.standardize, [c]), prep.width(c)
-        rows = training_column(columns.pop(c["name"]), c["name"], train)
-        for start in range(0, len(train), CHUNK_ROWS):
-            X[start:start + CHUNK_ROWS, position:position + width] = one.transform(rows.slice(start, CHUNK_ROWS))
-        position += width
-        del rows
-        release()
-    return X
-
-
-def _sparse(prep: Preprocessor, columns: dict[str, pa.ChunkedArray], train: np.ndarray) -> sp.csr_matrix:
-    """The CSR matrix of :meth:`Preprocessor.transform_sparse`: one stored entry per input column and row,
-    each column's entries written from its one-column CSR."""
-    rows, per_row = len(train), len(prep.columns)
+def build(prep: Preprocessor, kind: ModelKind, batches: list[pa.RecordBatch], train: np.ndarray,
+          dtype: str = "float64") -> np.ndarray | sp.csr_matrix:
+    """The training matrix (:func:`sqlml.train.fit.training_matrix`'s layout, dense ones in ``dtype``) of
+    the rows ``train`` of ``batches``, written a batch at a time. Each batch is removed from the list once written, so it is
+    freed then unless the caller holds it elsewhere: the table shrinks as the matrix grows."""
+    sparse = kind.sparse_fit and prep.sparse_pays()
+    rows, per_row, width = len(train), len(prep.columns), sum(prep.width(c) for c in prep.columns)
     index_type = np.int32 if rows * per_row < 2**31 else np.int64
-    data, indices = np.empty((rows, per_row)), np.empty((rows, per_row), dtype=index_type)
-    offsets = np.cumsum([0] + [prep.width(c) for c in prep.columns])
-    for j, c in enumerate(prep.columns):
-        one = Preprocessor(prep.encoding, prep.standardize, [c])
-        part = one.transform_sparse(training_column(columns.pop(c["name"]), c["name"], train))
-        data[:, j], indices[:, j] = part.data, part.indices + offsets[j]
-        del part
+    if sparse:
+        data, indices = np.empty((rows, per_row)), np.empty((rows, per_row), dtype=index_type)
+    else:
+        X = np.empty((rows, width), dtype=dtype, order=kind.matrix_order)
+    start = written = 0
+    while batches:
+        batch = batches.pop(0)
+        mine = train[np.searchsorted(train, start):np.searchsorted(train, start + batch.num_rows)] - start
+        part = pa.Table.from_batches([batch])
+        part = part if len(mine) == batch.num_rows else rows_at(part, mine)
+        block = slice(written, written + len(mine))
+        if sparse:
+            encoded = prep.transform_sparse(part)
+            data[block], indices[block] = encoded.data.reshape(-1, per_row), encoded.indices.reshape(-1, per_row)
+        else:
+            X[block] = prep.transform(part, kind.matrix_order)
+        start, written = start + batch.num_rows, written + len(mine)
+        del batch, part
         release()
+    if not sparse:
+        return X
     indptr = np.arange(0, rows * per_row + 1, per_row, dtype=index_type)
-    return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(rows, offsets[-1]))
+    return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(rows, width))
