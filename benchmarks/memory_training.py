@@ -5,7 +5,7 @@
 Each model trains in a fresh child process on a DuckDB table of ``rows`` × (10 floats + 2 strings of
 20 levels) and a 0/1 label. The child's peak RSS is reset (``/proc/self/clear_refs``) after the table
 exists, so ``peak_growth_mb`` is what CREATE MODEL itself adds: the rows read into Python, the matrix,
-the fit, evaluation and storing. ``matrix_mb`` is the matrix's own bytes (dense float64, or CSR data +
+the fit, evaluation and storing. ``matrix_mb`` is the matrix's own bytes (dense float64 or, for forests, float32; or CSR data +
 indices + indptr where logistic regression fits on CSR). ``sklearn_mb`` is the growth of the same
 estimator's ``fit`` alone on that matrix already in memory (scikit-learn's own working memory: HGB's
 binned copy and the copy its categorical encoder makes, the buffers of lbfgs, of a forest's trees or of

@@ -101,22 +101,32 @@ def _count_reads(conn, monkeypatch) -> list[int]:
 
 SAMPLED = """CREATE OR REPLACE MODEL {name} OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late'],
     {option}, random_seed = 7, deploy = 'always') AS SELECT * FROM {source}"""
+#: flights with the label NULL on a month's rows, and a custom split column holding out another month.
+HOLED = "(SELECT * REPLACE (CASE WHEN month = 3 THEN NULL ELSE is_late END AS is_late), month = 5 AS held FROM flights)"
 
 
-@pytest.mark.parametrize("option", ["max_training_rows = 3000", "sample_fraction = 0.1"])
-def test_sampling_reads_only_the_rows_it_keeps_and_trains_the_same_model(flights, monkeypatch, option):
-    total = flights.sql("SELECT count(*) FROM flights").fetchall()[0][0]
+@pytest.mark.parametrize("option, source, eval_rows", [
+    ("max_training_rows = 3000", "flights", "round(count(*) * 0.2)"),
+    ("sample_fraction = 0.1", "flights", "round(count(*) * 0.2)"),
+    ("sample_fraction = 0.1, data_split_method = 'NO_SPLIT'", "flights", "0"),
+    ("max_training_rows = 2000, data_split_method = 'CUSTOM', data_split_col = 'HELD'", HOLED,
+     "count(is_late) FILTER (WHERE held)"),
+])
+def test_sampling_reads_only_the_rows_it_keeps_and_trains_the_same_model(flights, monkeypatch, option, source,
+                                                                         eval_rows):
+    (labelled, expected_eval), = flights.sql(f"SELECT count(is_late), {eval_rows} FROM {source}").fetchall()
     counts = _count_reads(flights, monkeypatch)
-    flights.sql(SAMPLED.format(name="pushed", option=option, source="flights"))
-    (training_rows, eval_rows), = flights.sql(
+    flights.sql(SAMPLED.format(name="pushed", option=option, source=source))
+    (training_rows, stored_eval), = flights.sql(
         "SELECT training_rows, eval_rows FROM sqlml.models WHERE name = 'pushed'").fetchall()
-    assert eval_rows == round(total * 0.2) and training_rows < total - eval_rows
-    assert counts == [training_rows + eval_rows]  # one read of the query, and only the rows used
+    assert training_rows < labelled - expected_eval
+    assert stored_eval == (expected_eval or training_rows)  # NO_SPLIT evaluates on the training rows
+    assert counts == [training_rows + expected_eval]  # one read of the query, and only the rows used
 
     monkeypatch.setattr(reading, "_read_sample", lambda *args: None)  # the whole query, sampled in Python
-    flights.sql(SAMPLED.format(name="whole", option=option, source="flights"))
-    assert counts[-1] == total
-    models = flights.sql("SELECT name, training_rows, metrics FROM sqlml.models ORDER BY name").fetchall()
+    flights.sql(SAMPLED.format(name="whole", option=option, source=source))
+    assert counts[-1] == flights.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+    models = flights.sql("SELECT name, training_rows, eval_rows, metrics FROM sqlml.models ORDER BY name").fetchall()
     assert models[0][1:] == models[1][1:]
     predictions = {name: flights.sql(f"SELECT predicted_is_late_probs[1].prob FROM ML.PREDICT(MODEL {name}, "
                                      "TABLE flights)").fetchnumpy() for name in ("pushed", "whole")}

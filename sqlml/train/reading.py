@@ -38,7 +38,7 @@ class Rows:
     table: pa.Table | None
     schema: pa.Schema
     notes: list[str] | None = None  # set when the training rows were sampled before reading (their notes)
-    split: t.Any = None  # the split of the rows read, when they were chosen before reading
+    split: Split | None = None  # the split of the rows read, when they were chosen before reading
 
     def take(self) -> pa.Table:
         table, self.table = self.table, None
@@ -97,16 +97,21 @@ def _read_sample(engine: t.Any, sql: str, schema: pa.Schema, kind: ModelKind, op
                  keep: list[str | None]) -> Rows | None:
     """Sampling before reading: the split and the sample are drawn, exactly as from the whole table, from
     a first read of only the label and split columns; then the engine returns only the chosen rows
-    (numbered by ``row_number() OVER ()``, the query's own order). None when that cannot apply (a
-    column the options name is missing: the whole read reports it), when nothing is left out, or when
-    the second read does not return the same labels (a query whose row order is not stable): then the
-    whole query is read and sampled in Python, as without this."""
+    (numbered by ``row_number() OVER ()``, the query's own order). None when that cannot apply (no
+    label or split column to draw from; a column the options name is missing, or no rows: the whole
+    read reports it), when nothing is left out, or when the second read does not return the same
+    labels (a query whose row order is not stable): then the whole query is read and sampled in
+    Python, as without this."""
     try:
         names = [column_name(schema.empty_table(), n, "column") for n in _split_columns(options, label)]
     except DataError:
         return None
+    if not names:
+        return None
     numbered = f"SELECT row_number() OVER () - 1 AS {_ROW}, * FROM ({sql})"
     narrow = engine.read_arrow(f"SELECT {', '.join([_ROW, *map(quoted, names)])} FROM ({numbered})")
+    if narrow.num_rows == 0:
+        return None
     positions = narrow[_ROW].to_numpy()
     narrow = narrow.drop_columns([_ROW])
     if kind.supervised:
@@ -119,9 +124,9 @@ def _read_sample(engine: t.Any, sql: str, schema: pa.Schema, kind: ModelKind, op
     split, notes = sampling.limit_training_rows(whole, narrow, names[0] if label else None, classes, options)
     if not notes:
         return None
-    chosen = np.union1d(split.train, split.eval if split.eval is not None else [])
+    chosen = split.train if split.eval is None else np.union1d(split.train, split.eval)
     rows = _read_rows(engine, numbered, positions[chosen], schema, keep)
-    if label and not rows.table[names[0]].equals(narrow[names[0]].take(pa.array(chosen))):
+    if not rows.table[names[0]].equals(narrow[names[0]].take(pa.array(chosen))):
         return None
     rows.notes = notes
     rows.split = Split(np.searchsorted(chosen, split.train),
