@@ -25,7 +25,7 @@ from .registry.versions import Registry
 from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
-from .train import gate, reading, tune
+from .train import gate, tune
 from .train.labels import prepare_label
 from .train.split import split_rows
 
@@ -83,7 +83,7 @@ class Executor:
                                    keep=[checked.get("data_split_col"), checked.get("instance_weight_col")],
                                    dialect=self.engine.dialect)
             query_sql = transform.training_sql(fitted, step.query_sql)
-        rows = reading.read_training(self.engine, query_sql, kind, checked)
+        rows = tune.read(self.engine, query_sql, kind, checked)
         row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
         verdict = self._gate(step.name, checked, row, eval_data, on_training_rows)

@@ -123,7 +123,7 @@ def test_sampling_reads_only_the_rows_it_keeps_and_trains_the_same_model(flights
     assert stored_eval == (expected_eval or training_rows)  # NO_SPLIT evaluates on the training rows
     assert counts == [training_rows + expected_eval]  # one read of the query, and only the rows used
 
-    monkeypatch.setattr(reading, "_read_sample", lambda *args: None)  # the whole query, sampled in Python
+    monkeypatch.setattr(reading, "read_sample", lambda *args: None)  # the whole query, sampled in Python
     flights.sql(SAMPLED.format(name="whole", option=option, source=source))
     assert counts[-1] == flights.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0]
     models = flights.sql("SELECT name, training_rows, eval_rows, metrics FROM sqlml.models ORDER BY name").fetchall()

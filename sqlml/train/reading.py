@@ -21,7 +21,6 @@ from ..errors import DataError
 from ..model.kinds import ModelKind
 from ..sql.transform import quoted
 from . import sample as sampling
-from . import search
 from .labels import column_name, prepare_label
 from .matrix import release
 from .split import Split, split_rows
@@ -79,23 +78,10 @@ def _copy(array: pa.Array) -> pa.Array:
     return pa.concat_arrays([array, array.slice(0, 0)])
 
 
-def read_training(engine: t.Any, sql: str, kind: ModelKind, options: dict) -> Rows:
-    """The rows of CREATE MODEL's query ``sql`` on ``engine``, streamed (:func:`read`); the label, split
-    and weight columns that ``options`` name are kept as read. When ``max_training_rows`` /
-    ``sample_fraction`` leave training rows out, only the rows used are read (:func:`_read_sample`)."""
-    label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
-    keep = [label, options.get("data_split_col"), options.get("instance_weight_col")]
-    schema = engine.schema(sql)
-    if ("max_training_rows" in options or "sample_fraction" in options) and not search.wanted(options):
-        sampled = _read_sample(engine, sql, schema, kind, options, label, keep)
-        if sampled is not None:
-            return sampled
-    return read(engine.read_batches(sql), schema, keep)
-
-
-def _read_sample(engine: t.Any, sql: str, schema: pa.Schema, kind: ModelKind, options: dict, label: str | None,
+def read_sample(engine: t.Any, sql: str, schema: pa.Schema, kind: ModelKind, options: dict, label: str | None,
                  keep: list[str | None]) -> Rows | None:
-    """Sampling before reading: the split and the sample are drawn, exactly as from the whole table, from
+    """The rows of CREATE MODEL's query ``sql`` when ``max_training_rows`` / ``sample_fraction`` leave
+    training rows out; ``keep`` as in :func:`read`. Sampling before reading: the split and the sample are drawn, exactly as from the whole table, from
     a first read of only the label and split columns; then the engine returns only the chosen rows
     (numbered by ``row_number() OVER ()``, the query's own order). None when that cannot apply (no
     label or split column to draw from; a column the options name is missing, or no rows: the whole

@@ -31,21 +31,36 @@ from sklearn import metrics as skm
 from ..errors import DataError, SqlmlError
 from ..model import baseline as baselines
 from ..model import metrics
-from ..model.kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS
+from ..model.kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
 from ..model.loaded import LoadedModel
 from ..model.metrics import EVAL_LOSS, lower_is_better
 from ..model.version import ModelVersion
 from . import fit as training
-from . import search
+from . import reading, search
 from . import split as splits
 from .labels import prepare_label
 from .reading import Rows
 from .search import AUTO_TYPES, resolve_options
 
-__all__ = ["AUTO_TYPES", "resolve_options", "train", "validation_rows"]  # what the executor and tests use
+__all__ = ["AUTO_TYPES", "read", "resolve_options", "train", "validation_rows"]  # what the executor and tests use
 
 VALIDATION_FRACTION = 0.2
 MIN_TRAINING_ROWS = 20  # below this a validation part leaves too little to fit or to judge on
+
+
+def read(engine: t.Any, sql: str, kind: ModelKind, options: dict) -> Rows:
+    """The rows of CREATE MODEL's query ``sql`` (checked ``options``) from ``engine``, streamed
+    (:func:`sqlml.train.reading.read`) with the label, split and weight columns kept as read. Without
+    tuning, when ``max_training_rows`` / ``sample_fraction`` leave training rows out, only the rows
+    used are read (:func:`sqlml.train.reading.read_sample`)."""
+    label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
+    keep = [label, options.get("data_split_col"), options.get("instance_weight_col")]
+    schema = engine.schema(sql)
+    if ("max_training_rows" in options or "sample_fraction" in options) and not search.wanted(options):
+        sampled = reading.read_sample(engine, sql, schema, kind, options, label, keep)
+        if sampled is not None:
+            return sampled
+    return reading.read(engine.read_batches(sql), schema, keep)
 
 
 def train(rows: Rows, raw: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
