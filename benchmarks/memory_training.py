@@ -93,7 +93,7 @@ def child_fit_only(model_type: str, rows: int) -> dict:
 
     from sqlml.model.kinds import MODEL_KINDS, build_estimator
     from sqlml.model.preprocess import Preprocessor, encode_categories
-    from sqlml.train import fit as training
+    from sqlml.train import matrix
     con = duckdb.connect()
     con.sql(table_sql(rows))
     table = con.sql("SELECT * FROM big").to_arrow_table()
@@ -102,7 +102,7 @@ def child_fit_only(model_type: str, rows: int) -> dict:
     features = [c for c in table.column_names if c != "label"]
     table = encode_categories(table, features)
     prep = Preprocessor.fit(table, features, kind.encoding, kind.standardize)
-    X = training.training_matrix(prep, kind, table)
+    X = matrix.training_matrix(prep, kind, table)
     X = X if not isinstance(X, np.ndarray) else X.astype(kind.matrix_dtype, order="K")  # as CREATE MODEL builds it
     y = table["label"].to_numpy()
     del table

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from sqlml.model.kinds import MODEL_KINDS
 from sqlml.model.preprocess import Preprocessor, encode_categories
-from sqlml.train import fit, matrix, reading
+from sqlml.train import matrix, reading
 from sqlml.train.split import rows_at
 
 KINDS = ["logistic_reg", "linear_reg", "boosted_tree_classifier", "random_forest_regressor", "dnn_classifier", "kmeans"]
@@ -19,7 +19,7 @@ def _whole_table_matrix(table: pa.Table, features: list[str], train: np.ndarray,
     """The encoding before this change: the training rows copied as a table, then preprocessed at once."""
     rows = rows_at(encode_categories(table, features), train)
     prep = Preprocessor.fit(rows, features, kind.encoding, kind.standardize)
-    return prep, fit.training_matrix(prep, kind, rows)
+    return prep, matrix.training_matrix(prep, kind, rows)
 
 
 @pytest.mark.parametrize("dataset, label", [("penguins", "species"), ("flights", "is_late")])

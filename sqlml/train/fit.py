@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import scipy.sparse as sp
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import mean_squared_error
@@ -99,12 +98,9 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     table = encode_categories(table, features)
     if len(split.train) == 0:
         raise DataError("The data split left zero training rows; lower data_split_eval_fraction.")
-    # The label, split and weight columns of the training rows.
-    train_rows = rows_at(table.select([c for c in table.column_names if c not in features]), split.train)
+    train_rows, eval_rows = _side_and_eval_rows(table, split, features)
     if classes:
         check_classes_trained(train_rows[label], classes, label)
-    everything = len(split.train) == table.num_rows
-    eval_rows = table.take(split.eval) if split.eval is not None else table if everything else rows_at(table, split.train)
 
     # The data checks and ML.FEATURE_INFO's statistics read every column of the query's rows: they run in
     # a thread beside fitting the preprocessing (Arrow kernels release the GIL), and end before the matrix
@@ -136,6 +132,15 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
     # (not stored: the executor takes it off the row).
     return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None}
+
+
+def _side_and_eval_rows(table: pa.Table, split: Split, features: list[str]) -> tuple[pa.Table, pa.Table]:
+    """The label, split and weight columns of the training rows, and the evaluation rows: the only
+    copies of rows made besides the matrix (none of the evaluation rows when they are all the rows)."""
+    train_rows = rows_at(table.select([c for c in table.column_names if c not in features]), split.train)
+    if split.eval is not None:
+        return train_rows, table.take(split.eval)
+    return train_rows, table if len(split.train) == table.num_rows else rows_at(table, split.train)
 
 
 def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> tuple[dict, dict]:
@@ -222,14 +227,6 @@ def check_fit_size(kind: ModelKind, options: dict, name: str, rows: int, preproc
                         "more rows.")
     width = sum(preprocessor.width(c) for c in preprocessor.columns)
     resources.check_memory(kind, options, name, rows, width, len(classes or ()))
-
-
-def training_matrix(preprocessor: Preprocessor, kind: ModelKind, rows: pa.Table) -> np.ndarray | sp.csr_matrix:
-    """The matrix the estimator is fitted on: CSR where the kind's solver gains from it and the one-hot
-    columns make the matrix mostly zeros, else dense in the layout the estimator reads."""
-    if kind.sparse_fit and preprocessor.sparse_pays():
-        return preprocessor.transform_sparse(rows)
-    return preprocessor.transform(rows, kind.matrix_order)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from ..model.kinds import ModelKind
 from ..model.preprocess import Preprocessor
 from .split import rows_at
 
+
 def _malloc_trim() -> ctypes._CFuncPtr | None:
     """glibc's ``malloc_trim``; None elsewhere (musl, macOS)."""
     try:
@@ -55,9 +56,18 @@ def fit_preprocessor(table: pa.Table, train: np.ndarray, features: list[str], ki
     return prep
 
 
+def training_matrix(preprocessor: Preprocessor, kind: ModelKind, rows: pa.Table) -> np.ndarray | sp.csr_matrix:
+    """The matrix the estimator is fitted on, of a table of training rows encoded at once: CSR where the
+    kind's solver gains from it and the one-hot columns make the matrix mostly zeros, else dense in the
+    layout the estimator reads. :func:`build` writes the same entries without the table."""
+    if kind.sparse_fit and preprocessor.sparse_pays():
+        return preprocessor.transform_sparse(rows)
+    return preprocessor.transform(rows, kind.matrix_order)
+
+
 def build(prep: Preprocessor, kind: ModelKind, batches: list[pa.RecordBatch], train: np.ndarray,
           dtype: str = "float64") -> np.ndarray | sp.csr_matrix:
-    """The training matrix (:func:`sqlml.train.fit.training_matrix`'s layout, dense ones in ``dtype``) of
+    """The training matrix (:func:`training_matrix`'s layout, dense ones in ``dtype``) of
     the rows ``train`` of ``batches``, written a batch at a time. Each batch is removed from the list once written, so it is
     freed then unless the caller holds it elsewhere: the table shrinks as the matrix grows."""
     sparse = kind.sparse_fit and prep.sparse_pays()
