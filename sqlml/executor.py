@@ -84,8 +84,8 @@ class Executor:
                                    keep=[checked.get("data_split_col"), checked.get("instance_weight_col")],
                                    dialect=self.engine.dialect)
             query_sql = transform.training_sql(fitted, step.query_sql)
-        table = self.engine.read_arrow(query_sql)
-        row = tune.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted,
+        rows = tune.read(self.engine, query_sql, kind, checked)
+        row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted,
                          training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
         verdict = self._gate(step.name, checked, row, eval_data, on_training_rows)

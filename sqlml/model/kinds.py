@@ -70,6 +70,9 @@ class ModelKind:
     #: (lbfgs, k-means) or reads rows (MLP mini-batches); "F" where it reads column by column (trees,
     #: coordinate descent). A matching layout saves a copy of the whole matrix at fit time.
     matrix_order: str = "F"
+    #: The matrix's dtype: float32 where the estimator fits in float32 anyway (scikit-learn's trees of a
+    #: forest), so it does not copy a float64 matrix into one; the values are the same.
+    matrix_dtype: str = "float64"
     #: Fit on a CSR matrix when one-hot columns make the matrix mostly zeros (see
     #: :meth:`~sqlml.preprocess.Preprocessor.sparse_pays`): lbfgs then reads ~3× fewer bytes per pass.
     #: Only where the solver is the same on sparse input (not LinearRegression's lstsq → lsqr switch).
@@ -210,7 +213,7 @@ _BOOSTED = {"family": BOOSTED, "options": ("l2_reg", "max_iterations", "learn_ra
             "search_space": _ranges(learn_rate=[0.02, 0.5], max_tree_depth=[2, 8], l2_reg=[1e-3, 10.0])}
 _FOREST = {"family": FOREST, "options": ("max_tree_depth", "num_parallel_tree"),
            "defaults": {"num_parallel_tree": 100, "max_tree_depth": 20}, "encoding": "ordinal", "standardize": False,
-           "explainer": TREE_SHAP, "search_space": _ranges(max_tree_depth=[2, 20], num_parallel_tree=[20, 200])}
+           "explainer": TREE_SHAP, "matrix_dtype": "float32", "search_space": _ranges(max_tree_depth=[2, 20], num_parallel_tree=[20, 200])}
 _DNN = {"family": DNN, "options": ("l1_reg", "l2_reg", "max_iterations", "learn_rate", "early_stop", "hidden_units"),
         "defaults": {"hidden_units": [100], "learn_rate": 0.01, "max_iterations": 200, "early_stop": True},
         "penalties": {"l1_reg": 0.0, "l2_reg": 0.0001}, "encoding": "onehot", "standardize": True, "explainer": SAMPLED,
