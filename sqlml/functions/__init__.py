@@ -10,11 +10,13 @@ from . import (
     card,
     compare,
     describe,
+    estimate,
     evaluate,
     explain,
     fairness,
     info,
     predict,
+    review,
     transform,
     trials,
 )
@@ -44,4 +46,6 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table"]] = {
     "DESCRIBE_DATA": describe.describe_data,
     "TRANSFORM": transform.ml_transform,
     "COMPARE": compare.compare,
+    "ESTIMATE_PERFORMANCE": estimate.estimate_performance,
+    "REVIEW_QUEUE": review.review_queue,
 }

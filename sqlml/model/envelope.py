@@ -112,8 +112,11 @@ def signed(fields: dict, signature: str | None) -> bool:
     return signature is not None and hmac.compare_digest(sign(fields), signature)
 
 
-def dumps(estimator: t.Any, header: dict) -> bytes:
-    """Serialize ``estimator`` with its JSON ``header`` (preprocessing, classes) and sign both."""
+def dumps(estimator: t.Any, header: dict, parts: dict | None = None) -> bytes:
+    """Serialize ``estimator`` with its JSON ``header`` (preprocessing, classes) and sign both.
+    ``parts``: other fitted objects kept beside it (a CBPE calibrator), named in the header's ``parts``."""
+    if parts:
+        estimator, header = {"estimator": estimator, **parts}, {**header, "parts": sorted(parts)}
     body = sio.dumps(estimator)
     untrusted = set(sio.get_untrusted_types(data=body)) - set(TRUSTED_TYPES)
     if untrusted:
@@ -144,6 +147,13 @@ def loads(blob: bytes) -> tuple[t.Any, dict]:
         return sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES), header
     except UntrustedTypesFoundException as e:
         raise ModelIntegrityError(f"Refusing to load a model holding types outside the allow-list: {e}") from None
+
+
+def unbundle(loaded: t.Any, header: dict) -> tuple[t.Any, dict]:
+    """The estimator and the ``parts`` stored beside it, from what :func:`loads` returned."""
+    if not header.get("parts"):
+        return loaded, {}
+    return loaded["estimator"], {name: loaded[name] for name in header["parts"]}
 
 
 def fingerprint(blob: bytes) -> str:

@@ -77,6 +77,7 @@ class LoadedModel:
     target_scale: tuple[float, float] = (0.0, 1.0)  # (mean, std) a regressor's label was scaled by
     background: dict | None = None  # training reference for explanations (sqlml.explain.background)
     transform: dict | None = None  # the fitted TRANSFORM clause (sqlml.transform), replayed on every input
+    calibrator: t.Any = None  # isotonic calibration of a binary classifier's scores, for CBPE (sqlml.model.cbpe)
 
     def __post_init__(self) -> None:
         # A forest fitted with n_jobs=-1 would also predict on threads that add up the trees' outputs in
@@ -87,7 +88,8 @@ class LoadedModel:
 
     @classmethod
     def from_blob(cls, info: ModelVersion, blob: bytes) -> "LoadedModel":
-        estimator, header = envelope.loads(blob)
+        loaded, header = envelope.loads(blob)
+        estimator, parts = envelope.unbundle(loaded, header)
         return cls(
             info=info,
             kind=MODEL_KINDS[header["model_type"]],
@@ -98,6 +100,7 @@ class LoadedModel:
             target_scale=tuple(header.get("target_scale", (0.0, 1.0))),
             background=header.get("background"),
             transform=header.get("transform"),
+            calibrator=parts.get("calibrator"),
         )
 
     @property
