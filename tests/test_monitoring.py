@@ -259,3 +259,26 @@ def test_estimate_and_review_errors(mon, penguins):
     with pytest.raises(SqlmlError, match="Evaluation over time needs a classifier or regressor; 'groups' is a kmeans"):
         penguins.sql("SELECT * FROM ML.EVALUATE(MODEL groups, (SELECT *, DATE '2020-01-01' AS d FROM penguins), "
                      "STRUCT('d' AS time_column))").fetchall()
+
+
+def test_model_card_monitoring_shows_evaluation_over_time(mon):
+    source = "(SELECT * FROM fl WHERE month BETWEEN 4 AND 6)"
+    struct = "STRUCT('time_hour' AS time_column, 'week' AS time_window, 0.0 AS degradation_margin)"
+    markdown = mon.sql(f"SELECT model_card FROM ML.MODEL_CARD(MODEL late, {source}, {struct})").fetchall()[0][0]
+    section = markdown.split("### Evaluation over time (ML.EVALUATE with time_column)")[1].split("## Warnings")[0]
+    table = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| 2013")]
+    expected = mon.sql(f"SELECT window_start, row_count, roc_auc, degraded FROM ML.EVALUATE(MODEL late, {source}, "
+                       f"{struct})").fetchall()
+    assert [cells[0].strip() for cells in table] == [str(start) for start, *_ in expected]
+    for cells, (_, count, auc, degraded) in zip(table, expected):
+        assert int(cells[1].replace(",", "")) == count
+        assert float(cells[2].strip(" *")) == pytest.approx(auc, abs=5e-5)
+        assert cells[5].strip() == ("yes" if degraded else "no")
+    degraded = sum(d for *_, d in expected)
+    assert 0 < degraded < len(expected)
+    assert f"{degraded} of {len(expected)} time windows score worse than at training on roc_auc" in markdown
+    html = mon.sql(f"SELECT model_card FROM ML.MODEL_CARD(MODEL late, {source}, "  # months by default
+                   f"STRUCT('flight_date' AS time_column, 'html' AS format))").fetchall()[0][0]
+    assert '<section id="monitoring">' in html and html.count('<td class="text">2013-') == 3
+    with pytest.raises(SqlmlError, match="evaluation over time needs the rows to evaluate"):
+        mon.sql(f"SELECT model_card FROM ML.MODEL_CARD(MODEL late, {struct})").fetchall()
