@@ -282,3 +282,22 @@ def test_model_card_monitoring_shows_evaluation_over_time(mon):
     assert '<section id="monitoring">' in html and html.count('<td class="text">2013-') == 3
     with pytest.raises(SqlmlError, match="evaluation over time needs the rows to evaluate"):
         mon.sql(f"SELECT model_card FROM ML.MODEL_CARD(MODEL late, {struct})").fetchall()
+
+
+def test_the_example_runs_the_loop_end_to_end():
+    """examples/monitoring_flights.sql, run through the Python API as `sqlml run --dataset flights` does."""
+    conn = sqlml.connect(progress=lambda message: None)
+    datasets.load(conn.duckdb, "flights")
+    with open("examples/monitoring_flights.sql") as f:
+        log = conn.sql(f.read()).fetchall()
+    assert [(seq, action, version) for seq, action, version, _ in log] == [(1, "trained_deployed", 1),
+                                                                            (2, "trained_deployed", 2)]
+    queued = conn.sql("SELECT flight_id, confidence FROM to_label ORDER BY confidence, flight_id").fetchall()
+    july = conn.sql("SELECT * FROM ML.PREDICT(MODEL late VERSION 1, (SELECT * FROM flights_2013 "
+                    "WHERE month(flight_date) = 7))").arrow().read_all()
+    positive = np.array([row[1]["prob"] for row in july["predicted_is_late_probs"].to_pylist()])
+    confidence = np.maximum(positive, 1 - positive)
+    least = np.argsort(confidence, kind="stable")[:200]
+    assert sorted(i for i, _ in queued) == sorted(np.asarray(july["flight_id"])[least].tolist())
+    assert conn.sql("SELECT count(*) FROM labelled WHERE is_late IS NOT NULL").fetchall() == [(200,)]
+    conn.close()
