@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import skops.io as sio
+from conftest import held_out
 from sklearn import metrics as skm
 from sklearn.isotonic import IsotonicRegression
 
@@ -15,8 +16,6 @@ from sqlml import datasets
 from sqlml.errors import DataError, ParameterError, SqlmlError
 from sqlml.functions import review
 from sqlml.model import envelope
-
-from conftest import held_out
 
 COLUMNS = "make_date(year, month, day) AS flight_date, CAST(time_hour AS TIMESTAMP) AS time_hour, month, dep_delay, " \
           "sched_dep_time, distance, carrier, origin, arr_delay > 15 AS is_late"
@@ -33,7 +32,7 @@ def mon():
     conn.sql(f"CREATE TABLE fl AS SELECT {COLUMNS} FROM all_flights WHERE arr_delay IS NOT NULL AND day IN (1, 15) {order}")
     conn.sql(f"CREATE TABLE later AS SELECT {COLUMNS} FROM all_flights "
              f"WHERE arr_delay IS NOT NULL AND day NOT IN (1, 15) AND month > 3 {order}")
-    conn.sql(f"CREATE VIEW train_rows AS SELECT * EXCLUDE (flight_date, time_hour, month) FROM fl WHERE month <= 3")
+    conn.sql("CREATE VIEW train_rows AS SELECT * EXCLUDE (flight_date, time_hour, month) FROM fl WHERE month <= 3")
     conn.sql("CREATE MODEL late OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS "
              "SELECT * FROM train_rows")
     yield conn

@@ -48,7 +48,7 @@ def estimate_performance(call: Call) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=pa.schema(fields))
 
 
-def _require_binary(model: "LoadedModel") -> None:
+def _require_binary(model: LoadedModel) -> None:
     if model.kind.task != CLASSIFICATION:
         raise DataError(f"ML.ESTIMATE_PERFORMANCE needs a classification model; '{model.info.name}' is a "
                         f"{model.kind.name}. Evaluate a regressor once labels arrive: ML.EVALUATE with a time_column.")
@@ -57,7 +57,7 @@ def _require_binary(model: "LoadedModel") -> None:
                         f"{len(model.classes)} classes. Evaluate it once labels arrive: ML.EVALUATE with a time_column.")
 
 
-def _scorer(model: "LoadedModel", threshold: float | None):
+def _scorer(model: LoadedModel, threshold: float | None):
     """Per row of a batch: the raw positive score, its calibrated probability and the predicted class."""
     def score(batch: pa.Table) -> tuple[pa.Table, dict[str, np.ndarray]]:
         model.preprocessor.check_columns(batch)

@@ -27,7 +27,7 @@ from .base import Data, as_table
 DEGRADATION_MARGIN = 0.05
 
 
-def evaluate(model: "LoadedModel", data: Data, params: dict) -> pa.Table:
+def evaluate(model: LoadedModel, data: Data, params: dict) -> pa.Table:
     """ML.EVALUATE with ``time_column``: one row per window, oldest first."""
     if model.kind.task == CLUSTERING:
         raise SqlmlError(f"Evaluation over time needs a classifier or regressor; '{model.info.name}' is a "
@@ -53,7 +53,7 @@ def evaluate(model: "LoadedModel", data: Data, params: dict) -> pa.Table:
     return as_table(rows, [pa.field("window_start", windows.window_type(bucketed, data.schema()))])
 
 
-def _scorer(model: "LoadedModel", threshold: float | None):
+def _scorer(model: LoadedModel, threshold: float | None):
     """A batch's labelled rows and, per row, the label, the prediction and the class probabilities."""
     def score(batch: pa.Table) -> tuple[pa.Table, dict[str, np.ndarray]]:
         rows = metrics.labelled_rows(model, batch)

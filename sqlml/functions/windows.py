@@ -55,7 +55,7 @@ def from_params(function: str, params: dict, schema: pa.Schema) -> Windows | Non
     return Windows(column, str(unit or "month").lower())
 
 
-def scored(data: "Data", windows: "Windows | None",
+def scored(data: Data, windows: Windows | None,
            score: t.Callable[[pa.Table], tuple[pa.Table, dict[str, np.ndarray]]]) -> tuple[dict, list]:
     """One pass over the input: ``score`` turns each batch into (the rows it kept, arrays per row);
     only those arrays and each kept row's window stay in memory. Returns the arrays joined and the
