@@ -138,8 +138,8 @@ def test_cbpe_equals_a_hand_computation_from_calibrated_probabilities(mon):
 
 def test_the_calibrator_is_stored_in_the_signed_envelope_through_skops(mon):
     blob = mon.duckdb.execute("SELECT model FROM sqlml.models WHERE name = 'late'").fetchone()[0]
-    loaded, header = envelope.loads(blob)
-    estimator, parts = envelope.unbundle(loaded, header)
+    estimator, header, parts = envelope.loads_parts(blob)
+    assert type(envelope.loads(blob)[0]).__name__ == "LogisticRegression"  # loads gives the estimator alone
     assert header["parts"] == ["calibrator"] and type(estimator).__name__ == "LogisticRegression"
     iso = calibrator_by_hand(mon)
     np.testing.assert_allclose(parts["calibrator"].X_thresholds_, iso.X_thresholds_, atol=1e-12)

@@ -21,7 +21,6 @@ from .slices import groups
 if t.TYPE_CHECKING:
     from .base import Data
 
-WINDOWS = ("day", "week", "month", "quarter", "year")
 MAX_WINDOWS = 100_000  # ~270 years of days: beyond it the column is not a time
 
 

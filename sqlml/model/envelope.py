@@ -128,6 +128,12 @@ def dumps(estimator: t.Any, header: dict, parts: dict | None = None) -> bytes:
 
 def loads(blob: bytes) -> tuple[t.Any, dict]:
     """Verify and deserialize a blob written by :func:`dumps`; refuse anything else."""
+    estimator, header, _ = loads_parts(blob)
+    return estimator, header
+
+
+def loads_parts(blob: bytes) -> tuple[t.Any, dict, dict]:
+    """:func:`loads`, with the ``parts`` stored beside the estimator (empty for a blob without them)."""
     blob = bytes(blob)
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 37:
         raise ModelIntegrityError("These bytes are not a sqlml model.")
@@ -144,16 +150,12 @@ def loads(blob: bytes) -> tuple[t.Any, dict]:
     (length,) = struct.unpack(">I", payload[:4])
     header = json.loads(payload[4:4 + length])
     try:
-        return sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES), header
+        loaded = sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES)
     except UntrustedTypesFoundException as e:
         raise ModelIntegrityError(f"Refusing to load a model holding types outside the allow-list: {e}") from None
-
-
-def unbundle(loaded: t.Any, header: dict) -> tuple[t.Any, dict]:
-    """The estimator and the ``parts`` stored beside it, from what :func:`loads` returned."""
     if not header.get("parts"):
-        return loaded, {}
-    return loaded["estimator"], {name: loaded[name] for name in header["parts"]}
+        return loaded, header, {}
+    return loaded["estimator"], header, {name: loaded[name] for name in header["parts"]}
 
 
 def fingerprint(blob: bytes) -> str:

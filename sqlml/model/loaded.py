@@ -88,8 +88,7 @@ class LoadedModel:
 
     @classmethod
     def from_blob(cls, info: ModelVersion, blob: bytes) -> "LoadedModel":
-        loaded, header = envelope.loads(blob)
-        estimator, parts = envelope.unbundle(loaded, header)
+        estimator, header, parts = envelope.loads_parts(blob)
         return cls(
             info=info,
             kind=MODEL_KINDS[header["model_type"]],
