@@ -10,6 +10,7 @@ from . import (
     card,
     compare,
     describe,
+    drift,
     estimate,
     evaluate,
     explain,
@@ -48,4 +49,6 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table"]] = {
     "COMPARE": compare.compare,
     "ESTIMATE_PERFORMANCE": estimate.estimate_performance,
     "REVIEW_QUEUE": review.review_queue,
+    "VALIDATE_DATA_DRIFT": drift.validate_data_drift,
+    "VALIDATE_DATA_SKEW": drift.validate_data_skew,
 }

@@ -29,7 +29,7 @@ from ..errors import SqlmlError
 from ..model import metrics
 from ..model.kinds import CLASSIFICATION
 from ..model.loaded import LoadedModel
-from . import evaluate, explain, fairness
+from . import drift, evaluate, explain, fairness
 from .base import Call, Data
 from .info import feature_info
 
@@ -76,6 +76,7 @@ def gather(call: "Call", params: dict) -> dict:
     context["importance"] = importance(run, model, context["warnings"])
     context["slices"] = sliced(run, slice_by, params) if slice_by else None
     context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
+    context["drift"] = drifted(model, data) if data is not None else None
     context["over_time"] = over_time(run, params) if params.get("time_column") else None
     context["warnings"] += warnings(context)
     return context
@@ -178,6 +179,17 @@ def sliced(run, slice_by: list[str], params: dict) -> dict:
     return {"primary": primary, "rows": rows, "worst": worst}
 
 
+def drifted(model: "LoadedModel", data: Data) -> dict:
+    """The monitoring section's drift table: ML.VALIDATE_DATA_SKEW of the rows given, or why there is none."""
+    if model.transform:
+        return {"rows": [], "note": "The data given was read through the model's TRANSFORM; compare its raw rows "
+                                    f"with ML.VALIDATE_DATA_SKEW(MODEL {model.info.name}, (SELECT ...))."}
+    try:
+        return {"rows": drift.validate_data_skew(Call("VALIDATE_DATA_SKEW", model, data)).to_pylist(), "note": None}
+    except SqlmlError as e:
+        return {"rows": [], "note": str(e)}
+
+
 def over_time(run, params: dict) -> dict:
     """The monitoring section's evaluation over time: ML.EVALUATE per window of ``time_column``."""
     settings = {k: params[k] for k in ("time_column", "time_window", "degradation_margin", "primary_metric")
@@ -203,6 +215,9 @@ def warnings(context: dict) -> list[str]:
                          "by more than the margin.")
         if unreliable:
             found.append(f"{unreliable} of {len(rows)} slices have too few rows to trust their figures.")
+    moved = [r["input"] for r in (context["drift"] or {}).get("rows", []) if r["is_anomaly"]]
+    if moved:
+        found.append(f"The data given drifted from the training data in {', '.join(moved)} (ML.VALIDATE_DATA_SKEW).")
     if context["over_time"] and context["over_time"]["degraded"]:
         over_time_ = context["over_time"]
         found.append(f"{len(over_time_['degraded'])} of {len(over_time_['rows'])} time windows score worse than at "

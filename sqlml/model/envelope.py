@@ -40,6 +40,7 @@ TRUSTED_TYPES = [
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",  # optimizer = 'SGD'
     "sklearn.tree._tree.Tree",
 ]
 

@@ -77,6 +77,7 @@ class LoadedModel:
     target_scale: tuple[float, float] = (0.0, 1.0)  # (mean, std) a regressor's label was scaled by
     background: dict | None = None  # training reference for explanations (sqlml.explain.background)
     transform: dict | None = None  # the fitted TRANSFORM clause (sqlml.transform), replayed on every input
+    training_stats: dict | None = None  # per input column statistics of the training split (sqlml.model.drift)
     calibrator: t.Any = None  # isotonic calibration of a binary classifier's scores, for CBPE (sqlml.model.cbpe)
 
     def __post_init__(self) -> None:
@@ -99,6 +100,7 @@ class LoadedModel:
             target_scale=tuple(header.get("target_scale", (0.0, 1.0))),
             background=header.get("background"),
             transform=header.get("transform"),
+            training_stats=header.get("training_stats"),
             calibrator=parts.get("calibrator"),
         )
 

@@ -21,7 +21,7 @@ from sklearn.metrics import mean_squared_error
 
 from ..errors import DataError, OptionError
 from ..model import baseline as baselines
-from ..model import cbpe, envelope, explain, metrics
+from ..model import cbpe, drift, envelope, explain, metrics
 from ..model import options as opts
 from ..model.kinds import (
     CLASSIFICATION,
@@ -41,7 +41,7 @@ from ..model.preprocess import (
 )
 from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
-from . import checks, imbalance, resources, stopping
+from . import centroids, checks, imbalance, resources, stopping
 from . import sample as sampling
 from .labels import column_name, label_codes, prepare_label
 from .split import Split, rows_at, split_rows
@@ -69,17 +69,21 @@ def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
 
 
 def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
-          split: Split | None = None, transform: dict | None = None, profile: DataProfile | None = None) -> dict:
+          split: Split | None = None, transform: dict | None = None, profile: DataProfile | None = None,
+          training_stats: dict | None = None) -> dict:
     """Train a model on ``table`` and return the registry row to store (model bytes included).
     ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
     fit on the training split less a validation part (:mod:`sqlml.train.tune`). ``transform`` is the fitted
     TRANSFORM clause (:mod:`sqlml.sql.transform`) that made ``table``; it is stored in the model header.
-    ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial)."""
+    ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial).
+    ``training_stats``: the raw columns' drift statistics (:mod:`sqlml.model.drift`) of a model with TRANSFORM,
+    whose ``table`` holds transformed columns; else they are computed here over the training split."""
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
     check_unique_names(table.column_names, "training query")
-    if options.get("data_split_col"):  # named as the query spells it from here on
-        options = {**options, "data_split_col": column_name(table, options["data_split_col"], "data_split_col")}
+    for named in ("data_split_col", "kmeans_init_col"):  # named as the query spells it from here on
+        if options.get(named):
+            options = {**options, named: column_name(table, options[named], named)}
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
     label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
@@ -112,7 +116,9 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
 
         label_type = label_type_name(table.schema.field(label).type) if label else "float"
         header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
-                  "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
+                  "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform,
+                  "training_stats": training_stats or drift.statistics(lambda: iter(train_rows.to_batches()),
+                                                                       drift.comparable(train_rows.select(features).schema))}
         info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=label_type,
                             options=options, input_schema=input_schema,
                             metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
@@ -167,7 +173,8 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     """Fit the preprocessing and the estimator on the training rows. Returns the preprocessor, the
     estimator, the training matrix and labels as they really are (before weights or resampling), the
     target scaling and the notes for ML.TRAINING_INFO."""
-    preprocessor = Preprocessor.fit(train_rows, features, kind.encoding, kind.standardize)
+    preprocessor = Preprocessor.fit(train_rows, features, kind.encoding,
+                                    kind.standardize and options.get("standardize_features", True))
     model_options = {k: v for k, v in options.items() if k in opts.OPTIONS}
     check_fit_size(kind, {**kind.penalties, **kind.defaults, **model_options}, name, train_rows.num_rows,
                    preprocessor, classes)
@@ -175,6 +182,7 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
     X = training_matrix(preprocessor, kind, train_rows)
+    centroids.use_custom(estimator, preprocessor, train_rows, options)
     y = label_codes(train_rows[label], classes) if classes else (
         as_float(train_rows, label).to_numpy() if kind.supervised else None)
 
@@ -234,9 +242,10 @@ class DataProfile:
 
 def feature_columns(table: pa.Table, label: str | None, options: dict) -> list[str]:
     """The query's columns the model learns from: all but the label, the split column (CUSTOM and SEQ,
-    as BigQuery's reference says) and the weights."""
+    as BigQuery's reference says), the weights and k-means' initial-centroid marks."""
     split = options.get("data_split_col") if options.get("data_split_method") in ("CUSTOM", "SEQ") else None
-    excluded = {label, column_name(table, split, "data_split_col") if split else None, options.get("instance_weight_col")}
+    excluded = {label, column_name(table, split, "data_split_col") if split else None, options.get("instance_weight_col"),
+                options.get("kmeans_init_col")}
     features = [c for c in table.column_names if c not in excluded]
     if not features:
         raise DataError("The training query has no feature columns besides the label.")
