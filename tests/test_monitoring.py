@@ -299,4 +299,7 @@ def test_the_example_runs_the_loop_end_to_end():
     least = np.argsort(confidence, kind="stable")[:200]
     assert sorted(i for i, _ in queued) == sorted(np.asarray(july["flight_id"])[least].tolist())
     assert conn.sql("SELECT count(*) FROM labelled WHERE is_late IS NOT NULL").fetchall() == [(200,)]
+    flagged = conn.sql("SELECT input FROM ML.VALIDATE_DATA_SKEW(MODEL late VERSION 1, (SELECT * FROM flights_2013 "
+                       "WHERE month(flight_date) = 7), STRUCT(0.05 AS numerical_default_threshold)) WHERE is_anomaly")
+    assert flagged.fetchall() == [("dep_delay",)]  # as docs/monitoring.md shows
     conn.close()
