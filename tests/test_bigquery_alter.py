@@ -13,7 +13,12 @@ from click.testing import CliRunner
 
 import sqlml
 from sqlml.cli import main
-from sqlml.errors import ModelExpiredError, ModelIntegrityError, ModelNotFoundError, OptionError
+from sqlml.errors import (
+    ModelExpiredError,
+    ModelIntegrityError,
+    ModelNotFoundError,
+    OptionError,
+)
 
 ALTER = """ALTER MODEL m SET OPTIONS (labels = [('team', 'ml'), ('env', 'prod')],
            expiration_timestamp = TIMESTAMP '2099-06-01 12:00:00 America/Los_Angeles', description = 'weights',)"""

@@ -11,11 +11,13 @@ from . import (
     compare,
     describe,
     drift,
+    estimate,
     evaluate,
     explain,
     fairness,
     info,
     predict,
+    review,
     transform,
     trials,
 )
@@ -45,6 +47,8 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table"]] = {
     "DESCRIBE_DATA": describe.describe_data,
     "TRANSFORM": transform.ml_transform,
     "COMPARE": compare.compare,
+    "ESTIMATE_PERFORMANCE": estimate.estimate_performance,
+    "REVIEW_QUEUE": review.review_queue,
     "VALIDATE_DATA_DRIFT": drift.validate_data_drift,
     "VALIDATE_DATA_SKEW": drift.validate_data_skew,
 }

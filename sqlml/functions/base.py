@@ -63,7 +63,7 @@ class Call:
 
 
 TEXT_COLUMNS = ("slice_column", "slice_value", "baseline_strategy", "primary_metric")
-BOOL_COLUMNS = ("beats_baseline", "unreliable", "worse_than_overall")
+BOOL_COLUMNS = ("beats_baseline", "unreliable", "worse_than_overall", "degraded")
 
 
 def as_table(rows: list[dict], extra: list[pa.Field] = ()) -> pa.Table:

@@ -2,7 +2,8 @@
 
 ``ML.MODEL_CARD(MODEL m [, TABLE t | (query)] [, STRUCT(...)])`` returns one row, ``model_card``:
 the card as Markdown (``'html' AS format``: a self-contained HTML page, which ``sqlml card`` writes).
-STRUCT fields: ``slice_by`` and ``sensitive_col`` (need data), ``format``, ``images`` (embed the plots
+STRUCT fields: ``slice_by``, ``sensitive_col`` and ``time_column`` / ``time_window`` /
+``degradation_margin`` (the monitoring section's evaluation over time; all need data), ``format``, ``images`` (embed the plots
 in the Markdown too), ``threshold``, and the slice settings of ML.EVALUATE (``min_slice_size``,
 ``slice_margin``, ``primary_metric``).
 
@@ -59,6 +60,9 @@ def gather(call: "Call", params: dict) -> dict:
     """Everything a card shows, as plain Python values (the templates only format them)."""
     model = call.require_model()
     slice_by, sensitive = _names(params.get("slice_by")), _names(params.get("sensitive_col"))
+    if params.get("time_column") and not call.has_input:
+        raise SqlmlError("A model card's evaluation over time needs the rows to evaluate: ML.MODEL_CARD(MODEL m, "
+                         "(SELECT ...), STRUCT('time_hour' AS time_column, 'month' AS time_window)).")
     if (slice_by or sensitive) and not call.has_input:
         raise SqlmlError("A model card's slices and fairness figures need evaluation data: "
                          "ML.MODEL_CARD(MODEL m, (SELECT ...), STRUCT(...)) or sqlml card --data 'SELECT ...'.")
@@ -73,6 +77,7 @@ def gather(call: "Call", params: dict) -> dict:
     context["slices"] = sliced(run, slice_by, params) if slice_by else None
     context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
     context["drift"] = drifted(model, data) if data is not None else None
+    context["over_time"] = over_time(run, params) if params.get("time_column") else None
     context["warnings"] += warnings(context)
     return context
 
@@ -185,6 +190,15 @@ def drifted(model: "LoadedModel", data: Data) -> dict:
         return {"rows": [], "note": str(e)}
 
 
+def over_time(run, params: dict) -> dict:
+    """The monitoring section's evaluation over time: ML.EVALUATE per window of ``time_column``."""
+    settings = {k: params[k] for k in ("time_column", "time_window", "degradation_margin", "primary_metric")
+                if params.get(k) is not None}
+    rows = run("EVALUATE", **settings).to_pylist()
+    return {"primary": rows[0]["primary_metric"] if rows else None, "rows": rows,
+            "degraded": [r for r in rows if r["degraded"]]}
+
+
 def warnings(context: dict) -> list[str]:
     """Findings a reader must not miss, beyond the training notes."""
     found = []
@@ -204,6 +218,10 @@ def warnings(context: dict) -> list[str]:
     moved = [r["input"] for r in (context["drift"] or {}).get("rows", []) if r["is_anomaly"]]
     if moved:
         found.append(f"The data given drifted from the training data in {', '.join(moved)} (ML.VALIDATE_DATA_SKEW).")
+    if context["over_time"] and context["over_time"]["degraded"]:
+        over_time_ = context["over_time"]
+        found.append(f"{len(over_time_['degraded'])} of {len(over_time_['rows'])} time windows score worse than at "
+                     f"training on {over_time_['primary']} by more than the degradation margin.")
     return found
 
 

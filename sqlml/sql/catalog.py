@@ -69,6 +69,10 @@ DRIFT = {"categorical_default_threshold": DRIFT_THRESHOLD, "numerical_default_th
          "categorical_metric_type": Param("string", choices=("l_infty", "jensen_shannon_divergence")),
          "numerical_metric_type": Param("string", choices=("jensen_shannon_divergence",)),
          "thresholds": Param("thresholds", 0.0, 1.0, below=True)}
+#: Monitoring over time (sqlml.functions.windows): rows bucketed by a DATE/TIMESTAMP column.
+WINDOWS = {"time_column": Param("string"),
+           "time_window": Param("string", choices=("day", "week", "month", "quarter", "year"))}
+OVER_TIME = {**WINDOWS, "degradation_margin": Param("number", 0.0)}
 SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "slice_margin": Param("number", 0.0),
           "slice_combinations": Param("boolean"), "primary_metric": Param("string"), "baselines": Param("boolean")}
 
@@ -77,7 +81,7 @@ PARAMETERS: dict[str, dict[str, Param]] = {
     "PREDICT": {"threshold": THRESHOLD, "challenger_fraction": Param("number", 0.0, 1.0), "split_key": Param("string"),
                 **TRIAL},
     "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1), **TRIAL},
-    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **TRIAL},
+    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
     "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
     "THRESHOLD_METRICS": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
@@ -92,7 +96,7 @@ PARAMETERS: dict[str, dict[str, Param]] = {
     "TRIAL_INFO": {},
     "LEADERBOARD": {},
     "MODEL_CARD": {"format": Param("string", choices=("markdown", "html")), "images": Param("boolean"),
-                   "sensitive_col": Param("names"), "threshold": THRESHOLD, **SLICES, **TRIAL},
+                   "sensitive_col": Param("names"), "threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL},
     "DESCRIBE_DATA": {"label_col": Param("string"), "num_quantiles": Param("integer", 1, 100_000),
                       "num_array_length_quantiles": Param("integer", 1, 100_000), "top_k": Param("integer", 1, 10_000)},
     "TRANSFORM": {},
@@ -101,6 +105,9 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                             "num_values_histogram_buckets": Param("integer", 1, 1000),
                             "num_rank_histogram_buckets": Param("integer", 1, 10_000), **DRIFT},
     "VALIDATE_DATA_SKEW": dict(DRIFT),
+    "ESTIMATE_PERFORMANCE": {"threshold": THRESHOLD, **WINDOWS, **TRIAL},
+    "REVIEW_QUEUE": {"top_k": Param("integer", 1), "max_confidence": Param("number", 0.0, 1.0), "threshold": THRESHOLD,
+                     **TRIAL},
     "COMPARE": {"num_bootstrap": Param("integer", 100, 100_000), "random_seed": Param("integer", 0),
                 "threshold": THRESHOLD},
 }

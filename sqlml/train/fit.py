@@ -5,6 +5,7 @@ Nothing here writes to the database; the caller stores the returned row in one t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import typing as t
@@ -20,7 +21,7 @@ from sklearn.metrics import mean_squared_error
 
 from ..errors import DataError, OptionError
 from ..model import baseline as baselines
-from ..model import drift, envelope, explain, metrics
+from ..model import cbpe, drift, envelope, explain, metrics
 from ..model import options as opts
 from ..model.kinds import (
     CLASSIFICATION,
@@ -129,14 +130,15 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
               "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform,
               "training_stats": training_stats}
-    blob = envelope.dumps(estimator, header)
     info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=label_type,
                         options=options, input_schema=input_schema,
                         metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
-                        training_rows=len(split.train), eval_rows=0, query=query, created_at=None,
-                        fingerprint=envelope.fingerprint(blob))
+                        training_rows=len(split.train), eval_rows=0, query=query, created_at=None, fingerprint="")
     model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[label_type], target_scale)
-    measured, eval_tables = _measure(model, train_rows, eval_rows)
+    measured, eval_tables, scored = _measure(model, train_rows, eval_rows)
+    # Stored beside the estimator: the CBPE calibrator, fitted on held-out rows only (sqlml.model.cbpe).
+    blob = envelope.dumps(estimator, header, cbpe.parts(scored if split.eval is not None else None))
+    info = dataclasses.replace(info, fingerprint=envelope.fingerprint(blob))
     row = _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
@@ -153,12 +155,13 @@ def _side_and_eval_rows(table: pa.Table, split: Split, features: list[str]) -> t
     return train_rows, table if len(split.train) == table.num_rows else rows_at(table, split.train)
 
 
-def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> tuple[dict, dict]:
-    """ML.EVALUATE's metrics with the baseline's, and the evaluation tables, of a freshly fitted model."""
-    scored = metrics.Scored.of(model, eval_rows) if model.kind.task == CLASSIFICATION else None  # once for all three
+def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> tuple[dict, dict, metrics.Scored | None]:
+    """ML.EVALUATE's metrics with the baseline's, the evaluation tables, and (classifiers) the scored
+    evaluation rows, of a freshly fitted model."""
+    scored = metrics.Scored.of(model, eval_rows) if model.kind.task == CLASSIFICATION else None  # once for all
     evaluation = metrics.evaluate(model, eval_rows, scored=scored)
     baseline = baselines.at_training(model, train_rows, eval_rows)
-    return {**evaluation, **baseline}, evaluation_tables(model, eval_rows, scored)
+    return {**evaluation, **baseline}, evaluation_tables(model, eval_rows, scored), scored
 
 
 def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dict, eval_tables: dict,
