@@ -27,7 +27,6 @@ from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import gate, tune
 from .train.labels import prepare_label
-from .train.split import split_rows
 
 
 class Executor:
@@ -86,7 +85,7 @@ class Executor:
         table = self.engine.read_arrow(query_sql)
         row = tune.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
-        verdict = self._gate(step.name, checked, row, eval_data, on_training_rows)
+        verdict = self._gate(step.name, checked, row, eval_data, on_training_rows, table)
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
                                                   None, reason=verdict.reason, metric=verdict.metric,
                                                   new_value=verdict.new_value, old_value=verdict.old_value,
@@ -96,29 +95,22 @@ class Executor:
         self.progress(f"Model '{step.name}' version {version} stored.")
         return None
 
-    def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool) -> gate.Verdict:
-        """The deploy gate's verdict on a new version (train/gate.py), against the deployed one."""
+    def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool,
+              table: pa.Table) -> gate.Verdict:
+        """The deploy gate's verdict on a new version (train/gate.py), against the deployed one, on the
+        rows both held out (``table``: the new training query's rows, read again only if the two queries
+        select different columns)."""
         deployed = self.load(name) if self.registry.versions(name) else None
         new = tune.loaded(row)
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
-            return gate.decide(options, new, deployed, eval_data, on_training_rows)
-        return gate.decide(options, new, deployed, eval_data, on_training_rows,
-                           self._deployed_rows(deployed, eval_data, row["training_rows"] + row["eval_rows"]))
-
-    def _deployed_rows(self, deployed: LoadedModel, eval_data: pa.Table, rows: int) -> pa.Table | None:
-        """The held-out rows as the deployed version reads them. When the new training query drops
-        columns the deployed version needs, the same rows come from the deployed version's own training
-        query, split the same way — they are the same rows when both queries return the same rows in
-        the same order (checked by count); else None: the two cannot be compared."""
-        if all(c in eval_data.column_names for c in deployed.preprocessor.input_columns):
-            return eval_data
-        table = self._data(deployed, deployed.info.query).table()
-        if deployed.label is not None:
-            table, _ = prepare_label(table, deployed.label, deployed.kind)
-        held = split_rows(table, deployed.info.options, deployed.info.options.get("random_seed")).eval
-        if held is None or table.num_rows != rows or len(held) != eval_data.num_rows:
-            return None
-        return table.take(held)
+            return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
+        if on_training_rows:  # no split: both are scored on the training rows, if the deployed can read them
+            readable = set(deployed.preprocessor.input_columns) <= set(eval_data.column_names)
+            return gate.decide(options, new, deployed, gate.Rows(eval_data, eval_data if readable else None), True)
+        data = self._data(deployed, deployed.info.query)
+        new_table = (lambda: (prepare_label(table, new.label, new.kind)[0] if new.label else table, new.info.options))
+        rows = gate.shared_rows(deployed, eval_data, data.schema().names, new_table, data.table)
+        return gate.decide(options, new, deployed, rows, False)
 
     def _say_verdict(self, name: str, version: int, verdict: gate.Verdict) -> None:
         if verdict.deploy:

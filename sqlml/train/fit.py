@@ -86,6 +86,8 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     if kind.supervised:
         table, classes = prepare_label(table, label, kind)
     split = split or split_rows(table, options, options.get("random_seed"))
+    if split.fraction is not None:  # recorded: the deploy gate recomputes which rows this version held out
+        options = {**options, "data_split_eval_fraction": split.fraction}
     split, data_notes = sampling.limit_training_rows(split, table, label, classes, options)
     for note in data_notes:
         progress(note)

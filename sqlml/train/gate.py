@@ -1,8 +1,9 @@
 """The deploy gate on every retrain: a new version is deployed only when it is not worse than the
 deployed one on the same held-out rows (docs/release.md, "The gate on every retrain").
 
-``deploy = 'if_not_worse'`` (the default) scores both versions on the new version's evaluation rows
-— with the same split options and the same training rows these are rows neither was trained on — on
+``deploy = 'if_not_worse'`` (the default) scores both versions on the rows that both held out when
+they were trained (:func:`shared_rows`; the hash split of :mod:`sqlml.train.split` keeps a held-out row
+held out as rows are added, so these are the new version's evaluation rows when the two split alike) on
 the primary metric (``primary_metric``, else roc_auc for a binary classifier, log_loss for a
 multiclass one, r2_score for a regressor, davies_bouldin_index for k-means), and deploys the new
 version when it is worse by no more than ``deploy_tolerance`` (in the metric's units) and also beats
@@ -11,8 +12,10 @@ its trivial baseline. ``'always'`` is BigQuery's behaviour; ``'never'`` stores t
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from ..errors import OptionError
@@ -20,6 +23,8 @@ from ..model import metrics
 from ..model.baseline import Baseline, metric_values
 from ..model.kinds import CLASSIFICATION, CLUSTERING
 from ..model.loaded import LoadedModel
+from .labels import prepare_label
+from .split import held_out_by, split_rows
 
 
 @dataclass
@@ -32,10 +37,51 @@ class Verdict:
     eval_rows: int | None = None
 
 
-def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: pa.Table,
-           on_training_rows: bool, deployed_rows: pa.Table | None = None) -> Verdict:
-    """Whether ``new`` replaces ``deployed``, and the one sentence that says why. ``deployed_rows`` are
-    the same held-out rows with the columns the deployed version reads (None: they could not be had)."""
+@dataclass
+class Rows:
+    """The rows both versions are scored on, as each of them reads them."""
+    new: pa.Table
+    deployed: pa.Table | None  # None: the same rows could not be had
+    caveat: str = ""  # why the deployed version may have been trained on some of them
+
+
+def shared_rows(deployed: LoadedModel, eval_rows: pa.Table, deployed_columns: list[str],
+                new_table: t.Callable[[], tuple[pa.Table, dict]], deployed_table: t.Callable[[], pa.Table]) -> Rows:
+    """The new version's evaluation rows that the deployed version held out too (:func:`held_out_by`
+    with its own seed and fraction). ``new_table`` gives the new training query's labelled rows and the
+    new version's options. When those rows carry every column the deployed version's training query
+    returned, its rule is applied to them; else its own query is read (``deployed_table``) and paired
+    with the new one row by row — only when both return as many labelled rows; else the rows cannot be had."""
+    options, eval_count = deployed.info.options, deployed.info.eval_rows
+    new, new_options = new_table()
+    positions = split_rows(new, new_options, new_options.get("random_seed")).eval
+    if positions is None or len(positions) != eval_rows.num_rows:
+        return Rows(eval_rows, None)
+    if set(deployed_columns) <= set(new.column_names):
+        held = held_out_by(options, eval_count, new.select(deployed_columns))
+        return _kept(eval_rows, eval_rows, None if held is None else held[positions])
+    old = _labelled(deployed, deployed_table())
+    if old.num_rows != new.num_rows:
+        return Rows(eval_rows, None)
+    held = held_out_by(options, eval_count, old)
+    return _kept(eval_rows, old.take(positions), None if held is None else held[positions])
+
+
+def _labelled(model: LoadedModel, table: pa.Table) -> pa.Table:
+    return table if model.label is None else prepare_label(table, model.label, model.kind)[0]
+
+
+def _kept(new: pa.Table, deployed: pa.Table, held: np.ndarray | None) -> Rows:
+    if held is None:
+        return Rows(new, deployed, " (the deployed version held no rows out of its training, so it may have been "
+                                   "trained on some of them)")
+    keep = pa.array(held)
+    return Rows(new.filter(keep), deployed.filter(keep))
+
+
+def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: Rows,
+           on_training_rows: bool) -> Verdict:
+    """Whether ``new`` replaces ``deployed``, and the one sentence that says why."""
     mode = options.get("deploy", "if_not_worse")
     if deployed is None:
         return Verdict(True, "the first version of a model is deployed")
@@ -44,19 +90,23 @@ def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: 
     if mode == "never":
         return Verdict(False, "deploy = 'never': stored for comparison only")
     metric = primary_metric(new, options)
-    if deployed_rows is None:
+    if rows.deployed is None:
         return Verdict(False, "the deployed version reads columns the new training query does not select, and its "
                        "own training query returns other rows, so the two cannot be scored on the same rows", metric)
-    new_value, old_value = score(new, rows, metric), score(deployed, deployed_rows, metric)
+    if rows.new.num_rows == 0:
+        return Verdict(False, "no held-out row of the new version was held out by the deployed version too "
+                       "(their splits differ: data_split_method, data_split_eval_fraction, random_seed)", metric)
+    new_value, old_value = score(new, rows.new, metric), score(deployed, rows.deployed, metric)
     tolerance = options.get("deploy_tolerance", 0.0)
     lower = metrics.lower_is_better(metric)
     not_worse = new_value <= old_value + tolerance if lower else new_value >= old_value - tolerance
-    beats = beats_baseline(new, rows, metric, new_value)
-    where = f"{rows.num_rows:,} {'training (no evaluation split)' if on_training_rows else 'held-out'} rows"
+    beats = beats_baseline(new, rows.new, metric, new_value)
+    count = rows.new.num_rows
+    where = f"{count:,} {'training (no evaluation split)' if on_training_rows else 'held-out'} rows{rows.caveat}"
     verdict = "not worse than" if not_worse else "worse than"
     reason = (f"{metric} {new_value:.4g} vs {old_value:.4g} for the deployed version on the same {where}: "
               f"{verdict} it (tolerance {tolerance:g})" + ("" if beats else ", and it does not beat its baseline"))
-    return Verdict(not_worse and beats, reason, metric, new_value, old_value, rows.num_rows)
+    return Verdict(not_worse and beats, reason, metric, new_value, old_value, count)
 
 
 def primary_metric(model: LoadedModel, options: dict) -> str:
