@@ -116,3 +116,35 @@ def test_the_gate_uses_the_primary_metric_asked_for(flights):
     said = train(flights, POOR, ", primary_metric = 'log_loss'")
     assert any("log_loss" in m and "NOT deployed" in m for m in said)
     assert log(flights)[-1][3] == "log_loss"
+
+
+def test_deploy_significance_deploys_only_a_significantly_better_version(flights):
+    """The gate's interval and p-value are a paired bootstrap (seed 0, 1,000 resamples) of the
+    roc_auc difference new − deployed on the rows the gate names, here recomputed with NumPy."""
+    train(flights, POOR)
+    said = train(flights, GOOD, ", deploy_significance = 0.05")
+    verdict = next(m for m in said if "version 2" in m and "deployed" in m)
+    assert "version 2 deployed" in verdict and "significantly better (deploy_significance 0.05)" in verdict
+    good, poor = flights.sql(GOOD).to_arrow_table(), flights.sql(POOR).to_arrow_table()
+    rows_out = np.intersect1d(held_out(good), held_out(poor))
+    flights.duckdb.register("held_good", good.take(rows_out))
+    flights.duckdb.register("held_poor", poor.take(rows_out))
+    p_new = np.array(flights.sql("SELECT predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL late VERSION 2, "
+                                 "TABLE held_good)").fetchnumpy()["p"])
+    p_old = np.array(flights.sql("SELECT predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL late VERSION 1, "
+                                 "TABLE held_poor)").fetchnumpy()["p"])
+    y = good.take(rows_out)["is_late"].to_numpy(zero_copy_only=False)
+    rng, n, differences = np.random.default_rng(0), len(y), []
+    for _ in range(1000):
+        drawn = rng.integers(0, n, size=n)
+        differences.append(skm.roc_auc_score(y[drawn], p_new[drawn]) - skm.roc_auc_score(y[drawn], p_old[drawn]))
+    low, high = np.quantile(differences, [0.025, 0.975])
+    p_value = min(1.0, 2 * min(np.mean(np.array(differences) <= 0), np.mean(np.array(differences) >= 0)))
+    assert f"95 % interval [{low:.4g}, {high:.4g}], p = {p_value:.3g}" in verdict and low > 0
+    # The same query again is not worse, but not significantly better either: stored, not deployed.
+    said = train(flights, GOOD, ", deploy_significance = 0.05")
+    verdict = next(m for m in said if "NOT deployed" in m)
+    assert "95 % interval [0, 0], p = 1: not significantly better" in verdict
+    assert log(flights)[-1][2] == "trained_not_deployed"
+    with pytest.raises(OptionError, match="deploy_significance"):
+        train(flights, GOOD, ", deploy_significance = 0")

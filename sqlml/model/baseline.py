@@ -41,13 +41,14 @@ from .preprocess import to_float64
 STORED_KEY = "baseline"  # key of the baseline in the registry's metrics JSON
 
 
-def metric_values(scored: Scored) -> dict:
-    """sklearn.metrics of ``scored``; figures undefined on these rows (r2 of one row) are None."""
+def metric_values(scored: Scored, names: t.Collection[str] | None = None) -> dict:
+    """sklearn.metrics of ``scored`` (``names``: only those); figures undefined on these rows (r2 of one
+    row) are None."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # UndefinedMetricWarning on small slices: the value becomes NULL
-        values = (metrics.classification_metrics(scored.y, scored.probs, scored.predicted) if scored.probs is not None
-                  else metrics.regression_metrics(scored.y, scored.predicted))
-    return {k: metrics.finite(v) for k, v in values.items()}
+        values = (metrics.classification_metrics(scored.y, scored.probs, scored.predicted, names)
+                  if scored.probs is not None else metrics.regression_metrics(scored.y, scored.predicted))
+    return {k: metrics.finite(v) for k, v in values.items() if names is None or k in names}
 
 
 @dataclass

@@ -7,7 +7,8 @@ held out as rows are added, so these are the new version's evaluation rows when 
 the primary metric (``primary_metric``, else roc_auc for a binary classifier, log_loss for a
 multiclass one, r2_score for a regressor, davies_bouldin_index for k-means), and deploys the new
 version when it is worse by no more than ``deploy_tolerance`` (in the metric's units) and also beats
-its trivial baseline. ``'always'`` is BigQuery's behaviour; ``'never'`` stores the version only.
+its trivial baseline — and, with ``deploy_significance`` (e.g. 0.05), only when it is significantly
+better (:func:`significantly_better`). ``'always'`` is BigQuery's behaviour; ``'never'`` stores the version only.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import OptionError
-from ..model import metrics
+from ..model import bootstrap, metrics
 from ..model.baseline import Baseline, metric_values
 from ..model.kinds import CLASSIFICATION, CLUSTERING
 from ..model.loaded import LoadedModel
+from ..model.metrics import Scored
 from .labels import prepare_label
 from .split import held_out_by, split_rows
+
+
+BOOTSTRAP_RESAMPLES = 1000  # ML.COMPARE's default num_bootstrap
 
 
 @dataclass
@@ -106,7 +111,29 @@ def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: 
     verdict = "not worse than" if not_worse else "worse than"
     reason = (f"{metric} {new_value:.4g} vs {old_value:.4g} for the deployed version on the same {where}: "
               f"{verdict} it (tolerance {tolerance:g})" + ("" if beats else ", and it does not beat its baseline"))
-    return Verdict(not_worse and beats, reason, metric, new_value, old_value, count)
+    better, said = True, ""
+    if options.get("deploy_significance") is not None and not_worse and beats:
+        better, said = significantly_better(new, deployed, rows, metric, options["deploy_significance"])
+    return Verdict(not_worse and beats and better, reason + said, metric, new_value, old_value, count)
+
+
+def significantly_better(new: LoadedModel, deployed: LoadedModel, rows: Rows, metric: str,
+                         significance: float) -> tuple[bool, str]:
+    """``deploy_significance``: whether the new version is better than the deployed one with the
+    paired bootstrap of ML.COMPARE (:mod:`sqlml.model.bootstrap`, seed 0, :data:`BOOTSTRAP_RESAMPLES`
+    resamples): its (1 − significance) interval of new − deployed lies wholly on the better side of 0."""
+    if new.kind.task == CLUSTERING:
+        raise OptionError("deploy_significance compares labelled predictions; a k-means model has none. "
+                          "Leave it out (the gate still compares the two versions).")
+    drawn = bootstrap.differences(Scored.of(new, rows.new), Scored.of(deployed, rows.deployed), [metric],
+                                  BOOTSTRAP_RESAMPLES, 0)[metric]
+    found = bootstrap.interval(drawn, 1 - significance)
+    if found is None:
+        return False, f"; {metric} is undefined on every bootstrap resample, so it is not significantly better"
+    better = found.high < 0 if metrics.lower_is_better(metric) else found.low > 0
+    return better, (f"; new − deployed {100 * (1 - significance):g} % interval [{found.low:.4g}, {found.high:.4g}], "
+                    f"p = {found.p_value:.3g}: {'' if better else 'not '}significantly better "
+                    f"(deploy_significance {significance:g})")
 
 
 def primary_metric(model: LoadedModel, options: dict) -> str:
