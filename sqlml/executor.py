@@ -18,7 +18,7 @@ from .functions.base import Call, Data
 from .model import envelope, loaded
 from .model import options as opts
 from .model.loaded import LoadedModel
-from .registry.deployments import Decision
+from .registry.deployments import Decision, Serving
 from .registry.release import Release
 from .registry.trials import trial_version
 from .registry.versions import Registry
@@ -57,11 +57,15 @@ class Executor:
 
     def load(self, name: str, version: int | None = None, trial_id: int | None = None) -> LoadedModel:
         """A stored version, or one tuning trial of it (``STRUCT(3 AS trial_id)``)."""
-        info = self.registry.resolve(name, version)
+        return self._load(name, version, trial_id)[0]
+
+    def _load(self, name: str, version: int | str | None, trial_id: int | None) -> tuple[LoadedModel, Serving | None]:
+        """:meth:`load`, with the serving state read to resolve the version (None if none was read)."""
+        info, serving = self.registry.resolve_serving(name, version)
         if trial_id is None:
-            return loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
+            return loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info)), serving
         trial = trial_version(info, self.registry.trials(info.name, info.version), trial_id)
-        return loaded.CACHE.get(trial, lambda fingerprint: self.registry.trial_blob(trial))
+        return loaded.CACHE.get(trial, lambda fingerprint: self.registry.trial_blob(trial)), serving
 
     def train(self, step: Train) -> None:
         exists = bool(self.registry.versions(step.name))
@@ -222,9 +226,9 @@ class Executor:
 
     def compute(self, tf: TableFunction) -> pa.Table:
         params = dict(tf.params)
-        model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
+        model, serving = self._load(*tf.model, params.pop("trial_id", None)) if tf.model else (None, None)
         function = tf.function
-        if function == "PREDICT" and model is not None and tf.model[1] is None and self._disabled(model.info.name):
+        if function == "PREDICT" and serving is not None and tf.model[1] is None and serving.disabled:
             self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "
                           "ML.PREDICT serves its baseline.")
             function = "BASELINE"
@@ -242,10 +246,6 @@ class Executor:
         if tf.function in catalog.READS_TRIALS:
             call.trials = self.registry.trials(model.info.name, model.info.version) if model else None
         return HANDLERS[function](call)
-
-    def _disabled(self, name: str) -> bool:
-        serving = self.registry.deployments.serving(name)
-        return serving is not None and serving.disabled
 
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training

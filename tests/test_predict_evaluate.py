@@ -7,14 +7,13 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import held_out
 from sklearn import metrics as skm
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-from conftest import held_out
 
 FEATURES = ["species", "island", "bill_length_mm", "bill_depth_mm", "flipper_length_mm", "sex"]
 NUMERIC = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]

@@ -418,3 +418,15 @@ def test_models_listing_shows_deployed_aliases_and_kill_switch(released, tmp_pat
     listed = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["version"], r["deployed"], r["aliases"], r["disabled"]) for r in listed] == [
         (1, False, ["champion"], False), (2, False, [], False), (3, True, [], False)]
+
+
+def test_ml_predict_reads_the_serving_state_once(released, monkeypatch):
+    """Resolving MODEL m and checking the kill switch share one read of sqlml.serving."""
+    from sqlml.registry.deployments import Deployments
+    read, original = [], Deployments.serving
+    monkeypatch.setattr(Deployments, "serving", lambda self, model: read.append(model) or original(self, model))
+    released.sql("ALTER MODEL m DISABLE")
+    read.clear()
+    prior = released.sql("SELECT avg(is_late::INT) FROM f").fetchall()[0][0]
+    served = released.sql("SELECT DISTINCT predicted_is_late_probs[2].prob FROM ML.PREDICT(MODEL m, TABLE f)").fetchall()
+    assert read == ["m"] and served == [(pytest.approx(prior, rel=1e-12),)]  # version 3's training rows: all of f

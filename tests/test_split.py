@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-import decimal
 import datetime
+import decimal
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pyarrow as pa
+from conftest import held_out
 
 from sqlml.train.split import eval_fraction, held_out_by, split_rows
-
-from conftest import held_out
 
 
 def mixed_types(n: int = 3000) -> pa.Table:

@@ -10,11 +10,11 @@ import re
 
 import numpy as np
 import pytest
+from conftest import held_out
 from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
 
 import sqlml
-from conftest import held_out
 from sqlml import datasets
 from sqlml.errors import OptionError, SqlmlError
 from sqlml.model import envelope as storage
@@ -163,7 +163,7 @@ def test_evaluation_split_does_not_influence_tuning(bc):
     _, _, evaluation = rows_of(bc, seed=3)
     held = f"rowid IN ({', '.join(map(str, evaluation))})"
     bc.duckdb.sql(f"CREATE OR REPLACE TABLE marked AS SELECT *, {held} AS is_eval FROM breast_cancer ORDER BY rowid")
-    bc.duckdb.sql(f"""CREATE OR REPLACE TABLE scrambled AS
+    bc.duckdb.sql("""CREATE OR REPLACE TABLE scrambled AS
         SELECT * REPLACE (CASE WHEN is_eval THEN 1 - target ELSE target END AS target,
                           CASE WHEN is_eval THEN mean_radius * 3 ELSE mean_radius END AS mean_radius)
         FROM marked ORDER BY rowid""")

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import DataError, SqlmlError
+from ..errors import DataError, OptionError
 from . import metrics
 from .kinds import CLASSIFICATION, CLUSTERING
 from .loaded import LoadedModel
@@ -125,13 +125,18 @@ def at_training(model: "LoadedModel", train_rows: pa.Table, eval_rows: pa.Table)
     return {STORED_KEY: stored}
 
 
-def primary_metric(model: "LoadedModel", params: dict, available: t.Iterable[str]) -> str:
-    """The metric ``beats_baseline`` is judged on: roc_auc / r2_score unless ``primary_metric`` is given."""
-    chosen = params.get("primary_metric") or DEFAULT_OBJECTIVE[model.kind.task]
-    available = list(available)
+def primary_metric(model: "LoadedModel", chosen: str | None, available: t.Iterable[str] | None = None) -> str:
+    """The model's primary metric — what ``beats_baseline``, slices and the deploy gate judge on:
+    ``chosen`` (the ``primary_metric`` option or parameter), else roc_auc for a binary classifier,
+    log_loss for a multiclass one (its roc_auc is undefined on rows that lack a class), r2_score for a
+    regressor, davies_bouldin_index for k-means. It must be one of ``available`` (the task's metrics)."""
+    task = model.kind.task
+    available = list(metrics.OBJECTIVES[task] if available is None else available)
+    if chosen is None:
+        chosen = "log_loss" if task == CLASSIFICATION and len(model.classes) > 2 else DEFAULT_OBJECTIVE[task]
     if chosen not in available:
-        raise SqlmlError(f"primary_metric {chosen!r} is not a metric of this {model.kind.name} model; "
-                         f"choose one of: {', '.join(available)}.")
+        raise OptionError(f"primary_metric {chosen!r} is not a metric of a {task} model; "
+                          f"choose one of: {', '.join(available)}.")
     return chosen
 
 

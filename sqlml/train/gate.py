@@ -21,8 +21,8 @@ import pyarrow as pa
 
 from ..errors import OptionError
 from ..model import bootstrap, metrics
-from ..model.baseline import Baseline, metric_values
-from ..model.kinds import CLASSIFICATION, CLUSTERING
+from ..model.baseline import Baseline, metric_values, primary_metric
+from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
 from ..model.metrics import Scored
 from .labels import prepare_label
@@ -94,7 +94,7 @@ def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: 
         return Verdict(True, "deploy = 'always'")
     if mode == "never":
         return Verdict(False, "deploy = 'never': stored for comparison only")
-    metric = primary_metric(new, options)
+    metric = primary_metric(new, options.get("primary_metric"))
     if rows.deployed is None:
         return Verdict(False, "the deployed version reads columns the new training query does not select, and its "
                        "own training query returns other rows, so the two cannot be scored on the same rows", metric)
@@ -134,19 +134,6 @@ def significantly_better(new: LoadedModel, deployed: LoadedModel, rows: Rows, me
     return better, (f"; new − deployed {100 * (1 - significance):g} % interval [{found.low:.4g}, {found.high:.4g}], "
                     f"p = {found.p_value:.3g}: {'' if better else 'not '}significantly better "
                     f"(deploy_significance {significance:g})")
-
-
-def primary_metric(model: LoadedModel, options: dict) -> str:
-    chosen = options.get("primary_metric")
-    task = model.kind.task
-    if chosen is None:
-        if task == CLASSIFICATION:
-            return "roc_auc" if len(model.classes) == 2 else "log_loss"
-        return "davies_bouldin_index" if task == CLUSTERING else "r2_score"
-    if chosen not in metrics.OBJECTIVES[task]:
-        raise OptionError(f"primary_metric {chosen!r} is not a metric of a {task} model; choose one of: "
-                          f"{', '.join(metrics.OBJECTIVES[task])}.")
-    return chosen
 
 
 def score(model: LoadedModel, rows: pa.Table, metric: str) -> float:
