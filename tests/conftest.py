@@ -76,7 +76,7 @@ def value_hashes(column: pa.ChunkedArray) -> list[int]:
         if v is None:
             cache[v] = NULL_HASH
         elif numeric:
-            cache[v] = fmix64(struct.unpack("<Q", struct.pack("<d", float(v) + 0.0))[0])
+            cache[v] = struct.unpack("<Q", struct.pack("<d", float(v) + 0.0))[0]
         else:
             cache[v] = fnv1a(str(v))
     return [cache[v] for v in values]

@@ -75,7 +75,7 @@ def trial_info(conn, model="tuned"):
 
 def test_splits_nest_validation_inside_training(bc):
     fit, validation, evaluation = rows_of(bc)
-    assert (len(fit), len(validation), len(evaluation)) == (371, 93, 105)  # docs/tuning.md's figures
+    assert (len(fit), len(validation), len(evaluation)) == (361, 103, 105)  # docs/tuning.md's figures
     assert not set(validation) & set(evaluation) and not set(fit) & set(evaluation) and not set(fit) & set(validation)
     stored = bc.duckdb.sql("SELECT training_rows, eval_rows FROM sqlml.models WHERE name = 'tuned'").fetchall()
     assert stored == [(len(fit), len(evaluation))]  # the version is the optimal trial, fitted on the fit rows

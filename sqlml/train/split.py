@@ -72,20 +72,31 @@ def hash_held_out(hashes: np.ndarray, fraction: float) -> np.ndarray:
     with its copy number (0 for the first row of that content, 1 for the next identical one, …), is in
     the lowest ``fraction`` of the range. Copies of a row are thus split like distinct rows (not all on
     one side), and since identical rows cannot be told apart, adding rows moves none already held out."""
-    order = np.argsort(hashes, kind="stable")
-    ordered = hashes[order]
-    first = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, dtype=bool)
-    positions = np.arange(len(ordered))
-    copy = np.empty(len(ordered), dtype=np.uint64)
-    copy[order] = (positions - np.maximum.accumulate(np.where(first, positions, 0))).astype(np.uint64)
-    final = mixed(hashes ^ mixed(copy ^ COPY_SALT))
+    final = mixed(hashes ^ mixed(copy_numbers(hashes) ^ COPY_SALT))
     return final < np.uint64(min(max(fraction, 0.0), 1.0) * float(np.iinfo(np.uint64).max))
+
+
+def copy_numbers(hashes: np.ndarray) -> np.ndarray:
+    """Each row's number among the rows of the same hash, in row order (0 for the first). Only the rows
+    whose hash repeats (usually few) are sorted stably, which is slower than finding them."""
+    copy = np.zeros(len(hashes), dtype=np.uint64)
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not len(repeated):
+        return copy
+    rows = np.flatnonzero(np.isin(hashes, repeated))
+    order = np.argsort(hashes[rows], kind="stable")
+    ordered = hashes[rows][order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    positions = np.arange(len(ordered))
+    copy[rows[order]] = (positions - np.maximum.accumulate(np.where(first, positions, 0))).astype(np.uint64)
+    return copy
 
 
 def row_hashes(rows: pa.Table | pa.RecordBatch, seed: int | None) -> np.ndarray:
     """A seeded 64-bit hash of each row's values, independent of the row's position, of the order of the
     columns and of how the rows are batched. Columns are taken in name order; each value hashes as a
-    number (integers, floats and booleans: fmix64 of their float64 bits, -0.0 as 0.0, one NaN) or else
+    number (integers, floats and booleans: their float64 bits, -0.0 as 0.0, one NaN) or else
     as its text (64-bit FNV-1a of Arrow's text of it: strings, decimals — exact, unlike their float —,
     dates, times), NULL as :data:`NULL_HASH`; the row's hash starts from ``fmix64(seed ^ NULL_HASH)``
     and folds in each column's by ``h = fmix64(h ^ column hash)`` (fmix64: MurmurHash3's finalizer)."""
@@ -106,9 +117,12 @@ def column_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
         numbers = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False) + 0.0  # + 0.0: -0.0 becomes 0.0
         numbers[np.isnan(numbers)] = np.nan  # one NaN, whatever its payload
-        hashes = mixed(numbers.view(np.uint64))
-    else:
-        hashes = key_hashes(values if pa.types.is_string(kind) or pa.types.is_large_string(kind) else _text(values))
+        hashes = numbers.view(np.uint64)  # the row's fold mixes them
+    else:  # each distinct text hashed once (categories repeat)
+        encoded = pc.dictionary_encode(values if pa.types.is_string(kind) or pa.types.is_large_string(kind)
+                                       else _text(values))
+        codes = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
+        hashes = key_hashes(encoded.dictionary)[codes] if len(encoded.dictionary) else np.zeros(len(values), np.uint64)
     if values.null_count:
         hashes[~values.is_valid().to_numpy(zero_copy_only=False)] = NULL_HASH
     return hashes
