@@ -26,7 +26,6 @@ from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import gate, tune
-from .train.labels import prepare_label
 
 
 class Executor:
@@ -102,8 +101,7 @@ class Executor:
     def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool,
               table: pa.Table) -> gate.Verdict:
         """The deploy gate's verdict on a new version (train/gate.py), against the deployed one, on the
-        rows both held out (``table``: the new training query's rows, read again only if the two queries
-        select different columns)."""
+        rows both held out (``table``: the new training query's rows, where the gate finds them)."""
         deployed = self.load(name) if self.registry.versions(name) else None
         new = tune.loaded(row)
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
@@ -112,8 +110,7 @@ class Executor:
             readable = set(deployed.preprocessor.input_columns) <= set(eval_data.column_names)
             return gate.decide(options, new, deployed, gate.Rows(eval_data, eval_data if readable else None), True)
         data = self._data(deployed, deployed.info.query)
-        new_table = (lambda: (prepare_label(table, new.label, new.kind)[0] if new.label else table, new.info.options))
-        rows = gate.shared_rows(deployed, eval_data, data.schema().names, new_table, data.table)
+        rows = gate.shared_rows(new, deployed, eval_data, table, data.schema().names, data.table)
         return gate.decide(options, new, deployed, rows, False)
 
     def _say_verdict(self, name: str, version: int, verdict: gate.Verdict) -> None:

@@ -50,15 +50,15 @@ class Rows:
     caveat: str = ""  # why the deployed version may have been trained on some of them
 
 
-def shared_rows(deployed: LoadedModel, eval_rows: pa.Table, deployed_columns: list[str],
-                new_table: t.Callable[[], tuple[pa.Table, dict]], deployed_table: t.Callable[[], pa.Table]) -> Rows:
-    """The new version's evaluation rows that the deployed version held out too (:func:`held_out_by`
-    with its own seed and fraction). ``new_table`` gives the new training query's labelled rows and the
-    new version's options. When those rows carry every column the deployed version's training query
-    returned, its rule is applied to them; else its own query is read (``deployed_table``) and paired
-    with the new one row by row — only when both return as many labelled rows; else the rows cannot be had."""
+def shared_rows(new_model: LoadedModel, deployed: LoadedModel, eval_rows: pa.Table, new_table: pa.Table,
+                deployed_columns: list[str], deployed_table: t.Callable[[], pa.Table]) -> Rows:
+    """The new version's evaluation rows (``eval_rows``, of the training query's rows ``new_table``)
+    that the deployed version held out too (:func:`held_out_by` with its own seed and fraction). When
+    the new rows carry every column the deployed version's training query returned, its rule is
+    applied to them; else its own query is read (``deployed_table``) and paired with the new one row
+    by row — only when both return as many labelled rows; else the rows cannot be had."""
     options, eval_count = deployed.info.options, deployed.info.eval_rows
-    new, new_options = new_table()
+    new, new_options = _labelled(new_model, new_table), new_model.info.options
     positions = split_rows(new, new_options, new_options.get("random_seed")).eval
     if positions is None or len(positions) != eval_rows.num_rows:
         return Rows(eval_rows, None)
