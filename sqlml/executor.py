@@ -19,7 +19,7 @@ from .model import drift, envelope, loaded
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
 from .model.loaded import LoadedModel
-from .registry.deployments import Decision
+from .registry.deployments import Decision, Serving
 from .registry.release import Release
 from .registry.trials import trial_version
 from .registry.versions import Registry
@@ -27,8 +27,6 @@ from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import gate, tune
-from .train.labels import prepare_label
-from .train.split import split_rows
 
 
 class Executor:
@@ -59,11 +57,15 @@ class Executor:
 
     def load(self, name: str, version: int | None = None, trial_id: int | None = None) -> LoadedModel:
         """A stored version, or one tuning trial of it (``STRUCT(3 AS trial_id)``)."""
-        info = self.registry.resolve(name, version)
+        return self._load(name, version, trial_id)[0]
+
+    def _load(self, name: str, version: int | str | None, trial_id: int | None) -> tuple[LoadedModel, Serving | None]:
+        """:meth:`load`, with the serving state read to resolve the version (None if none was read)."""
+        info, serving = self.registry.resolve_serving(name, version)
         if trial_id is None:
-            return loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
+            return loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info)), serving
         trial = trial_version(info, self.registry.trials(info.name, info.version), trial_id)
-        return loaded.CACHE.get(trial, lambda fingerprint: self.registry.trial_blob(trial))
+        return loaded.CACHE.get(trial, lambda fingerprint: self.registry.trial_blob(trial)), serving
 
     def train(self, step: Train) -> None:
         exists = bool(self.registry.versions(step.name))
@@ -88,7 +90,8 @@ class Executor:
         row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted,
                          training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
-        verdict = self._gate(step.name, checked, row, eval_data, on_training_rows)
+        verdict = self._gate(step.name, checked, row, eval_data, on_training_rows,
+                             lambda: self.engine.read_arrow(query_sql))
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
                                                   None, reason=verdict.reason, metric=verdict.metric,
                                                   new_value=verdict.new_value, old_value=verdict.old_value,
@@ -105,29 +108,21 @@ class Executor:
                                  [label, options.get("data_split_col"), options.get("instance_weight_col")])
         return drift.statistics(lambda: self.engine.read_batches(query_sql), kinds)
 
-    def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool) -> gate.Verdict:
-        """The deploy gate's verdict on a new version (train/gate.py), against the deployed one."""
+    def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool,
+              table: t.Callable[[], pa.Table]) -> gate.Verdict:
+        """The deploy gate's verdict on a new version (train/gate.py), against the deployed one, on the
+        rows both held out (``table`` reads the new training query's rows again, where the gate finds them:
+        only a retrain gated against a deployed version needs them)."""
         deployed = self.load(name) if self.registry.versions(name) else None
         new = tune.loaded(row)
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
-            return gate.decide(options, new, deployed, eval_data, on_training_rows)
-        return gate.decide(options, new, deployed, eval_data, on_training_rows,
-                           self._deployed_rows(deployed, eval_data, row["training_rows"] + row["eval_rows"]))
-
-    def _deployed_rows(self, deployed: LoadedModel, eval_data: pa.Table, rows: int) -> pa.Table | None:
-        """The held-out rows as the deployed version reads them. When the new training query drops
-        columns the deployed version needs, the same rows come from the deployed version's own training
-        query, split the same way — they are the same rows when both queries return the same rows in
-        the same order (checked by count); else None: the two cannot be compared."""
-        if all(c in eval_data.column_names for c in deployed.preprocessor.input_columns):
-            return eval_data
-        table = self._data(deployed, deployed.info.query).table()
-        if deployed.label is not None:
-            table, _ = prepare_label(table, deployed.label, deployed.kind)
-        held = split_rows(table, deployed.info.options, deployed.info.options.get("random_seed")).eval
-        if held is None or table.num_rows != rows or len(held) != eval_data.num_rows:
-            return None
-        return table.take(held)
+            return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
+        if on_training_rows:  # no split: both are scored on the training rows, if the deployed can read them
+            readable = set(deployed.preprocessor.input_columns) <= set(eval_data.column_names)
+            return gate.decide(options, new, deployed, gate.Rows(eval_data, eval_data if readable else None), True)
+        data = self._data(deployed, deployed.info.query)
+        rows = gate.shared_rows(new, deployed, eval_data, table(), data.schema().names, data.table)
+        return gate.decide(options, new, deployed, rows, False)
 
     def _say_verdict(self, name: str, version: int, verdict: gate.Verdict) -> None:
         if verdict.deploy:
@@ -240,11 +235,11 @@ class Executor:
 
     def compute(self, tf: TableFunction) -> pa.Table:
         params = dict(tf.params)
-        model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
+        model, serving = self._load(*tf.model, params.pop("trial_id", None)) if tf.model else (None, None)
         if model is not None:
             refuse_expired(model.info.name, model.info.version, model.info.options)
         function = tf.function
-        if function == "PREDICT" and model is not None and tf.model[1] is None and self._disabled(model.info.name):
+        if function == "PREDICT" and serving is not None and tf.model[1] is None and serving.disabled:
             self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "
                           "ML.PREDICT serves its baseline.")
             function = "BASELINE"
@@ -264,10 +259,6 @@ class Executor:
         if tf.function in catalog.READS_TRIALS:
             call.trials = self.registry.trials(model.info.name, model.info.version) if model else None
         return HANDLERS[function](call)
-
-    def _disabled(self, name: str) -> bool:
-        serving = self.registry.deployments.serving(name)
-        return serving is not None and serving.disabled
 
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training

@@ -17,13 +17,13 @@ import hashlib
 import json
 import re
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 from sqlglot import exp
 
 from .engines.base import Engine
-from .errors import ModelNotFoundError, SqlmlError
+from .errors import DataError, ModelNotFoundError, SqlmlError
 from .model import loaded, serve
 from .model.loaded import output_schema
 from .model.preprocess import column_kind
@@ -46,6 +46,7 @@ class Function:
     features: list[tuple[str, str]]
     ab: bool
     servable: dict[str, tuple[ModelVersion, bytes]]  # fingerprint → (version, bytes)
+    others: dict[str, ModelVersion] = field(default_factory=dict)  # versions that take other columns
 
 
 #: The scoring functions defined in this process, by name.
@@ -99,6 +100,8 @@ def refresh(registry: Registry, model: str) -> None:
         for function in live:
             if info.fingerprint not in function.servable and features(info) == function.features:
                 function.servable[info.fingerprint] = (info, blob)
+            elif features(info) != function.features:
+                function.others[info.fingerprint] = info
 
 
 def scoring_sql(engine: Engine, function: Function, input_sql: str, view: str, split_key: str | None = None,
@@ -149,7 +152,7 @@ _STATES: dict[str, Serving] = {}  # serving rows already verified, by their text
 def _scorer(function: Function) -> t.Callable[..., pa.StructArray]:
     def score(packed: pa.StructArray, states: pa.Array, views: pa.Array, *ab: pa.Array) -> pa.StructArray:
         rows = pa.Table.from_arrays(packed.flatten(), names=[f.name for f in packed.type])
-        out = _serve(function, _state(function, states, views), rows, *ab)
+        out = _serve(function, _state(function, states, views), views[0].as_py() if len(views) else "", rows, *ab)
         return pa.StructArray.from_arrays([c.combine_chunks() for c in out.columns], names=out.column_names)
     return score
 
@@ -165,8 +168,8 @@ def _state(function: Function, states: pa.Array, views: pa.Array) -> Serving:
     return _STATES[text]
 
 
-def _serve(function: Function, state: Serving, rows: pa.Table, *ab: pa.Array) -> pa.Table:
-    deployed = _model(function, state, state.deployed)
+def _serve(function: Function, state: Serving, view: str, rows: pa.Table, *ab: pa.Array) -> pa.Table:
+    deployed = _model(function, state, state.deployed, view)
     if state.disabled:
         out = serve.baseline_output(deployed, rows.num_rows)
         return _with_version(out, state.deployed) if function.ab else out
@@ -178,13 +181,15 @@ def _serve(function: Function, state: Serving, rows: pa.Table, *ab: pa.Array) ->
         raise SqlmlError(f"Model '{function.model}' has no 'challenger' alias to serve the A/B fraction with; set one "
                          f"with ALTER MODEL {function.model} VERSION n SET ALIAS challenger.")
     arms = serve.challenger_rows(keys, fractions[0].as_py())
-    return serve.ab_output(deployed, _model(function, state, challenger), rows, arms, state.deployed, challenger,
+    return serve.ab_output(deployed, _model(function, state, challenger, view), rows, arms, state.deployed, challenger,
                            _threshold(state, state.deployed), _threshold(state, challenger))
 
 
-def _model(function: Function, state: Serving, version: int | None) -> loaded.LoadedModel:
+def _model(function: Function, state: Serving, version: int | None, view: str) -> loaded.LoadedModel:
     entry = state.versions.get(str(version))
     held = function.servable.get(entry["fingerprint"]) if entry else None
+    if held is None and entry and entry["fingerprint"] in function.others:
+        raise DataError(_other_columns(function, function.others[entry["fingerprint"]], view))
     if held is None:
         raise ModelNotFoundError(f"Model '{function.model}' version {version} is served now, but this process does "
                                  "not hold it: it was trained or deployed by another session, or it takes other "
@@ -192,6 +197,21 @@ def _model(function: Function, state: Serving, version: int | None) -> loaded.Lo
                                  "to pick it up, or recreate the view.")
     info, blob = held
     return loaded.CACHE.get(info, lambda fingerprint: blob)
+
+
+def _other_columns(function: Function, info: ModelVersion, view: str) -> str:
+    """Why view ``view`` cannot serve ``info``: the columns it lacks, no longer needs, or passes as another kind."""
+    passed, wanted = dict(function.features), dict(features(info))
+    kinds = {"DOUBLE": "a number", "VARCHAR": "a category"}
+    parts = [f"missing from the view: {', '.join(c for c in wanted if c not in passed)}" if set(wanted) - set(passed) else "",
+             f"not read by it: {', '.join(c for c in passed if c not in wanted)}" if set(passed) - set(wanted) else "",
+             "; ".join(f"{c} is {kinds[wanted[c]]} for it, {kinds[passed[c]]} in the view"
+                       for c in wanted if c in passed and passed[c] != wanted[c])]
+    return (f"View '{view}' scores with model '{function.model}', whose version {info.version} is served now; it "
+            f"takes other feature columns than the view passes ({'; '.join(p for p in parts if p)}). Recreate the "
+            f"view (CREATE OR REPLACE VIEW {view} AS ... ML.PREDICT(MODEL {function.model}, ...)) over a query "
+            f"with version {info.version}'s columns, or pin the view to the version it was made for "
+            f"(MODEL {function.model} VERSION n).")
 
 
 def _threshold(state: Serving, version: int | None) -> float | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import struct
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 os.environ.setdefault("SQLML_SECRET_KEY", "sqlml-test-key-0123456789abcdef-0123456789")
@@ -43,25 +46,70 @@ def flights(conn):
     return conn
 
 
-def held_out(n: int, fraction: float | None = None, seed: int | None = None) -> np.ndarray:
-    """The evaluation rows (ascending positions in the training query's order) of a random split of ``n``
-    labelled rows, by README's rule, computed here without sqlml: AUTO_SPLIT keeps every row under 500,
-    holds out 20 % up to 50,000 and 10,000 rows above; ``data_split_eval_fraction`` overrides the share
-    (RANDOM's default is 20 %). The rows are drawn without replacement with NumPy's default generator
-    seeded by ``random_seed``, else 0, so the same rows give the same split."""
+M64 = 2**64 - 1
+NULL_HASH = 0x9E3779B97F4A7C15
+COPY_SALT = 0xD6E8FEB86659FD93
+
+
+def fmix64(h: int) -> int:
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & M64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & M64
+    return h ^ (h >> 33)
+
+
+def fnv1a(text: str) -> int:
+    h = 0xCBF29CE484222325
+    for byte in text.encode():
+        h = ((h ^ byte) * 0x100000001B3) & M64
+    return h
+
+
+def value_hashes(column: pa.ChunkedArray) -> list[int]:
+    """docs/release.md's hash of each value, one value at a time in plain Python."""
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+    values = column.to_pylist() if numeric or pa.types.is_string(kind) else pc.cast(column, pa.string()).to_pylist()
+    cache: dict = {}
+    for v in set(values):
+        if v is None:
+            cache[v] = NULL_HASH
+        elif numeric:
+            cache[v] = struct.unpack("<Q", struct.pack("<d", float(v) + 0.0))[0]
+        else:
+            cache[v] = fnv1a(str(v))
+    return [cache[v] for v in values]
+
+
+def held_out(table: pa.Table, fraction: float | None = None, seed: int | None = None) -> np.ndarray:
+    """The evaluation rows (ascending positions) of a random split of ``table``'s labelled rows, by
+    docs/release.md's rule, computed here without sqlml: AUTO_SPLIT keeps every row under 500, holds out
+    20 % up to 50,000 rows and 10,000 / n above; ``data_split_eval_fraction`` overrides the share
+    (RANDOM's default is 20 %). A row is held out when its seeded content hash (``random_seed``, else 0),
+    mixed with its copy number among identical rows, is below ``fraction`` × 2^64."""
+    n = table.num_rows
     if fraction is None:
         if n < 500:
             return np.arange(0)
         fraction = 0.2 if n <= 50_000 else 10_000 / n
-    count = max(1, int(round(n * fraction)))
-    drawn = np.random.default_rng(0 if seed is None else seed).choice(n, count, replace=False, shuffle=False)
-    return np.sort(drawn)
+    hashes = [fmix64((0 if seed is None else seed) ^ NULL_HASH)] * n
+    for name in sorted(table.column_names):
+        hashes = [fmix64(h ^ v) for h, v in zip(hashes, value_hashes(table[name]))]
+    copies: dict[int, int] = {}  # the k-th row of the same content (in row order) mixes in k
+    final = []
+    for h in hashes:
+        k = copies.get(h, 0)
+        copies[h] = k + 1
+        final.append(fmix64(h ^ fmix64(k ^ COPY_SALT)))
+    cut = int(np.uint64(fraction * float(M64)))
+    return np.array([i for i, h in enumerate(final) if h < cut], dtype=np.int64)
 
 
 @pytest.fixture
 def random_split():
-    """``random_split(n, fraction=None, seed=None)`` → (training rows, evaluation rows), see :func:`held_out`."""
-    def split(n: int, fraction: float | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        evaluation = held_out(n, fraction, seed)
-        return np.setdiff1d(np.arange(n), evaluation), evaluation
+    """``random_split(table, fraction=None, seed=None)`` → (training rows, evaluation rows), see :func:`held_out`."""
+    def split(table: pa.Table, fraction: float | None = None, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        evaluation = held_out(table, fraction, seed)
+        return np.setdiff1d(np.arange(table.num_rows), evaluation), evaluation
     return split

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHT = "wt.main.penguin_weight"  # registry names are the relations' full names
 SPECIES = "wt.main.penguin_species"
 DELAY = "wt.main.delay_model"
+RELEASE = "wt.main.release_model"
 AUDIT_COLUMNS = ["run_id", "model_name", "model_version", "model_type", "label", "options", "metrics", "training_rows",
                  "eval_rows", "fingerprint", "trained_at", "dbt_invocation_id", "dbt_node", "schema_version"]
 
@@ -66,8 +67,8 @@ def built(tmp_path_factory):
     """integration_tests/ built with four threads (the default selector leaves out the deliberately
     failing model), plus models whose options are wrong or missing, one trained with the older
     ml_config whose SQL holds a character outside the BMP, a prediction from an unknown model and a
-    generic test naming an unknown metric; then the failing model alone; then the weight model and
-    what depends on it again."""
+    generic test naming an unknown metric; then the failing model alone; then the weight model, the
+    release model and what depends on them again; then the release model retrained worse."""
     directory = tmp_path_factory.mktemp("dbt")
     project = copy_project(directory, "wt.duckdb")
     models = project / "models"
@@ -98,8 +99,9 @@ def built(tmp_path_factory):
     with sqlml.connect(str(directory / "wt.duckdb"), read_only=True, progress=lambda m: None) as conn:
         audit_after_first = conn.sql("SELECT * FROM sqlml.training_runs ORDER BY run_id").fetchall()
     failing = dbt(project, "build", "--select", "tag:deliberately_failing")
-    second = dbt(project, "build", "--select", "penguin_weight+")
-    yield {"first": first, "failing": failing, "second": second, "project": project,
+    second = dbt(project, "build", "--select", "penguin_weight+", "release_model+")  # release_model: an equal retrain
+    worse = dbt(project, "build", "--select", "release_model+", "--vars", "{release_drop_delay: true}")
+    yield {"first": first, "failing": failing, "second": second, "worse": worse, "project": project,
            "database": directory / "wt.duckdb", "audit_after_first": audit_after_first}
 
 
@@ -137,8 +139,8 @@ def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
 
 def test_each_build_trains_a_new_version(db):
     versions = db.sql("SELECT name, list(version ORDER BY version) FROM sqlml.models GROUP BY name ORDER BY name").fetchall()
-    assert versions == [("wt.main.bigquery_weight", [1]), (DELAY, [1]), ("wt.main.delay_model_noise", [1]), (SPECIES, [1]), (WEIGHT, [1, 2]),
-                        ("wt.main.weighted_species", [1])]
+    assert versions == [("wt.main.bigquery_weight", [1]), (DELAY, [1]), ("wt.main.delay_model_noise", [1]), (SPECIES, [1]),
+                        (WEIGHT, [1, 2]), (RELEASE, [1, 2, 3]), ("wt.main.weighted_species", [1])]
 
 
 def test_a_model_configured_with_the_bigquery_dialect_reads_bigquery_sql(db):
@@ -201,6 +203,29 @@ def test_view_scores_on_read_and_the_plain_table_over_it_counts_its_confusion(db
     counts = dict(((a, p), n) for a, p, n in db.sql("SELECT * FROM species_confusion").fetchall())
     assert counts == {(a, p): matrix[i, j] for i, a in enumerate(labels) for j, p in enumerate(labels) if matrix[i, j]}
     assert sklearn.metrics.accuracy_score(scored.species, scored.predicted_species) > 0.9
+
+
+def test_a_worse_retrain_fails_sqlml_is_deployed_and_an_equal_one_passes(built, db):
+    """The deploy gate in dbt (docs/dbt.md): each run's message says whether the version was deployed;
+    the worse retrain (without dep_delay) is stored, not deployed, and its sqlml_is_deployed test fails."""
+    def outcome(build: str) -> tuple:
+        results = {r.node.name: r for r in built[build].result.results}
+        (test,) = [r for name, r in results.items() if name.startswith("sqlml_sqlml_is_deployed_release_model")]
+        return results["release_model"], test
+    (model, test), first = outcome("second"), outcome("first")
+    assert first[0].message == "version 1 deployed" and first[1].status == "pass"
+    assert (model.status, model.message, test.status) == ("success", "version 2 deployed", "pass")
+    model, test = outcome("worse")
+    assert model.status == "success" and model.message.startswith("version 3 stored, NOT deployed: roc_auc ")
+    assert model.message.endswith(f"to deploy it: ALTER MODEL {RELEASE} DEPLOY VERSION 3")
+    assert test.status == "fail" and test.failures == 1
+    (row,) = db.sql("SELECT model_version, deployed, deploy_reason, roc_auc FROM release_model").fetchall()
+    (reason,) = db.sql(f"SELECT reason FROM sqlml.deployments WHERE model = '{RELEASE}' AND version = 3").fetchall()[0]
+    (auc,) = db.sql(f"SELECT roc_auc FROM ML.EVALUATE(MODEL {RELEASE} VERSION 3)").fetchall()[0]
+    assert row == (3, False, reason, pytest.approx(auc)) and reason in model.message
+    served, second = (db.sql(f"SELECT predicted_is_late_probs FROM ML.PREDICT(MODEL {RELEASE}{v}, TABLE flights_recent)").fetchall()
+                      for v in ("", " VERSION 2"))
+    assert served == second  # MODEL release_model still serves version 2
 
 
 def test_quality_gate_test_ran_on_the_metrics(built):
@@ -428,7 +453,7 @@ def test_audit_table_has_one_row_per_training_run_appended_never_rewritten(built
     assert columns == AUDIT_COLUMNS
     runs = db.sql("SELECT * FROM sqlml.training_runs ORDER BY run_id").fetchall()
     assert set(built["audit_after_first"]) <= set(runs)  # the first build's rows are untouched
-    assert len(runs) == len(built["audit_after_first"]) + 2  # noise model, then penguin_weight again
+    assert len(runs) == len(built["audit_after_first"]) + 4  # noise model, penguin_weight, release_model twice
     registry = {(n, v): (o, m, f) for n, v, o, m, f in db.sql(
         "SELECT name, version, options, metrics, fingerprint FROM sqlml.models").fetchall()}
     assert sorted((r[1], r[2]) for r in runs) == sorted(registry)
@@ -449,7 +474,7 @@ def test_registry_views_list_every_model_and_version(db):
     assert versions == db.sql("SELECT name, version, metrics FROM sqlml.models ORDER BY 1, 2").fetchall()
     models = dict((n, (latest, count)) for n, latest, count in db.sql(
         "SELECT model_name, latest_version, versions FROM sqlml_models").fetchall())
-    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 6
+    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 7
 
 
 # ---- threads ----
@@ -461,7 +486,7 @@ def test_models_trained_in_parallel_threads(built, db):
         if r.node.config.materialized == "sqlml_model" and r.status == "success":
             (execute,) = [t for t in r.timing if t.name == "execute"]
             spans.append((execute.started_at, execute.completed_at, r.thread_id))
-    assert len(spans) == 5  # bigquery_weight too
+    assert len(spans) == 6  # bigquery_weight and release_model too
     overlapping = [(a, b) for a in spans for b in spans if a is not b and a[0] < b[1] and b[0] < a[1]]
     assert overlapping and all(a[2] != b[2] for a, b in overlapping)
     assert db.sql(f"SELECT count(*) FROM sqlml.models WHERE name IN ('{DELAY}', '{SPECIES}', '{WEIGHT}')").fetchall() == [(4,)]

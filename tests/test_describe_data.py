@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import held_out
 
 from sqlml.errors import SqlmlError
 
@@ -127,7 +128,7 @@ def test_max_training_rows_is_stratified(flights):
     (training_rows, eval_rows), = flights.sql("SELECT training_rows, eval_rows FROM sqlml.models WHERE name = 'small'").fetchall()
     total = flights.sql("SELECT count(*) FROM flights").fetchall()[0][0]
     assert training_rows == 3000
-    assert eval_rows == round(total * 0.2)  # the evaluation split is not sampled (AUTO_SPLIT's 20 %)
+    assert eval_rows == len(held_out(flights.sql("SELECT * FROM flights").to_arrow_table(), seed=7))  # not sampled
     notes = flights.sql("SELECT notes FROM ML.TRAINING_INFO(MODEL small)").fetchall()[0][0]
     assert f"Training on 3,000 of {total - eval_rows:,} training rows (stratified by label" in notes
 
@@ -148,9 +149,9 @@ def test_sample_fraction_and_seed(flights):
         flights.sql(f"""CREATE MODEL {name} OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late'],
             sample_fraction = 0.25, random_seed = 3) AS SELECT * FROM flights""")
     rows = flights.sql("SELECT training_rows, metrics->>'roc_auc' FROM sqlml.models ORDER BY name").fetchall()
-    total = flights.sql("SELECT count(*) FROM flights").fetchall()[0][0]
+    table = flights.sql("SELECT * FROM flights").to_arrow_table()
     assert rows[0] == rows[1]  # same seed, same sample, same model
-    assert rows[0][0] == round((total - round(total * 0.2)) * 0.25)
+    assert rows[0][0] == round((table.num_rows - len(held_out(table, seed=3))) * 0.25)
 
 
 @pytest.mark.parametrize("option, message", [
@@ -168,4 +169,5 @@ def test_sampling_option_errors(flights, option, message):
 def test_example_runs(flights):
     with open("examples/describe_flights.sql") as f:  # written for `sqlml run --dataset flights` (the raw table)
         result = flights.sql(f.read().replace("FROM flights WHERE", "FROM all_flights WHERE"))
-    assert result.fetchall() == [(5000, round(flights.sql("SELECT count(*) FROM late_flights").fetchall()[0][0] * 0.2))]
+    rows = flights.sql("SELECT * EXCLUDE (flight_id, arr_delay) FROM late_flights").to_arrow_table()
+    assert result.fetchall() == [(5000, len(held_out(rows, seed=1)))]

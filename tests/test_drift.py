@@ -182,8 +182,10 @@ def test_skew_compares_with_the_training_split_and_flags_a_shifted_column(flight
     flights.sql(SKEW_MODEL.format(""))
     got = _skew(flights, "TABLE flights")
     assert all(row.value < 0.05 and not row.is_anomaly for row in got.values())  # all rows vs the training 80 %
-    table = flights.sql("SELECT carrier, dep_delay FROM flights").df()
-    train, _ = random_split(len(table))
+    training_rows = flights.sql("SELECT carrier, origin, distance, dep_delay, is_late FROM flights").to_arrow_table()
+    assert training_rows["is_late"].null_count == 0  # the split is of every row
+    train, _ = random_split(training_rows)
+    table = training_rows.to_pandas()
     p = table.carrier.iloc[train].value_counts(normalize=True)
     q = table.carrier.value_counts(normalize=True)
     assert got["carrier"].value == pytest.approx(max(abs(p.get(c, 0.0) - q[c]) for c in q.index), abs=1e-15)

@@ -43,10 +43,11 @@ def test_a_worse_retrain_is_stored_but_not_deployed(flights):
     assert "roc_auc" in verdict and "ALTER MODEL late DEPLOY VERSION 2" in verdict
     (v1, _, a1, *_), (v2, previous, action, metric, new_value, old_value, rows) = log(flights)
     assert (v1, a1, v2, previous, action, metric) == (1, "trained_deployed", 2, 1, "trained_not_deployed", "roc_auc")
-    # The two figures are ML.EVALUATE's, and sklearn's, on exactly the held-out rows the gate names.
+    # The two figures are ML.EVALUATE's, and sklearn's, on exactly the rows the gate names: the two
+    # queries select different columns, so their rows hash differently; the rows both held out are used.
     table = flights.sql(POOR).to_arrow_table()
-    rows_out = held_out(table.num_rows)
-    assert rows == len(rows_out)
+    rows_out = np.intersect1d(held_out(table), held_out(flights.sql(GOOD).to_arrow_table()))
+    assert rows == len(rows_out) and f"same {rows:,} held-out rows" in verdict
     truth = table.take(rows_out)["is_late"].to_numpy(zero_copy_only=False)
     good = flights.sql(GOOD).to_arrow_table().take(rows_out)
     flights.duckdb.register("held_good", good)
@@ -73,6 +74,24 @@ def test_an_equal_or_better_retrain_is_deployed(flights):
     assert any("version 3 deployed" in m for m in said)
 
 
+def test_a_retrain_on_a_grown_table_is_judged_on_all_its_held_out_rows(flights):
+    """The split hashes row content: the rows the new version holds out were held out by the deployed
+    version too, or added since, so the gate uses every one of them — and the figures are on them."""
+    train(flights, GOOD + " WHERE month <= 6")
+    said = train(flights, GOOD)
+    table = flights.sql(GOOD).to_arrow_table()
+    rows_out = held_out(table)
+    (*_, rows), = [entry for entry in log(flights) if entry[0] == 2]
+    assert rows == len(rows_out) == flights.sql("SELECT eval_rows FROM sqlml.models WHERE version = 2").fetchall()[0][0]
+    earlier = flights.sql(GOOD + " WHERE month <= 6").to_arrow_table()
+    held_earlier = {tuple(r.values()) for r in earlier.take(held_out(earlier)).to_pylist()}
+    held_now = {tuple(r.values()) for r in table.take(rows_out).to_pylist()}
+    assert held_earlier <= held_now  # no row held out then went to training
+    flights.duckdb.register("held", table.take(rows_out))
+    old_value = flights.sql("SELECT roc_auc FROM ML.EVALUATE(MODEL late VERSION 1, TABLE held)").fetchall()[0][0]
+    assert any(f"vs {old_value:.4g} for the deployed version on the same {rows:,} held-out rows" in m for m in said)
+
+
 def test_always_never_and_tolerance(flights):
     train(flights, GOOD)
     train(flights, POOR, ", deploy = 'always'")
@@ -96,3 +115,35 @@ def test_the_gate_uses_the_primary_metric_asked_for(flights):
     said = train(flights, POOR, ", primary_metric = 'log_loss'")
     assert any("log_loss" in m and "NOT deployed" in m for m in said)
     assert log(flights)[-1][3] == "log_loss"
+
+
+def test_deploy_significance_deploys_only_a_significantly_better_version(flights):
+    """The gate's interval and p-value are a paired bootstrap (seed 0, 1,000 resamples) of the
+    roc_auc difference new − deployed on the rows the gate names, here recomputed with NumPy."""
+    train(flights, POOR)
+    said = train(flights, GOOD, ", deploy_significance = 0.05")
+    verdict = next(m for m in said if "version 2" in m and "deployed" in m)
+    assert "version 2 deployed" in verdict and "significantly better (deploy_significance 0.05)" in verdict
+    good, poor = flights.sql(GOOD).to_arrow_table(), flights.sql(POOR).to_arrow_table()
+    rows_out = np.intersect1d(held_out(good), held_out(poor))
+    flights.duckdb.register("held_good", good.take(rows_out))
+    flights.duckdb.register("held_poor", poor.take(rows_out))
+    p_new = np.array(flights.sql("SELECT predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL late VERSION 2, "
+                                 "TABLE held_good)").fetchnumpy()["p"])
+    p_old = np.array(flights.sql("SELECT predicted_is_late_probs[2].prob AS p FROM ML.PREDICT(MODEL late VERSION 1, "
+                                 "TABLE held_poor)").fetchnumpy()["p"])
+    y = good.take(rows_out)["is_late"].to_numpy(zero_copy_only=False)
+    rng, n, differences = np.random.default_rng(0), len(y), []
+    for _ in range(1000):
+        drawn = rng.integers(0, n, size=n)
+        differences.append(skm.roc_auc_score(y[drawn], p_new[drawn]) - skm.roc_auc_score(y[drawn], p_old[drawn]))
+    low, high = np.quantile(differences, [0.025, 0.975])
+    p_value = min(1.0, 2 * min(np.mean(np.array(differences) <= 0), np.mean(np.array(differences) >= 0)))
+    assert f"95 % interval [{low:.4g}, {high:.4g}], p = {p_value:.3g}" in verdict and low > 0
+    # The same query again is not worse, but not significantly better either: stored, not deployed.
+    said = train(flights, GOOD, ", deploy_significance = 0.05")
+    verdict = next(m for m in said if "NOT deployed" in m)
+    assert "95 % interval [0, 0], p = 1: not significantly better" in verdict
+    assert log(flights)[-1][2] == "trained_not_deployed"
+    with pytest.raises(OptionError, match="deploy_significance"):
+        train(flights, GOOD, ", deploy_significance = 0")

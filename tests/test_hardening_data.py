@@ -14,12 +14,14 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import held_out
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import sqlml
 from sqlml import datasets
 from sqlml.errors import DataError, OptionError
 
@@ -117,10 +119,11 @@ def test_ubigint_values_above_2_to_the_53(small):
 
 def test_classes_absent_from_the_training_split_are_named(conn):
     conn.sql("CREATE TABLE many AS SELECT (range % 1000)::VARCHAR AS cls, random() AS x FROM range(3000)")
-    # Which classes the seeded 20 % evaluation split takes all three rows of, computed without sqlml.
-    codes = np.arange(3000) % 1000
+    # Which classes the 20 % row-hash evaluation split takes all three rows of, computed without sqlml.
+    table = conn.sql("SELECT * FROM many").to_arrow_table()
+    codes = np.array(table["cls"].to_pylist())
     held = np.zeros(3000, dtype=bool)
-    held[np.random.default_rng(0).choice(3000, 600, replace=False, shuffle=False)] = True
+    held[held_out(table, 0.2)] = True
     absent = sorted({str(c) for c in codes} - {str(c) for c in codes[~held]})
     assert absent  # the premise: some class has no training row
     with pytest.raises(DataError) as e:
@@ -230,10 +233,15 @@ def test_a_fit_bigger_than_the_memory_limit_is_refused_before_it_starts():
                            env={**os.environ, "PYTHONPATH": os.getcwd()})
     kind, message = child.stdout.splitlines()[0].split("|")
     assert kind == "DataError", child.stderr
-    # 455 training rows (AUTO_SPLIT holds out 114 of 569) × 30 features; the MLP's weights are
+    # The training rows (AUTO_SPLIT holds out ~20 % of 569) × 30 features; the MLP's weights are
     # (30 + 1) × 20,000 + (20,000 + 1) × 20,000 + (20,000 + 1) × 1, each kept 4 times (weights, gradients, Adam).
     weights = ((30 + 1) * 20_000 + 20_001 * 20_000 + 20_001) * 8 * 4
-    assert message.startswith("Training 'big' (dnn_classifier, 455 rows × 30 features) would need about ")
+    conn = sqlml.connect(progress=lambda m: None)
+    datasets.load(conn.duckdb, "breast_cancer")
+    table = conn.duckdb.sql("SELECT * FROM breast_cancer").to_arrow_table()
+    conn.close()
+    rows = table.num_rows - len(held_out(table))
+    assert message.startswith(f"Training 'big' (dnn_classifier, {rows} rows × 30 features) would need about ")
     assert f"weights {weights / 2**30:,.1f} GiB" in message
     assert "(room left under the address-space limit (ulimit -v)). Train on fewer rows" in message
     assert message.endswith("or smaller options (hidden_units).")

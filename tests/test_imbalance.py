@@ -173,7 +173,7 @@ def test_sampling_leaves_the_evaluation_split_untouched(rare, sampling, random_s
     train(rare, "unsampled", "logistic_reg", split_options, where="TRUE")
     train(rare, "sampled", "logistic_reg", split_options + f", sampling = '{sampling}'", where="TRUE")
     table = rare.duckdb.sql("SELECT * EXCLUDE (month) FROM rare").to_arrow_table()
-    training, evaluation = random_split(table.num_rows, 0.25, 3)
+    training, evaluation = random_split(table, 0.25, 3)
     rows = dict(rare.sql("SELECT name, struct_pack(training_rows, eval_rows) FROM sqlml.models "
                          "WHERE name IN ('sampled', 'unsampled')").fetchall())
     assert rows["sampled"] == rows["unsampled"] == {"training_rows": len(training), "eval_rows": len(evaluation)}

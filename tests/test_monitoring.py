@@ -111,7 +111,7 @@ def hand_cbpe(probability: np.ndarray, score: np.ndarray, label: np.ndarray) -> 
 def calibrator_by_hand(conn) -> IsotonicRegression:
     """Isotonic regression fitted here on the model's evaluation split (AUTO_SPLIT's rows, conftest.held_out)."""
     score, _, rows = predicted(conn, "TABLE train_rows")
-    rows_eval = held_out(len(score))
+    rows_eval = held_out(conn.sql("SELECT * FROM train_rows").to_arrow_table())  # is_late has no NULL
     y = np.asarray(rows["is_late"])[rows_eval]
     return IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(score[rows_eval], y)
 

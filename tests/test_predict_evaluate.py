@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import held_out
 from sklearn import metrics as skm
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -292,7 +293,11 @@ def test_auto_split_thresholds(conn):
     for table in ("small", "mid", "big"):
         conn.sql(f"CREATE MODEL {table}_m OPTIONS (model_type = 'linear_reg') AS SELECT * FROM {table}")
     rows = dict(conn.sql("SELECT name, [training_rows, eval_rows] FROM sqlml.models").fetchall())
-    assert rows == {"small_m": [499, 499], "mid_m": [800, 200], "big_m": [50000, 10000]}
+    assert rows["small_m"] == [499, 499]  # no split: evaluated on the training rows
+    for name, n, share in (("mid", 1000, 0.2), ("big", 60000, 10_000 / 60_000)):
+        held = held_out(conn.duckdb.sql(f"SELECT * FROM {name}").to_arrow_table())
+        assert rows[f"{name}_m"] == [n - len(held), len(held)]
+        assert abs(len(held) - n * share) < 4 * np.sqrt(n * share * (1 - share))  # within sampling error
 
 
 def test_random_split_is_the_same_every_time_unless_random_seed_changes_it(flights, random_split):
@@ -307,8 +312,8 @@ def test_random_split_is_the_same_every_time_unless_random_seed_changes_it(fligh
     assert metrics["a"] != metrics["c"]
     table = flights.duckdb.sql(train).to_arrow_table()
     for name, seed in (("a", None), ("c", 7)):
-        training, evaluation = random_split(table.num_rows, seed=seed)  # AUTO_SPLIT, ~5,000 rows: 20 % held out
-        assert len(evaluation) == round(0.2 * table.num_rows)
+        training, evaluation = random_split(table, seed=seed)  # AUTO_SPLIT, ~5,000 rows: 20 % held out
+        assert abs(len(evaluation) - 0.2 * table.num_rows) < 4 * np.sqrt(table.num_rows * 0.2 * 0.8)
         stored = flights.sql(f"SELECT training_rows, eval_rows FROM sqlml.models WHERE name = '{name}'").fetchall()
         assert stored == [(len(training), len(evaluation))]
         flights.duckdb.register("held_out", table.take(evaluation))

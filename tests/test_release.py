@@ -255,9 +255,29 @@ def test_views_follow_the_serving_state_in_this_and_a_new_process(tmp_path):
 def test_a_view_refuses_a_deployed_version_that_takes_other_columns(released):
     released.sql("CREATE VIEW live AS SELECT * FROM ML.PREDICT(MODEL m, TABLE f)")  # version 3 takes only hour
     released.sql("ALTER MODEL m DEPLOY VERSION 1")
-    with pytest.raises(ModelNotFoundError, match="Model 'm' version 1 is served now, but this process does not hold "
-                                                 "it: .* it takes other feature columns than this view passes.*recreate the view"):
+    with pytest.raises(DataError) as error:
         released.sql("SELECT * FROM live").fetchall()
+    assert ("View 'live' scores with model 'm', whose version 1 is served now; it takes other feature columns than "
+            "the view passes (missing from the view: dep_delay, distance, carrier, origin; not read by it: hour). "
+            "Recreate the view (CREATE OR REPLACE VIEW live AS ... ML.PREDICT(MODEL m, ...)) over a query with "
+            "version 1's columns, or pin the view to the version it was made for (MODEL m VERSION n).") in str(error.value)
+    released.sql("ALTER MODEL m ROLLBACK")  # version 3 again: the view serves it
+    assert released.sql("SELECT count(*) FROM live").fetchall() == released.sql("SELECT count(*) FROM f").fetchall()
+
+
+def test_a_view_read_in_a_new_process_names_a_column_of_another_kind(tmp_path):
+    path = tmp_path / "kinds.duckdb"
+    conn = open_released(path)
+    conn.sql("CREATE VIEW live AS SELECT * FROM ML.PREDICT(MODEL m, TABLE f)")
+    train(conn, "CAST(hour AS VARCHAR) AS dep_delay, distance, carrier, origin")  # version 4: dep_delay a category
+    conn.close()
+    script = (f"import sqlml\nwith sqlml.connect({str(path)!r}, read_only=True, progress=lambda m: None) as c:\n"
+              "    c.sql('SELECT * FROM live').fetchall()")
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
+    assert child.returncode != 0
+    assert ("sqlml.errors.DataError: View 'live' scores with model 'm', whose version 4 is served now; it takes other "
+            "feature columns than the view passes (dep_delay is a category for it, a number in the view). Recreate "
+            "the view") in child.stderr
 
 
 def test_deployments_log_is_plain_sql_and_survives_reopening(tmp_path):
@@ -398,3 +418,15 @@ def test_models_listing_shows_deployed_aliases_and_kill_switch(released, tmp_pat
     listed = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["version"], r["deployed"], r["aliases"], r["disabled"]) for r in listed] == [
         (1, False, ["champion"], False), (2, False, [], False), (3, True, [], False)]
+
+
+def test_ml_predict_reads_the_serving_state_once(released, monkeypatch):
+    """Resolving MODEL m and checking the kill switch share one read of sqlml.serving."""
+    from sqlml.registry.deployments import Deployments
+    read, original = [], Deployments.serving
+    monkeypatch.setattr(Deployments, "serving", lambda self, model: read.append(model) or original(self, model))
+    released.sql("ALTER MODEL m DISABLE")
+    read.clear()
+    prior = released.sql("SELECT avg(is_late::INT) FROM f").fetchall()[0][0]
+    served = released.sql("SELECT DISTINCT predicted_is_late_probs[2].prob FROM ML.PREDICT(MODEL m, TABLE f)").fetchall()
+    assert read == ["m"] and served == [(pytest.approx(prior, rel=1e-12),)]  # version 3's training rows: all of f

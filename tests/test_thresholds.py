@@ -76,7 +76,7 @@ def test_threshold_metrics_default_thresholds_include_extremes(model):
 
 def test_threshold_metrics_without_data_use_the_evaluation_split(model, random_split):
     table = model.duckdb.sql("SELECT * FROM flights WHERE month <= 9").to_arrow_table()
-    training, evaluation = random_split(table.num_rows, 0.3, 5)  # RANDOM, 30 %, random_seed 5
+    training, evaluation = random_split(table, 0.3, 5)  # RANDOM, 30 %, random_seed 5
     assert model.sql("SELECT training_rows, eval_rows FROM sqlml.models").fetchall() == [(len(training), len(evaluation))]
     model.duckdb.register("eval_split", table.take(evaluation))
     y, _, p = scored(model, "TABLE eval_split")

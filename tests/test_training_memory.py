@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import scipy.sparse as sp
+from conftest import held_out
 
 from sqlml.model.kinds import MODEL_KINDS
 from sqlml.model.preprocess import Preprocessor, encode_categories
@@ -106,22 +107,28 @@ HOLED = "(SELECT * REPLACE (CASE WHEN month = 3 THEN NULL ELSE is_late END AS is
 
 
 @pytest.mark.parametrize("option, source, eval_rows", [
-    ("max_training_rows = 3000", "flights", "round(count(*) * 0.2)"),
-    ("sample_fraction = 0.1", "flights", "round(count(*) * 0.2)"),
+    ("max_training_rows = 3000", "flights", None),  # None: the row-hash split (conftest.held_out)
+    ("sample_fraction = 0.1", "flights", None),
     ("sample_fraction = 0.1, data_split_method = 'NO_SPLIT'", "flights", "0"),
     ("max_training_rows = 2000, data_split_method = 'CUSTOM', data_split_col = 'HELD'", HOLED,
      "count(is_late) FILTER (WHERE held)"),
 ])
 def test_sampling_reads_only_the_rows_it_keeps_and_trains_the_same_model(flights, monkeypatch, option, source,
                                                                          eval_rows):
-    (labelled, expected_eval), = flights.sql(f"SELECT count(is_late), {eval_rows} FROM {source}").fetchall()
+    if eval_rows is None:
+        labelled_rows = flights.sql(f"SELECT * FROM {source} WHERE is_late IS NOT NULL").to_arrow_table()
+        labelled, expected_eval = labelled_rows.num_rows, len(held_out(labelled_rows, seed=7))
+    else:
+        (labelled, expected_eval), = flights.sql(f"SELECT count(is_late), {eval_rows} FROM {source}").fetchall()
     counts = _count_reads(flights, monkeypatch)
     flights.sql(SAMPLED.format(name="pushed", option=option, source=source))
     (training_rows, stored_eval), = flights.sql(
         "SELECT training_rows, eval_rows FROM sqlml.models WHERE name = 'pushed'").fetchall()
     assert training_rows < labelled - expected_eval
     assert stored_eval == (expected_eval or training_rows)  # NO_SPLIT evaluates on the training rows
-    assert counts == [training_rows + expected_eval]  # one read of the query, and only the rows used
+    # Only the rows used are read into Python; a hash split first streams every row for its hash alone.
+    total = flights.sql(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+    assert counts == ([total] if eval_rows is None else []) + [training_rows + expected_eval]
 
     monkeypatch.setattr(reading, "read_sample", lambda *args: None)  # the whole query, sampled in Python
     flights.sql(SAMPLED.format(name="whole", option=option, source=source))
@@ -140,4 +147,5 @@ def test_sampling_falls_back_to_the_whole_query_when_its_order_is_not_stable(fli
                                source="flights ORDER BY random()"))
     (training_rows,), = flights.sql("SELECT training_rows FROM sqlml.models").fetchall()
     assert training_rows == 3000
-    assert counts[-1] == total and len(counts) == 2  # the chosen rows came back with other labels: read it all
+    # The hash pass, the chosen rows (which came back with other labels), then the whole query.
+    assert counts[0] == counts[-1] == total and len(counts) == 3

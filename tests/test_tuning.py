@@ -49,11 +49,11 @@ def bc():
 def rows_of(conn, table="breast_cancer", seed=SEED):
     """(fit, validation, evaluation) row positions of a tuned model trained on ``table`` with ``seed``, by the
     documented rules: AUTO_SPLIT holds out the evaluation rows (20 % of 569), then docs/tuning.md sets 20 % of
-    the training rows aside as validation rows, drawn among them the same seeded way."""
-    n = conn.duckdb.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-    evaluation = held_out(n, seed=seed)
-    training = np.setdiff1d(np.arange(n), evaluation)
-    validation = training[held_out(len(training), 0.2, seed)]
+    the training rows aside as validation rows, hashed among them with the seed plus VALIDATION_SEED."""
+    rows = conn.duckdb.sql(f"SELECT * FROM {table}").to_arrow_table()
+    evaluation = held_out(rows, seed=seed)
+    training = np.setdiff1d(np.arange(rows.num_rows), evaluation)
+    validation = training[held_out(rows.take(training), 0.2, seed + 1_000_003)]
     return np.setdiff1d(training, validation), validation, evaluation
 
 
@@ -75,7 +75,7 @@ def trial_info(conn, model="tuned"):
 
 def test_splits_nest_validation_inside_training(bc):
     fit, validation, evaluation = rows_of(bc)
-    assert (len(fit), len(validation), len(evaluation)) == (364, 91, 114)  # docs/tuning.md's figures
+    assert (len(fit), len(validation), len(evaluation)) == (361, 103, 105)  # docs/tuning.md's figures
     assert not set(validation) & set(evaluation) and not set(fit) & set(evaluation) and not set(fit) & set(validation)
     stored = bc.duckdb.sql("SELECT training_rows, eval_rows FROM sqlml.models WHERE name = 'tuned'").fetchall()
     assert stored == [(len(fit), len(evaluation))]  # the version is the optimal trial, fitted on the fit rows
@@ -158,16 +158,19 @@ def test_grid_search_covers_the_grid(bc):
 
 
 def test_evaluation_split_does_not_influence_tuning(bc):
-    """Scrambling the evaluation rows (labels flipped, features shuffled) changes no trial, only ML.EVALUATE."""
+    """Scrambling the evaluation rows (labels flipped, features shuffled) changes no trial, only ML.EVALUATE.
+    The evaluation rows are a CUSTOM split (a hash split would move scrambled rows to other sides)."""
     _, _, evaluation = rows_of(bc, seed=3)
-    bc.duckdb.sql(f"""CREATE OR REPLACE TABLE scrambled AS
-        SELECT * REPLACE (CASE WHEN rowid IN ({', '.join(map(str, evaluation))}) THEN 1 - target ELSE target END AS target,
-                          CASE WHEN rowid IN ({', '.join(map(str, evaluation))}) THEN mean_radius * 3 ELSE mean_radius END
-                          AS mean_radius)
-        FROM breast_cancer ORDER BY rowid""")
-    for name, table in (("clean", "breast_cancer"), ("dirty", "scrambled")):
+    held = f"rowid IN ({', '.join(map(str, evaluation))})"
+    bc.duckdb.sql(f"CREATE OR REPLACE TABLE marked AS SELECT *, {held} AS is_eval FROM breast_cancer ORDER BY rowid")
+    bc.duckdb.sql("""CREATE OR REPLACE TABLE scrambled AS
+        SELECT * REPLACE (CASE WHEN is_eval THEN 1 - target ELSE target END AS target,
+                          CASE WHEN is_eval THEN mean_radius * 3 ELSE mean_radius END AS mean_radius)
+        FROM marked ORDER BY rowid""")
+    for name, table in (("clean", "marked"), ("dirty", "scrambled")):
         bc.sql(f"""CREATE OR REPLACE MODEL {name} OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'],
                    random_seed = 3, num_trials = 4, hparam_tuning_algorithm = 'RANDOM_SEARCH',
+                   data_split_method = 'CUSTOM', data_split_col = 'is_eval',
                    l2_reg = HPARAM_RANGE(0.01, 10)) AS SELECT * FROM {table}""")
     assert trial_info(bc, "clean") == trial_info(bc, "dirty")
     clean, dirty = (bc.sql(f"SELECT accuracy FROM ML.EVALUATE(MODEL {m})").fetchall()[0][0] for m in ("clean", "dirty"))
@@ -176,16 +179,18 @@ def test_evaluation_split_does_not_influence_tuning(bc):
 
 def test_a_failing_trial_is_recorded_and_the_others_go_on(bc):
     bc.sql("""CREATE OR REPLACE MODEL clusters OPTIONS (model_type = 'kmeans', random_seed = 1, num_trials = 3,
-              hparam_tuning_algorithm = 'GRID_SEARCH', num_clusters = HPARAM_CANDIDATES([2, 3, 50]))
+              hparam_tuning_algorithm = 'GRID_SEARCH', num_clusters = HPARAM_CANDIDATES([2, 3, 58]))
               AS SELECT * EXCLUDE (target) FROM breast_cancer LIMIT 60""")
     trials = {t["hyperparameters"]["num_clusters"]: t for t in trial_info(bc, "clusters")}
-    assert trials[50]["status"] == "FAILED" and "num_clusters = 50 is more than the 48 training row(s)" in trials[50]["error_message"]
+    fit, _, _ = rows_of(bc, "(SELECT * EXCLUDE (target) FROM breast_cancer LIMIT 60)", seed=1)  # 60 rows: no evaluation split
+    assert trials[58]["status"] == "FAILED"
+    assert f"num_clusters = 58 is more than the {len(fit)} training row(s)" in trials[58]["error_message"]
     assert trials[2]["status"] == trials[3]["status"] == "SUCCEEDED"
     dbi = {k: trials[k]["hparam_tuning_evaluation_metrics"]["davies_bouldin_index"] for k in (2, 3)}
     assert [k for k, t in trials.items() if t["is_optimal"]] == [min(dbi, key=dbi.get)]
-    with pytest.raises(SqlmlError, match=f"Trial {trials[50]['trial_id']} of model 'clusters' failed"):
+    with pytest.raises(SqlmlError, match=f"Trial {trials[58]['trial_id']} of model 'clusters' failed"):
         bc.sql(f"SELECT * FROM ML.PREDICT(MODEL clusters, TABLE breast_cancer, "
-               f"STRUCT({trials[50]['trial_id']} AS trial_id))")
+               f"STRUCT({trials[58]['trial_id']} AS trial_id))")
 
 
 def test_auto_keeps_the_leaderboards_best_and_ranks_the_baseline(bc):

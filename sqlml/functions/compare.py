@@ -1,14 +1,10 @@
 """ML.COMPARE: two models' ML.EVALUATE metrics on the same rows, with a paired bootstrap of each difference.
 
 The bootstrap (docs/evaluation.md): the labelled rows are scored once by each model, exactly as
-ML.EVALUATE scores them (:class:`~sqlml.model.metrics.Scored`). With
-``rng = numpy.random.default_rng(random_seed)``, resample *i* is the row positions
-``rng.integers(0, n, size=n)`` drawn in turn, ``num_bootstrap`` times; both models' metrics are computed
-on the same drawn rows and their difference a − b kept. A resample where a metric is undefined for either
-model (roc_auc of rows of one class) is left out of that metric's figures. The interval is the 2.5th and
-97.5th percentiles of the differences (``numpy.quantile``, linear interpolation); ``p_value`` is
-``min(1, 2 * min(share of differences <= 0, share >= 0))``; ``better_model`` is NULL when the interval
-contains 0, else the model the metric's direction favours (:data:`~sqlml.model.metrics.LOWER_IS_BETTER`).
+ML.EVALUATE scores them (:class:`~sqlml.model.metrics.Scored`), then resampled in pairs as
+:mod:`sqlml.model.bootstrap` says (``num_bootstrap`` resamples seeded by ``random_seed``; a 95 %
+interval). ``better_model`` is NULL when the interval contains 0, else the model the metric's
+direction favours (:data:`~sqlml.model.metrics.LOWER_IS_BETTER`).
 """
 
 from __future__ import annotations
@@ -17,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DataError
-from ..model import metrics
+from ..model import bootstrap, metrics
 from ..model.baseline import metric_values
 from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
@@ -45,33 +41,19 @@ def compare(call: Call) -> pa.Table:
     _check_paired(a, scored_a, b, scored_b)
     values_a, values_b = metric_values(scored_a), metric_values(scored_b)
     names = [m for m in metrics.OBJECTIVES[a.kind.task] if m in values_a and m in values_b]
-    differences = bootstrap(scored_a, scored_b, names, call.param("num_bootstrap", DEFAULT_BOOTSTRAP),
+    differences = bootstrap.differences(scored_a, scored_b, names, call.param("num_bootstrap", DEFAULT_BOOTSTRAP),
                             call.param("random_seed", 0))
     return pa.Table.from_pylist([_row(m, values_a[m], values_b[m], differences[m]) for m in names], schema=SCHEMA)
-
-
-def bootstrap(scored_a: Scored, scored_b: Scored, names: list[str], count: int, seed: int) -> dict[str, np.ndarray]:
-    """Each metric's differences a − b over ``count`` paired resamples of the rows (the module's scheme)."""
-    rng = np.random.default_rng(seed)
-    n = len(scored_a)
-    differences: dict[str, list[float]] = {m: [] for m in names}
-    for _ in range(count):
-        rows = rng.integers(0, n, size=n)
-        values_a, values_b = metric_values(scored_a.take(rows)), metric_values(scored_b.take(rows))
-        for m in names:
-            if values_a[m] is not None and values_b[m] is not None:
-                differences[m].append(values_a[m] - values_b[m])
-    return {m: np.asarray(d, dtype=np.float64) for m, d in differences.items()}
 
 
 def _row(metric: str, value_a: float | None, value_b: float | None, differences: np.ndarray) -> dict:
     row = {"metric": metric, "model_a_value": value_a, "model_b_value": value_b,
            "difference": None if value_a is None or value_b is None else value_a - value_b,
            "ci_lower": None, "ci_upper": None, "p_value": None, "better_model": None}
-    if row["difference"] is None or not len(differences):
+    found = bootstrap.interval(differences)
+    if row["difference"] is None or found is None:
         return row
-    low, high = (float(q) for q in np.quantile(differences, [0.025, 0.975]))
-    p_value = min(1.0, 2 * min(float(np.mean(differences <= 0)), float(np.mean(differences >= 0))))
+    low, high, p_value = found.low, found.high, found.p_value
     higher = "a" if low > 0 else "b" if high < 0 else None  # the model whose metric is significantly higher
     if higher is not None and metrics.lower_is_better(metric):
         higher = "b" if higher == "a" else "a"

@@ -38,7 +38,7 @@ def evaluate_overall(model: "LoadedModel", data: pa.Table | None, params: dict) 
     scored = metrics.Scored.of(model, data, threshold)
     baseline = Baseline.of(model)
     values = metric_values(scored)
-    return as_table([evaluate_rows(model, scored, baseline, primary_metric(model, params, values))])
+    return as_table([evaluate_rows(model, scored, baseline, primary_metric(model, params.get("primary_metric"), values))])
 
 
 def stored_row(model: "LoadedModel", params: dict) -> dict:
@@ -48,7 +48,7 @@ def stored_row(model: "LoadedModel", params: dict) -> dict:
     if not stored:  # trained before baselines existed
         return model_values
     return compare(model_values, stored["metrics"], stored.get("median_metrics"), stored["statistics"]["strategy"],
-                   primary_metric(model, params, model_values))
+                   primary_metric(model, params.get("primary_metric"), model_values))
 
 
 def _without_baseline(stored: dict) -> dict:

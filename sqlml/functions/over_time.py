@@ -4,7 +4,7 @@ One row per window (:mod:`sqlml.functions.windows`): ``window_start``, ``row_cou
 the baseline and lift, as ML.EVALUATE gives them, and ``degraded``: the primary metric is worse than
 the model's own figure on its evaluation split at training by more than ``degradation_margin``
 (default 0.05, in the metric's units). The primary metric is the deploy gate's
-(:func:`sqlml.train.gate.primary_metric`): the ``primary_metric`` parameter, else the model's
+(:func:`sqlml.model.baseline.primary_metric`): the ``primary_metric`` parameter, else the model's
 ``primary_metric`` option, else roc_auc (binary), log_loss (multiclass) or r2_score (regressors).
 
 The input is read once, batch by batch; per row only the label, the prediction, the class
@@ -18,9 +18,9 @@ import pyarrow as pa
 
 from ..errors import DataError, ParameterError, SqlmlError
 from ..model import metrics
+from ..model.baseline import primary_metric
 from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
-from ..train.gate import primary_metric
 from . import slices, windows
 from .base import Data, as_table
 
@@ -40,8 +40,7 @@ def evaluate(model: LoadedModel, data: Data, params: dict) -> pa.Table:
     if not found:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
     scored = metrics.Scored(arrays["y"], arrays["predicted"], arrays.get("probs"))
-    primary = primary_metric(model, {"primary_metric": params.get("primary_metric")
-                                     or model.info.options.get("primary_metric")})
+    primary = primary_metric(model, params.get("primary_metric") or model.info.options.get("primary_metric"))
     trained = metrics.finite(model.info.metrics.get(primary))
     margin = slices.setting(params, "degradation_margin", DEGRADATION_MARGIN)
     measure = slices.measurer(model, scored, {**params, "primary_metric": primary})

@@ -123,7 +123,7 @@ def measurer(model: "LoadedModel", scored: metrics.Scored, params: dict) -> t.Ca
     """Metrics (with the baseline unless ``FALSE AS baselines``) of a subset of the scored rows."""
     with_baseline = params.get("baselines", True)
     baseline = baselines.Baseline.of(model) if with_baseline else None
-    primary = baselines.primary_metric(model, params, baselines.metric_values(scored))
+    primary = baselines.primary_metric(model, params.get("primary_metric"), baselines.metric_values(scored))
 
     def measure(rows: np.ndarray) -> dict:
         part = scored.take(rows)

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import DataError, SqlmlError
+from ..errors import DataError, OptionError
 from . import metrics
 from .kinds import CLASSIFICATION, CLUSTERING
 from .loaded import LoadedModel
@@ -41,13 +41,14 @@ from .preprocess import to_float64
 STORED_KEY = "baseline"  # key of the baseline in the registry's metrics JSON
 
 
-def metric_values(scored: Scored) -> dict:
-    """sklearn.metrics of ``scored``; figures undefined on these rows (r2 of one row) are None."""
+def metric_values(scored: Scored, names: t.Collection[str] | None = None) -> dict:
+    """sklearn.metrics of ``scored`` (``names``: only those); figures undefined on these rows (r2 of one
+    row) are None."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # UndefinedMetricWarning on small slices: the value becomes NULL
-        values = (metrics.classification_metrics(scored.y, scored.probs, scored.predicted) if scored.probs is not None
-                  else metrics.regression_metrics(scored.y, scored.predicted))
-    return {k: metrics.finite(v) for k, v in values.items()}
+        values = (metrics.classification_metrics(scored.y, scored.probs, scored.predicted, names)
+                  if scored.probs is not None else metrics.regression_metrics(scored.y, scored.predicted))
+    return {k: metrics.finite(v) for k, v in values.items() if names is None or k in names}
 
 
 @dataclass
@@ -124,13 +125,18 @@ def at_training(model: "LoadedModel", train_rows: pa.Table, eval_rows: pa.Table)
     return {STORED_KEY: stored}
 
 
-def primary_metric(model: "LoadedModel", params: dict, available: t.Iterable[str]) -> str:
-    """The metric ``beats_baseline`` is judged on: roc_auc / r2_score unless ``primary_metric`` is given."""
-    chosen = params.get("primary_metric") or DEFAULT_OBJECTIVE[model.kind.task]
-    available = list(available)
+def primary_metric(model: "LoadedModel", chosen: str | None, available: t.Iterable[str] | None = None) -> str:
+    """The model's primary metric — what ``beats_baseline``, slices and the deploy gate judge on:
+    ``chosen`` (the ``primary_metric`` option or parameter), else roc_auc for a binary classifier,
+    log_loss for a multiclass one (its roc_auc is undefined on rows that lack a class), r2_score for a
+    regressor, davies_bouldin_index for k-means. It must be one of ``available`` (the task's metrics)."""
+    task = model.kind.task
+    available = list(metrics.OBJECTIVES[task] if available is None else available)
+    if chosen is None:
+        chosen = "log_loss" if task == CLASSIFICATION and len(model.classes) > 2 else DEFAULT_OBJECTIVE[task]
     if chosen not in available:
-        raise SqlmlError(f"primary_metric {chosen!r} is not a metric of this {model.kind.name} model; "
-                         f"choose one of: {', '.join(available)}.")
+        raise OptionError(f"primary_metric {chosen!r} is not a metric of a {task} model; "
+                          f"choose one of: {', '.join(available)}.")
     return chosen
 
 

@@ -130,26 +130,32 @@ def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = Non
     return regression_metrics(scored.y, scored.predicted)
 
 
-def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray) -> dict:
+def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray,
+                           names: t.Collection[str] | None = None) -> dict:
+    """sklearn.metrics of a classifier's rows; ``names``: only those (a bootstrap needs one)."""
     labels = np.arange(probs.shape[1])
     binary = probs.shape[1] == 2
     average = "binary" if binary else "macro"
     present = np.unique(y)
-    if binary:
-        auc = skm.roc_auc_score(y, probs[:, 1]) if len(present) == 2 else None
-    else:
-        auc = skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=labels) \
+    per_class = {"average": average, "labels": None if binary else labels, "zero_division": 0}
+
+    def auc():
+        if binary:
+            return skm.roc_auc_score(y, probs[:, 1]) if len(present) == 2 else None
+        return skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=labels) \
             if len(present) == probs.shape[1] else None
-    return {
-        "precision": skm.precision_score(y, predicted, average=average, labels=None if binary else labels, zero_division=0),
-        "recall": skm.recall_score(y, predicted, average=average, labels=None if binary else labels, zero_division=0),
-        "accuracy": skm.accuracy_score(y, predicted),
-        "f1_score": skm.f1_score(y, predicted, average=average, labels=None if binary else labels, zero_division=0),
-        "log_loss": skm.log_loss(y, probs, labels=labels),
+    figures = {
+        "precision": lambda: skm.precision_score(y, predicted, **per_class),
+        "recall": lambda: skm.recall_score(y, predicted, **per_class),
+        "accuracy": lambda: skm.accuracy_score(y, predicted),
+        "f1_score": lambda: skm.f1_score(y, predicted, **per_class),
+        "log_loss": lambda: skm.log_loss(y, probs, labels=labels),
         "roc_auc": auc,
         # Area under the precision-recall curve: unlike roc_auc, it drops when a rare class is missed.
-        **({"pr_auc": skm.average_precision_score(y, probs[:, 1]) if len(present) == 2 else None} if binary else {}),
+        **({"pr_auc": lambda: skm.average_precision_score(y, probs[:, 1]) if len(present) == 2 else None}
+           if binary else {}),
     }
+    return {k: f() for k, f in figures.items() if names is None or k in names}
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:

@@ -89,6 +89,7 @@ OPTIONS: dict[str, Option] = {
     # The deploy gate on every retrain (sqlml.release_gate, docs/release.md).
     "deploy": Option(str, choices=("if_not_worse", "always", "never")),
     "deploy_tolerance": Option(float, low=0.0, high=1e12),
+    "deploy_significance": Option(float, low=0.0, high=1.0, low_open=True),
     "primary_metric": Option(str),
     "description": Option(str),
     "intended_use": Option(str),

@@ -71,12 +71,18 @@ class Registry:
     def resolve(self, name: str, version: int | str | None = None) -> ModelVersion:
         """A version by number, by alias (a string), or (None) the deployed one — the latest for models
         never deployed; a clear error when there is none or it is damaged."""
+        return self.resolve_serving(name, version)[0]
+
+    def resolve_serving(self, name: str, version: int | str | None = None) -> tuple[ModelVersion, Serving | None]:
+        """:meth:`resolve`, with the model's serving state it read to do so (None when a number was
+        named, or the model was never deployed), so a caller need not read it again."""
         versions = self.versions(name)
         if not versions:
             known = sorted({v.name for v in self.versions()})
             hint = f" Models in this database: {', '.join(known)}." if known else " This database has no models yet."
             raise ModelNotFoundError(f"Model '{name}' does not exist.{hint}")
-        number = self._number(name, version, versions)
+        serving = None if isinstance(version, int) else self.deployments.serving(name)
+        number = self._number(name, version, versions, serving)
         chosen = next((v for v in versions if v.version == number), None)
         if chosen is None and version is None:
             raise ModelIntegrityError(f"Model '{name}' version {number} is deployed (sqlml.serving) but not stored: "
@@ -85,12 +91,11 @@ class Registry:
         if chosen is None:
             raise ModelNotFoundError(
                 f"Model '{name}' has no version {number}; it has versions {', '.join(str(v.version) for v in versions)}.")
-        return trusted(chosen)
+        return trusted(chosen), serving
 
-    def _number(self, name: str, version: int | str | None, versions: list[ModelVersion]) -> int:
+    def _number(self, name: str, version: int | str | None, versions: list[ModelVersion], serving: Serving | None) -> int:
         if isinstance(version, int):
             return version
-        serving = self.deployments.serving(name)
         if version is None:
             return serving.deployed if serving is not None and serving.deployed is not None else versions[-1].version
         aliases = serving.aliases if serving is not None else {}

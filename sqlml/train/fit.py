@@ -94,6 +94,8 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     if kind.supervised:
         table, classes = prepare_label(table, label, kind)
     split = split or (held and held.split) or split_rows(table, options, options.get("random_seed"))
+    if split.fraction is not None:  # recorded: the deploy gate recomputes which rows this version held out
+        options = {**options, "data_split_eval_fraction": split.fraction}
     split, data_notes = ((split, held.notes) if held and held.notes is not None
                          else sampling.limit_training_rows(split, table, label, classes, options))
     for note in data_notes:

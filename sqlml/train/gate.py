@@ -1,25 +1,34 @@
 """The deploy gate on every retrain: a new version is deployed only when it is not worse than the
 deployed one on the same held-out rows (docs/release.md, "The gate on every retrain").
 
-``deploy = 'if_not_worse'`` (the default) scores both versions on the new version's evaluation rows
-— with the same split options and the same training rows these are rows neither was trained on — on
+``deploy = 'if_not_worse'`` (the default) scores both versions on the rows that both held out when
+they were trained (:func:`shared_rows`; the hash split of :mod:`sqlml.train.split` keeps a held-out row
+held out as rows are added, so these are the new version's evaluation rows when the two split alike) on
 the primary metric (``primary_metric``, else roc_auc for a binary classifier, log_loss for a
 multiclass one, r2_score for a regressor, davies_bouldin_index for k-means), and deploys the new
 version when it is worse by no more than ``deploy_tolerance`` (in the metric's units) and also beats
-its trivial baseline. ``'always'`` is BigQuery's behaviour; ``'never'`` stores the version only.
+its trivial baseline — and, with ``deploy_significance`` (e.g. 0.05), only when it is significantly
+better (:func:`significantly_better`). ``'always'`` is BigQuery's behaviour; ``'never'`` stores the version only.
 """
 
 from __future__ import annotations
 
+import typing as t
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from ..errors import OptionError
-from ..model import metrics
-from ..model.baseline import Baseline, metric_values
-from ..model.kinds import CLASSIFICATION, CLUSTERING
+from ..model import bootstrap, metrics
+from ..model.baseline import Baseline, metric_values, primary_metric
+from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
+from ..model.metrics import Scored
+from .labels import prepare_label
+from .split import held_out_by, split_rows
+
+BOOTSTRAP_RESAMPLES = 1000  # ML.COMPARE's default num_bootstrap
 
 
 @dataclass
@@ -32,10 +41,51 @@ class Verdict:
     eval_rows: int | None = None
 
 
-def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: pa.Table,
-           on_training_rows: bool, deployed_rows: pa.Table | None = None) -> Verdict:
-    """Whether ``new`` replaces ``deployed``, and the one sentence that says why. ``deployed_rows`` are
-    the same held-out rows with the columns the deployed version reads (None: they could not be had)."""
+@dataclass
+class Rows:
+    """The rows both versions are scored on, as each of them reads them."""
+    new: pa.Table
+    deployed: pa.Table | None  # None: the same rows could not be had
+    caveat: str = ""  # why the deployed version may have been trained on some of them
+
+
+def shared_rows(new_model: LoadedModel, deployed: LoadedModel, eval_rows: pa.Table, new_table: pa.Table,
+                deployed_columns: list[str], deployed_table: t.Callable[[], pa.Table]) -> Rows:
+    """The new version's evaluation rows (``eval_rows``, of the training query's rows ``new_table``)
+    that the deployed version held out too (:func:`held_out_by` with its own seed and fraction). When
+    the new rows carry every column the deployed version's training query returned, its rule is
+    applied to them; else its own query is read (``deployed_table``) and paired with the new one row
+    by row — only when both return as many labelled rows; else the rows cannot be had."""
+    options, eval_count = deployed.info.options, deployed.info.eval_rows
+    new, new_options = _labelled(new_model, new_table), new_model.info.options
+    positions = split_rows(new, new_options, new_options.get("random_seed")).eval
+    if positions is None or len(positions) != eval_rows.num_rows:
+        return Rows(eval_rows, None)
+    if set(deployed_columns) <= set(new.column_names):
+        held = held_out_by(options, eval_count, new.select(deployed_columns))
+        return _kept(eval_rows, eval_rows, None if held is None else held[positions])
+    old = _labelled(deployed, deployed_table())
+    if old.num_rows != new.num_rows:
+        return Rows(eval_rows, None)
+    held = held_out_by(options, eval_count, old)
+    return _kept(eval_rows, old.take(positions), None if held is None else held[positions])
+
+
+def _labelled(model: LoadedModel, table: pa.Table) -> pa.Table:
+    return table if model.label is None else prepare_label(table, model.label, model.kind)[0]
+
+
+def _kept(new: pa.Table, deployed: pa.Table, held: np.ndarray | None) -> Rows:
+    if held is None:
+        return Rows(new, deployed, " (the deployed version held no rows out of its training, so it may have been "
+                                   "trained on some of them)")
+    keep = pa.array(held)
+    return Rows(new.filter(keep), deployed.filter(keep))
+
+
+def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: Rows,
+           on_training_rows: bool) -> Verdict:
+    """Whether ``new`` replaces ``deployed``, and the one sentence that says why."""
     mode = options.get("deploy", "if_not_worse")
     if deployed is None:
         return Verdict(True, "the first version of a model is deployed")
@@ -43,33 +93,46 @@ def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: 
         return Verdict(True, "deploy = 'always'")
     if mode == "never":
         return Verdict(False, "deploy = 'never': stored for comparison only")
-    metric = primary_metric(new, options)
-    if deployed_rows is None:
+    metric = primary_metric(new, options.get("primary_metric"))
+    if rows.deployed is None:
         return Verdict(False, "the deployed version reads columns the new training query does not select, and its "
                        "own training query returns other rows, so the two cannot be scored on the same rows", metric)
-    new_value, old_value = score(new, rows, metric), score(deployed, deployed_rows, metric)
+    if rows.new.num_rows == 0:
+        return Verdict(False, "no held-out row of the new version was held out by the deployed version too "
+                       "(their splits differ: data_split_method, data_split_eval_fraction, random_seed)", metric)
+    new_value, old_value = score(new, rows.new, metric), score(deployed, rows.deployed, metric)
     tolerance = options.get("deploy_tolerance", 0.0)
     lower = metrics.lower_is_better(metric)
     not_worse = new_value <= old_value + tolerance if lower else new_value >= old_value - tolerance
-    beats = beats_baseline(new, rows, metric, new_value)
-    where = f"{rows.num_rows:,} {'training (no evaluation split)' if on_training_rows else 'held-out'} rows"
+    beats = beats_baseline(new, rows.new, metric, new_value)
+    count = rows.new.num_rows
+    where = f"{count:,} {'training (no evaluation split)' if on_training_rows else 'held-out'} rows{rows.caveat}"
     verdict = "not worse than" if not_worse else "worse than"
     reason = (f"{metric} {new_value:.4g} vs {old_value:.4g} for the deployed version on the same {where}: "
               f"{verdict} it (tolerance {tolerance:g})" + ("" if beats else ", and it does not beat its baseline"))
-    return Verdict(not_worse and beats, reason, metric, new_value, old_value, rows.num_rows)
+    better, said = True, ""
+    if options.get("deploy_significance") is not None and not_worse and beats:
+        better, said = significantly_better(new, deployed, rows, metric, options["deploy_significance"])
+    return Verdict(not_worse and beats and better, reason + said, metric, new_value, old_value, count)
 
 
-def primary_metric(model: LoadedModel, options: dict) -> str:
-    chosen = options.get("primary_metric")
-    task = model.kind.task
-    if chosen is None:
-        if task == CLASSIFICATION:
-            return "roc_auc" if len(model.classes) == 2 else "log_loss"
-        return "davies_bouldin_index" if task == CLUSTERING else "r2_score"
-    if chosen not in metrics.OBJECTIVES[task]:
-        raise OptionError(f"primary_metric {chosen!r} is not a metric of a {task} model; choose one of: "
-                          f"{', '.join(metrics.OBJECTIVES[task])}.")
-    return chosen
+def significantly_better(new: LoadedModel, deployed: LoadedModel, rows: Rows, metric: str,
+                         significance: float) -> tuple[bool, str]:
+    """``deploy_significance``: whether the new version is better than the deployed one with the
+    paired bootstrap of ML.COMPARE (:mod:`sqlml.model.bootstrap`, seed 0, :data:`BOOTSTRAP_RESAMPLES`
+    resamples): its (1 − significance) interval of new − deployed lies wholly on the better side of 0."""
+    if new.kind.task == CLUSTERING:
+        raise OptionError("deploy_significance compares labelled predictions; a k-means model has none. "
+                          "Leave it out (the gate still compares the two versions).")
+    drawn = bootstrap.differences(Scored.of(new, rows.new), Scored.of(deployed, rows.deployed), [metric],
+                                  BOOTSTRAP_RESAMPLES, 0)[metric]
+    found = bootstrap.interval(drawn, 1 - significance)
+    if found is None:
+        return False, f"; {metric} is undefined on every bootstrap resample, so it is not significantly better"
+    better = found.high < 0 if metrics.lower_is_better(metric) else found.low > 0
+    return better, (f"; new − deployed {100 * (1 - significance):g} % interval [{found.low:.4g}, {found.high:.4g}], "
+                    f"p = {found.p_value:.3g}: {'' if better else 'not '}significantly better "
+                    f"(deploy_significance {significance:g})")
 
 
 def score(model: LoadedModel, rows: pa.Table, metric: str) -> float:

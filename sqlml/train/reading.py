@@ -23,7 +23,7 @@ from ..sql.transform import quoted
 from . import sample as sampling
 from .labels import column_name, prepare_label
 from .matrix import release
-from .split import Split, split_rows
+from .split import HASHED, Split, row_hashes, split_rows
 
 _ROW = "__sqlml_row"  # the query's row number, for reading only the rows a sample keeps
 
@@ -95,18 +95,19 @@ def read_sample(engine: t.Any, sql: str, schema: pa.Schema, kind: ModelKind, opt
     if not names:
         return None
     numbered = f"SELECT row_number() OVER () - 1 AS {_ROW}, * FROM ({sql})"
-    narrow = engine.read_arrow(f"SELECT {', '.join([_ROW, *map(quoted, names)])} FROM ({numbered})")
+    narrow, hashes = _narrow(engine, numbered, names, options)
     if narrow.num_rows == 0:
         return None
     positions = narrow[_ROW].to_numpy()
     narrow = narrow.drop_columns([_ROW])
     if kind.supervised:
         if narrow[names[0]].null_count:  # prepare_label drops these rows: number the rest as it does
-            positions = positions[pc.is_valid(narrow[names[0]]).to_numpy(zero_copy_only=False)]
+            labelled = pc.is_valid(narrow[names[0]]).to_numpy(zero_copy_only=False)
+            positions, hashes = positions[labelled], None if hashes is None else hashes[labelled]
         narrow, classes = prepare_label(narrow, names[0], kind)
     else:
         classes = None
-    whole = split_rows(narrow, options, options.get("random_seed"))
+    whole = split_rows(narrow, options, options.get("random_seed"), hashes)
     split, notes = sampling.limit_training_rows(whole, narrow, names[0] if label else None, classes, options)
     if not notes:
         return None
@@ -116,8 +117,22 @@ def read_sample(engine: t.Any, sql: str, schema: pa.Schema, kind: ModelKind, opt
         return None
     rows.notes = notes
     rows.split = Split(np.searchsorted(chosen, split.train),
-                       None if split.eval is None else np.searchsorted(chosen, split.eval))
+                       None if split.eval is None else np.searchsorted(chosen, split.eval), whole.fraction)
     return rows
+
+
+def _narrow(engine: t.Any, numbered: str, names: list[str], options: dict) -> tuple[pa.Table, np.ndarray | None]:
+    """The row numbers and the columns ``names`` of the ``numbered`` query; with a hash split, also each
+    row's hash over all its columns (:func:`sqlml.train.split.row_hashes`), computed as the rows stream by."""
+    columns = [_ROW, *names]
+    if options.get("data_split_method", "AUTO_SPLIT") not in HASHED:
+        return engine.read_arrow(f"SELECT {', '.join(map(quoted, columns))} FROM ({numbered})"), None
+    kept, hashes = [], []
+    for batch in engine.read_batches(numbered):
+        hashes.append(row_hashes(batch.drop_columns([_ROW]), options.get("random_seed")))
+        kept.append(_own(batch.select(columns), []))  # its own buffers: the engine's batch is freed
+    schema = pa.schema([engine.schema(numbered).field(c) for c in columns])
+    return pa.Table.from_batches(kept, schema), np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
 
 
 def _split_columns(options: dict, label: str | None) -> list[str]:

@@ -45,6 +45,7 @@ from .search import AUTO_TYPES, resolve_options
 __all__ = ["AUTO_TYPES", "read", "resolve_options", "train", "validation_rows"]  # what the executor and tests use
 
 VALIDATION_FRACTION = 0.2
+VALIDATION_SEED = 1_000_003  # added to random_seed: the validation part is hashed apart from the evaluation split
 MIN_TRAINING_ROWS = 20  # below this a validation part leaves too little to fit or to judge on
 
 
@@ -86,7 +87,7 @@ def train(rows: Rows, raw: dict, name: str, query: str, progress: t.Callable[[st
     # The data checks and column statistics look at the whole training query: once, not once per trial.
     features = training.feature_columns(table, label, the_plan.fixed)
     train_args = {"profile": training.profile_data(table, label, the_plan.fixed, features), **train_args}
-    runner = _Runner(the_plan, objective, table, schema, splits.Split(fit, split.eval), table.take(validation),
+    runner = _Runner(the_plan, objective, table, schema, splits.Split(fit, split.eval, split.fraction), table.take(validation),
                      name, query, progress, train_args)
     runner.run()
     return runner.version_row()
@@ -101,7 +102,9 @@ def validation_rows(table: pa.Table, split: splits.Split, options: dict) -> tupl
     seq = options.get("data_split_method") == "SEQ"
     inner = splits.split_rows(table.take(split.train),
                                 {"data_split_method": "SEQ" if seq else "RANDOM", "data_split_col": options.get("data_split_col"),
-                                 "data_split_eval_fraction": VALIDATION_FRACTION}, options.get("random_seed"))
+                                 "data_split_eval_fraction": VALIDATION_FRACTION}, VALIDATION_SEED + (options.get("random_seed") or 0))
+    if inner.eval is None:
+        raise DataError(f"The validation part of the {len(split.train)} training rows is empty; tune on more rows.")
     return split.train[inner.train], split.train[inner.eval]
 
 
