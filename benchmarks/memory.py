@@ -1,7 +1,7 @@
 """Peak memory of sqlml's big statements, each measured in a fresh child process.
 
     python benchmarks/memory.py [--rows 1000000 5000000 20000000] [--model logistic_reg]
-                                [--memory-limit 256MB] [--dir /tmp/x] [--skip-training]
+                                [--memory-limit 128MB] [--dir /tmp/x] [--skip-training]
 
 Scoring: peak RSS growth of ``CREATE TABLE scored AS SELECT * FROM ML.PREDICT(MODEL m, TABLE big)``
 over a file-backed DuckDB database (``big``: 10 DOUBLE columns and one VARCHAR of 20 levels, ~88 bytes
@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=list(ROWS))
     parser.add_argument("--model", default="logistic_reg", choices=list(MODELS))
-    parser.add_argument("--memory-limit", default="256MB", help="DuckDB's SET memory_limit, or 'none'")
+    parser.add_argument("--memory-limit", default="128MB", help="DuckDB's SET memory_limit, or 'none'")
     parser.add_argument("--dir", default=None, help="where the database goes (default: a temporary folder)")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
