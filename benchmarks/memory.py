@@ -1,7 +1,7 @@
 """Peak memory of sqlml's big statements, each measured in a fresh child process.
 
     python benchmarks/memory.py [--rows 1000000 5000000 20000000] [--model logistic_reg]
-                                [--memory-limit 128MB] [--dir /tmp/x] [--skip-training]
+                                [--memory-limit 128MB] [--dir /tmp/x] [--training-rows N | --skip-training]
 
 Scoring: peak RSS growth of ``CREATE TABLE scored AS SELECT * FROM ML.PREDICT(MODEL m, TABLE big)``
 over a file-backed DuckDB database (``big``: 10 DOUBLE columns and one VARCHAR of 20 levels, ~88 bytes
@@ -14,7 +14,7 @@ Beside it, the same for DuckDB alone (``CREATE TABLE scored AS SELECT x0 > 1 AS 
 memory DuckDB itself takes. Without a ``memory_limit`` (``--memory-limit none``) DuckDB's buffer pool
 keeps the new table's blocks cached up to 80 % of RAM, so both columns then grow with the rows.
 
-Training: rows from ``benchmarks/memory_training.py`` (``training_rows()``) when that module is present.
+Training: ``measure_training`` of ``benchmarks/memory_training.py`` when that module is present.
 """
 
 from __future__ import annotations
@@ -121,16 +121,16 @@ def scoring_section(directory: str, sizes: list[int], model: str, memory_limit: 
         print("note: the kernel refused to reset the peak-RSS mark; growth includes loading the model")
 
 
-def training_section() -> None:
+def training_section(rows: int) -> None:
+    """CREATE MODEL per model type, from benchmarks/memory_training.py when it is present."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
         import memory_training
     except ImportError:
         print("\nTraining: skipped (benchmarks/memory_training.py is not present)")
         return
-    print("\nTraining: peak RSS growth of CREATE MODEL")
-    for row in memory_training.training_rows():
-        print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    print(f"\nTraining: peak RSS growth of CREATE MODEL at {rows:,} rows, as a ratio to its feature matrix")
+    memory_training.print_table(memory_training.measure_training(rows))
 
 
 def main() -> None:
@@ -145,12 +145,13 @@ def main() -> None:
     parser.add_argument("--model", default="logistic_reg", choices=list(MODELS))
     parser.add_argument("--memory-limit", default="128MB", help="DuckDB's SET memory_limit, or 'none'")
     parser.add_argument("--dir", default=None, help="where the database goes (default: a temporary folder)")
+    parser.add_argument("--training-rows", type=int, default=2_000_000)
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
         scoring_section(directory, sorted(args.rows), args.model, args.memory_limit)
     if not args.skip_training:
-        training_section()
+        training_section(args.training_rows)
 
 
 if __name__ == "__main__":
