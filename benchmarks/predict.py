@@ -37,6 +37,7 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler 
 
 import sqlml  # noqa: E402
 from sqlml.train import fit as training  # noqa: E402
+from sqlml.train import matrix  # noqa: E402
 
 MODELS = {
     "logistic_reg": "model_type = 'logistic_reg'",
@@ -88,7 +89,7 @@ def bench_training(conn: sqlml.Connection, name: str, options: str, repeat: int)
     assert train_rows.num_rows == model.info.training_rows
     y = np.asarray(train_rows["label"]).astype(int)
     matrices = {"NumPy matrix": model.features(train_rows)}
-    fitted_on = training.training_matrix(model.preprocessor, model.kind, train_rows)
+    fitted_on = matrix.training_matrix(model.preprocessor, model.kind, train_rows)
     if sparse.issparse(fitted_on):  # also the like-for-like floor: the very CSR matrix CREATE MODEL fits
         matrices["CSR matrix CREATE MODEL fits"] = fitted_on
 

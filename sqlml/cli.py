@@ -154,7 +154,8 @@ def models(db_path: str, output_format: str) -> None:
             click.echo("No models yet.", err=True)
             return
         listed = conn.models().select("name, version, deployed, aliases, disabled, model_type, label, training_rows, "
-                                      "eval_rows, created_at, status")
+                                      "eval_rows, created_at, options->>'expiration_timestamp' AS expiration_timestamp, "
+                                      "options->'labels' AS labels, status")
         print_result(listed, output_format)
 
 

@@ -21,6 +21,10 @@ class ModelNotFoundError(SqlmlError):
     """The named model (or version) is not in the registry."""
 
 
+class ModelExpiredError(ModelNotFoundError):
+    """A model past its expiration_timestamp (ALTER MODEL … SET OPTIONS): BigQuery would have deleted it."""
+
+
 class DataError(SqlmlError):
     """The training or prediction data cannot be used as it is (missing column, NaN, one class...)."""
 

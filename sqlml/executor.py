@@ -15,8 +15,9 @@ from .engines.base import Engine
 from .errors import SecretKeyError, SqlmlError
 from .functions import HANDLERS
 from .functions.base import Call, Data, Stream
-from .model import envelope, loaded
+from .model import drift, envelope, loaded
 from .model import options as opts
+from .model.bigquery_options import refuse_expired
 from .model.loaded import LoadedModel
 from .registry.deployments import Decision
 from .registry.release import Release
@@ -83,8 +84,9 @@ class Executor:
                                    keep=[checked.get("data_split_col"), checked.get("instance_weight_col")],
                                    dialect=self.engine.dialect)
             query_sql = transform.training_sql(fitted, step.query_sql)
-        table = self.engine.read_arrow(query_sql)
-        row = tune.train(table, step.options, step.name, step.query_sql, self.progress, transform=fitted)
+        rows = tune.read(self.engine, query_sql, kind, checked)
+        row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted,
+                         training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
         verdict = self._gate(step.name, checked, row, eval_data, on_training_rows)
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
@@ -95,6 +97,13 @@ class Executor:
         views.refresh(self.registry, step.name)  # views over the model may serve the new version
         self.progress(f"Model '{step.name}' version {version} stored.")
         return None
+
+    def _raw_statistics(self, query_sql: str, kind: t.Any, options: dict) -> dict:
+        """ML.VALIDATE_DATA_SKEW's statistics of a TRANSFORM model's raw input columns, over its training query."""
+        label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
+        kinds = drift.comparable(self.engine.schema(query_sql),
+                                 [label, options.get("data_split_col"), options.get("instance_weight_col")])
+        return drift.statistics(lambda: self.engine.read_batches(query_sql), kinds)
 
     def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool) -> gate.Verdict:
         """The deploy gate's verdict on a new version (train/gate.py), against the deployed one."""
@@ -212,6 +221,7 @@ class Executor:
             raise SqlmlError("A/B serving needs split_key, the column whose hash decides each row's arm: "
                              "STRUCT(0.2 AS challenger_fraction, 'id' AS split_key).")
         info = self.registry.resolve(name, version)
+        refuse_expired(info.name, info.version, info.options)
         function = views.define(self.engine, self.registry, info, ab)
         model_state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
         columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
@@ -227,13 +237,17 @@ class Executor:
     def compute(self, tf: TableFunction) -> pa.Table | Stream:
         params = dict(tf.params)
         model = self.load(*tf.model, trial_id=params.pop("trial_id", None)) if tf.model else None
+        if model is not None:
+            refuse_expired(model.info.name, model.info.version, model.info.options)
         function = tf.function
         if function == "PREDICT" and model is not None and tf.model[1] is None and self._disabled(model.info.name):
             self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "
                           "ML.PREDICT serves its baseline.")
             function = "BASELINE"
+        reader = None if function in catalog.RAW_INPUT else model  # skew reads the rows as given, before TRANSFORM
         call = Call(function=function, model=model, params=params, argument=tf.argument,
-                    data=self._data(model, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None)
+                    data=self._data(reader, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None,
+                    data_b=self._data(None, tf.input_b_sql) if tf.input_b_sql is not None else None)
         if tf.model_b is not None:  # ML.COMPARE: the same rows, through the second model's own TRANSFORM
             other = self.load(*tf.model_b)
             shared = not (model.transform or other.transform)  # then one read of the rows serves both

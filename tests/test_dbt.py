@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sklearn.metrics
+from sklearn.linear_model import LinearRegression
 
 import sqlml
 
@@ -86,6 +87,11 @@ def built(tmp_path_factory):
         "{{ config(materialized='sqlml_table') }}\n"
         "select '🐧 ' || predicted_species as label, species\n"
         "from ML.PREDICT(MODEL {{ ref('penguin_species') }}, TABLE {{ ref('penguins') }})\n")
+    (models / "bigquery_weight.sql").write_text(  # BigQuery ML's SQL: SAFE_CAST, FLOAT64, a "string"
+        "{{ config(materialized='sqlml_model', dialect='bigquery', "
+        "sqlml={'model_type': 'linear_reg', 'input_label_cols': ['body_mass_g'], 'data_split_method': 'NO_SPLIT'}) }}\n"
+        "select SAFE_CAST(flipper_length_mm AS FLOAT64) as flipper_length_mm, body_mass_g from {{ ref('penguins') }}\n"
+        'where body_mass_g is not null and flipper_length_mm is not null and species != "Gentoo"\n')
     (models / "unknown_model_predictions.sql").write_text(
         "select * from {{ sqlml.predict('wt.main.nope', ref('penguins')) }}\n")
     first = dbt(project, "build", "--threads", "4")
@@ -131,8 +137,22 @@ def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
 
 def test_each_build_trains_a_new_version(db):
     versions = db.sql("SELECT name, list(version ORDER BY version) FROM sqlml.models GROUP BY name ORDER BY name").fetchall()
-    assert versions == [(DELAY, [1]), ("wt.main.delay_model_noise", [1]), (SPECIES, [1]), (WEIGHT, [1, 2]),
+    assert versions == [("wt.main.bigquery_weight", [1]), (DELAY, [1]), ("wt.main.delay_model_noise", [1]), (SPECIES, [1]), (WEIGHT, [1, 2]),
                         ("wt.main.weighted_species", [1])]
+
+
+def test_a_model_configured_with_the_bigquery_dialect_reads_bigquery_sql(db):
+    # reference: bigqueryml-syntax-create (a CREATE MODEL query written in BigQuery's SQL), as a dbt model
+    # with config(dialect='bigquery')
+    rows = db.sql("SELECT flipper_length_mm, body_mass_g FROM penguins WHERE body_mass_g IS NOT NULL "
+                  "AND flipper_length_mm IS NOT NULL AND species != 'Gentoo'").fetchnumpy()
+    expected = LinearRegression().fit(rows["flipper_length_mm"][:, None], rows["body_mass_g"])
+    X, y = rows["flipper_length_mm"][:, None], rows["body_mass_g"]
+    ((r2,),) = db.sql("SELECT r2_score FROM bigquery_weight").fetchall()
+    assert r2 == pytest.approx(sklearn.metrics.r2_score(y, expected.predict(X)), rel=1e-9)
+    weight = db.sql("SELECT weight FROM ML.WEIGHTS(MODEL wt.main.bigquery_weight) WHERE processed_input = "
+                    "'flipper_length_mm'").fetchall()[0][0]
+    assert weight == pytest.approx(expected.coef_[0], rel=1e-9)
 
 
 def test_ml_config_values_reach_the_options_as_written(db):
@@ -375,6 +395,31 @@ def test_the_noise_model_fails_its_baseline_test_for_the_right_reason(built, db)
     assert sklearn.metrics.roc_auc_score(scored.is_late.astype(bool), score) - 0.5 <= 0.05
 
 
+def _drift_tests(result) -> dict:
+    """The sqlml_no_drift / sqlml_no_skew results of a run by (test, model, whether it fails on purpose)."""
+    found = {}
+    for r in result.result.results:
+        metadata = getattr(r.node, "test_metadata", None)
+        if metadata is not None and metadata.name in ("sqlml_no_drift", "sqlml_no_skew"):
+            on = r.node.attached_node.split(".")[-1]
+            found[(metadata.name, on, "columns" not in metadata.kwargs and "thresholds" not in metadata.kwargs)] = r
+    return found
+
+
+def test_drift_and_skew_tests_pass_and_fail_on_what_ml_validate_finds(built, db):
+    first, failing = _drift_tests(built["first"]), _drift_tests(built["failing"])
+    assert {k: r.status for k, r in first.items()} == {("sqlml_no_skew", "delay_model", False): "pass",
+                                                       ("sqlml_no_drift", "flights_recent", False): "pass"}
+    assert {k: (r.status, r.failures) for k, r in failing.items()} == {
+        ("sqlml_no_skew", "delay_model_noise", True): ("fail", 1), ("sqlml_no_drift", "flights_recent", True): ("fail", 1)}
+    drift = db.sql("SELECT input FROM ML.VALIDATE_DATA_DRIFT(TABLE flights_train, TABLE flights_recent) "
+                   "WHERE is_anomaly").fetchall()
+    skew = db.sql("SELECT input, value FROM ML.VALIDATE_DATA_SKEW(MODEL wt.main.delay_model_noise, TABLE flights_recent)"
+                  ).fetchall()
+    assert drift == [("month",)]  # February–August against October–December
+    assert [name for name, value in skew if value > 0.0001] == ["noise"]
+
+
 # ---- audit table and registry views ----
 
 def test_audit_table_has_one_row_per_training_run_appended_never_rewritten(built, db):
@@ -404,7 +449,7 @@ def test_registry_views_list_every_model_and_version(db):
     assert versions == db.sql("SELECT name, version, metrics FROM sqlml.models ORDER BY 1, 2").fetchall()
     models = dict((n, (latest, count)) for n, latest, count in db.sql(
         "SELECT model_name, latest_version, versions FROM sqlml_models").fetchall())
-    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 5
+    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 6
 
 
 # ---- threads ----
@@ -416,7 +461,7 @@ def test_models_trained_in_parallel_threads(built, db):
         if r.node.config.materialized == "sqlml_model" and r.status == "success":
             (execute,) = [t for t in r.timing if t.name == "execute"]
             spans.append((execute.started_at, execute.completed_at, r.thread_id))
-    assert len(spans) == 4
+    assert len(spans) == 5  # bigquery_weight too
     overlapping = [(a, b) for a in spans for b in spans if a is not b and a[0] < b[1] and b[0] < a[1]]
     assert overlapping and all(a[2] != b[2] for a, b in overlapping)
     assert db.sql(f"SELECT count(*) FROM sqlml.models WHERE name IN ('{DELAY}', '{SPECIES}', '{WEIGHT}')").fetchall() == [(4,)]

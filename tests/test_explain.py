@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import shap
 from sklearn.linear_model import LinearRegression

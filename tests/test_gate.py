@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import held_out
 from sklearn import metrics as skm
 
 from sqlml.errors import OptionError
-
-from conftest import held_out
 
 GOOD = "SELECT dep_delay, sched_dep_time, distance, carrier, origin, is_late FROM flights"
 POOR = "SELECT distance, is_late FROM flights"  # without the departure delay, far less informative

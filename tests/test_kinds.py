@@ -46,8 +46,11 @@ def test_each_kind_declares_only_real_options_and_searches_what_it_takes():
 
 
 def test_option_applicability_comes_from_the_kinds():
+    assert opts.applies_to("max_tree_depth", opts.OPTIONS["max_tree_depth"]) == (
+        "boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier", "random_forest_regressor")
+    # BigQuery documents num_parallel_tree for boosted trees too (sqlml.model.bigquery_options)
     assert opts.applies_to("num_parallel_tree", opts.OPTIONS["num_parallel_tree"]) == (
-        "random_forest_classifier", "random_forest_regressor")
+        "boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier", "random_forest_regressor")
     with pytest.raises(OptionError, match="it applies to logistic_reg, boosted_tree_classifier, "
                                           "random_forest_classifier, dnn_classifier"):
         opts.validate({"auto_class_weights": True}, "linear_reg")

@@ -10,11 +10,11 @@ import re
 
 import numpy as np
 import pytest
+from conftest import held_out
 from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
 
 import sqlml
-from conftest import held_out
 from sqlml import datasets
 from sqlml.errors import OptionError, SqlmlError
 from sqlml.model import envelope as storage

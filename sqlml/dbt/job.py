@@ -25,8 +25,10 @@ ERROR_VARIABLE = "sqlml_dbt_error"
 logger = AdapterLogger("sqlml")  # progress messages go to dbt's log file (logs/dbt.log)
 
 
-def run(session, statements_json: str, needs_plugin: bool = False) -> None:
-    """Run the JSON-encoded sqlml statements on ``session`` (dbt-duckdb's wrapped cursor).
+def run(session, statements_json: str, needs_plugin: bool = False, dialect: str = "duckdb") -> None:
+    """Run the JSON-encoded sqlml statements on ``session`` (dbt-duckdb's wrapped cursor), read in
+    ``dialect`` (the model's ``config(dialect='bigquery')`` reads a model written for BigQuery ML; the
+    statements the materializations wrap around it read the same in both).
 
     On a user error the statement's effects are whatever sqlml guarantees (a model version is
     stored whole or not at all) and the message is left in ``getvariable('sqlml_dbt_error')``.
@@ -39,7 +41,7 @@ def run(session, statements_json: str, needs_plugin: bool = False) -> None:
         if needs_plugin and not plugin.configured():
             raise SqlmlError("A sqlml_view calls sqlml's scoring functions whenever it is read; add the plugin "
                              "to the profile in profiles.yml:  plugins: [{module: sqlml.dbt.plugin, alias: sqlml}]")
-        Connection(cursor, progress=logger.debug).sql(json.loads(statements_json))
+        Connection(cursor, progress=logger.debug, dialect=dialect).sql(json.loads(statements_json))
     except SqlmlError as e:
         cursor.execute(f"SET VARIABLE {ERROR_VARIABLE} = ?", [str(e)])
 

@@ -79,16 +79,16 @@ def define(connection: duckdb.DuckDBPyConnection) -> None:
 def compile_sql(cursor: duckdb.DuckDBPyConnection, request: dict) -> str:
     """Plain DuckDB SQL (a parenthesized query) for one table-expression macro call.
 
-    ``request``: ``function`` (PREDICT, EVALUATE, ...), ``model`` (registry name), ``input`` (a
-    query, or None), ``params`` (a ``STRUCT(...)`` literal, or None).
+    ``request``: ``function`` (PREDICT, EVALUATE, ...), ``model`` (registry name, or None for
+    VALIDATE_DATA_DRIFT), ``input`` and ``input_b`` (queries, or None), ``params`` (a ``STRUCT(...)``
+    literal, or None).
     """
     function, model, source, params = request["function"], request["model"], request.get("input"), request.get("params")
     if function == "PREDICT" and not params:
         executor = Executor(DuckDBEngine(cursor), progress=lambda message: None)
         return f"({executor.view_scoring_sql((model, None), _parse(source).sql('duckdb'))})"
-    arguments = [f"MODEL {model}"]  # a registry name is spelled as SQL (sqlml.sql.plan.model_name)
-    if source is not None:
-        arguments.append(f"({source})")
+    arguments = [f"MODEL {model}"] if model else []  # a registry name is spelled as SQL (sqlml.sql.plan.model_name)
+    arguments += [f"({query})" for query in (source, request.get("input_b")) if query is not None]
     if params:
         arguments.append(params)
     statement = f"SELECT * FROM ML.{function}({', '.join(arguments)})"

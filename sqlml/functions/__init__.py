@@ -11,11 +11,14 @@ from . import (
     card,
     compare,
     describe,
+    drift,
+    estimate,
     evaluate,
     explain,
     fairness,
     info,
     predict,
+    review,
     transform,
     trials,
 )
@@ -45,4 +48,8 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table | Stream"]] = {
     "DESCRIBE_DATA": describe.describe_data,
     "TRANSFORM": transform.ml_transform,
     "COMPARE": compare.compare,
+    "ESTIMATE_PERFORMANCE": estimate.estimate_performance,
+    "REVIEW_QUEUE": review.review_queue,
+    "VALIDATE_DATA_DRIFT": drift.validate_data_drift,
+    "VALIDATE_DATA_SKEW": drift.validate_data_skew,
 }

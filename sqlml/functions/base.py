@@ -74,6 +74,7 @@ class Call:
     trials: list[dict] | None = None  # a tuned version's trials (sqlml.catalog.READS_TRIALS)
     challenger: "LoadedModel | None" = None  # A/B serving: the version aliased "challenger"
     other: "Call | None" = None  # ML.COMPARE's second model with the same rows read through its own TRANSFORM
+    data_b: Data | None = None  # ML.VALIDATE_DATA_DRIFT's second data argument (the study rows)
 
     def require_model(self) -> "LoadedModel":
         if self.model is None:
@@ -97,7 +98,7 @@ class Call:
 
 
 TEXT_COLUMNS = ("slice_column", "slice_value", "baseline_strategy", "primary_metric")
-BOOL_COLUMNS = ("beats_baseline", "unreliable", "worse_than_overall")
+BOOL_COLUMNS = ("beats_baseline", "unreliable", "worse_than_overall", "degraded")
 
 
 def as_table(rows: list[dict], extra: list[pa.Field] = ()) -> pa.Table:

@@ -2,7 +2,8 @@
 
 ``ML.MODEL_CARD(MODEL m [, TABLE t | (query)] [, STRUCT(...)])`` returns one row, ``model_card``:
 the card as Markdown (``'html' AS format``: a self-contained HTML page, which ``sqlml card`` writes).
-STRUCT fields: ``slice_by`` and ``sensitive_col`` (need data), ``format``, ``images`` (embed the plots
+STRUCT fields: ``slice_by``, ``sensitive_col`` and ``time_column`` / ``time_window`` /
+``degradation_margin`` (the monitoring section's evaluation over time; all need data), ``format``, ``images`` (embed the plots
 in the Markdown too), ``threshold``, and the slice settings of ML.EVALUATE (``min_slice_size``,
 ``slice_margin``, ``primary_metric``).
 
@@ -28,7 +29,7 @@ from ..errors import SqlmlError
 from ..model import metrics
 from ..model.kinds import CLASSIFICATION
 from ..model.loaded import LoadedModel
-from . import evaluate, explain, fairness
+from . import drift, evaluate, explain, fairness
 from .base import Call, Data
 from .info import feature_info
 
@@ -59,6 +60,9 @@ def gather(call: "Call", params: dict) -> dict:
     """Everything a card shows, as plain Python values (the templates only format them)."""
     model = call.require_model()
     slice_by, sensitive = _names(params.get("slice_by")), _names(params.get("sensitive_col"))
+    if params.get("time_column") and not call.has_input:
+        raise SqlmlError("A model card's evaluation over time needs the rows to evaluate: ML.MODEL_CARD(MODEL m, "
+                         "(SELECT ...), STRUCT('time_hour' AS time_column, 'month' AS time_window)).")
     if (slice_by or sensitive) and not call.has_input:
         raise SqlmlError("A model card's slices and fairness figures need evaluation data: "
                          "ML.MODEL_CARD(MODEL m, (SELECT ...), STRUCT(...)) or sqlml card --data 'SELECT ...'.")
@@ -72,6 +76,8 @@ def gather(call: "Call", params: dict) -> dict:
     context["importance"] = importance(run, model, context["warnings"])
     context["slices"] = sliced(run, slice_by, params) if slice_by else None
     context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
+    context["drift"] = drifted(model, data) if data is not None else None
+    context["over_time"] = over_time(run, params) if params.get("time_column") else None
     context["warnings"] += warnings(context)
     return context
 
@@ -173,6 +179,26 @@ def sliced(run, slice_by: list[str], params: dict) -> dict:
     return {"primary": primary, "rows": rows, "worst": worst}
 
 
+def drifted(model: "LoadedModel", data: Data) -> dict:
+    """The monitoring section's drift table: ML.VALIDATE_DATA_SKEW of the rows given, or why there is none."""
+    if model.transform:
+        return {"rows": [], "note": "The data given was read through the model's TRANSFORM; compare its raw rows "
+                                    f"with ML.VALIDATE_DATA_SKEW(MODEL {model.info.name}, (SELECT ...))."}
+    try:
+        return {"rows": drift.validate_data_skew(Call("VALIDATE_DATA_SKEW", model, data)).to_pylist(), "note": None}
+    except SqlmlError as e:
+        return {"rows": [], "note": str(e)}
+
+
+def over_time(run, params: dict) -> dict:
+    """The monitoring section's evaluation over time: ML.EVALUATE per window of ``time_column``."""
+    settings = {k: params[k] for k in ("time_column", "time_window", "degradation_margin", "primary_metric")
+                if params.get(k) is not None}
+    rows = run("EVALUATE", **settings).to_pylist()
+    return {"primary": rows[0]["primary_metric"] if rows else None, "rows": rows,
+            "degraded": [r for r in rows if r["degraded"]]}
+
+
 def warnings(context: dict) -> list[str]:
     """Findings a reader must not miss, beyond the training notes."""
     found = []
@@ -189,6 +215,13 @@ def warnings(context: dict) -> list[str]:
                          "by more than the margin.")
         if unreliable:
             found.append(f"{unreliable} of {len(rows)} slices have too few rows to trust their figures.")
+    moved = [r["input"] for r in (context["drift"] or {}).get("rows", []) if r["is_anomaly"]]
+    if moved:
+        found.append(f"The data given drifted from the training data in {', '.join(moved)} (ML.VALIDATE_DATA_SKEW).")
+    if context["over_time"] and context["over_time"]["degraded"]:
+        over_time_ = context["over_time"]
+        found.append(f"{len(over_time_['degraded'])} of {len(over_time_['rows'])} time windows score worse than at "
+                     f"training on {over_time_['primary']} by more than the degradation margin.")
     return found
 
 

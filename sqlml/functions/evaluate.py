@@ -1,7 +1,7 @@
 """ML.EVALUATE (the model beside its baseline), ML.CONFUSION_MATRIX, ML.ROC_CURVE and ML.THRESHOLD_METRICS.
 
 Without data, each reads what was computed on the evaluation split at training; sliced evaluation
-is :mod:`sqlml.functions.slices`."""
+is :mod:`sqlml.functions.slices`, evaluation over time :mod:`sqlml.functions.over_time`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..model.baseline import (
 )
 from ..model.kinds import CLASSIFICATION, CLUSTERING
 from ..model.loaded import LoadedModel
-from . import slices
+from . import over_time, slices
 from .base import Call, Data, as_table
 from .trials import with_trial_id
 
@@ -64,6 +64,8 @@ def evaluate(call: Call) -> pa.Table:
     """ML.EVALUATE: one row of metrics with the baseline's beside them (:mod:`sqlml.baselines`), on the
     given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
     model = call.require_model()
+    if call.param("time_column") is not None or call.param("time_window") is not None:
+        return with_trial_id(over_time.evaluate(model, call.require_input(), call.params), call)
     if call.param("slice_by") is not None:
         return with_trial_id(slices.evaluate(model, call.input_table(), call.params), call)
     return with_trial_id(evaluate_overall(model, call.data, call.params), call)

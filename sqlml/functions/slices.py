@@ -89,9 +89,9 @@ def evaluate(model: "LoadedModel", data: pa.Table, params: dict) -> pa.Table:
     data = metrics.labelled_rows(model, data)
     if data.num_rows == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
-    min_size, margin = _setting(params, "min_slice_size", MIN_SLICE_SIZE), _setting(params, "slice_margin", SLICE_MARGIN)
+    min_size, margin = setting(params, "min_slice_size", MIN_SLICE_SIZE), setting(params, "slice_margin", SLICE_MARGIN)
     scored = metrics.Scored.of(model, data, params.get("threshold"))
-    measure = _measurer(model, scored, params)
+    measure = measurer(model, scored, params)
     overall = {"slice_column": None, "slice_value": None, **measure(np.arange(data.num_rows))}
     rows, shown = [overall], [None]  # shown: per row, the index of a row of ``data`` that has its slice's values
     plans = [[c] for c in columns] + ([columns] if params.get("slice_combinations") and len(columns) > 1 else [])
@@ -119,7 +119,7 @@ def with_slice_values(table: pa.Table, data: pa.Table, columns: list[str], shown
     return table
 
 
-def _measurer(model: "LoadedModel", scored: metrics.Scored, params: dict) -> t.Callable[[np.ndarray], dict]:
+def measurer(model: "LoadedModel", scored: metrics.Scored, params: dict) -> t.Callable[[np.ndarray], dict]:
     """Metrics (with the baseline unless ``FALSE AS baselines``) of a subset of the scored rows."""
     with_baseline = params.get("baselines", True)
     baseline = baselines.Baseline.of(model) if with_baseline else None
@@ -143,7 +143,7 @@ def worse(metric: str, value: float | None, overall: float | None, margin: float
     return gap > margin
 
 
-def _setting(params: dict, name: str, default: float) -> float:
+def setting(params: dict, name: str, default: float) -> float:
     value = params.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)) or value < 0:
         raise SqlmlError(f"{name} must be a non-negative number; got {value!r}.")

@@ -40,6 +40,7 @@ TRUSTED_TYPES = [
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",  # optimizer = 'SGD'
     "sklearn.tree._tree.Tree",
 ]
 
@@ -112,8 +113,11 @@ def signed(fields: dict, signature: str | None) -> bool:
     return signature is not None and hmac.compare_digest(sign(fields), signature)
 
 
-def dumps(estimator: t.Any, header: dict) -> bytes:
-    """Serialize ``estimator`` with its JSON ``header`` (preprocessing, classes) and sign both."""
+def dumps(estimator: t.Any, header: dict, parts: dict | None = None) -> bytes:
+    """Serialize ``estimator`` with its JSON ``header`` (preprocessing, classes) and sign both.
+    ``parts``: other fitted objects kept beside it (a CBPE calibrator), named in the header's ``parts``."""
+    if parts:
+        estimator, header = {"estimator": estimator, **parts}, {**header, "parts": sorted(parts)}
     body = sio.dumps(estimator)
     untrusted = set(sio.get_untrusted_types(data=body)) - set(TRUSTED_TYPES)
     if untrusted:
@@ -125,6 +129,12 @@ def dumps(estimator: t.Any, header: dict) -> bytes:
 
 def loads(blob: bytes) -> tuple[t.Any, dict]:
     """Verify and deserialize a blob written by :func:`dumps`; refuse anything else."""
+    estimator, header, _ = loads_parts(blob)
+    return estimator, header
+
+
+def loads_parts(blob: bytes) -> tuple[t.Any, dict, dict]:
+    """:func:`loads`, with the ``parts`` stored beside the estimator (empty for a blob without them)."""
     blob = bytes(blob)
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 37:
         raise ModelIntegrityError("These bytes are not a sqlml model.")
@@ -141,9 +151,12 @@ def loads(blob: bytes) -> tuple[t.Any, dict]:
     (length,) = struct.unpack(">I", payload[:4])
     header = json.loads(payload[4:4 + length])
     try:
-        return sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES), header
+        loaded = sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES)
     except UntrustedTypesFoundException as e:
         raise ModelIntegrityError(f"Refusing to load a model holding types outside the allow-list: {e}") from None
+    if not header.get("parts"):
+        return loaded, header, {}
+    return loaded["estimator"], header, {name: loaded[name] for name in header["parts"]}
 
 
 def fingerprint(blob: bytes) -> str:

@@ -66,7 +66,9 @@ def background(X: np.ndarray | sp.csr_matrix, encoding: str) -> dict | None:
         return None
     rows = np.random.default_rng(SEED).choice(X.shape[0], min(X.shape[0], BACKGROUND_ROWS), replace=False)
     sample = X[np.sort(rows)]
-    return {"mean": np.asarray(X.mean(axis=0)).ravel().tolist(),  # CSR's mean is a 1 × n np.matrix
+    # scipy's CSR mean copies the matrix twice (astype, then a scaled copy); this is the same sum, in the same order.
+    mean = X.T @ np.full(X.shape[0], 1.0 / X.shape[0]) if sp.issparse(X) else X.mean(axis=0)
+    return {"mean": mean.tolist(),
             "sample": (sample.toarray() if sp.issparse(sample) else sample).tolist()}
 
 

@@ -22,7 +22,9 @@ dnn_*                      MLP*                            hidden_units → hidd
 kmeans                     KMeans                          num_clusters → n_clusters, max_iterations
 =========================  ==============================  =========================================
 
-``random_seed`` becomes ``random_state`` everywhere.
+``random_seed`` becomes ``random_state`` everywhere. BigQuery's other documented options map through
+:data:`BIGQUERY_PARAMS` where scikit-learn has the parameter (which values are refused, and why, is in
+:mod:`sqlml.model.bigquery_options`); given options only, the others keep scikit-learn's defaults.
 
 Everything a model type decides is on its :class:`ModelKind` in :data:`MODEL_KINDS`: which options
 it takes (:mod:`sqlml.model.options` derives their applicability from it), their defaults, how it is
@@ -68,6 +70,9 @@ class ModelKind:
     #: (lbfgs, k-means) or reads rows (MLP mini-batches); "F" where it reads column by column (trees,
     #: coordinate descent). A matching layout saves a copy of the whole matrix at fit time.
     matrix_order: str = "F"
+    #: The matrix's dtype: float32 where the estimator fits in float32 anyway (scikit-learn's trees of a
+    #: forest), so it does not copy a float64 matrix into one; the values are the same.
+    matrix_dtype: str = "float64"
     #: Fit on a CSR matrix when one-hot columns make the matrix mostly zeros (see
     #: :meth:`~sqlml.preprocess.Preprocessor.sparse_pays`): lbfgs then reads ~3× fewer bytes per pass.
     #: Only where the solver is the same on sparse input (not LinearRegression's lstsq → lsqr switch).
@@ -96,12 +101,38 @@ def _sklearn(path: str) -> type:
     return getattr(importlib.import_module(f"sklearn.{module}"), name)
 
 
+def _min_samples_leaf(weight: int) -> int:
+    return max(1, weight)  # XGBoost's hessian weight per child is its row count under squared loss
+
+
+def _max_samples(fraction: float) -> float | None:
+    return None if fraction == 1.0 else fraction
+
+
+_TREES = {"colsample_bynode": ("max_features", float), "min_tree_child_weight": ("min_samples_leaf", _min_samples_leaf)}
+#: BigQuery option → (scikit-learn parameter, value conversion), per family, for the options given.
+BIGQUERY_PARAMS: dict[str, dict[str, tuple[str, t.Callable]]] = {
+    LINEAR: {"fit_intercept": ("fit_intercept", bool)},
+    BOOSTED: _TREES,
+    FOREST: {**_TREES, "subsample": ("max_samples", _max_samples)},
+    DNN: {"activation_fn": ("activation", {"RELU": "relu", "SIGMOID": "logistic", "TANH": "tanh"}.get),
+          "optimizer": ("solver", str.lower), "batch_size": ("batch_size", int)},
+    # kmeans_init_method = 'CUSTOM' takes its centroids from the data (sqlml.train.centroids)
+    KMEANS: {"kmeans_init_method": ("init", {"RANDOM": "random", "KMEANS++": "k-means++", "CUSTOM": "k-means++"}.get),
+             "early_stop": ("tol", lambda stop: 1e-4 if stop else 0.0)},
+}
+
+
+def _mapped(family: str, o: dict) -> dict:
+    return {param: convert(o[name]) for name, (param, convert) in BIGQUERY_PARAMS[family].items() if name in o}
+
+
 def _linear_reg(o: dict):
-    l1, l2 = o["l1_reg"], o["l2_reg"]
+    l1, l2, mapped = o["l1_reg"], o["l2_reg"], _mapped(LINEAR, o)
     if l1 > 0:
         return _sklearn("linear_model.ElasticNet")(alpha=l1 + l2, l1_ratio=l1 / (l1 + l2), max_iter=o["max_iterations"],
-                                                   random_state=o.get("random_seed"))
-    return _sklearn("linear_model.Ridge")(alpha=l2) if l2 > 0 else _sklearn("linear_model.LinearRegression")()
+                                                   random_state=o.get("random_seed"), **mapped)
+    return _sklearn("linear_model.Ridge")(alpha=l2, **mapped) if l2 > 0 else _sklearn("linear_model.LinearRegression")(**mapped)
 
 
 def _logistic_reg(o: dict):
@@ -113,6 +144,7 @@ def _logistic_reg(o: dict):
         solver="saga" if l1 > 0 else "lbfgs",
         max_iter=o["max_iterations"],
         random_state=o.get("random_seed"),
+        **_mapped(LINEAR, o),
     )
 
 
@@ -125,6 +157,7 @@ def _boosted(estimator: str):
             l2_regularization=o["l2_reg"],
             early_stopping=o["early_stop"],
             random_state=o.get("random_seed"),
+            **_mapped(BOOSTED, o),
         )
     return build
 
@@ -132,7 +165,7 @@ def _boosted(estimator: str):
 def _forest(estimator: str):
     def build(o: dict):
         return _sklearn(f"ensemble.{estimator}")(n_estimators=o["num_parallel_tree"], max_depth=o["max_tree_depth"],
-                                                 random_state=o.get("random_seed"), n_jobs=-1)
+                                                 random_state=o.get("random_seed"), n_jobs=-1, **_mapped(FOREST, o))
     return build
 
 
@@ -145,13 +178,14 @@ def _dnn(estimator: str):
             max_iter=o["max_iterations"],
             early_stopping=o["early_stop"],
             random_state=o.get("random_seed"),
+            **_mapped(DNN, o),
         )
     return build
 
 
 def _kmeans(o: dict):
     return _sklearn("cluster.KMeans")(n_clusters=o["num_clusters"], max_iter=o["max_iterations"], n_init="auto",
-                                      random_state=o.get("random_seed"))
+                                      random_state=o.get("random_seed"), **_mapped(KMEANS, o))
 
 
 def _ranges(**ranges: list) -> dict:
@@ -179,7 +213,7 @@ _BOOSTED = {"family": BOOSTED, "options": ("l2_reg", "max_iterations", "learn_ra
             "search_space": _ranges(learn_rate=[0.02, 0.5], max_tree_depth=[2, 8], l2_reg=[1e-3, 10.0])}
 _FOREST = {"family": FOREST, "options": ("max_tree_depth", "num_parallel_tree"),
            "defaults": {"num_parallel_tree": 100, "max_tree_depth": 20}, "encoding": "ordinal", "standardize": False,
-           "explainer": TREE_SHAP, "search_space": _ranges(max_tree_depth=[2, 20], num_parallel_tree=[20, 200])}
+           "explainer": TREE_SHAP, "matrix_dtype": "float32", "search_space": _ranges(max_tree_depth=[2, 20], num_parallel_tree=[20, 200])}
 _DNN = {"family": DNN, "options": ("l1_reg", "l2_reg", "max_iterations", "learn_rate", "early_stop", "hidden_units"),
         "defaults": {"hidden_units": [100], "learn_rate": 0.01, "max_iterations": 200, "early_stop": True},
         "penalties": {"l1_reg": 0.0, "l2_reg": 0.0001}, "encoding": "onehot", "standardize": True, "explainer": SAMPLED,

@@ -77,6 +77,8 @@ class LoadedModel:
     target_scale: tuple[float, float] = (0.0, 1.0)  # (mean, std) a regressor's label was scaled by
     background: dict | None = None  # training reference for explanations (sqlml.explain.background)
     transform: dict | None = None  # the fitted TRANSFORM clause (sqlml.transform), replayed on every input
+    training_stats: dict | None = None  # per input column statistics of the training split (sqlml.model.drift)
+    calibrator: t.Any = None  # isotonic calibration of a binary classifier's scores, for CBPE (sqlml.model.cbpe)
 
     def __post_init__(self) -> None:
         # A forest fitted with n_jobs=-1 would also predict on threads that add up the trees' outputs in
@@ -87,7 +89,7 @@ class LoadedModel:
 
     @classmethod
     def from_blob(cls, info: ModelVersion, blob: bytes) -> "LoadedModel":
-        estimator, header = envelope.loads(blob)
+        estimator, header, parts = envelope.loads_parts(blob)
         return cls(
             info=info,
             kind=MODEL_KINDS[header["model_type"]],
@@ -98,6 +100,8 @@ class LoadedModel:
             target_scale=tuple(header.get("target_scale", (0.0, 1.0))),
             background=header.get("background"),
             transform=header.get("transform"),
+            training_stats=header.get("training_stats"),
+            calibrator=parts.get("calibrator"),
         )
 
     @property

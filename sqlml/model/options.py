@@ -12,6 +12,7 @@ import typing as t
 from dataclasses import dataclass
 
 from ..errors import OptionError
+from . import bigquery_options as bigquery
 from .kinds import CLASSIFICATION, MODEL_KINDS, REGRESSION
 
 #: Scopes: every model type; the types whose kind takes the option (ModelKind.options); classifiers;
@@ -37,7 +38,7 @@ class Option:
         names = {int: "an integer", float: "a number", bool: "TRUE or FALSE", str: "a string",
                  "str_list": "an array of strings", "int_list": "an array of integers",
                  "label_weights": "an array of STRUCT(label, weight)"}
-        text = names[self.kind]
+        text = names[self.kind] if self.kind in names else self.kind.__doc__  # or a conversion function
         if self.low is not None or self.high is not None:
             left = "(" if self.low_open else "["
             text += f" in the range {left}{_num(self.low, '-inf')}, {_num(self.high, 'inf')}]"
@@ -93,6 +94,8 @@ OPTIONS: dict[str, Option] = {
     "intended_use": Option(str),
     "limitations": Option(str),
 }
+# BigQuery ML's other documented options: what sqlml does with each is in sqlml.model.bigquery_options.
+OPTIONS.update({name: Option(**{"scope": TAKEN, **spec}) for name, spec in bigquery.SPECS.items()})
 
 
 def validate(options: dict[str, t.Any], model_type: str | None, extra: dict[str, Option] | None = None) -> dict:
@@ -109,6 +112,7 @@ def validate(options: dict[str, t.Any], model_type: str | None, extra: dict[str,
                 f"Option '{name}' does not apply to model_type '{model_type}'; it applies to {', '.join(applies)}."
             )
         checked[name] = check_space(name, option, value) if is_space(value) else check_value(name, option, value)
+    bigquery.check(checked, model_type)
     return checked
 
 
@@ -117,7 +121,7 @@ def applies_to(name: str, option: Option) -> tuple[str, ...] | str:
     if option.scope in (ALL, AUTO):
         return ALL if option.scope == ALL else ("auto",)
     if option.scope == TAKEN:
-        return tuple(kind.name for kind in MODEL_KINDS.values() if name in kind.options)
+        return tuple(kind.name for kind in MODEL_KINDS.values() if name in kind.options or bigquery.takes(name, kind.name))
     tasks = (CLASSIFICATION,) if option.scope == CLASSIFIERS else (CLASSIFICATION, REGRESSION)
     return tuple(kind.name for task in tasks for kind in MODEL_KINDS.values() if kind.task == task)
 
@@ -187,6 +191,8 @@ def _convert(kind: type | str, value: t.Any) -> t.Any:
         return value if isinstance(value, str) else None
     if kind == "label_weights":
         return _label_weights(value)
+    if callable(kind):
+        return kind(value)
     item = str if kind == "str_list" else int
     if isinstance(value, item) and not isinstance(value, bool):
         value = [value]

@@ -36,6 +36,9 @@ def constant(value: exp.Expr, function: str, role: str) -> t.Any:
     an expression) is refused, since it has no value before the query runs."""
     if isinstance(value, GenerateArray):
         return generate_array(value, function)
+    if isinstance(value, exp.Struct) and value.expressions and not any(
+            isinstance(v, (exp.Alias, exp.PropertyEQ)) for v in value.expressions):
+        return [constant(v, function, role) for v in value.expressions]  # STRUCT('col', 0.1): a pair, as ('col', 0.1)
     if isinstance(value, exp.Struct):
         return struct_fields(value, function)
     if isinstance(value, (exp.Array, exp.Tuple)):

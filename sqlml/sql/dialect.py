@@ -44,7 +44,10 @@ ML_FUNCTIONS = (
     "FAIRNESS",
     "MODEL_CARD",
     "VALIDATE_DATA_DRIFT",
+    "VALIDATE_DATA_SKEW",
     "COMPARE",
+    "ESTIMATE_PERFORMANCE",
+    "REVIEW_QUEUE",
 )
 
 
@@ -55,10 +58,11 @@ class ModelRef(exp.Expression):
 
 
 class MLCall(exp.Expression, exp.Func):
-    """``ML.<name>([MODEL m] [, MODEL m2] [, TABLE t | (query)] [, STRUCT(...) | other argument])``; a second
-    model (``model_b``) only for ML.COMPARE, which the planner checks."""
+    """``ML.<name>([MODEL m] [, MODEL m2] [, TABLE t | (query)] [, TABLE t2 | (query)] [, STRUCT(...) | other
+    argument])``; a second model (``model_b``) only for ML.COMPARE, second data (``input_b``) only for
+    ML.VALIDATE_DATA_DRIFT, which the planner checks."""
 
-    arg_types = {"this": True, "model": False, "model_b": False, "input": False, "params": False}
+    arg_types = {"this": True, "model": False, "model_b": False, "input": False, "input_b": False, "params": False}
 
     @property
     def function(self) -> str:
@@ -113,13 +117,13 @@ def _parse_ml_call(self: DuckDBParser, name: str) -> exp.Expr:
                 self.raise_error(f"ML.{name} takes at most two MODEL arguments")
             call.set("model_b" if call.args.get("model") else "model", _parse_model_ref(self))
         elif self._match(TokenType.TABLE):
-            call.set("input", self._parse_table_parts())
+            _set_input(self, call, name, self._parse_table_parts())
         elif self._curr.token_type == TokenType.L_PAREN and self._next and self._next.token_type in (
             TokenType.SELECT,
             TokenType.WITH,
             TokenType.L_PAREN,
         ):
-            call.set("input", self._parse_wrapped(self._parse_select))
+            _set_input(self, call, name, self._parse_wrapped(self._parse_select))
         else:
             call.set("params", self._parse_bitwise())
         if not self._match(TokenType.COMMA):
@@ -128,6 +132,13 @@ def _parse_ml_call(self: DuckDBParser, name: str) -> exp.Expr:
     if not self._match(TokenType.R_PAREN, advance=False):
         self.raise_error("Expecting )")
     return call
+
+
+def _set_input(self: DuckDBParser, call: MLCall, name: str, source: exp.Expr | None) -> None:
+    """The first data argument is ``input``, a second one ``input_b`` (ML.VALIDATE_DATA_DRIFT's study data)."""
+    if call.args.get("input_b"):
+        self.raise_error(f"ML.{name} takes at most two data arguments")
+    call.set("input_b" if call.args.get("input") else "input", source)
 
 
 def _parse_model_name(self: DuckDBParser) -> exp.Table:
@@ -297,11 +308,11 @@ def _model_ref_sql(self: DuckDBGenerator, e: ModelRef) -> str:
 
 def _ml_call_sql(self: DuckDBGenerator, e: MLCall) -> str:
     args = [self.sql(e, key) for key in ("model", "model_b") if e.args.get(key)]
-    source = e.args.get("input")
-    if isinstance(source, exp.Table):
-        args.append(f"TABLE {self.sql(source)}")
-    elif source:
-        args.append(f"({self.sql(source)})")
+    for source in (e.args.get("input"), e.args.get("input_b")):
+        if isinstance(source, exp.Table):
+            args.append(f"TABLE {self.sql(source)}")
+        elif source:
+            args.append(f"({self.sql(source)})")
     if e.args.get("params"):
         args.append(self.sql(e, "params"))
     # Inside FROM, sqlglot keeps the ``ML.`` prefix on the enclosing Table node.

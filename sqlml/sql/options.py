@@ -10,7 +10,7 @@ from sqlglot import exp
 from ..errors import OptionError
 
 #: Options ALTER MODEL may change after training; everything else needs a retrain.
-ALTERABLE = ("threshold", "description", "intended_use", "limitations")
+ALTERABLE = ("threshold", "description", "intended_use", "limitations", "labels", "expiration_timestamp")
 
 
 def to_python(value: exp.Expr) -> t.Any:
@@ -19,6 +19,8 @@ def to_python(value: exp.Expr) -> t.Any:
         return _literal(value)
     if isinstance(value, exp.Neg) and isinstance(value.this, exp.Literal) and not value.this.is_string:
         return -_literal(value.this)
+    if isinstance(value, exp.Cast) and isinstance(value.this, exp.Literal) and value.to.is_type(*exp.DataType.TEMPORAL_TYPES):
+        return value.this.name  # TIMESTAMP '2027-01-01 00:00:00 UTC': its text, read by the option that takes it
     if isinstance(value, exp.Boolean):
         return value.this
     if isinstance(value, exp.Null):

@@ -33,6 +33,7 @@ class TableFunction:
     params: dict = field(default_factory=dict)  # the STRUCT(...) argument's fields
     argument: t.Any = None  # any other last argument (GENERATE_ARRAY(...) as a list)
     model_b: ModelName | None = None  # ML.COMPARE's second model
+    input_b_sql: str | None = None  # ML.VALIDATE_DATA_DRIFT's second data argument (the study rows)
 
 
 @dataclass
@@ -211,10 +212,13 @@ class Planner:
         model, last = call.args.get("model"), call.args.get("params")
         catalog.check_models(function, model is not None, call.args.get("model_b") is not None,
                              call.args.get("input") is not None)
+        catalog.check_inputs(function, model is not None, call.args.get("input") is not None,
+                             call.args.get("input_b") is not None)
         table = TableFunction(name=self._name(function), function=function,
                               model=self._model_ref(model) if model is not None else None,
                               input_sql=self._input_sql(call.args.get("input")),
-                              model_b=self._model_ref(call.args["model_b"]) if call.args.get("model_b") else None)
+                              model_b=self._model_ref(call.args["model_b"]) if call.args.get("model_b") else None,
+                              input_b_sql=self._input_sql(call.args.get("input_b")))
         if isinstance(last, exp.Struct):
             table.params = catalog.check_params(function, constants.struct_fields(last, function))
         elif last is not None:
@@ -227,6 +231,7 @@ class Planner:
             raise SqlmlError(f"ML.{call.function} cannot be used inside CREATE VIEW: its result is computed when the "
                              "statement runs. Use CREATE TABLE ... AS instead.")
         catalog.check_models("PREDICT", True, call.args.get("model_b") is not None, True)
+        catalog.check_inputs("PREDICT", True, True, call.args.get("input_b") is not None)
         last = call.args.get("params")
         params = catalog.check_params("PREDICT", constants.struct_fields(last, "PREDICT")) \
             if isinstance(last, exp.Struct) else {}

@@ -5,6 +5,8 @@ Nothing here writes to the database; the caller stores the returned row in one t
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 import typing as t
 import warnings
@@ -13,14 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import scipy.sparse as sp
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import mean_squared_error
 
 from ..errors import DataError, OptionError
 from ..model import baseline as baselines
-from ..model import envelope, explain, metrics
+from ..model import cbpe, drift, envelope, explain, metrics
 from ..model import options as opts
 from ..model.kinds import (
     CLASSIFICATION,
@@ -40,7 +41,7 @@ from ..model.preprocess import (
 )
 from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
-from . import checks, imbalance, resources, stopping
+from . import centroids, checks, imbalance, matrix, reading, resources, stopping
 from . import sample as sampling
 from .labels import column_name, label_codes, prepare_label
 from .split import Split, rows_at, split_rows
@@ -67,60 +68,77 @@ def resolve_options(raw: dict) -> tuple[ModelKind, dict]:
     return kind, checked
 
 
-def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
-          split: Split | None = None, transform: dict | None = None, profile: DataProfile | None = None) -> dict:
-    """Train a model on ``table`` and return the registry row to store (model bytes included).
-    ``split`` (row indices of a table with no NULL label) overrides the options' split: tuning trials
-    fit on the training split less a validation part (:mod:`sqlml.train.tune`). ``transform`` is the fitted
-    TRANSFORM clause (:mod:`sqlml.sql.transform`) that made ``table``; it is stored in the model header.
-    ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial)."""
+def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: str,
+          progress: t.Callable[[str], None] = print, split: Split | None = None, transform: dict | None = None,
+          profile: DataProfile | None = None, training_stats: dict | None = None) -> dict:
+    """Train a model on ``rows`` and return the registry row to store (model bytes included). Given as
+    :class:`~sqlml.train.reading.Rows`, the table is taken from it so that its rows are freed as the
+    matrix is built. ``split`` (row indices of a table with no NULL label) overrides the options' split:
+    tuning trials fit on the training split less a validation part (:mod:`sqlml.train.tune`). ``transform`` is the fitted
+    TRANSFORM clause (:mod:`sqlml.sql.transform`) that made the rows; it is stored in the model header.
+    ``profile``: the data checks and column statistics when already known (tuning runs them once, not per trial).
+    ``training_stats``: the raw columns' drift statistics (:mod:`sqlml.model.drift`) of a model with TRANSFORM,
+    whose rows hold transformed columns; else they are computed here over the training split."""
     started = time.perf_counter()  # ML.TRAINING_INFO's duration covers preprocessing, resampling and the fit
     kind, options = resolve_options(raw_options)
+    table, held = reading.unwrap(rows)
+    schema = held.schema if held else table.schema  # the query's own types (text before any encoding)
     check_unique_names(table.column_names, "training query")
-    if options.get("data_split_col"):  # named as the query spells it from here on
-        options = {**options, "data_split_col": column_name(table, options["data_split_col"], "data_split_col")}
+    for named in ("data_split_col", "kmeans_init_col"):  # named as the query spells it from here on
+        if options.get(named):
+            options = {**options, named: column_name(table, options[named], named)}
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
     label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
     classes = None
     if kind.supervised:
         table, classes = prepare_label(table, label, kind)
-    split = split or split_rows(table, options, options.get("random_seed"))
-    split, data_notes = sampling.limit_training_rows(split, table, label, classes, options)
+    split = split or (held and held.split) or split_rows(table, options, options.get("random_seed"))
+    split, data_notes = ((split, held.notes) if held and held.notes is not None
+                         else sampling.limit_training_rows(split, table, label, classes, options))
     for note in data_notes:
         progress(note)
     features = feature_columns(table, label, options)
-    input_schema = annotate_schema([{"name": f, "type": str(table.schema.field(f).type)} for f in features], transform)
+    input_schema = annotate_schema([{"name": f, "type": str(schema.field(f).type)} for f in features], transform)
     table = encode_categories(table, features)
-    train_rows = rows_at(table, split.train)
-    if train_rows.num_rows == 0:
+    if len(split.train) == 0:
         raise DataError("The data split left zero training rows; lower data_split_eval_fraction.")
+    train_rows, eval_rows = _side_and_eval_rows(table, split, features)
     if classes:
         check_classes_trained(train_rows[label], classes, label)
-    eval_rows = table.take(split.eval) if split.eval is not None else train_rows
 
-    # The data checks and ML.FEATURE_INFO's statistics read only the query's rows: they run in a thread
-    # beside the preprocessing, the fit and the evaluation (Arrow kernels and sklearn release the GIL),
-    # and are joined last. Done one after the other, they would add ~0.5 s per million rows.
-    with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside_the_fit:
-        profiling = beside_the_fit.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
-        preprocessor, estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
-            kind, options, name, train_rows, features, label, classes, progress)
-        duration = time.perf_counter() - started
-        progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
-
-        label_type = label_type_name(table.schema.field(label).type) if label else "float"
-        header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
-                  "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform}
-        blob = envelope.dumps(estimator, header)
-        info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=label_type,
-                            options=options, input_schema=input_schema,
-                            metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
-                            training_rows=len(split.train), eval_rows=0, query=query, created_at=None,
-                            fingerprint=envelope.fingerprint(blob))
-        model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[label_type], target_scale)
-        measured, eval_tables = _measure(model, train_rows, eval_rows)
+    # The data checks and ML.FEATURE_INFO's statistics read every column of the query's rows: they run in
+    # a thread beside fitting the preprocessing (Arrow kernels release the GIL), and end before the matrix
+    # is built, which frees each batch of rows once it is written.
+    with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside:
+        profiling = beside.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
+        preprocessor = matrix.fit_preprocessor(table, split.train, features, kind,
+                                               options.get("standardize_features", True))
         profile = profiling.result()
+    training_stats = training_stats or drift.statistics(
+        functools.partial(matrix.training_batches, table.select(features), split.train),
+        drift.comparable(pa.schema([schema.field(f) for f in features])))
+    custom_centroids = centroids.marked_rows(table, split.train, options)
+    label_type = label_type_name(table.schema.field(label).type) if label else "float"
+    batches = table.select(features).to_batches()
+    del table  # from here the feature columns are held by ``batches`` only (and by eval_rows when it is the table)
+    matrix.release()  # what the data checks and the preprocessing's statistics freed
+    estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
+        kind, options, name, preprocessor, (batches, custom_centroids), split.train, train_rows, label, classes, progress)
+    duration = time.perf_counter() - started
+    progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
+    header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
+              "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform,
+              "training_stats": training_stats}
+    info = ModelVersion(name=name, version=0, model_type=kind.name, label=label, label_type=label_type,
+                        options=options, input_schema=input_schema,
+                        metrics={}, eval_tables={}, feature_info=[], training_info=[], library_versions={},
+                        training_rows=len(split.train), eval_rows=0, query=query, created_at=None, fingerprint="")
+    model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[label_type], target_scale)
+    measured, eval_tables, scored = _measure(model, train_rows, eval_rows)
+    # Stored beside the estimator: the CBPE calibrator, fitted on held-out rows only (sqlml.model.cbpe).
+    blob = envelope.dumps(estimator, header, cbpe.parts(scored if split.eval is not None else None))
+    info = dataclasses.replace(info, fingerprint=envelope.fingerprint(blob))
     row = _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
@@ -128,12 +146,22 @@ def train(table: pa.Table, raw_options: dict, name: str, query: str, progress: t
     return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None}
 
 
-def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> tuple[dict, dict]:
-    """ML.EVALUATE's metrics with the baseline's, and the evaluation tables, of a freshly fitted model."""
-    scored = metrics.Scored.of(model, eval_rows) if model.kind.task == CLASSIFICATION else None  # once for all three
+def _side_and_eval_rows(table: pa.Table, split: Split, features: list[str]) -> tuple[pa.Table, pa.Table]:
+    """The label, split and weight columns of the training rows, and the evaluation rows: the only
+    copies of rows made besides the matrix (none of the evaluation rows when they are all the rows)."""
+    train_rows = rows_at(table.select([c for c in table.column_names if c not in features]), split.train)
+    if split.eval is not None:
+        return train_rows, table.take(split.eval)
+    return train_rows, table if len(split.train) == table.num_rows else rows_at(table, split.train)
+
+
+def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> tuple[dict, dict, metrics.Scored | None]:
+    """ML.EVALUATE's metrics with the baseline's, the evaluation tables, and (classifiers) the scored
+    evaluation rows, of a freshly fitted model."""
+    scored = metrics.Scored.of(model, eval_rows) if model.kind.task == CLASSIFICATION else None  # once for all
     evaluation = metrics.evaluate(model, eval_rows, scored=scored)
     baseline = baselines.at_training(model, train_rows, eval_rows)
-    return {**evaluation, **baseline}, evaluation_tables(model, eval_rows, scored)
+    return {**evaluation, **baseline}, evaluation_tables(model, eval_rows, scored), scored
 
 
 def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dict, eval_tables: dict,
@@ -159,19 +187,23 @@ def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dic
     }
 
 
-def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: pa.Table, features: list[str],
+def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor: Preprocessor,
+                        rows: tuple[list[pa.RecordBatch], pa.Table | None], train: np.ndarray, train_rows: pa.Table,
                         label: str | None, classes: list | None, progress: t.Callable[[str], None]) -> tuple:
-    """Fit the preprocessing and the estimator on the training rows. Returns the preprocessor, the
-    estimator, the training matrix and labels as they really are (before weights or resampling), the
-    target scaling and the notes for ML.TRAINING_INFO."""
-    preprocessor = Preprocessor.fit(train_rows, features, kind.encoding, kind.standardize)
+    """Build the matrix of the training rows ``train`` from the batches of ``rows`` (emptied as it is
+    built) and fit the estimator, started at the initial centroids of ``rows`` for CUSTOM k-means. ``train_rows``: the label and weight columns of those rows. Returns the estimator,
+    the training matrix and labels as they really are (before weights or resampling), the target
+    scaling and the notes for ML.TRAINING_INFO."""
     model_options = {k: v for k, v in options.items() if k in opts.OPTIONS}
-    check_fit_size(kind, {**kind.penalties, **kind.defaults, **model_options}, name, train_rows.num_rows,
+    check_fit_size(kind, {**kind.penalties, **kind.defaults, **model_options}, name, len(train),
                    preprocessor, classes)
     estimator = build_estimator(kind, model_options)
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
-    X = training_matrix(preprocessor, kind, train_rows)
+    # Resampling interpolates in the matrix's dtype: it gets float64, as the estimator's own input would be.
+    batches, custom_centroids = rows
+    X = matrix.build(preprocessor, kind, batches, train, kind.matrix_dtype if "sampling" not in options else "float64")
+    centroids.use_custom(estimator, preprocessor, custom_centroids)
     y = label_codes(train_rows[label], classes) if classes else (
         as_float(train_rows, label).to_numpy() if kind.supervised else None)
 
@@ -186,7 +218,7 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, train_rows: p
     progress(f"Training {kind.name} '{name}' on {X_fit.shape[0]:,} rows × {X_fit.shape[1]} features…")
     stop_options = {**kind.defaults, **options} if kind.stops_early else None
     fit_notes, losses = _fit(estimator, X_fit, y_fit, sample_weight, stop_options)
-    return preprocessor, estimator, X, y, target_scale, (fit_notes + notes, losses)
+    return estimator, X, y, target_scale, (fit_notes + notes, losses)
 
 
 def check_classes_trained(labels: pa.ChunkedArray, classes: list, label: str) -> None:
@@ -212,14 +244,6 @@ def check_fit_size(kind: ModelKind, options: dict, name: str, rows: int, preproc
     resources.check_memory(kind, options, name, rows, width, len(classes or ()))
 
 
-def training_matrix(preprocessor: Preprocessor, kind: ModelKind, rows: pa.Table) -> np.ndarray | sp.csr_matrix:
-    """The matrix the estimator is fitted on: CSR where the kind's solver gains from it and the one-hot
-    columns make the matrix mostly zeros, else dense in the layout the estimator reads."""
-    if kind.sparse_fit and preprocessor.sparse_pays():
-        return preprocessor.transform_sparse(rows)
-    return preprocessor.transform(rows, kind.matrix_order)
-
-
 @dataclass
 class DataProfile:
     """What CREATE MODEL learns about the training query apart from the model: the data checks' findings
@@ -231,9 +255,10 @@ class DataProfile:
 
 def feature_columns(table: pa.Table, label: str | None, options: dict) -> list[str]:
     """The query's columns the model learns from: all but the label, the split column (CUSTOM and SEQ,
-    as BigQuery's reference says) and the weights."""
+    as BigQuery's reference says), the weights and k-means' initial-centroid marks."""
     split = options.get("data_split_col") if options.get("data_split_method") in ("CUSTOM", "SEQ") else None
-    excluded = {label, column_name(table, split, "data_split_col") if split else None, options.get("instance_weight_col")}
+    excluded = {label, column_name(table, split, "data_split_col") if split else None, options.get("instance_weight_col"),
+                options.get("kmeans_init_col")}
     features = [c for c in table.column_names if c not in excluded]
     if not features:
         raise DataError("The training query has no feature columns besides the label.")

@@ -31,29 +31,46 @@ from sklearn import metrics as skm
 from ..errors import DataError, SqlmlError
 from ..model import baseline as baselines
 from ..model import metrics
-from ..model.kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS
+from ..model.kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
 from ..model.loaded import LoadedModel
 from ..model.metrics import EVAL_LOSS, lower_is_better
 from ..model.version import ModelVersion
 from . import fit as training
-from . import search
+from . import reading, search
 from . import split as splits
 from .labels import prepare_label
+from .reading import Rows
 from .search import AUTO_TYPES, resolve_options
 
-__all__ = ["AUTO_TYPES", "resolve_options", "train", "validation_rows"]  # what the executor and tests use
+__all__ = ["AUTO_TYPES", "read", "resolve_options", "train", "validation_rows"]  # what the executor and tests use
 
 VALIDATION_FRACTION = 0.2
 MIN_TRAINING_ROWS = 20  # below this a validation part leaves too little to fit or to judge on
 
 
-def train(table: pa.Table, raw: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
+def read(engine: t.Any, sql: str, kind: ModelKind, options: dict) -> Rows:
+    """The rows of CREATE MODEL's query ``sql`` (checked ``options``) from ``engine``, streamed
+    (:func:`sqlml.train.reading.read`) with the label, split and weight columns kept as read. Without
+    tuning, when ``max_training_rows`` / ``sample_fraction`` leave training rows out, only the rows
+    used are read (:func:`sqlml.train.reading.read_sample`)."""
+    label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
+    keep = [label, options.get("data_split_col"), options.get("instance_weight_col")]
+    schema = engine.schema(sql)
+    if ("max_training_rows" in options or "sample_fraction" in options) and not search.wanted(options):
+        sampled = reading.read_sample(engine, sql, schema, kind, options, label, keep)
+        if sampled is not None:
+            return sampled
+    return reading.read(engine.read_batches(sql), schema, keep)
+
+
+def train(rows: Rows, raw: dict, name: str, query: str, progress: t.Callable[[str], None] = print,
           **train_args: t.Any) -> dict:
     """CREATE MODEL's registry row: tuned or auto when the options ask for it, else plain training.
     A tuned row carries ``trials`` (stored in ``sqlml.trials`` with the version). ``train_args`` go
     to every :func:`sqlml.training.train` call (the fitted TRANSFORM)."""
     if not search.wanted(raw):
-        return training.train(table, raw, name, query, progress, **train_args)
+        return training.train(rows, raw, name, query, progress, **train_args)
+    schema, table = rows.schema, rows.take()
     the_plan = search.plan(raw)
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
@@ -69,7 +86,7 @@ def train(table: pa.Table, raw: dict, name: str, query: str, progress: t.Callabl
     # The data checks and column statistics look at the whole training query: once, not once per trial.
     features = training.feature_columns(table, label, the_plan.fixed)
     train_args = {"profile": training.profile_data(table, label, the_plan.fixed, features), **train_args}
-    runner = _Runner(the_plan, objective, table, splits.Split(fit, split.eval), table.take(validation),
+    runner = _Runner(the_plan, objective, table, schema, splits.Split(fit, split.eval), table.take(validation),
                      name, query, progress, train_args)
     runner.run()
     return runner.version_row()
@@ -91,9 +108,10 @@ def validation_rows(table: pa.Table, split: splits.Split, options: dict) -> tupl
 class _Runner:
     """Runs the trials of one CREATE MODEL and keeps their records."""
 
-    def __init__(self, plan_: search.Plan, objective: str, table: pa.Table, split: splits.Split, validation: pa.Table,
-                 name: str, query: str, progress: t.Callable[[str], None], train_args: dict):
-        self.plan, self.objective, self.table, self.split = plan_, objective, table, split
+    def __init__(self, plan_: search.Plan, objective: str, table: pa.Table, schema: pa.Schema,
+                 split: splits.Split, validation: pa.Table, name: str, query: str, progress: t.Callable[[str], None],
+                 train_args: dict):
+        self.plan, self.objective, self.table, self.schema, self.split = plan_, objective, table, schema, split
         self.train_args = train_args
         self.validation, self.name, self.query, self.progress = validation, name, query, progress
         self.trials: list[dict] = []
@@ -163,7 +181,7 @@ class _Runner:
         options = {**self.plan.fixed, "model_type": model_type, **hyperparameters}
         started = time.perf_counter()
         try:
-            row = training.train(self.table, options, self.name, self.query,
+            row = training.train(Rows(self.table, self.schema), options, self.name, self.query,
                                  self.progress if number == 1 else _ignore, split=self.split, **self.train_args)
             model = loaded(row)
             validation = validation_metrics(model, self.validation)
