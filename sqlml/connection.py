@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import sys
 import types
 import typing as t
@@ -12,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from . import views
-from .engines.duckdb import DuckDBEngine, Result, connect_duckdb
+from .engines.duckdb import DuckDBEngine, Result, connect_duckdb, identifiers
 from .errors import ModelIntegrityError
 from .executor import Executor
 from .registry.deployments import Serving
@@ -21,7 +20,6 @@ from .registry.versions import INFO_COLUMNS, TABLE, Registry
 #: (module, class) of the objects a statement may name as tables, as DuckDB's replacement scans take them.
 DATA_FRAMES = {("pandas", "DataFrame"), ("pyarrow", "Table"), ("pyarrow", "RecordBatch"), ("pyarrow", "RecordBatchReader"),
                ("pyarrow", "Dataset"), ("pyarrow", "FileSystemDataset"), ("polars", "DataFrame"), ("polars", "LazyFrame")}
-NAME = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_]*)')
 
 
 class Connection:
@@ -49,7 +47,7 @@ class Connection:
     @contextlib.contextmanager
     def _caller_frames(self, text: str, frame: types.FrameType) -> t.Iterator[list[str]]:
         """Register, for one statement, the caller's data frames that ``text`` names and the database lacks."""
-        names = {quoted.replace('""', '"') if quoted else plain for quoted, plain in NAME.findall(text)}
+        names = identifiers(text)
         scopes = (frame.f_locals, frame.f_globals)  # DuckDB's order: the caller's locals, then its module's
         del frame
         found = {name: next(s[name] for s in scopes if name in s) for name in names if any(name in s for s in scopes)}

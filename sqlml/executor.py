@@ -10,11 +10,11 @@ import typing as t
 
 import pyarrow as pa
 
-from . import views
+from . import outputs, views
 from .engines.base import Engine
 from .errors import SecretKeyError, SqlmlError
 from .functions import HANDLERS
-from .functions.base import Call, Data
+from .functions.base import Call, Data, Stream
 from .model import drift, envelope, loaded
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
@@ -183,23 +183,19 @@ class Executor:
         for view in step.views:
             sql = sql.replace(view.placeholder,
                               f"({self.view_scoring_sql(view.model, view.input_sql, view.params, view.view)})")
-        if step.passthrough:  # nothing for the engine to do: hand the computed table back as it is
-            return self.engine.result(self.compute(self._filled(step, step.tables[0])))
-        registered = []
-        try:
+        if step.passthrough:  # nothing for the engine to do: hand the computed rows back as they are
+            return self.engine.result(outputs.as_table(self.compute(self._filled(step, step.tables[0]))))
+        with outputs.Exposed(self.engine) as exposed:
             for table_function in step.tables:
-                self.engine.register_table(table_function.name, self.compute(self._filled(step, table_function)))
-                registered.append(table_function.name)
-            # Statistics of preprocessing functions read the rows of the registered tables too.
+                # Analytic preprocessing reads the ML.* tables for its statistics before the statement does.
+                once = table_function.name not in step.rescanned and not step.analytics
+                exposed.add(table_function.name, self.compute(self._filled(step, table_function)), once)
             sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql)
-            if registered and step.returns_rows:
-                # Registered tables are dropped below, so a result that reads them is materialized now.
-                return self.engine.result(self.engine.read_arrow(sql))
-            result = self.engine.execute(sql)
+            if exposed.names and step.returns_rows:
+                # The outputs are dropped below, so a result that reads them is materialized now.
+                return self.engine.result(exposed.run(lambda: self.engine.read_arrow(sql)))
+            result = exposed.run(lambda: self.engine.execute(sql))
             return result if step.returns_rows else None
-        finally:
-            for name in registered:
-                self.engine.unregister_table(name)
 
     def _filled(self, step: Query, tf: TableFunction) -> TableFunction:
         """``tf`` with the preprocessing functions of its input (``ML.STANDARD_SCALER(x) OVER ()`` …) compiled."""
@@ -233,7 +229,7 @@ class Executor:
         return views.scoring_sql(self.engine, function, input_sql, view, params.get("split_key"),
                                  params.get("challenger_fraction"), pinned)
 
-    def compute(self, tf: TableFunction) -> pa.Table:
+    def compute(self, tf: TableFunction) -> pa.Table | Stream:
         params = dict(tf.params)
         model, serving = self._load(*tf.model, params.pop("trial_id", None)) if tf.model else (None, None)
         if model is not None:
@@ -265,5 +261,5 @@ class Executor:
         (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
             sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
-        return Data(lambda: self.engine.read_batches(sql), lambda: self.engine.schema(sql),
+        return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql)

@@ -31,6 +31,11 @@ class Engine(t.Protocol):
     def read_batches(self, sql: str) -> t.Iterator[pa.RecordBatch]:
         """The result of a query as a stream of record batches."""
 
+    def stream_batches(self, sql: str) -> t.Iterator[pa.RecordBatch]:
+        """The result of a query as record batches that may still be read while a later statement runs on
+        this engine (one that reads a stream registered with :meth:`register_stream`). The rows are those
+        the query returns when this is called."""
+
     def schema(self, sql: str) -> pa.Schema:
         """Column names and types of a query, without running it."""
 
@@ -39,6 +44,10 @@ class Engine(t.Protocol):
 
     def register_table(self, name: str, table: pa.Table) -> None:
         """Expose an Arrow table to SQL under ``name``."""
+
+    def register_stream(self, name: str, schema: pa.Schema, batches: t.Iterator[pa.RecordBatch]) -> None:
+        """Expose a stream of record batches to SQL under ``name``, for one statement that reads it once,
+        pulling batches as it runs (so they are never all in memory). Dropped with :meth:`unregister_table`."""
 
     def unregister_table(self, name: str) -> None: ...
 

@@ -21,6 +21,10 @@ from .base import ScoringFunction
 
 BATCH_ROWS = 122_880  # DuckDB's natural record-batch size: 60 vectors of 2,048 rows
 OUTPUT = "__sqlml_out"
+NAME = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_]*)')
+#: This connection's own objects, which another connection (a cursor) does not see.
+TEMPORARY = ("SELECT table_name FROM duckdb_tables() WHERE temporary UNION ALL SELECT view_name FROM duckdb_views() "
+             "WHERE temporary UNION ALL SELECT function_name FROM duckdb_functions() WHERE database_name = 'temp'")
 
 #: Every scoring function defined in this process. DuckDB keeps only a borrowed reference to a Python
 #: UDF, owned by the connection that defined it: once that connection closes (a cursor), the database
@@ -69,6 +73,37 @@ class DuckDBEngine:
         while (batch := self.guarded(lambda: next(reader, None))) is not None:  # DuckDB runs the query as it is read
             yield batch
 
+    def stream_batches(self, sql: str, batch_rows: int = BATCH_ROWS) -> t.Iterator[pa.RecordBatch]:
+        """Read on a cursor of its own: while a statement reads a registered stream, DuckDB refuses any
+        other query on this connection. A cursor sees only committed data and none of this connection's
+        temporary objects, so a query that may see either (in an open transaction, or naming a temporary
+        table, view or macro, or a registered data frame) is read whole now instead."""
+        cursor = self._cursor_for(sql)
+        if cursor is not None:
+            try:
+                return _read(cursor.sql(sql).to_arrow_reader(batch_rows), cursor)
+            except duckdb.Error:  # what only this connection sees, or the query's own error: raised below
+                cursor.close()
+        return iter(self.read_arrow(sql).to_batches(batch_rows))
+
+    def _cursor_for(self, sql: str) -> duckdb.DuckDBPyConnection | None:
+        """A cursor that reads ``sql`` as this connection would, or None when it cannot."""
+        names = {name.lower() for (name,) in self.fetch(TEMPORARY)}
+        if any(name.lower() in names for name in identifiers(sql)) or self._in_transaction():
+            return None
+        ((database, schema, path),) = self.fetch("SELECT current_database(), current_schema(), "
+                                                 "current_setting('search_path')")
+        cursor = self.connection.cursor()
+        cursor.execute("SET python_enable_replacements = false")  # as on this connection (see __init__)
+        cursor.execute(f"USE {_quote(database)}.{_quote(schema)}")
+        if path:
+            cursor.execute(f"SET search_path = {exp.Literal.string(path).sql('duckdb')}")
+        return cursor
+
+    def _in_transaction(self) -> bool:
+        """Whether an explicit transaction is open: out of one, every statement gets a new transaction id."""
+        return self.fetch("SELECT txid_current()") == self.fetch("SELECT txid_current()")
+
     def schema(self, sql: str) -> pa.Schema:
         return self.guarded(lambda: self.connection.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema)
 
@@ -77,6 +112,9 @@ class DuckDBEngine:
 
     def register_table(self, name: str, table: pa.Table) -> None:
         self.connection.register(name, table)
+
+    def register_stream(self, name: str, schema: pa.Schema, batches: t.Iterator[pa.RecordBatch]) -> None:
+        self.connection.register(name, pa.RecordBatchReader.from_batches(schema, batches))  # DuckDB pulls lazily
 
     def unregister_table(self, name: str) -> None:
         self.connection.unregister(name)
@@ -135,6 +173,20 @@ class DuckDBEngine:
         arguments = "".join(f", {sql}" for sql in extra_sql)
         scored = f"SELECT *, {name}(struct_pack({packed}){arguments}) AS {OUTPUT} FROM ({input_sql}) AS __sqlml_in"
         return f"SELECT unnest({OUTPUT}), * EXCLUDE ({OUTPUT}) FROM ({scored}) AS __sqlml_scored"
+
+
+def _read(reader: pa.RecordBatchReader, cursor: duckdb.DuckDBPyConnection) -> t.Iterator[pa.RecordBatch]:
+    try:
+        while (batch := wrap_errors(lambda: next(reader, None), cursor)) is not None:
+            yield batch
+    finally:
+        reader.close()
+        cursor.close()
+
+
+def identifiers(text: str) -> set[str]:
+    """Every name ``text`` may use (quoted or not): a superset of the tables and functions it reads."""
+    return {quoted.replace('""', '"') if quoted else plain for quoted, plain in NAME.findall(text)}
 
 
 def _quote(name: str) -> str:

@@ -1,5 +1,6 @@
 """The ML.* table functions: each handler takes a resolved :class:`~sqlml.functions.base.Call` and
-returns an Arrow table. A new function is one handler module plus one entry in :data:`HANDLERS`
+returns an Arrow table, or for row-level outputs (ML.PREDICT, ML.EXPLAIN_PREDICT, ML.TRANSFORM...) a
+:class:`~sqlml.functions.base.Stream` of record batches computed as they are read. A new function is one handler module plus one entry in :data:`HANDLERS`
 (and its name in :data:`sqlml.sql.catalog.AVAILABLE`)."""
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from . import (
 if t.TYPE_CHECKING:
     import pyarrow as pa
 
-    from .base import Call
+    from .base import Call, Stream
 
-HANDLERS: dict[str, t.Callable[["Call"], "pa.Table"]] = {
+HANDLERS: dict[str, t.Callable[["Call"], "pa.Table | Stream"]] = {
     "PREDICT": predict.predict,
     "BASELINE": predict.baseline_predictions,
     "EVALUATE": evaluate.evaluate,

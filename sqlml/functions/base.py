@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import typing as t
 from dataclasses import dataclass, field
 
@@ -16,14 +17,48 @@ class Data:
     """A handler's input rows: a query the engine streams, or a table already in memory. Handlers
     read their input only through this, so they know no engine."""
 
-    batches: t.Callable[[], t.Iterator[pa.RecordBatch]]
+    batches: t.Callable[[], t.Iterator[pa.RecordBatch]]  # may be read while the statement around the call runs
     schema: t.Callable[[], pa.Schema]
     table: t.Callable[[], pa.Table]
     source: str | None = None  # the query the rows come from, for display (a model card's "evaluated on")
 
+    def tables(self) -> t.Iterator[pa.Table]:
+        """The batches, each as a table."""
+        return (pa.Table.from_batches([batch]) for batch in self.batches())
+
+    def empty(self) -> pa.Table:
+        return self.schema().empty_table()
+
     @classmethod
     def of_table(cls, table: pa.Table, source: str | None = None) -> "Data":
         return cls(lambda: iter(table.to_batches()), lambda: table.schema, lambda: table, source)
+
+
+class Stream:
+    """A row-level handler's output (ML.PREDICT's, ...): its schema and its record batches, each computed
+    when the statement reading it asks for it, so the rows are never all in memory."""
+
+    def __init__(self, pieces: t.Iterator[pa.Table], empty: t.Callable[[], pa.Table]):
+        """The rows of ``pieces`` (one table per input batch), typed like the first; with no pieces at
+        all, ``empty()``'s (no rows). The first piece is computed now: a bad input fails here, early."""
+        self._pieces = pieces
+        first = next(pieces, None)
+        self.schema = (first if first is not None else empty()).schema
+        self.batches = self._batches(itertools.chain([first] if first is not None else [], pieces))
+
+    def _batches(self, pieces: t.Iterator[pa.Table]) -> t.Iterator[pa.RecordBatch]:
+        for piece in pieces:
+            yield from (piece if piece.schema == self.schema else piece.cast(self.schema)).to_batches()
+
+    def table(self) -> pa.Table:
+        """All the rows, in memory: for a statement that reads them more than once."""
+        return pa.Table.from_batches(list(self.batches), self.schema)
+
+    def close(self) -> None:
+        """Stop reading the input (a statement with LIMIT may not read every batch)."""
+        self.batches.close()
+        if hasattr(self._pieces, "close"):
+            self._pieces.close()
 
 
 @dataclass

@@ -17,28 +17,33 @@ from ..model.baseline import (
     metric_values,
     primary_metric,
 )
-from ..model.kinds import CLUSTERING
+from ..model.kinds import CLASSIFICATION, CLUSTERING
 from ..model.loaded import LoadedModel
 from . import over_time, slices
-from .base import Call, as_table
+from .base import Call, Data, as_table
 from .trials import with_trial_id
 
 
-def evaluate_overall(model: "LoadedModel", data: pa.Table | None, params: dict) -> pa.Table:
+def evaluate_overall(model: "LoadedModel", data: Data | None, params: dict) -> pa.Table:
     """ML.EVALUATE without slices: one row, on ``data`` or (None) the stored evaluation split."""
     wanted = params.get("baselines", True) and model.kind.task != CLUSTERING
     threshold = params.get("threshold")
     if data is None:
         return as_table([stored_row(model, params) if wanted else _without_baseline(model.info.metrics)])
+    if model.kind.task == CLUSTERING:  # k-means metrics need the whole feature matrix
+        return as_table([metrics.evaluate(model, data.table(), threshold)])
+    scored = scored_rows(model, data, threshold)
     if not wanted:
-        return as_table([metrics.evaluate(model, data, threshold)])
-    data = metrics.labelled_rows(model, data)
-    if data.num_rows == 0:
+        return as_table([metrics.scored_metrics(model, scored, threshold)])
+    if len(scored) == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
-    scored = metrics.Scored.of(model, data, threshold)
-    baseline = Baseline.of(model)
     values = metric_values(scored)
-    return as_table([evaluate_rows(model, scored, baseline, primary_metric(model, params.get("primary_metric"), values))])
+    return as_table([evaluate_rows(model, scored, Baseline.of(model), primary_metric(model, params.get("primary_metric"), values))])
+
+
+def scored_rows(model: "LoadedModel", data: Data, threshold: float | None = None) -> metrics.Scored:
+    """The labelled rows of ``data`` scored batch by batch: the input columns are never all in memory."""
+    return metrics.Scored.of_tables(model, data.tables(), data.empty, threshold)
 
 
 def stored_row(model: "LoadedModel", params: dict) -> dict:
@@ -63,20 +68,20 @@ def evaluate(call: Call) -> pa.Table:
         return with_trial_id(over_time.evaluate(model, call.require_input(), call.params), call)
     if call.param("slice_by") is not None:
         return with_trial_id(slices.evaluate(model, call.input_table(), call.params), call)
-    return with_trial_id(evaluate_overall(model, call.input_table() if call.has_input else None, call.params), call)
+    return with_trial_id(evaluate_overall(model, call.data, call.params), call)
 
 
 def confusion_matrix(call: Call) -> pa.Table:
     if not call.has_input and call.param("threshold") is None:
         return _stored_table(call, "confusion_matrix")
-    return metrics.confusion_matrix(call.require_model(), call.input_table(), call.param("threshold"))
+    return metrics.confusion_matrix(call.require_model(), None, call.param("threshold"), _classified(call))
 
 
 def roc_curve(call: Call) -> pa.Table:
     thresholds = call.argument if isinstance(call.argument, list) else call.param("thresholds")
     if not call.has_input and thresholds is None:
         return _stored_table(call, "roc_curve")
-    return metrics.roc_curve(call.require_model(), call.input_table(), thresholds)
+    return metrics.roc_curve(call.require_model(), None, thresholds, _classified(call))
 
 
 def threshold_metrics(call: Call) -> pa.Table:
@@ -84,7 +89,13 @@ def threshold_metrics(call: Call) -> pa.Table:
     thresholds = call.argument if isinstance(call.argument, list) else call.param("thresholds")
     if not call.has_input and thresholds is None:
         return metrics.metrics_from_counts(_stored_table(call, "roc_curve").to_pydict())
-    return metrics.threshold_metrics(call.require_model(), call.input_table(), thresholds)
+    return metrics.threshold_metrics(call.require_model(), None, thresholds, _classified(call))
+
+
+def _classified(call: Call) -> metrics.Scored | None:
+    """A classifier's input rows scored batch by batch; None for other models (which the metric refuses)."""
+    model = call.require_model()
+    return scored_rows(model, call.require_input()) if model.kind.task == CLASSIFICATION else None
 
 
 def _stored_table(call: Call, name: str) -> pa.Table:

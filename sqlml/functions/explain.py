@@ -17,23 +17,21 @@ from ..model.explain import (
 )
 from ..model.kinds import BOOSTED, CLASSIFICATION, CLUSTERING, FOREST
 from ..model.loaded import LoadedModel
-from .base import Call
+from .base import Call, Stream
 
 TOP_K_DEFAULT = 5  # BigQuery's default top_k_features
 GLOBAL_SAMPLE_ROWS = 2_000
 
 
-def explain_predict(call: "Call") -> pa.Table:
+def explain_predict(call: "Call") -> Stream:
     """ML.EXPLAIN_PREDICT: ML.PREDICT's columns (a classifier's class probabilities reduced to
     ``probability``), the top attributions, baseline, prediction, approximation error, the input."""
     model = call.require_model()
     top_k = _top_k(call.param("top_k_features", TOP_K_DEFAULT))
     threshold = call.param("threshold")
     data = call.require_input()
-    pieces = [_explain_batch(model, pa.Table.from_batches([batch]), top_k, threshold) for batch in data.batches()]
-    if not pieces:
-        return _explain_batch(model, data.schema().empty_table(), top_k, threshold)
-    return pa.concat_tables(pieces)
+    return Stream((_explain_batch(model, rows, top_k, threshold) for rows in data.tables()),
+                  lambda: _explain_batch(model, data.empty(), top_k, threshold))
 
 
 def _top_k(value) -> int:

@@ -7,32 +7,33 @@ import pyarrow as pa
 from ..errors import DataError, SqlmlError
 from ..model import serve
 from ..model.kinds import CLUSTERING
-from .base import Call
+from .base import Call, Stream
 
 
-def baseline_predictions(call: "Call") -> pa.Table:
+def baseline_predictions(call: "Call") -> Stream:
     """ML.BASELINE: the baseline's own predictions, named like ML.PREDICT's, then the input columns."""
     model = call.require_model()
     if model.kind.task == CLUSTERING:
         raise SqlmlError(f"ML.BASELINE needs a classifier or regressor; '{model.info.name}' is a {model.kind.name}.")
-    data = call.input_table()
-    front = serve.baseline_output(model, data.num_rows)
+    data = call.require_input()
+    return Stream((_with_predictions(_baseline(call, rows.num_rows), rows) for rows in data.tables()),
+                  lambda: _with_predictions(_baseline(call, 0), data.empty()))
+
+
+def _baseline(call: "Call", rows: int) -> pa.Table:
+    front = serve.baseline_output(call.model, rows)
     if call.challenger is not None:  # a disabled model under A/B serving: ML.PREDICT's columns, as a view gives
-        front = front.append_column("model_version", pa.array([model.info.version] * data.num_rows, pa.int64()))
-    rest = [n for n in data.column_names if n not in front.column_names]
-    return pa.Table.from_arrays(front.columns + data.select(rest).columns, names=front.column_names + rest)
+        front = front.append_column("model_version", pa.array([call.model.info.version] * rows, pa.int64()))
+    return front
 
 
-def predict(call: Call) -> pa.Table:
+def predict(call: Call) -> Stream:
     """ML.PREDICT: prediction columns first, then every input column (BigQuery's order).
-    The input is streamed in record batches, each scored in one vectorized call."""
+    The input is streamed in record batches, each scored in one vectorized call when it is read."""
     call.require_model()
     data = call.require_input()
-    pieces = [_with_predictions(_scored(call, pa.Table.from_batches([batch])), pa.Table.from_batches([batch]))
-              for batch in data.batches()]
-    if not pieces:
-        return _with_predictions(_scored(call, data.schema().empty_table()), data.schema().empty_table())
-    return pa.concat_tables(pieces)
+    return Stream((_with_predictions(_scored(call, rows), rows) for rows in data.tables()),
+                  lambda: _with_predictions(_scored(call, data.empty()), data.empty()))
 
 
 def _scored(call: Call, rows: pa.Table) -> pa.Table:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import typing as t
-
 from ..sql.transform_functions import TransformError
+from .base import Call, Stream
 
 
-def ml_transform(call) -> "t.Any":
+def ml_transform(call: Call) -> Stream:
     """ML.TRANSFORM(MODEL m, data): the data as the model sees it (the executor already wrapped the
     input through the model's TRANSFORM)."""
     model = call.require_model()
     if not model.transform:
         raise TransformError(f"ML.TRANSFORM needs a model trained with a TRANSFORM clause; '{model.info.name}' has none.")
-    return call.input_table()
+    data = call.require_input()
+    return Stream(data.tables(), data.empty)

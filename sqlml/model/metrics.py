@@ -106,6 +106,15 @@ class Scored:
         probs = pc.struct_field(pc.list_flatten(out.column(1)), "prob").to_numpy().reshape(-1, len(model.classes))
         return cls(true_labels(model, data), model.decide(probs, threshold), probs)
 
+    @classmethod
+    def of_tables(cls, model: "LoadedModel", tables: t.Iterable[pa.Table], empty: t.Callable[[], pa.Table],
+                  threshold: float | None = None) -> "Scored":
+        """Scored one record batch at a time: only each row's label, prediction and probabilities are
+        kept, not its input columns (``empty()``: the input's schema, for an input without rows)."""
+        parts = [cls.of(model, rows, threshold) for rows in tables] or [cls.of(model, empty(), threshold)]
+        probs = None if parts[0].probs is None else np.concatenate([p.probs for p in parts])
+        return cls(np.concatenate([p.y for p in parts]), np.concatenate([p.predicted for p in parts]), probs)
+
     def take(self, rows: np.ndarray) -> "Scored":
         return Scored(self.y[rows], self.predicted[rows], None if self.probs is None else self.probs[rows])
 
@@ -120,13 +129,15 @@ def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = Non
         if data.num_rows == 0:
             raise DataError(f"The evaluation data has no rows; k-means metrics of '{model.info.name}' need at least one.")
         return clustering_metrics(model.features(data), model.estimator)
-    data = labelled_rows(model, data)
-    if data.num_rows == 0:
+    return scored_metrics(model, scored or Scored.of(model, data), threshold)
+
+
+def scored_metrics(model: "LoadedModel", scored: Scored, threshold: float | None = None) -> dict:
+    """ML.EVALUATE's metrics of a classifier or regressor on rows already scored."""
+    if len(scored) == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
     if model.kind.task == CLASSIFICATION:
-        scored = scored or Scored.of(model, data)
         return classification_metrics(scored.y, scored.probs, model.decide(scored.probs, threshold))
-    scored = Scored.of(model, data)
     return regression_metrics(scored.y, scored.predicted)
 
 
@@ -225,13 +236,14 @@ def roc_curve(model: "LoadedModel", data: pa.Table, thresholds: list[float] | No
     })
 
 
-def threshold_metrics(model: "LoadedModel", data: pa.Table, thresholds: list[float] | None = None) -> pa.Table:
+def threshold_metrics(model: "LoadedModel", data: pa.Table | None, thresholds: list[float] | None = None,
+                      scored: Scored | None = None) -> pa.Table:
     """ML.THRESHOLD_METRICS: the metrics a binary classifier would score at each decision threshold."""
     _require_classifier(model, "ML.THRESHOLD_METRICS")
     if len(model.classes) != 2:
         raise DataError("ML.THRESHOLD_METRICS needs a binary classifier; this model has "
                         f"{len(model.classes)} classes.")
-    return metrics_from_counts(roc_curve(model, data, thresholds).to_pydict())
+    return metrics_from_counts(roc_curve(model, data, thresholds, scored).to_pydict())
 
 
 def metrics_from_counts(counts: dict) -> pa.Table:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from ..errors import SqlmlError
-from . import catalog, constants, options, preprocessing
+from . import catalog, constants, options, preprocessing, scans
 from .dialect import AlterModel, CreateModel, DropModel, MLCall, ModelRef
 
 VIEW_PARAMS = {"challenger_fraction", "split_key"}
@@ -57,6 +57,7 @@ class Query:
     returns_rows: bool = True  # False for DDL, whose DuckDB result is only a count
     passthrough: str | None = None  # the statement is ``SELECT * FROM <this table function>``
     analytics: list[preprocessing.Analytic] = field(default_factory=list)  # ML.STANDARD_SCALER(x) OVER () ...
+    rescanned: set[str] = field(default_factory=set)  # the tables ``sql`` may read more than once
 
 
 @dataclass
@@ -195,6 +196,7 @@ class Planner:
                 replacement.set("alias", alias)
             target.replace(replacement)
         preprocessing.finish(step.analytics, self.dialect)
+        step.rescanned = scans.read_more_than_once(statement, [table.name for table in step.tables])
         step.sql = statement.sql(self.dialect)
         if len(step.tables) == 1 and step.sql == f"SELECT * FROM {step.tables[0].name}":
             step.passthrough = step.tables[0].name
