@@ -27,7 +27,7 @@ import os
 import time
 import typing as t
 
-os.environ.setdefault("SQLML_SECRET_KEY", "benchmark")
+os.environ.setdefault("SQLML_SECRET_KEY", "predict-benchmark-" + "0123456789abcdef" * 3)  # a key sqlml accepts
 
 import numpy as np  # noqa: E402
 from scipy import sparse  # noqa: E402
