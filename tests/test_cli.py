@@ -184,7 +184,7 @@ def test_card_evaluates_over_the_time_windows_asked_for(runner, flights_db, tmp_
     result = run(runner, "card", "delay", "--db", flights_db, "-o", str(out), "--data", "SELECT * FROM ewr",
                  "--time-column", "flight_date", "--time-window", "quarter")
     assert result.exit_code == 0, result.stderr
-    monitoring = re.search(r'<section id="monitoring">(.*?)</section>', out.read_text(), re.S).group(1)
+    monitoring = re.search(r'<section id="monitoring">(.*?)</section>', out.read_text(), re.DOTALL).group(1)
     over_time = monitoring.split("<h3>Evaluation over time")[1]
     rows = re.findall(r'<tr class="[^"]*"><td class="text">([^<]*)</td><td>([^<]*)</td>', over_time)
     with duckdb.connect(flights_db, read_only=True) as db:
