@@ -180,15 +180,21 @@ def key_create() -> None:
 @click.option("--data", "data_sql", help="Evaluate on this query instead of the evaluation split kept at training.")
 @click.option("--slice-by", multiple=True, help="Add a sliced evaluation by this column (repeatable; needs --data).")
 @click.option("--sensitive-col", help="Add fairness figures for this column (needs --data).")
+@click.option("--time-column", help="Add the evaluation over time, by windows of this DATE or TIMESTAMP column (needs --data).")
+@click.option("--time-window", help="The windows of --time-column: day, week, month (the default), quarter or year.")
 @user_errors
 def card(model: str, db_path: str, output: str, data_sql: str | None, slice_by: tuple[str, ...],
-         sensitive_col: str | None) -> None:
+         sensitive_col: str | None, time_column: str | None, time_window: str | None) -> None:
     """Write MODEL's model card as a self-contained HTML file (see docs/model_cards.md)."""
     import sqlml
 
+    if time_window and not time_column:
+        raise click.UsageError("--time-window needs --time-column: the DATE or TIMESTAMP column to window by.")
+
     from .functions.card import card_query
     with sqlml.connect(db_path, read_only=db_path != ":memory:", create=False) as conn:
-        (html,) = conn.sql(card_query(model, data_sql, slice_by, sensitive_col)).fetchall()[0]
+        (html,) = conn.sql(card_query(model, data_sql, slice_by, sensitive_col, time_column=time_column,
+                                       time_window=time_window)).fetchall()[0]
     try:
         with open(output, "w", encoding="utf-8") as f:
             f.write(html)

@@ -2,12 +2,16 @@
 
 import io
 import json
+import re
 import threading
 import time
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
+import sqlml
+from sqlml import datasets
 from sqlml.cli import Spinner, main
 
 TRAIN = ("CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) AS "
@@ -159,3 +163,44 @@ def test_spinner_keeps_turning_while_the_data_checks_report_from_their_thread(ca
     assert capsys.readouterr().err.splitlines() == [
         "Training logistic_reg 'm' on 990 rows × 3 features…", "Data check: 'id' is unique on every row",
         "Trained 'm' in 0.4 s (990 rows)."]
+
+
+@pytest.fixture(scope="module")
+def flights_db(tmp_path_factory):
+    """A database file with EWR's flights of the 1st and 15th of each month and a delay classifier."""
+    path = str(tmp_path_factory.mktemp("card") / "flights.duckdb")
+    with sqlml.connect(path, progress=lambda message: None) as conn:
+        datasets.load(conn.duckdb, "flights", "all_flights")
+        conn.sql("""CREATE TABLE ewr AS SELECT make_date(year, month, day) AS flight_date, dep_delay, distance, carrier,
+                    arr_delay > 15 AS is_late FROM all_flights
+                    WHERE arr_delay IS NOT NULL AND day IN (1, 15) AND origin = 'EWR';
+                    CREATE MODEL delay OPTIONS (model_type = 'logistic_reg', input_label_cols = ['is_late']) AS
+                    SELECT * EXCLUDE (flight_date) FROM ewr""")
+    return path
+
+
+def test_card_evaluates_over_the_time_windows_asked_for(runner, flights_db, tmp_path):
+    out = tmp_path / "card.html"
+    result = run(runner, "card", "delay", "--db", flights_db, "-o", str(out), "--data", "SELECT * FROM ewr",
+                 "--time-column", "flight_date", "--time-window", "quarter")
+    assert result.exit_code == 0, result.stderr
+    monitoring = re.search(r'<section id="monitoring">(.*?)</section>', out.read_text(), re.DOTALL).group(1)
+    over_time = monitoring.split("<h3>Evaluation over time")[1]
+    rows = re.findall(r'<tr class="[^"]*"><td class="text">([^<]*)</td><td>([^<]*)</td>', over_time)
+    with duckdb.connect(flights_db, read_only=True) as db:
+        counts = db.sql("SELECT date_trunc('quarter', flight_date)::DATE, count(*) FROM ewr GROUP BY 1 ORDER BY 1").fetchall()
+    assert len(counts) == 4
+    assert rows == [(str(start), f"{n:,}") for start, n in counts]
+
+
+def test_card_time_window_without_a_time_column_is_a_usage_error(runner, flights_db):
+    result = run(runner, "card", "delay", "--db", flights_db, "--data", "SELECT * FROM ewr", "--time-window", "month")
+    assert result.exit_code == 2
+    assert "--time-window needs --time-column: the DATE or TIMESTAMP column to window by." in result.stderr
+
+
+def test_card_time_column_that_is_not_a_time_names_its_type(runner, flights_db, tmp_path):
+    result = run(runner, "card", "delay", "--db", flights_db, "-o", str(tmp_path / "c.html"), "--data",
+                 "SELECT * FROM ewr", "--time-column", "distance")
+    assert result.exit_code == 1
+    assert "time_column 'distance' is int64, not a DATE or TIMESTAMP; cast it in the input query" in result.stderr

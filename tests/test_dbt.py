@@ -445,6 +445,23 @@ def test_drift_and_skew_tests_pass_and_fail_on_what_ml_validate_finds(built, db)
     assert [name for name, value in skew if value > 0.0001] == ["noise"]
 
 
+def test_estimate_and_review_macros_equal_the_same_sql_run_directly(db):
+    """late_estimates (sqlml.estimate_performance per month) and late_review (sqlml.review_queue)
+    hold what ML.ESTIMATE_PERFORMANCE and ML.REVIEW_QUEUE return on the same rows."""
+    estimates = db.sql("SELECT * FROM late_estimates ORDER BY window_start").fetchall()
+    direct = db.sql(f"""SELECT * FROM ML.ESTIMATE_PERFORMANCE(MODEL {DELAY},
+                        (SELECT *, make_date(2013, month, 20) AS flight_date FROM flights_recent),
+                        STRUCT('flight_date' AS time_column, 'month' AS time_window)) ORDER BY window_start""").fetchall()
+    counts = db.sql("SELECT make_date(2013, month, 1), count(*) FROM flights_recent GROUP BY 1 ORDER BY 1").fetchall()
+    assert [(start, n) for start, n, *_ in estimates] == counts and len(counts) == 2
+    assert estimates == [tuple(pytest.approx(v) if isinstance(v, float) else v for v in row) for row in direct]
+    review = db.sql("SELECT * FROM late_review").fetchall()
+    direct = db.sql(f"SELECT * FROM ML.REVIEW_QUEUE(MODEL {DELAY}, TABLE flights_recent, "
+                    "STRUCT(25 AS top_k, 0.6 AS max_confidence))").fetchall()
+    assert len(review) == 25 and review == direct
+    assert [r[1] for r in review] == sorted(r[1] for r in review) and review[-1][1] <= 0.6
+
+
 # ---- audit table and registry views ----
 
 def test_audit_table_has_one_row_per_training_run_appended_never_rewritten(built, db):

@@ -22,3 +22,10 @@
   {%- endif -%}
   {{- return(sql) -}}
 {%- endmacro %}
+
+{#- A compiler error unless a table-expression macro that needs rows was given them. -#}
+{% macro require_rows(relation_or_query, caller_name, what) -%}
+  {%- if relation_or_query is none -%}
+    {{ exceptions.raise_compiler_error("sqlml." ~ caller_name ~ " needs " ~ what ~ ": a relation or a query") }}
+  {%- endif -%}
+{%- endmacro %}

@@ -29,9 +29,7 @@
 {%- endmacro %}
 
 {% macro duckdb__validate_data_skew(model_ref, relation_or_query, params={}) -%}
-  {%- if relation_or_query is none -%}
-    {{ exceptions.raise_compiler_error("sqlml.validate_data_skew needs the serving rows: a relation or a query") }}
-  {%- endif -%}
+  {%- do sqlml.require_rows(relation_or_query, 'validate_data_skew', 'the serving rows') -%}
   {{- sqlml.ml_call('VALIDATE_DATA_SKEW', model_ref, relation_or_query, sqlml.drift_params(params, 'validate_data_skew')) -}}
 {%- endmacro %}
 

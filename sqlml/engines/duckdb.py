@@ -30,6 +30,7 @@ TEMPORARY = ("SELECT table_name FROM duckdb_tables() WHERE temporary UNION ALL S
 #: UDF, owned by the connection that defined it: once that connection closes (a cursor), the database
 #: still calls the function, and calling a freed one crashes the process.
 _DEFINED: list[t.Callable] = []
+_DEFINING = threading.Lock()  # dbt threads' cursors share one catalog: check and create as one step
 
 
 def connect_duckdb(path: str = ":memory:", read_only: bool = False, create: bool = True) -> duckdb.DuckDBPyConnection:
@@ -145,9 +146,12 @@ class DuckDBEngine:
                                 extra: list[str], output: pa.Schema) -> None:
         """An Arrow UDF (2,048 rows a call) taking a STRUCT of the features and ``extra`` scalar arguments
         (their SQL types), each handed to ``function`` as one Arrow array."""
-        if self._has_function(name):
-            return
+        with _DEFINING:
+            if not self._has_function(name):
+                self._create_scoring_function(name, function, features, extra, output)
 
+    def _create_scoring_function(self, name: str, function: ScoringFunction, features: list[tuple[str, str]],
+                                 extra: list[str], output: pa.Schema) -> None:
         def score(*arguments: pa.ChunkedArray | pa.Array) -> pa.StructArray:
             return function(*(a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arguments))
 

@@ -337,8 +337,10 @@ def render(context: dict, output: str = "markdown", images: bool = False) -> str
 
 
 def card_query(model: str, data_sql: str | None = None, slice_by: t.Sequence[str] = (),
-               sensitive_col: str | None = None, output: str = "html") -> str:
-    """The ``SELECT model_card FROM ML.MODEL_CARD(...)`` statement ``sqlml card`` runs."""
+               sensitive_col: str | None = None, output: str = "html", time_column: str | None = None,
+               time_window: str | None = None) -> str:
+    """The ``SELECT model_card FROM ML.MODEL_CARD(...)`` statement ``sqlml card`` runs; ML.MODEL_CARD
+    checks the settings (a time column needs data, the window is one ML.EVALUATE knows)."""
     try:
         name = exp.to_table(model, dialect="sqlml").sql("sqlml")
     except (ParseError, ValueError):
@@ -346,7 +348,8 @@ def card_query(model: str, data_sql: str | None = None, slice_by: t.Sequence[str
     fields = [f"{exp.Literal.string(output).sql()} AS format"]
     if slice_by:
         fields.append(f"[{', '.join(exp.Literal.string(c).sql() for c in slice_by)}] AS slice_by")
-    if sensitive_col:
-        fields.append(f"{exp.Literal.string(sensitive_col).sql()} AS sensitive_col")
+    for field, value in (("sensitive_col", sensitive_col), ("time_column", time_column), ("time_window", time_window)):
+        if value:
+            fields.append(f"{exp.Literal.string(value).sql()} AS {field}")
     data = f"({data_sql.strip().rstrip(';')}), " if data_sql else ""
     return f"SELECT model_card FROM ML.MODEL_CARD(MODEL {name}, {data}STRUCT({', '.join(fields)}))"
