@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..model.serve import key_hashes, mixed
+from ..model.serve import key_hashes, mix_in_place, mixed
 from . import sample as sampling
 from .labels import query_column
 
@@ -104,7 +104,8 @@ def row_hashes(rows: pa.Table | pa.RecordBatch, seed: int | None) -> np.ndarray:
     start = mixed(np.array([sampling.DATA_SEED if seed is None else seed], dtype=np.uint64) ^ NULL_HASH)
     hashes = np.full(rows.num_rows, start[0], dtype=np.uint64)
     for name in sorted(rows.column_names):
-        hashes = mixed(hashes ^ column_hashes(rows.column(name)))
+        hashes ^= column_hashes(rows.column(name))
+        mix_in_place(hashes)
     return hashes
 
 
@@ -112,6 +113,12 @@ def column_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Each value's 64-bit hash (see :func:`row_hashes`)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if pa.types.is_dictionary(values.type) and len(values.dictionary) and not values.dictionary.null_count:
+        # each dictionary entry hashed once, as its values would be
+        hashes = column_hashes(values.dictionary)[pc.fill_null(values.indices, 0).to_numpy(zero_copy_only=False)]
+        if values.null_count:
+            hashes[~values.is_valid().to_numpy(zero_copy_only=False)] = NULL_HASH
+        return hashes
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
     kind = values.type
