@@ -144,17 +144,20 @@ def _text(values: pa.Array) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
 
 
-def held_out_by(options: dict, eval_rows: int, rows: pa.Table) -> np.ndarray | None:
+def held_out_by(options: dict, eval_rows: int, rows: pa.Table, hashes: np.ndarray | None = None) -> np.ndarray | None:
     """Which of ``rows`` a stored version held out when it was trained (with its ``options`` and its
     ``eval_rows`` count), or None when it held none out (it trained on every row of its data). Rows
     added since count as held out when the same rule holds them out (a hash split's do; SEQ's and
-    CUSTOM's are recomputed on ``rows``)."""
+    CUSTOM's are recomputed on ``rows``). ``hashes``: the rows' :func:`row_hashes` with the version's
+    seed, when already computed."""
     method = options.get("data_split_method", "AUTO_SPLIT")
     if method == "NO_SPLIT" or not eval_rows:
         return None
     if method in HASHED:
         fraction = options.get("data_split_eval_fraction")
-        return None if fraction is None else hash_held_out(row_hashes(rows, options.get("random_seed")), fraction)
+        if fraction is None:
+            return None
+        return hash_held_out(row_hashes(rows, options.get("random_seed")) if hashes is None else hashes, fraction)
     held = np.zeros(rows.num_rows, dtype=bool)
     held[split_rows(rows, options, options.get("random_seed")).eval] = True
     return held
