@@ -91,7 +91,7 @@ class Executor:
                          training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
         new = tune.loaded(row)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
-        row.pop("fitted")
+        row.pop("fitted", None)  # a tuned row has none
         verdict = self._gate(step.name, checked, new, eval_data, on_training_rows,
                              lambda: self.engine.read_arrow(query_sql))
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",

@@ -146,8 +146,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     row = _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
-    # (not stored: the executor takes it off the row). ``fitted``: what the blob holds, still in memory, so
-    # that reading the model back (tune.loaded) need not deserialize it; the header as its JSON reads back.
+    # (not stored: the executor takes it off the row), and what the blob holds, for tune.loaded to skip reading it.
     return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None,
             "fitted": (estimator, json.loads(json.dumps(header)), parts or {})}
 

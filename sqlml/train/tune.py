@@ -202,8 +202,8 @@ class _Runner:
         if validation.get(self.objective) is None:
             record.update(status="FAILED", error_message=f"The objective {self.objective} is undefined on the "
                                                          "validation rows (a single class?).")
-        else:
-            self.rows[number] = row
+        else:  # without its fitted objects: a trial's row holds its model as bytes only
+            self.rows[number] = {k: v for k, v in row.items() if k != "fitted"}
         self.trials.append(record)
         return record
 
