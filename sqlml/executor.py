@@ -89,8 +89,10 @@ class Executor:
         rows = tune.read(self.engine, query_sql, kind, checked)
         row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted,
                          training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
+        new = tune.loaded(row)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
-        verdict = self._gate(step.name, checked, row, eval_data, on_training_rows,
+        row.pop("fitted", None)  # a tuned row has none
+        verdict = self._gate(step.name, checked, new, eval_data, on_training_rows,
                              lambda: self.engine.read_arrow(query_sql))
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
                                                   None, reason=verdict.reason, metric=verdict.metric,
@@ -108,13 +110,12 @@ class Executor:
                                  [label, options.get("data_split_col"), options.get("instance_weight_col")])
         return drift.statistics(lambda: self.engine.read_batches(query_sql), kinds)
 
-    def _gate(self, name: str, options: dict, row: dict, eval_data: pa.Table, on_training_rows: bool,
+    def _gate(self, name: str, options: dict, new: LoadedModel, eval_data: pa.Table, on_training_rows: bool,
               table: t.Callable[[], pa.Table]) -> gate.Verdict:
         """The deploy gate's verdict on a new version (train/gate.py), against the deployed one, on the
         rows both held out (``table`` reads the new training query's rows again, where the gate finds them:
         only a retrain gated against a deployed version needs them)."""
         deployed = self.load(name) if self.registry.versions(name) else None
-        new = tune.loaded(row)
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
             return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
         if on_training_rows:  # no split: both are scored on the training rows, if the deployed can read them

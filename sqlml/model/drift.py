@@ -53,14 +53,25 @@ def statistics(batches: Batches, kinds: dict[str, str], buckets: int = NUM_BUCKE
     ranges = {c: [np.inf, -np.inf, 0, 0, 0] for c in numeric}  # min, max, nan, -inf, +inf
     for batch in batches():
         for name in counts:
-            strings = pc.cast(batch.column(name), pa.string())
-            for item in pc.value_counts(strings.drop_null()).to_pylist():
-                counts[name][item["values"]] += item["counts"]
+            _count(counts[name], batch.column(name))
         for name in numeric:
             _widen(ranges[name], _floats(batch, name))
     stats = {name: _top(counter, rank) for name, counter in counts.items()}
     stats.update(_histograms(batches, ranges, buckets))
     return {name: stats[name] for name in kinds}
+
+
+def _count(counter: Counter, column: pa.Array) -> None:
+    """Add the non-NULL values of ``column``, as text, to ``counter``; a dictionary-encoded column by
+    counting its indices (no text per row)."""
+    if pa.types.is_dictionary(column.type):
+        found = np.bincount(column.indices.drop_null().to_numpy(zero_copy_only=False), minlength=len(column.dictionary))
+        for value, count in zip(pc.cast(column.dictionary, pa.string()).to_pylist(), found.tolist()):
+            if count and value is not None:
+                counter[value] += count
+        return
+    for item in pc.value_counts(pc.cast(column, pa.string()).drop_null()).to_pylist():
+        counter[item["values"]] += item["counts"]
 
 
 def _floats(batch: pa.RecordBatch, name: str) -> np.ndarray:

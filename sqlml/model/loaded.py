@@ -89,7 +89,11 @@ class LoadedModel:
 
     @classmethod
     def from_blob(cls, info: ModelVersion, blob: bytes) -> "LoadedModel":
-        estimator, header, parts = envelope.loads_parts(blob)
+        return cls.from_parts(info, *envelope.loads_parts(blob))
+
+    @classmethod
+    def from_parts(cls, info: ModelVersion, estimator: t.Any, header: dict, parts: dict) -> "LoadedModel":
+        """The model of a blob's deserialized ``estimator``, JSON ``header`` and ``parts``."""
         return cls(
             info=info,
             kind=MODEL_KINDS[header["model_type"]],

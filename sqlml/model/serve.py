@@ -45,10 +45,18 @@ def challenger_rows(keys: pa.Array | pa.ChunkedArray, fraction: float) -> np.nda
 
 def mixed(hashes: np.ndarray) -> np.ndarray:
     """MurmurHash3's fmix64: every input bit moves every output bit (an invertible 64-bit mix)."""
+    return mix_in_place(np.array(hashes, dtype=np.uint64))
+
+
+def mix_in_place(hashes: np.ndarray) -> np.ndarray:
+    """:func:`mixed`, overwriting the uint64 array ``hashes`` (about twice as fast: no new arrays)."""
+    shift = np.uint64(33)
     with np.errstate(over="ignore"):  # multiplies modulo 2^64
         for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
-            hashes = (hashes ^ (hashes >> np.uint64(33))) * np.uint64(multiplier)
-        return hashes ^ (hashes >> np.uint64(33))
+            hashes ^= hashes >> shift
+            hashes *= np.uint64(multiplier)
+        hashes ^= hashes >> shift
+    return hashes
 
 
 def key_hashes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:

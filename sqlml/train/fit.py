@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import time
 import typing as t
 import warnings
@@ -110,16 +111,16 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
         check_classes_trained(train_rows[label], classes, label)
 
     # The data checks and ML.FEATURE_INFO's statistics read every column of the query's rows: they run in
-    # a thread beside fitting the preprocessing (Arrow kernels release the GIL), and end before the matrix
-    # is built, which frees each batch of rows once it is written.
+    # a thread beside fitting the preprocessing and the drift statistics (Arrow kernels release the GIL),
+    # and end before the matrix is built, which frees each batch of rows once it is written.
     with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside:
         profiling = beside.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
         preprocessor = matrix.fit_preprocessor(table, split.train, features, kind,
                                                options.get("standardize_features", True))
+        training_stats = training_stats or drift.statistics(  # also while the checks run
+            functools.partial(matrix.training_batches, table.select(features), split.train),
+            drift.comparable(pa.schema([schema.field(f) for f in features])))
         profile = profiling.result()
-    training_stats = training_stats or drift.statistics(
-        functools.partial(matrix.training_batches, table.select(features), split.train),
-        drift.comparable(pa.schema([schema.field(f) for f in features])))
     custom_centroids = centroids.marked_rows(table, split.train, options)
     label_type = label_type_name(table.schema.field(label).type) if label else "float"
     batches = table.select(features).to_batches()
@@ -139,13 +140,15 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     model = LoadedModel(info, kind, estimator, preprocessor, classes, LABEL_TYPES[label_type], target_scale)
     measured, eval_tables, scored = _measure(model, train_rows, eval_rows)
     # Stored beside the estimator: the CBPE calibrator, fitted on held-out rows only (sqlml.model.cbpe).
-    blob = envelope.dumps(estimator, header, cbpe.parts(scored if split.eval is not None else None))
+    parts = cbpe.parts(scored if split.eval is not None else None)
+    blob = envelope.dumps(estimator, header, parts)
     info = dataclasses.replace(info, fingerprint=envelope.fingerprint(blob))
     row = _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
                         training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
-    # (not stored: the executor takes it off the row).
-    return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None}
+    # (not stored: the executor takes it off the row), and what the blob holds, for tune.loaded to skip reading it.
+    return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None,
+            "fitted": (estimator, json.loads(json.dumps(header)), parts or {})}
 
 
 def _side_and_eval_rows(table: pa.Table, split: Split, features: list[str]) -> tuple[pa.Table, pa.Table]:

@@ -26,7 +26,7 @@ from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
 from ..model.metrics import Scored
 from .labels import prepare_label
-from .split import held_out_by, split_rows
+from .split import HASHED, held_out_by, row_hashes, split_rows
 
 BOOTSTRAP_RESAMPLES = 1000  # ML.COMPARE's default num_bootstrap
 
@@ -58,11 +58,14 @@ def shared_rows(new_model: LoadedModel, deployed: LoadedModel, eval_rows: pa.Tab
     by row — only when both return as many labelled rows; else the rows cannot be had."""
     options, eval_count = deployed.info.options, deployed.info.eval_rows
     new, new_options = _labelled(new_model, new_table), new_model.info.options
-    positions = split_rows(new, new_options, new_options.get("random_seed")).eval
+    seed = new_options.get("random_seed")
+    hashes = row_hashes(new, seed) if new_options.get("data_split_method", "AUTO_SPLIT") in HASHED else None
+    positions = split_rows(new, new_options, seed, hashes).eval
     if positions is None or len(positions) != eval_rows.num_rows:
         return Rows(eval_rows, None)
-    if set(deployed_columns) <= set(new.column_names):
-        held = held_out_by(options, eval_count, new.select(deployed_columns))
+    if set(deployed_columns) <= set(new.column_names):  # the same columns and seed: the same row hashes
+        same = set(deployed_columns) == set(new.column_names) and options.get("random_seed") == seed
+        held = held_out_by(options, eval_count, new.select(deployed_columns), hashes if same else None)
         return _kept(eval_rows, eval_rows, None if held is None else held[positions])
     old = _labelled(deployed, deployed_table())
     if old.num_rows != new.num_rows:

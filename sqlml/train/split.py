@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..model.serve import key_hashes, mixed
+from ..model.serve import key_hashes, mix_in_place, mixed
 from . import sample as sampling
 from .labels import query_column
 
@@ -104,7 +104,8 @@ def row_hashes(rows: pa.Table | pa.RecordBatch, seed: int | None) -> np.ndarray:
     start = mixed(np.array([sampling.DATA_SEED if seed is None else seed], dtype=np.uint64) ^ NULL_HASH)
     hashes = np.full(rows.num_rows, start[0], dtype=np.uint64)
     for name in sorted(rows.column_names):
-        hashes = mixed(hashes ^ column_hashes(rows.column(name)))
+        hashes ^= column_hashes(rows.column(name))
+        mix_in_place(hashes)
     return hashes
 
 
@@ -112,6 +113,12 @@ def column_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Each value's 64-bit hash (see :func:`row_hashes`)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if pa.types.is_dictionary(values.type) and len(values.dictionary) and not values.dictionary.null_count:
+        # each dictionary entry hashed once, as its values would be
+        hashes = column_hashes(values.dictionary)[pc.fill_null(values.indices, 0).to_numpy(zero_copy_only=False)]
+        if values.null_count:
+            hashes[~values.is_valid().to_numpy(zero_copy_only=False)] = NULL_HASH
+        return hashes
     if pa.types.is_dictionary(values.type):
         values = values.cast(values.type.value_type)
     kind = values.type
@@ -137,17 +144,20 @@ def _text(values: pa.Array) -> pa.Array:
         return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
 
 
-def held_out_by(options: dict, eval_rows: int, rows: pa.Table) -> np.ndarray | None:
+def held_out_by(options: dict, eval_rows: int, rows: pa.Table, hashes: np.ndarray | None = None) -> np.ndarray | None:
     """Which of ``rows`` a stored version held out when it was trained (with its ``options`` and its
     ``eval_rows`` count), or None when it held none out (it trained on every row of its data). Rows
     added since count as held out when the same rule holds them out (a hash split's do; SEQ's and
-    CUSTOM's are recomputed on ``rows``)."""
+    CUSTOM's are recomputed on ``rows``). ``hashes``: the rows' :func:`row_hashes` with the version's
+    seed, when already computed."""
     method = options.get("data_split_method", "AUTO_SPLIT")
     if method == "NO_SPLIT" or not eval_rows:
         return None
     if method in HASHED:
         fraction = options.get("data_split_eval_fraction")
-        return None if fraction is None else hash_held_out(row_hashes(rows, options.get("random_seed")), fraction)
+        if fraction is None:
+            return None
+        return hash_held_out(row_hashes(rows, options.get("random_seed")) if hashes is None else hashes, fraction)
     held = np.zeros(rows.num_rows, dtype=bool)
     held[split_rows(rows, options, options.get("random_seed")).eval] = True
     return held

@@ -202,8 +202,8 @@ class _Runner:
         if validation.get(self.objective) is None:
             record.update(status="FAILED", error_message=f"The objective {self.objective} is undefined on the "
                                                          "validation rows (a single class?).")
-        else:
-            self.rows[number] = row
+        else:  # without its fitted objects: a trial's row holds its model as bytes only
+            self.rows[number] = {k: v for k, v in row.items() if k != "fitted"}
         self.trials.append(record)
         return record
 
@@ -262,10 +262,13 @@ def _quiet_optuna():
 
 
 def loaded(row: dict) -> LoadedModel:
-    """A trial's model, read back from its signed bytes as ML.* functions will read it."""
+    """A trial's model as ML.* functions will read it: from the objects its signed bytes hold, when
+    the row carries them (``fitted``, as training leaves them), else read back from the bytes."""
     fields = {f.name for f in dataclasses.fields(ModelVersion)}
     info = ModelVersion(**{k: v for k, v in row.items() if k in fields and k not in ("version", "created_at")},
                         version=0, created_at=None)
+    if row.get("fitted"):
+        return LoadedModel.from_parts(info, *row["fitted"])
     return LoadedModel.from_blob(info, row["model"])
 
 
