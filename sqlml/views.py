@@ -86,7 +86,7 @@ def define(engine: Engine, registry: Registry, info: ModelVersion, ab: bool = Fa
             engine.fetch(f"INSERT OR IGNORE INTO {FUNCTIONS} (name, model, features, ab) VALUES (?, ?, ?, ?)",
                          [name, info.name, json.dumps(columns), ab])
         except SqlmlError as e:  # two sessions (dbt threads) noting the same function at once: one note is enough
-            if "conflict" not in str(e).lower():
+            if not any(race in str(e).lower() for race in ("conflict", "duplicate key")):
                 raise
     return function
 
