@@ -27,6 +27,7 @@ from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import gate, tune
+from .train.labels import label_of, role_columns
 
 
 class Executor:
@@ -82,8 +83,7 @@ class Executor:
         fitted, query_sql = None, step.query_sql
         if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
             fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,
-                                   checked.get("input_label_cols", ["label"])[0] if kind.supervised else None,
-                                   keep=[checked.get("data_split_col"), checked.get("instance_weight_col")],
+                                   label_of(kind, checked), keep=role_columns(kind, checked)[1:],
                                    dialect=self.engine.dialect)
             query_sql = transform.training_sql(fitted, step.query_sql)
         rows = tune.read(self.engine, query_sql, kind, checked)
@@ -105,9 +105,7 @@ class Executor:
 
     def _raw_statistics(self, query_sql: str, kind: t.Any, options: dict) -> dict:
         """ML.VALIDATE_DATA_SKEW's statistics of a TRANSFORM model's raw input columns, over its training query."""
-        label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
-        kinds = drift.comparable(self.engine.schema(query_sql),
-                                 [label, options.get("data_split_col"), options.get("instance_weight_col")])
+        kinds = drift.comparable(self.engine.schema(query_sql), role_columns(kind, options))
         return drift.statistics(lambda: self.engine.read_batches(query_sql), kinds)
 
     def _gate(self, name: str, options: dict, new: LoadedModel, eval_data: pa.Table, on_training_rows: bool,

@@ -44,7 +44,7 @@ from ..model.version import ModelVersion
 from ..sql.transform import annotate_schema
 from . import centroids, checks, imbalance, matrix, reading, resources, stopping
 from . import sample as sampling
-from .labels import column_name, label_codes, prepare_label
+from .labels import column_name, label_codes, label_of, prepare_label
 from .split import Split, rows_at, split_rows
 
 
@@ -90,7 +90,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
             options = {**options, named: column_name(table, options[named], named)}
     if table.num_rows == 0:
         raise DataError("The training query returned zero rows.")
-    label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
+    label = label_of(kind, options)
     classes = None
     if kind.supervised:
         table, classes = prepare_label(table, label, kind)
@@ -127,7 +127,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     del table  # from here the feature columns are held by ``batches`` only (and by eval_rows when it is the table)
     matrix.release()  # what the data checks and the preprocessing's statistics freed
     estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
-        kind, options, name, preprocessor, (batches, custom_centroids), split.train, train_rows, label, classes, progress)
+        kind, options, name, preprocessor, batches, split.train, train_rows, label, classes, progress, custom_centroids)
     duration = time.perf_counter() - started
     progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
@@ -193,10 +193,12 @@ def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dic
 
 
 def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor: Preprocessor,
-                        rows: tuple[list[pa.RecordBatch], pa.Table | None], train: np.ndarray, train_rows: pa.Table,
-                        label: str | None, classes: list | None, progress: t.Callable[[str], None]) -> tuple:
-    """Build the matrix of the training rows ``train`` from the batches of ``rows`` (emptied as it is
-    built) and fit the estimator, started at the initial centroids of ``rows`` for CUSTOM k-means. ``train_rows``: the label and weight columns of those rows. Returns the estimator,
+                        batches: list[pa.RecordBatch], train: np.ndarray, train_rows: pa.Table,
+                        label: str | None, classes: list | None, progress: t.Callable[[str], None],
+                        custom_centroids: tuple[str, pa.Table] | None = None) -> tuple:
+    """Build the matrix of the training rows ``train`` from ``batches`` (emptied as it is built) and
+    fit the estimator, started at ``custom_centroids`` (:func:`sqlml.train.centroids.marked_rows`) for
+    CUSTOM k-means. ``train_rows``: the label and weight columns of those rows. Returns the estimator,
     the training matrix and labels as they really are (before weights or resampling), the target
     scaling and the notes for ML.TRAINING_INFO."""
     model_options = {k: v for k, v in options.items() if k in opts.OPTIONS}
@@ -206,7 +208,6 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor:
     if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
         estimator.set_params(categorical_features=preprocessor.categorical_mask)
     # Resampling interpolates in the matrix's dtype: it gets float64, as the estimator's own input would be.
-    batches, custom_centroids = rows
     X = matrix.build(preprocessor, kind, batches, train, kind.matrix_dtype if "sampling" not in options else "float64")
     centroids.use_custom(estimator, preprocessor, custom_centroids)
     y = label_codes(train_rows[label], classes) if classes else (

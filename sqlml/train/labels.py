@@ -11,6 +11,16 @@ from ..model.kinds import CLASSIFICATION, REGRESSION, ModelKind
 from ..model.preprocess import as_float, column_kind
 
 
+def label_of(kind: ModelKind, options: dict) -> str | None:
+    """The label column the options name (BigQuery's default ``label``), or None for unsupervised kinds."""
+    return options.get("input_label_cols", ["label"])[0] if kind.supervised else None
+
+
+def role_columns(kind: ModelKind, options: dict) -> list[str | None]:
+    """The columns that are not features whatever their type: the label, the split and the weight column."""
+    return [label_of(kind, options), options.get("data_split_col"), options.get("instance_weight_col")]
+
+
 def query_column(table: pa.Table, name: str, role: str) -> pa.ChunkedArray:
     return table[column_name(table, name, role)]
 

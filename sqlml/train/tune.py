@@ -38,7 +38,7 @@ from ..model.version import ModelVersion
 from . import fit as training
 from . import reading, search
 from . import split as splits
-from .labels import prepare_label
+from .labels import prepare_label, role_columns
 from .reading import Rows
 from .search import AUTO_TYPES, resolve_options
 
@@ -54,8 +54,8 @@ def read(engine: t.Any, sql: str, kind: ModelKind, options: dict) -> Rows:
     (:func:`sqlml.train.reading.read`) with the label, split and weight columns kept as read. Without
     tuning, when ``max_training_rows`` / ``sample_fraction`` leave training rows out, only the rows
     used are read (:func:`sqlml.train.reading.read_sample`)."""
-    label = options.get("input_label_cols", ["label"])[0] if kind.supervised else None
-    keep = [label, options.get("data_split_col"), options.get("instance_weight_col")]
+    keep = role_columns(kind, options)
+    label = keep[0]
     schema = engine.schema(sql)
     if ("max_training_rows" in options or "sample_fraction" in options) and not search.wanted(options):
         sampled = reading.read_sample(engine, sql, schema, kind, options, label, keep)
