@@ -18,6 +18,7 @@ from .functions.base import Call, Data, Stream
 from .model import drift, envelope, loaded
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
+from .model.kinds import MODEL_KINDS
 from .model.loaded import LoadedModel
 from .registry.deployments import Decision, Serving
 from .registry.release import Release
@@ -26,7 +27,7 @@ from .registry.versions import Registry
 from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
-from .train import gate, tune
+from .train import families, gate, tune
 from .train.labels import label_of, role_columns
 
 
@@ -75,6 +76,15 @@ class Executor:
         if exists and not step.replace:
             raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
+        own_trainer = families.trainer(step.options)  # ARIMA_PLUS: not a feature matrix (sqlml.train.families)
+        if own_trainer is not None:
+            if step.transform:
+                raise SqlmlError(f"A {step.options['model_type']} model takes no TRANSFORM clause.")
+            self._ensure_key()
+            query_sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, step.query_sql)
+            row, verdict = own_trainer(step.name, query_sql, step.options, self.engine, self.progress,
+                                       lambda: self.load(step.name) if exists else None)
+            return self._store(step.name, row, verdict)
         kind, checked = tune.resolve_options(step.options)  # fail on bad options before reading any data
         self._ensure_key()
         # ML.STANDARD_SCALER(x) OVER () ... in the training query: computed over its rows, stored as constants.
@@ -94,13 +104,17 @@ class Executor:
         row.pop("fitted", None)  # a tuned row has none
         verdict = self._gate(step.name, checked, new, eval_data, on_training_rows,
                              lambda: self.engine.read_arrow(query_sql))
+        return self._store(step.name, row, verdict)
+
+    def _store(self, name: str, row: dict, verdict: gate.Verdict) -> None:
+        """Store a new version with the deploy gate's decision, and let views serve it if deployed."""
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
                                                   None, reason=verdict.reason, metric=verdict.metric,
                                                   new_value=verdict.new_value, old_value=verdict.old_value,
                                                   eval_rows=verdict.eval_rows))
-        self._say_verdict(step.name, version, verdict)
-        views.refresh(self.registry, step.name)  # views over the model may serve the new version
-        self.progress(f"Model '{step.name}' version {version} stored.")
+        self._say_verdict(name, version, verdict)
+        views.refresh(self.registry, name)  # views over the model may serve the new version
+        self.progress(f"Model '{name}' version {version} stored.")
         return None
 
     def _raw_statistics(self, query_sql: str, kind: t.Any, options: dict) -> dict:
@@ -216,6 +230,7 @@ class Executor:
                              "STRUCT(0.2 AS challenger_fraction, 'id' AS split_key).")
         info = self.registry.resolve(name, version)
         refuse_expired(info.name, info.version, info.options)
+        families.check_function(MODEL_KINDS[info.model_type].family, info.model_type, "PREDICT")
         function = views.define(self.engine, self.registry, info, ab)
         model_state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
         columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
@@ -233,6 +248,7 @@ class Executor:
         model, serving = self._load(*tf.model, params.pop("trial_id", None)) if tf.model else (None, None)
         if model is not None:
             refuse_expired(model.info.name, model.info.version, model.info.options)
+            families.check_function(model.kind.family, model.info.model_type, tf.function)
         function = tf.function
         if function == "PREDICT" and serving is not None and tf.model[1] is None and serving.disabled:
             self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "

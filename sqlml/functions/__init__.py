@@ -8,6 +8,7 @@ from __future__ import annotations
 import typing as t
 
 from . import (
+    anomalies,
     card,
     compare,
     describe,
@@ -16,6 +17,7 @@ from . import (
     evaluate,
     explain,
     fairness,
+    forecast,
     info,
     predict,
     review,
@@ -52,4 +54,10 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table | Stream"]] = {
     "REVIEW_QUEUE": review.review_queue,
     "VALIDATE_DATA_DRIFT": drift.validate_data_drift,
     "VALIDATE_DATA_SKEW": drift.validate_data_skew,
+    "FORECAST": forecast.forecast,
+    "EXPLAIN_FORECAST": forecast.explain_forecast,
+    "DETECT_ANOMALIES": anomalies.detect_anomalies,
+    "ARIMA_EVALUATE": forecast.arima_evaluate,
+    "ARIMA_COEFFICIENTS": forecast.arima_coefficients,
+    "HOLIDAY_INFO": forecast.holiday_info,
 }

@@ -17,9 +17,9 @@ from ..model.baseline import (
     metric_values,
     primary_metric,
 )
-from ..model.kinds import CLASSIFICATION, CLUSTERING
+from ..model.kinds import ARIMA, CLASSIFICATION, CLUSTERING
 from ..model.loaded import LoadedModel
-from . import over_time, slices
+from . import forecast_evaluate, over_time, slices
 from .base import Call, Data, as_table
 from .trials import with_trial_id
 
@@ -64,6 +64,8 @@ def evaluate(call: Call) -> pa.Table:
     """ML.EVALUATE: one row of metrics with the baseline's beside them (:mod:`sqlml.baselines`), on the
     given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
     model = call.require_model()
+    if model.kind.family == ARIMA:  # forecasts against later actuals, or the fit (BigQuery's ARIMA evaluation)
+        return forecast_evaluate.evaluate(call)
     if call.param("time_column") is not None or call.param("time_window") is not None:
         return with_trial_id(over_time.evaluate(model, call.require_input(), call.params), call)
     if call.param("slice_by") is not None:

@@ -39,7 +39,9 @@ import typing as t
 from dataclasses import dataclass, field
 
 CLASSIFICATION, REGRESSION, CLUSTERING = "classification", "regression", "clustering"
+FORECASTING = "forecasting"
 LINEAR, BOOSTED, FOREST, DNN, KMEANS = "linear", "boosted", "forest", "dnn", "kmeans"  # families
+ARIMA = "arima"  # trained by its own trainer (sqlml.train.families), not from a feature matrix
 #: How a family is explained (sqlml.model.explain): exactly from its coefficients, exact Tree SHAP,
 #: or sampled (shap's PermutationExplainer against background rows).
 EXACT_LINEAR, TREE_SHAP, SAMPLED = "exact_linear", "tree_shap", "sampled"
@@ -224,6 +226,14 @@ _KMEANS = {"family": KMEANS, "options": ("max_iterations", "num_clusters"),
            "defaults": {"num_clusters": 4, "max_iterations": 20}, "encoding": "onehot", "standardize": True,
            "explainer": SAMPLED, "matrix_order": "C"}
 
+def _own_trainer(o: dict):
+    from ..errors import SqlmlError
+    raise SqlmlError("ARIMA models are fitted by statsforecast through sqlml.train.arima, not as an estimator.")
+
+
+#: ARIMA_PLUS(_XREG): their options are sqlml.model.arima_options' (scope 'forecasters').
+_ARIMA = {"family": ARIMA, "options": (), "defaults": {}, "encoding": "none", "standardize": False, "explainer": "none"}
+
 #: Every model type, cheapest first within a task (model_type = 'auto' tries them in this order).
 MODEL_KINDS: dict[str, ModelKind] = {
     kind.name: kind
@@ -237,6 +247,8 @@ MODEL_KINDS: dict[str, ModelKind] = {
         ModelKind("dnn_classifier", CLASSIFICATION, _dnn("MLPClassifier"), **_DNN),
         ModelKind("dnn_regressor", REGRESSION, _dnn("MLPRegressor"), **_DNN, scale_target=True),
         ModelKind("kmeans", CLUSTERING, _kmeans, **_KMEANS),
+        ModelKind("arima_plus", FORECASTING, _own_trainer, **_ARIMA),
+        ModelKind("arima_plus_xreg", FORECASTING, _own_trainer, **_ARIMA),
     )
 }
 

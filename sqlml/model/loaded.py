@@ -20,7 +20,7 @@ from scipy import special
 from threadpoolctl import ThreadpoolController
 
 from . import envelope
-from .kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
+from .kinds import ARIMA, CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
 from .preprocess import Preprocessor
 from .version import ModelVersion
 
@@ -94,9 +94,13 @@ class LoadedModel:
     @classmethod
     def from_parts(cls, info: ModelVersion, estimator: t.Any, header: dict, parts: dict) -> "LoadedModel":
         """The model of a blob's deserialized ``estimator``, JSON ``header`` and ``parts``."""
+        kind = MODEL_KINDS[header["model_type"]]
+        if kind.family == ARIMA:  # its arrays and JSON, read once into the model of its series
+            from .arima import ArimaModel
+            estimator = ArimaModel.of(estimator)
         return cls(
             info=info,
-            kind=MODEL_KINDS[header["model_type"]],
+            kind=kind,
             estimator=estimator,
             preprocessor=Preprocessor.from_dict(header["preprocess"]),
             classes=header.get("classes"),

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from sklearn import metrics as skm
 
 from ..errors import DataError
-from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION
+from .kinds import CLASSIFICATION, CLUSTERING, FORECASTING, REGRESSION
 from .loaded import LoadedModel
 from .preprocess import check_unique_names, to_float64
 
@@ -43,6 +43,10 @@ METRICS = (
     Metric("median_absolute_error", REGRESSION, lower_is_better=True), Metric("explained_variance", REGRESSION),
     Metric("davies_bouldin_index", CLUSTERING, lower_is_better=True),
     Metric("mean_squared_distance", CLUSTERING, lower_is_better=True, loss=True),
+    # Forecasts (ARIMA_PLUS, sqlml.model.forecast_metrics) also report mean_absolute_error and mean_squared_error.
+    Metric("mean_absolute_percentage_error", FORECASTING, lower_is_better=True),
+    Metric("root_mean_squared_error", FORECASTING, lower_is_better=True),
+    Metric("symmetric_mean_absolute_percentage_error", FORECASTING, lower_is_better=True),
 )
 LOWER_IS_BETTER = frozenset(m.name for m in METRICS if m.lower_is_better)
 OBJECTIVES = {task: tuple(m.name for m in METRICS if m.task == task) for task in (CLASSIFICATION, REGRESSION, CLUSTERING)}

@@ -73,6 +73,8 @@ DRIFT = {"categorical_default_threshold": DRIFT_THRESHOLD, "numerical_default_th
 WINDOWS = {"time_column": Param("string"),
            "time_window": Param("string", choices=("day", "week", "month", "quarter", "year"))}
 OVER_TIME = {**WINDOWS, "degradation_margin": Param("number", 0.0)}
+#: Time series forecasts (sqlml.functions.forecast): points ahead and the prediction intervals' level.
+FORECASTING = {"horizon": Param("integer", 1, 10_000), "confidence_level": Param("number", 0.0, 1.0, below=True)}
 SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "slice_margin": Param("number", 0.0),
           "slice_combinations": Param("boolean"), "primary_metric": Param("string"), "baselines": Param("boolean")}
 
@@ -81,7 +83,8 @@ PARAMETERS: dict[str, dict[str, Param]] = {
     "PREDICT": {"threshold": THRESHOLD, "challenger_fraction": Param("number", 0.0, 1.0), "split_key": Param("string"),
                 **TRIAL},
     "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1), **TRIAL},
-    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL},
+    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL, **FORECASTING,
+                 "perform_aggregation": Param("boolean")},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
     "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
     "THRESHOLD_METRICS": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
@@ -110,6 +113,12 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                      **TRIAL},
     "COMPARE": {"num_bootstrap": Param("integer", 100, 100_000), "random_seed": Param("integer", 0),
                 "threshold": THRESHOLD},
+    "FORECAST": dict(FORECASTING),
+    "EXPLAIN_FORECAST": dict(FORECASTING),
+    "DETECT_ANOMALIES": {"anomaly_prob_threshold": Param("number", 0.0, 1.0, below=True)},
+    "ARIMA_EVALUATE": {"show_all_candidate_models": Param("boolean")},
+    "ARIMA_COEFFICIENTS": {},
+    "HOLIDAY_INFO": {},
 }
 AVAILABLE = frozenset(PARAMETERS)
 
@@ -119,7 +128,7 @@ ARGUMENTS = {"ROC_CURVE": "thresholds", "THRESHOLD_METRICS": "thresholds"}
 
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
-                        "TRIAL_INFO", "LEADERBOARD"})
+                        "TRIAL_INFO", "LEADERBOARD", "ARIMA_EVALUATE", "ARIMA_COEFFICIENTS", "HOLIDAY_INFO"})
 
 #: Functions that take two models: ``ML.COMPARE(MODEL a, MODEL b, data)``.
 TWO_MODELS = frozenset({"COMPARE"})
