@@ -114,7 +114,7 @@ def holidays_between(regions: t.Sequence[str], first_day: int, last_day: int) ->
 
 
 def _year(day: int) -> int:
-    return int(np.datetime64(day, "D").astype("datetime64[Y]").astype(np.int64)) + 1970
+    return int(np.datetime64(int(day), "D").astype("datetime64[Y]").astype(np.int64)) + 1970
 
 
 def window_keys(found: t.Sequence[Holiday]) -> dict[int, list[str]]:

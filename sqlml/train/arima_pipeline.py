@@ -152,7 +152,9 @@ def robust_fit(y: np.ndarray, periods: list[int], protected: np.ndarray | None =
     the median of its neighbours (:func:`local_level`) after the seasonal part."""
     from statsmodels.tsa.seasonal import STL
 
-    seasonal = STL(y, period=periods[0], robust=True).fit().seasonal if periods else np.zeros_like(y)
+    # mstl's seasonal smoother (window 11, degree 0), robust: one odd week does not bend the seasonal pattern
+    seasonal = (STL(y, period=periods[0], seasonal=11, seasonal_deg=0, robust=True).fit().seasonal if periods
+                else np.zeros_like(y))
     half = max(3, periods[0] if periods else 0)
     return seasonal, local_level(y - seasonal, half, protected)
 
@@ -221,13 +223,31 @@ def step_changes(y: np.ndarray, periods: list[int]) -> list[tuple[int, float]]:
     sigma = noise_sigma(d - level, float(np.median(np.abs(y))))
     threshold = STEP_Z * 1.2533 * math.sqrt(2.0 / w) * sigma
     found, size = [], np.abs(jump)
-    for t_ in np.argsort(-size, kind="stable"):
-        if size[t_] <= threshold:
+    for candidate in np.argsort(-size, kind="stable"):
+        if size[candidate] <= threshold:
             break
-        neighbours = max(size[t_ - w] if t_ - w >= 0 else 0.0, size[t_ + w] if t_ + w < len(y) else 0.0)
-        if size[t_] >= 2 * neighbours and all(abs(t_ - other) > w for other, _ in found):
-            found.append((int(t_), float(jump[t_])))
+        neighbours = max(size[candidate - w] if candidate - w >= 0 else 0.0,
+                         size[candidate + w] if candidate + w < len(y) else 0.0)
+        if size[candidate] < 2 * neighbours:  # a slope, not a step: the jump is as large a window away
+            continue
+        at = _split(d, int(candidate), w)
+        if all(abs(at - other) > w for other, _ in found):
+            found.append((at, float(np.median(d[at:at + w]) - np.median(d[max(0, at - w):at]))))
     return sorted(found)
+
+
+def _split(d: np.ndarray, candidate: int, w: int) -> int:
+    """Where, within a window either side of ``candidate``, a level shift fits best: the split of the window
+    into two constant segments with the least squared error (a median's jump is as large on a stretch of
+    points around the step)."""
+    low, high = max(1, candidate - w), min(len(d), candidate + w)
+    best, at = np.inf, candidate
+    for split in range(low + 1, high):
+        left, right = d[low:split], d[split:high]
+        cost = float(np.sum((left - left.mean()) ** 2) + np.sum((right - right.mean()) ** 2))
+        if cost < best:
+            best, at = cost, split
+    return at
 
 
 def _holiday_days(days: np.ndarray, keys: dict[int, list[str]]) -> np.ndarray:
