@@ -303,6 +303,42 @@ def test_a_version_read_back_from_its_bytes_forecasts_the_same(trend, tmp_path):
     assert b"\x80\x04\x95" not in bytes(blob)  # no pickle stream: skops' plain arrays and JSON
 
 
+# --- versions and the deploy gate -----------------------------------------------------------------------------------
+
+def test_the_deploy_gate_compares_versions_on_the_same_held_out_tail(conn):
+    """Both versions' recipes fitted on the series less its last 10 % (14 days), forecasting those days."""
+    import statsforecast.models as sf
+    values = series(140, seed=51, slope=0.2)
+    table(conn, "grown", values)
+    common = ("model_type = 'ARIMA_PLUS', time_series_timestamp_col = 'day', time_series_data_col = 'value', "
+              "clean_spikes_and_dips = FALSE, adjust_step_changes = FALSE, horizon = 14")
+    weekly, flat = (f"{common}, seasonalities = ['WEEKLY']", f"{common}, seasonalities = ['NO_SEASONALITY'], "
+                                                              "auto_arima = FALSE, non_seasonal_order = (0, 0, 0)")
+    said: list[str] = []
+    conn.executor.progress = said.append
+    try:
+        conn.sql(f"CREATE MODEL gated OPTIONS ({weekly}) AS SELECT * FROM grown WHERE day < DATE '2024-04-20'")
+        conn.sql(f"CREATE OR REPLACE MODEL gated OPTIONS ({weekly}) AS SELECT * FROM grown")  # the same recipe
+        conn.sql(f"CREATE OR REPLACE MODEL gated OPTIONS ({flat}) AS SELECT * FROM grown")  # a mean: far worse
+    finally:
+        conn.executor.progress = lambda message: None
+    log = conn.sql("SELECT version, action, metric, new_value, old_value, eval_rows FROM sqlml.deployments "
+                   "WHERE model = 'gated' ORDER BY seq").fetchall()
+    assert [row[:2] for row in log] == [(1, "trained_deployed"), (2, "trained_deployed"), (3, "trained_not_deployed")]
+    actual, past = values[-14:], values[:-14]
+    weekly_mape = 100 * mean_absolute_percentage_error(
+        actual, sf.MSTL(season_length=7, trend_forecaster=sf.AutoARIMA(stepwise=False)).fit(past).predict(14)["mean"])
+    flat_mape = 100 * mean_absolute_percentage_error(actual, sf.ARIMA(order=(0, 0, 0)).fit(past).predict(14)["mean"])
+    assert log[1][2:] == ("mean_absolute_percentage_error", pytest.approx(weekly_mape), pytest.approx(weekly_mape), 14)
+    assert log[2][3:] == (pytest.approx(flat_mape), pytest.approx(weekly_mape), 14)
+    assert any("version 3 stored but NOT deployed" in m and "held-out tail" in m for m in said)
+    served = conn.sql("SELECT forecast_value FROM ML.FORECAST(MODEL gated)").fetchall()
+    assert served == conn.sql("SELECT forecast_value FROM ML.FORECAST(MODEL gated VERSION 2)").fetchall()
+    conn.sql("ALTER MODEL gated DEPLOY VERSION 3")
+    assert conn.sql("SELECT forecast_value FROM ML.FORECAST(MODEL gated)").fetchall() == conn.sql(
+        "SELECT forecast_value FROM ML.FORECAST(MODEL gated VERSION 3)").fetchall()
+
+
 # --- ARIMA_PLUS_XREG ---------------------------------------------------------------------------------------------
 
 def test_xreg_is_regression_with_arima_errors_as_statsforecast_fits_it(conn):

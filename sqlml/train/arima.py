@@ -13,7 +13,6 @@ stored. ARIMA_PLUS_XREG takes the query's other columns as linear regressors of 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import typing as t
 
@@ -23,7 +22,7 @@ import sqlglot
 from sqlglot import exp
 
 from ..errors import DataError, OptionError
-from ..model import arima_options, envelope, timegrid
+from ..model import arima_options, envelope
 from ..model import options as opts
 from ..model.arima import ArimaModel
 from ..model.kinds import MODEL_KINDS, ModelKind
@@ -31,7 +30,7 @@ from ..model.loaded import LoadedModel
 from ..model.preprocess import Preprocessor
 from ..model.version import ModelVersion
 from . import arima_series
-from .arima_pipeline import Pipeline, Settings
+from .arima_pipeline import Settings, fit_all, settings_for, with_calendar
 from .arima_series import Columns, Prepared
 from .labels import column_name
 
@@ -58,7 +57,7 @@ def train(name: str, query_sql: str, raw: dict, engine: t.Any, progress: t.Calla
     columns = query_columns(schema, options, kind)
     arima_series.check_types(schema, columns, options)
     table = engine.read_arrow(_projection(query_sql, columns.all, engine.dialect))
-    settings = settings_for(options, kind)
+    settings = settings_for(options)
     prepared = arima_series.prepare(table, columns, settings.options)
     progress(f"Fitting {kind.name} '{name}': {len(prepared.starts):,} time series at frequency "
              f"{prepared.grid.frequency}…")
@@ -95,45 +94,6 @@ def _projection(query_sql: str, names: list[str], dialect: str) -> str:
     """The query's columns the model reads, and no others (a wide query's other columns are never read)."""
     inner = sqlglot.parse_one(query_sql, read=dialect).subquery("__sqlml_series")
     return exp.select(*(exp.column(n, quoted=True) for n in names)).from_(inner).sql(dialect)
-
-
-def settings_for(options: dict, kind: ModelKind) -> Settings:
-    full = arima_options.with_defaults(options)
-    return Settings(full, full["data_frequency"],
-                    limits=(full.get("forecast_limit_lower_bound"), full.get("forecast_limit_upper_bound")))
-
-
-def with_calendar(settings: Settings, prepared: Prepared) -> Settings:
-    """The settings on ``prepared``'s grid: its frequency, and the holidays over its days."""
-    regions = settings.options.get("holiday_region")
-    settings = dataclasses.replace(settings, frequency=prepared.grid.frequency)
-    if not regions:
-        return settings
-    if prepared.grid.frequency not in timegrid.HOLIDAY_FREQUENCIES:
-        prepared.notes.append(f"holiday_region is not used at data frequency {prepared.grid.frequency}: holidays are "
-                              "modelled for daily, hourly and per-minute series.")
-        return settings
-    keys, names = arima_series.holiday_calendar(prepared, regions)
-    return dataclasses.replace(settings, holiday_keys=keys, holiday_names=names)
-
-
-def fit_all(prepared: Prepared, settings: Settings) -> list[dict]:
-    """Every series' state (:func:`sqlml.train.arima_pipeline.fit_series`), fitted in parallel processes by
-    statsforecast (one per core, each a share of the series)."""
-    import pandas as pd
-    from statsforecast import StatsForecast
-
-    lengths = prepared.lengths
-    index = np.concatenate([np.arange(start, start + n) for start, n in zip(prepared.starts, lengths)])
-    frame = {"unique_id": np.repeat(np.arange(len(lengths)), lengths),
-             "ds": np.concatenate([np.arange(1, n + 1) for n in lengths]), "y": prepared.values,
-             "day": prepared.grid.days(index).astype(np.float64)}
-    if prepared.regressors is not None:
-        frame.update({f"x{j}": column for j, column in enumerate(prepared.regressors.T)})
-    forecaster = StatsForecast(models=[Pipeline(settings)], freq=1, n_jobs=-1 if len(lengths) > 1 else 1)
-    forecaster.fit(pd.DataFrame(frame))
-    return [{**model.state_, "meta": {**model.state_["meta"], "start": int(start)}}
-            for model, start in zip(forecaster.fitted_[:, 0], prepared.starts)]
 
 
 def package(name: str, query_sql: str, kind: ModelKind, options: dict, columns: Columns, table: pa.Table,

@@ -19,6 +19,7 @@ from ..model.arima import ArimaModel, untransform
 from ..model.kinds import ARIMA
 from ..model.loaded import LoadedModel
 from . import gate
+from .arima_pipeline import fit_all, settings_for, with_calendar
 from .arima_series import Columns, Prepared
 
 TAIL_FRACTION = 0.1
@@ -75,10 +76,9 @@ def _incomparable(new: LoadedModel, deployed: LoadedModel, columns: Columns) -> 
 def _tail_forecasts(model: LoadedModel, prepared: Prepared, tails: np.ndarray) -> dict[int, tuple]:
     """Series position → (forecast of its tail, seasonal naive forecast of it) by ``model``'s pipeline and
     options fitted on the series less their tails."""
-    from .arima import fit_all, settings_for, with_calendar
 
     training = prepared.without_tail(tails)
-    settings = with_calendar(settings_for(model.info.options, model.kind), training)
+    settings = with_calendar(settings_for(model.info.options), training)
     states = fit_all(training, settings)
     fitted = ArimaModel.of(ArimaModel.estimator({**model.estimator.header, "frequency": training.grid.frequency,
                                                  "anchor": training.grid.anchor}, training.ids,

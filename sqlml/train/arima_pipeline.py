@@ -23,6 +23,7 @@ be fitted keeps its error and the others go on.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing as t
 import warnings
@@ -31,8 +32,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError
-from ..model import timegrid
+from ..model import arima_options, timegrid
 from ..model.arima import holiday_component, step_component, transform
+from . import arima_series
+from .arima_series import Prepared
 
 MIN_POINTS = 3
 SPIKE_Z = 5.0  # standard deviations of the noise (sigma-clipped)
@@ -76,6 +79,46 @@ class Pipeline:
         self.state_ = fit_series(np.asarray(y, dtype=np.float64), days,
                                  X[:, 1:] if X.shape[1] > 1 else None, self.settings)
         return self
+
+
+def settings_for(options: dict) -> Settings:
+    """The settings of a model's checked options (BigQuery's defaults for the others)."""
+    full = arima_options.with_defaults(options)
+    return Settings(full, full["data_frequency"],
+                    limits=(full.get("forecast_limit_lower_bound"), full.get("forecast_limit_upper_bound")))
+
+
+def with_calendar(settings: Settings, prepared: Prepared) -> Settings:
+    """The settings on ``prepared``'s grid: its frequency, and the holidays over its days."""
+    regions = settings.options.get("holiday_region")
+    settings = dataclasses.replace(settings, frequency=prepared.grid.frequency)
+    if not regions:
+        return settings
+    if prepared.grid.frequency not in timegrid.HOLIDAY_FREQUENCIES:
+        prepared.notes.append(f"holiday_region is not used at data frequency {prepared.grid.frequency}: holidays are "
+                              "modelled for daily, hourly and per-minute series.")
+        return settings
+    keys, names = arima_series.holiday_calendar(prepared, regions)
+    return dataclasses.replace(settings, holiday_keys=keys, holiday_names=names)
+
+
+def fit_all(prepared: Prepared, settings: Settings) -> list[dict]:
+    """Every series' state (:func:`sqlml.train.arima_pipeline.fit_series`), fitted in parallel processes by
+    statsforecast (one per core, each a share of the series)."""
+    import pandas as pd
+    from statsforecast import StatsForecast
+
+    lengths = prepared.lengths
+    index = np.concatenate([np.arange(start, start + n) for start, n in zip(prepared.starts, lengths)])
+    frame = {"unique_id": np.repeat(np.arange(len(lengths)), lengths),
+             "ds": np.concatenate([np.arange(1, n + 1) for n in lengths]), "y": prepared.values,
+             "day": prepared.grid.days(index).astype(np.float64)}
+    if prepared.regressors is not None:
+        frame.update({f"x{j}": column for j, column in enumerate(prepared.regressors.T)})
+    forecaster = StatsForecast(models=[Pipeline(settings)], freq=1, n_jobs=-1 if len(lengths) > 1 else 1)
+    forecaster.fit(pd.DataFrame(frame))
+    return [{**model.state_, "meta": {**model.state_["meta"], "start": int(start)}}
+            for model, start in zip(forecaster.fitted_[:, 0], prepared.starts)]
 
 
 def fit_series(y: np.ndarray, days: np.ndarray, xreg: np.ndarray | None, settings: Settings) -> dict:
