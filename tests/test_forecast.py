@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -212,12 +213,23 @@ def test_series_that_cannot_be_fitted_keep_their_error_and_the_others_forecast(c
 # --- daily flights per origin: January to November, forecasting December -------------------------------------------
 
 @pytest.fixture(scope="module")
-def flights(conn):
+def example(conn):
+    """examples/forecast_flights.sql, run as `sqlml run … --dataset daily_flights` runs it: trains
+    flights_forecast (January to November, US holidays); its last statement's rows."""
     datasets.load(conn.duckdb, "daily_flights")
-    conn.sql("""CREATE MODEL flights_forecast OPTIONS (model_type = 'ARIMA_PLUS', time_series_timestamp_col = 'day',
-                time_series_data_col = 'flights', time_series_id_col = 'origin', holiday_region = 'US', horizon = 31)
-                AS SELECT * FROM daily_flights WHERE day < DATE '2013-12-01'""")
+    return conn.sql((Path(__file__).parents[1] / "examples" / "forecast_flights.sql").read_text()).df()
+
+
+@pytest.fixture(scope="module")
+def flights(conn, example):
     return conn
+
+
+def test_the_example_ends_with_december_against_the_baseline(example, flights):
+    evaluation = frame(flights, "SELECT * FROM ML.EVALUATE(MODEL flights_forecast, "
+                                "(SELECT * FROM daily_flights WHERE day >= DATE '2013-12-01')) ORDER BY origin")
+    assert list(example.origin) == ["EWR", "JFK", "LGA"] and example.beats_baseline.all()
+    np.testing.assert_allclose(example.mape, evaluation.mean_absolute_percentage_error)
 
 
 def test_december_beats_the_seasonal_naive_forecast_per_origin(flights):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 import typing as t
 
-import numpy as np
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp

@@ -1,9 +1,10 @@
 """One series through BigQuery's ARIMA_PLUS pipeline, on statsforecast and statsmodels.
 
-The steps after the series is on its regular grid (:mod:`sqlml.train.arima`), in BigQuery's order:
+The steps after the series is on its regular grid (:mod:`sqlml.train.arima_series`), in BigQuery's order:
 
-1. spikes and dips: points far (:data:`SPIKE_Z` robust standard deviations) from a robust fit (statsmodels'
-   robust STL for the seasonal part, a running median for the level) are replaced by that fit;
+1. spikes and dips: points far (:data:`SPIKE_Z` standard deviations of the noise) from a robust fit
+   (statsmodels' robust STL for the seasonal part, the median of the neighbours for the level) are replaced
+   by that fit;
 2. step changes: a jump in the running medians of the deseasonalized series before and after a point,
    larger than :data:`STEP_Z` of its noise and standing out from its neighbourhood; the history is shifted to
    the latest level;
@@ -11,9 +12,7 @@ The steps after the series is on its regular grid (:mod:`sqlml.train.arima`), in
    squares to what a robust STL leaves, kept where larger than :data:`HOLIDAY_Z` standard errors;
 4. seasonal decomposition: statsforecast's ``mstl`` with the seasonal periods asked for, or (AUTO) those
    whose seasonal strength is at least :data:`SEASONAL_STRENGTH`;
-5. auto-ARIMA on the deseasonalized series: every non-seasonal (p, q) with min_order <= p + q <= max_order,
-   d from the KPSS test, with or without a constant, fitted by statsforecast's ``myarima`` (the search is
-   statsforecast's ``search_arima`` with BigQuery's minimum order and the candidates kept).
+5. auto-ARIMA on the deseasonalized series (:mod:`sqlml.train.arima_search`).
 
 With the steps off and seasonalities given, the result is statsforecast's
 ``MSTL(season_length, AutoARIMA(stepwise=False, approximation=len > 150))``. Each series is fitted by
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing as t
 import warnings
 from dataclasses import dataclass, field
 
@@ -34,7 +32,7 @@ import numpy as np
 from ..errors import DataError
 from ..model import arima_options, timegrid
 from ..model.arima import holiday_component, step_component, transform
-from . import arima_series
+from . import arima_search, arima_series
 from .arima_series import Prepared
 
 MIN_POINTS = 3
@@ -150,12 +148,12 @@ def _fit(y: np.ndarray, days: np.ndarray, xreg: np.ndarray | None, settings: Set
     start = trend_start(len(y), o)
     x = smooth(x_sa[start:], o.get("trend_smoothing_window_size"))
     regressors = xreg[start:] if xreg is not None else None
-    fitted, candidates = arima(x, regressors, o)
+    fitted, candidates = arima_search.arima(x, regressors, o)
     meta = {"error": None, "n": len(y), "seasonalities": seasons, "periods": periods,
             "spikes": [[int(i), float(spikes[i])] for i in np.flatnonzero(spikes)],
             "steps": [[int(i), float(delta)] for i, delta in steps], "holidays": effects,
-            "trend_start": start, "candidates": candidates, "arima": arima_meta(fitted)}
-    return {"meta": meta, "arrays": {"data": y, "seasonal": seasonal, **arima_arrays(fitted)}}
+            "trend_start": start, "candidates": candidates, "arima": arima_search.arima_meta(fitted)}
+    return {"meta": meta, "arrays": {"data": y, "seasonal": seasonal, **arima_search.arima_arrays(fitted)}}
 
 
 def check_series(y: np.ndarray) -> None:
@@ -331,12 +329,11 @@ def decompose(y: np.ndarray, periods: list[int]) -> tuple[np.ndarray, np.ndarray
 def trend_start(n: int, options: dict) -> int:
     """Where the points the trend is modelled on begin: time_series_length_fraction (at least
     min_time_series_length of them) or max_time_series_length of the latest points; else all."""
-    from ..model.arima_options import MIN_TIME_SERIES_LENGTH
     if "max_time_series_length" in options:
         return max(0, n - options["max_time_series_length"])
     if "time_series_length_fraction" in options:
         kept = max(math.ceil(options["time_series_length_fraction"] * n),
-                   options.get("min_time_series_length", MIN_TIME_SERIES_LENGTH))
+                   options.get("min_time_series_length", arima_options.MIN_TIME_SERIES_LENGTH))
         return max(0, n - kept)
     return 0
 
@@ -348,148 +345,3 @@ def smooth(x: np.ndarray, window: int | None) -> np.ndarray:
     before, after = (window - 1) // 2, window // 2
     padded = np.concatenate([np.repeat(x[0], before), x, np.repeat(x[-1], after)])
     return np.convolve(padded, np.ones(window) / window, mode="valid")
-
-
-def arima(x: np.ndarray, xreg: np.ndarray | None, options: dict) -> tuple[dict, list]:
-    """The ARIMA model of the trend (statsforecast's model dict) and the candidates auto.ARIMA tried."""
-    from statsforecast.arima import Arima
-    if options["auto_arima"]:
-        return auto_arima(x, xreg, options["auto_arima_max_order"], options["auto_arima_min_order"])
-    p, d, q = options["non_seasonal_order"]
-    fitted = Arima(x, order=(p, d, q), seasonal={"order": (0, 0, 0), "period": 1}, xreg=xreg, include_mean=True,
-                   include_drift=options["include_drift"], method="CSS-ML")
-    return fitted, []
-
-
-def auto_arima(x: np.ndarray, xreg: np.ndarray | None, max_order: int, min_order: int) -> tuple[dict, list]:
-    """statsforecast's ``auto_arima_f(stepwise=False, period=1)`` with BigQuery's auto_arima_min_order,
-    keeping each candidate's figures (ML.ARIMA_EVALUATE's show_all_candidate_models)."""
-    from statsforecast.arima import Arima, arima, diff, is_constant, ndiffs
-    approximation = len(x) > 150
-    ic = "aic" if len(x) <= 3 else "aicc"
-    if is_constant(x):
-        fit = Arima(x, order=(0, 0, 0), seasonal={"order": (0, 0, 0), "period": 1}, fixed=np.array([np.mean(x)]))
-        return {**fit, "constant": True}, []
-    xx, xregg = _regression_residuals(x, xreg)
-    d = ndiffs(xx, test="kpss", max_d=2)
-    if d > 0 and xregg is not None and any(is_constant(c) for c in diff(xregg, 1, d).T):
-        d -= 1
-    if d > 0 and np.isnan(diff(xx, 1, d)).all():
-        d -= 1
-    dx = diff(xx, 1, d) if d > 0 else xx
-    if len(dx) == 0:
-        raise DataError("The trend has too few points to difference.")
-    if is_constant(dx):
-        return _constant_difference(x, xreg, d, dx), []
-    offset = 0.0
-    if approximation:
-        try:
-            start = arima(x, order=(0, d, 0), seasonal={"order": (0, 0, 0), "period": 1}, xreg=xreg)
-            offset = -2 * start["loglik"] - len(x) * math.log(start["sigma2"])
-        except Exception:  # noqa: BLE001  statsforecast's own fallback
-            offset = 0.0
-    limit = len(x) // 3
-    search = _Search(x, xreg, d, min(5, limit), min(5, limit), max_order, min_order, ic, offset)
-    best = search.run(approximation)
-    return {**best, "x": x, "lambda": None}, search.candidates
-
-
-def _regression_residuals(x: np.ndarray, xreg: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """As auto_arima_f: with regressors, the unit-root test reads the residuals of a linear regression."""
-    if xreg is None:
-        return x, None
-    import statsmodels.api as sm
-    from statsforecast.arima import is_constant
-    constant = np.array([is_constant(c) for c in xreg.T])
-    if constant.all():
-        return x, None
-    xregg = xreg[:, ~constant]
-    X = np.hstack([np.ones((len(xregg), 1)), xregg])
-    _, singular, _ = np.linalg.svd(X[~np.isnan(X).any(1)])
-    if singular.min() / singular.sum() < np.finfo(np.float64).eps:
-        raise DataError("The external regressors are linearly dependent (rank deficient): drop the redundant ones.")
-    return sm.OLS(x, sm.add_constant(xregg)).fit().resid, xregg
-
-
-def _constant_difference(x: np.ndarray, xreg: np.ndarray | None, d: int, dx: np.ndarray) -> dict:
-    from statsforecast.arima import Arima
-    seasonal = {"order": (0, 0, 0), "period": 1}
-    if xreg is not None:
-        return Arima(x, order=(0, d, 0), seasonal=seasonal, xreg=xreg, method=None)
-    if d == 2:
-        return Arima(x, order=(0, d, 0), seasonal=seasonal, method=None)
-    return Arima(x, order=(0, d, 0), seasonal=seasonal, include_constant=True, fixed=np.array([np.mean(dx)]),
-                 method=None)
-
-
-class _Search:
-    """statsforecast's ``search_arima`` for a non-seasonal model, with a minimum order and its candidates."""
-
-    def __init__(self, x, xreg, d, max_p, max_q, max_order, min_order, ic, offset):
-        self.x, self.xreg, self.d, self.ic, self.offset = x, xreg, d, ic, offset
-        self.max_p, self.max_q, self.max_order, self.min_order = max_p, max_q, max_order, min_order
-        self.candidates: list[list] = []
-
-    def run(self, approximation: bool) -> dict:
-        from statsforecast.arima import myarima
-        best, best_ic, constant = None, np.inf, False
-        drift_or_mean = self.d in (0, 1)  # allowdrift with d = 1, allowmean with d = 0
-        for p in range(self.max_p + 1):
-            for q in range(self.max_q + 1):
-                if not self.min_order <= p + q <= self.max_order:
-                    continue
-                for with_constant in (False, True)[:1 + drift_or_mean]:
-                    fit = self._fit(p, q, with_constant, approximation)
-                    self.candidates.append(_candidate(p, self.d, q, with_constant, fit))
-                    if fit["ic"] < best_ic:
-                        best, best_ic, constant = fit, fit["ic"], with_constant
-        if best is None:
-            raise DataError("No ARIMA model could be estimated for the trend.")
-        if approximation:
-            exact = myarima(self.x, order=(best["arma"][0], self.d, best["arma"][1]),
-                            seasonal={"order": (0, 0, 0), "period": 1}, constant=constant, ic=self.ic,
-                            approximation=False, xreg=self.xreg)
-            if math.isfinite(exact["ic"]):
-                return exact
-            self.candidates = []
-            return self.run(False)
-        return best
-
-    def _fit(self, p: int, q: int, constant: bool, approximation: bool) -> dict:
-        from statsforecast.arima import myarima
-        return myarima(self.x, order=(p, self.d, q), seasonal={"order": (0, 0, 0), "period": 1}, constant=constant,
-                       ic=self.ic, approximation=approximation, offset=self.offset, xreg=self.xreg, method=None)
-
-
-def _candidate(p: int, d: int, q: int, constant: bool, fit: dict) -> list:
-    """[p, d, q, has_drift, log_likelihood, AIC, variance] (NULLs for a fit that failed)."""
-    ok = math.isfinite(fit["ic"])
-    figure = (lambda key: float(fit[key]) if ok and fit.get(key) is not None else None)
-    return [p, d, q, bool(constant and d == 1), figure("loglik"), figure("aic"), figure("sigma2")]
-
-
-def arima_meta(model: dict) -> dict:
-    """The JSON part of statsforecast's ARIMA model dict (arrays go to :func:`arima_arrays`)."""
-    return {"coef": [[name, float(value)] for name, value in model["coef"].items()], "arma": [int(a) for a in model["arma"]],
-            **{k: _number(model.get(k)) for k in ("sigma2", "loglik", "aic", "aicc", "bic", "code", "n_cond", "nobs")},
-            "h": float(model["model"]["h"]), "constant": bool(model.get("constant", False))}
-
-
-STATE_SPACE = ("phi", "theta", "delta", "Z", "a", "P", "T", "V", "Pn")
-
-
-def arima_arrays(model: dict) -> dict[str, np.ndarray]:
-    arrays = {"x": model["x"], "residuals": model["residuals"], "mask": np.asarray(model["mask"], dtype=np.float64),
-              **{f"model_{k}": model["model"][k] for k in STATE_SPACE}}
-    if model.get("var_coef") is not None:
-        arrays["var_coef"] = model["var_coef"]
-    if model.get("xreg") is not None:
-        arrays["xreg"] = model["xreg"]
-    return {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
-
-
-def _number(value: t.Any) -> float | int | None:
-    if value is None:
-        return None
-    value = value.item() if hasattr(value, "item") else value
-    return value if isinstance(value, int) else (float(value) if math.isfinite(float(value)) else None)

@@ -129,6 +129,11 @@ def _drop_nulls(table: pa.Table, columns: Columns, notes: list[str]) -> pa.Table
         if nulls:
             raise DataError(f"time_series_id_col '{name}' is NULL in {nulls:,} row(s): every row needs the id of its "
                             "series (filter them out, or COALESCE them to a value of their own).")
+    for name in columns.regressors:
+        nulls = table[name].null_count
+        if nulls:
+            raise DataError(f"The external regressor '{name}' is NULL in {nulls:,} row(s): ARIMA_PLUS_XREG needs every "
+                            "regressor's value at every time point (fill them, e.g. COALESCE, or leave the column out).")
     for name, what in ((columns.timestamp, "no timestamp"), (columns.data, "no data value")):
         nulls = table[name].null_count
         if nulls:
