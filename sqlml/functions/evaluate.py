@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..errors import DataError
+from ..errors import DataError, ParameterError
 from ..model import metrics
 from ..model.baseline import (
     STORED_KEY,
@@ -66,6 +66,10 @@ def evaluate(call: Call) -> pa.Table:
     model = call.require_model()
     if model.kind.family == ARIMA:  # forecasts against later actuals, or the fit (BigQuery's ARIMA evaluation)
         return forecast_evaluate.evaluate(call)
+    forecasting = sorted(set(call.params) & {"horizon", "confidence_level", "perform_aggregation"})
+    if forecasting:
+        raise ParameterError(f"ML.EVALUATE's {', '.join(forecasting)} apply to time series models only; "
+                             f"'{model.info.name}' is a {model.info.model_type} model.")
     if call.param("time_column") is not None or call.param("time_window") is not None:
         return with_trial_id(over_time.evaluate(model, call.require_input(), call.params), call)
     if call.param("slice_by") is not None:

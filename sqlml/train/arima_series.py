@@ -135,10 +135,13 @@ def _drop_nulls(table: pa.Table, columns: Columns, notes: list[str]) -> pa.Table
             raise DataError(f"The external regressor '{name}' is NULL in {nulls:,} row(s): ARIMA_PLUS_XREG needs every "
                             "regressor's value at every time point (fill them, e.g. COALESCE, or leave the column out).")
     for name, what in ((columns.timestamp, "no timestamp"), (columns.data, "no data value")):
-        nulls = table[name].null_count
+        present = pc.is_valid(table[name])
+        if name == columns.data and pa.types.is_floating(table.schema.field(name).type):
+            present = pc.and_(present, pc.invert(pc.is_nan(table[name])))  # NaN is missing too
+        nulls = table.num_rows - pc.sum(present).as_py()
         if nulls:
-            table = table.filter(pc.is_valid(table[name]))
-            notes.append(f"Data check: {nulls:,} row(s) with {what} ({name} is NULL) were left out"
+            table = table.filter(present)
+            notes.append(f"Data check: {nulls:,} row(s) with {what} ({name} is NULL or NaN) were left out"
                          + ("; their time points are interpolated." if name == columns.data else "."))
     if table.num_rows == 0:
         raise DataError("The training query returned no row with both a timestamp and a data value.")
