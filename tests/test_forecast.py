@@ -436,6 +436,10 @@ def test_xreg_is_regression_with_arima_errors_as_statsforecast_fits_it(conn):
     weights = frame(conn, "SELECT * FROM ML.ARIMA_COEFFICIENTS(MODEL xreg_model)")
     assert list(weights.processed_input) == ["temperature"]
     assert weights.weight[0] == pytest.approx(reference.model_["coef"]["ex_1"], rel=1e-9)
+    parts = frame(conn, "SELECT * FROM ML.EXPLAIN_FORECAST(MODEL xreg_model, STRUCT(10 AS horizon), TABLE demand_future)")
+    past, ahead = parts.query("time_series_type == 'history'"), parts.query("time_series_type == 'forecast'")
+    np.testing.assert_allclose(past.trend + past.residual, past.time_series_data, atol=1e-9)  # no season, no steps
+    np.testing.assert_allclose(ahead.time_series_data, ours.forecast_value, atol=1e-12)
     with pytest.raises(DataError, match="no row for 3 of the 10 time points ahead"):
         conn.sql("SELECT * FROM ML.FORECAST(MODEL xreg_model, STRUCT(10 AS horizon), "
                  "(SELECT * FROM demand_future LIMIT 7))")
