@@ -226,6 +226,7 @@ _KMEANS = {"family": KMEANS, "options": ("max_iterations", "num_clusters"),
            "defaults": {"num_clusters": 4, "max_iterations": 20}, "encoding": "onehot", "standardize": True,
            "explainer": SAMPLED, "matrix_order": "C"}
 
+
 def _own_trainer(o: dict):
     from ..errors import SqlmlError
     raise SqlmlError("ARIMA models are fitted by statsforecast through sqlml.train.arima, not as an estimator.")
