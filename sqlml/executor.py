@@ -79,7 +79,7 @@ class Executor:
         own_trainer = families.trainer(step.options)  # ARIMA_PLUS: not a feature matrix (sqlml.train.families)
         if own_trainer is not None:
             if step.transform:
-                raise SqlmlError(f"A {step.options['model_type']} model takes no TRANSFORM clause.")
+                raise SqlmlError(f"model_type '{step.options['model_type']}' takes no TRANSFORM clause.")
             self._ensure_key()
             query_sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, step.query_sql)
             row, verdict = own_trainer(step.name, query_sql, step.options, self.engine, self.progress,

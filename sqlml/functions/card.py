@@ -80,7 +80,7 @@ def gather(call: "Call", params: dict) -> dict:
     context["importance"] = importance(run, model, context["warnings"])
     context["slices"] = sliced(run, slice_by, params) if slice_by else None
     context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
-    context["drift"] = drifted(model, data) if data is not None else None
+    context["drift"] = drifted(model, data) if data is not None and model.kind.task != FORECASTING else None
     context["over_time"] = over_time(run, params) if params.get("time_column") else None
     context["warnings"] += warnings(context)
     return context
