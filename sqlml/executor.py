@@ -23,7 +23,7 @@ from .registry.deployments import Decision, Serving
 from .registry.release import Release
 from .registry.trials import trial_version
 from .registry.versions import Registry
-from .sql import catalog, preprocessing, transform
+from .sql import catalog, parameters, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import gate, tune
@@ -40,11 +40,14 @@ class Executor:
         self.planner = Planner(engine.dialect)
         self.progress = progress or (lambda message: print(message, file=sys.stderr))
 
-    def run(self, text: str) -> t.Any:
-        """Run every statement in ``text``; return the last one's result (a relation, or None)."""
+    def run(self, text: str, params: list | dict | None = None) -> t.Any:
+        """Run every statement in ``text``; return the last one's result (a relation, or None).
+        ``params`` are bound, never written into the SQL: ``$name`` from a dict, ``?`` from a list."""
+        statements = parse(text, self.dialect)
         result = None
-        for statement in parse(text, self.dialect):
-            result = self.run_step(self.planner.plan(statement))
+        with self.engine.bound(parameters.named(statements, params)):
+            for statement in statements:
+                result = self.run_step(self.planner.plan(statement))
         return result
 
     def run_step(self, step: Step) -> t.Any:
