@@ -94,6 +94,12 @@ class Connection:
         finally:
             self.duckdb.unregister("__sqlml_status")
 
+    def model(self, name: str) -> t.Any:
+        """``name`` as a :class:`sqlml.objects.Model`: versions, metrics, ``.predict``, ``.card()`` … (each a
+        thin wrapper over the SQL), shown as HTML in Jupyter."""
+        from .objects import Model
+        return Model(self, name)
+
     def close(self) -> None:
         self.duckdb.close()
 

@@ -245,6 +245,8 @@ class Executor:
         call = Call(function=function, model=model, params=params, argument=tf.argument,
                     data=self._data(reader, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None,
                     data_b=self._data(None, tf.input_b_sql) if tf.input_b_sql is not None else None)
+        if call.data is not None and hasattr(self.progress, "advance"):  # a progress bar of the rows read
+            call.data = _counted(call.data, f"ML.{function}", self.progress)
         if tf.model_b is not None:  # ML.COMPARE: the same rows, through the second model's own TRANSFORM
             other = self.load(*tf.model_b)
             shared = not (model.transform or other.transform)  # then one read of the rows serves both
@@ -265,3 +267,17 @@ class Executor:
             sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
         return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql)
+
+
+def _counted(data: Data, task: str, progress: t.Any) -> Data:
+    """``data`` whose batches report the rows read so far to ``progress.advance`` (sqlml.progress)."""
+    def batches() -> t.Iterator[pa.RecordBatch]:
+        done = 0
+        try:
+            for batch in data.batches():
+                done += batch.num_rows
+                progress.advance(task, done)
+                yield batch
+        finally:
+            progress.finish(task)
+    return dataclasses.replace(data, batches=batches)

@@ -13,11 +13,11 @@ drawing is :mod:`sqlml.functions.figures`', which the model card uses too.
 
 from __future__ import annotations
 
-import re
 import typing as t
 
 from sqlglot import exp
 
+from .calls import ml_call, select_of
 from .functions import figures
 
 if t.TYPE_CHECKING:
@@ -26,7 +26,6 @@ if t.TYPE_CHECKING:
     from .connection import Connection
 
 CALIBRATION_BINS = 10
-TABLE_NAME = re.compile(r'(?:[A-Za-z_][\w$]*|"(?:[^"]|"")+")(?:\.(?:[A-Za-z_][\w$]*|"(?:[^"]|"")+")){0,2}')
 
 
 def roc(conn: t.Any, model: str, data: str | None = None) -> "Figure":
@@ -79,7 +78,7 @@ def calibration_bins(conn: "Connection", model: str, data: str | None, bins: int
     columns = [exp.alias_(bucket, "bin"), exp.alias_(exp.func("avg", p), "mean_probability"),
                exp.alias_(exp.func("avg", exp.Cast(this=hit, to=exp.DataType.build("DOUBLE"))), "observed_rate"),
                exp.alias_(exp.func("count", exp.Star()), "row_count")]
-    query = f"SELECT {', '.join(c.sql('duckdb') for c in columns)} FROM {_call('PREDICT', model, data, {})} GROUP BY ALL ORDER BY bin"
+    query = f"SELECT {', '.join(c.sql('duckdb') for c in columns)} FROM {ml_call('PREDICT', model, data, {})} GROUP BY ALL ORDER BY bin"
     return conn.sql(query).to_arrow_table().to_pylist()
 
 
@@ -119,8 +118,8 @@ def drift_columns(conn: "Connection", model: str | None, data: str, base: str | 
         buckets = {}
     kinds = {r["input"]: "categorical" if r["metric"] != statistics.JSD else "numeric" for r in rows}
     engine = conn.executor.engine
-    study = statistics.statistics(lambda: engine.read_batches(_select(data)), kinds, **buckets)
-    known = (statistics.statistics(lambda: engine.read_batches(_select(base)), kinds, **buckets) if model is None
+    study = statistics.statistics(lambda: engine.read_batches(select_of(data)), kinds, **buckets)
+    known = (statistics.statistics(lambda: engine.read_batches(select_of(base)), kinds, **buckets) if model is None
              else conn.executor.load(model).training_stats)
     return [{**row, **_shares(known[row["input"]], study[row["input"]])} for row in rows]
 
@@ -153,37 +152,6 @@ def _connection(conn: t.Any) -> "Connection":
     return conn if isinstance(conn, Connection) else register(conn)
 
 
-def _is_name(data: str) -> bool:
-    """A table name (``flights``, ``main.flights``), not a query."""
-    return TABLE_NAME.fullmatch(data.strip()) is not None
-
-
-def _select(data: str) -> str:
-    """The rows of ``data`` as a query."""
-    return f"SELECT * FROM {_name(data)}" if _is_name(data) else data.strip().rstrip(";")
-
-
-def _name(name: str) -> str:
-    return exp.to_table(name.strip(), dialect="duckdb").sql("duckdb")
-
-
-def _call(function: str, model: str | None, data: str | None, settings: dict, data_b: str | None = None) -> str:
-    """``ML.<function>(MODEL model, TABLE t | (query)[, data_b], STRUCT(settings))``: names quoted, settings literals."""
-    arguments = [f"MODEL {_name(model)}"] if model else []
-    arguments += [f"TABLE {_name(d)}" if _is_name(d) else f"({_select(d)})" for d in (data, data_b) if d is not None]
-    if settings:
-        fields = ", ".join(f"{_literal(v).sql('duckdb')} AS {exp.to_identifier(k, quoted=True).sql('duckdb')}"
-                           for k, v in settings.items())
-        arguments.append(f"STRUCT({fields})")
-    return f"ML.{function}({', '.join(arguments)})"
-
-
-def _literal(value: t.Any) -> exp.Expression:
-    if isinstance(value, (list, tuple)):
-        return exp.Array(expressions=[_literal(v) for v in value])
-    return exp.convert(value)
-
-
 def _columns(conn: "Connection", function: str, model: str | None, data: str | None, settings: dict | None = None,
              data_b: str | None = None) -> dict:
     return _table(conn, function, model, data, settings or {}, data_b).to_pydict()
@@ -196,7 +164,7 @@ def _rows(conn: "Connection", function: str, model: str | None, data: str | None
 
 def _table(conn: "Connection", function: str, model: str | None, data: str | None, settings: dict,
            data_b: str | None = None):
-    return conn.sql(f"SELECT * FROM {_call(function, model, data, settings, data_b)}").to_arrow_table()
+    return conn.sql(f"SELECT * FROM {ml_call(function, model, data, settings, data_b)}").to_arrow_table()
 
 
 def _metric(conn: "Connection", model: str, data: str | None, metric: str) -> float | None:

@@ -22,6 +22,7 @@ from .base import ScoringFunction
 
 BATCH_ROWS = 122_880  # DuckDB's natural record-batch size: 60 vectors of 2,048 rows
 OUTPUT = "__sqlml_out"
+HTML_ROWS = 50  # rows of a result Jupyter shows
 NAME = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_]*)')
 #: This connection's own objects, which another connection (a cursor) does not see.
 TEMPORARY = ("SELECT table_name FROM duckdb_tables() WHERE temporary UNION ALL SELECT view_name FROM duckdb_views() "
@@ -264,6 +265,12 @@ class Result:
         return self._engine.guarded(lambda: str(self._relation))
 
     __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the first rows as a table (read once; the relation is not run whole)."""
+        shown = self._engine.guarded(lambda: self._relation.limit(HTML_ROWS + 1).df())
+        more = f"<p>first {HTML_ROWS} rows</p>" if len(shown) > HTML_ROWS else ""
+        return shown.head(HTML_ROWS).to_html(index=False) + more
 
     def __len__(self) -> int:
         return self._engine.guarded(lambda: len(self._relation))
