@@ -4,6 +4,7 @@
     echo "SELECT * FROM ML.EVALUATE(MODEL m)" | sqlml run - --db models.duckdb
     sqlml models --db models.duckdb
     sqlml card late_model --db models.duckdb -o card.html
+    sqlml serve --db models.duckdb --port 8000
 
 Exit codes: 0 success, 1 an error in the SQL, the data or the environment (``Error: …``), 2 usage.
 """
@@ -146,6 +147,24 @@ def card(model: str, db_path: str, output: str, data_sql: str | None, slice_by: 
     except OSError as e:
         raise click.ClickException(f"Cannot write the model card to {output}: {e.strerror}.") from None
     click.echo(f"Model card of '{model}' written to {output}.", err=True)
+
+
+@main.command()
+@click.option("--db", "db_path", required=True, help="The DuckDB database whose models to serve (never held open).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (not loopback: needs SQLML_SERVE_TOKEN).")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes.")
+@click.option("--model", help="The model POST /invocations (MLflow's protocol) scores when no sqlml-model header names one.")
+@click.option("--max-body-bytes", default=10_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--max-rows", default=100_000, show_default=True, type=click.IntRange(1), help="Rows per request.")
+@click.option("--refresh", default=1.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds between looks at the database file for new deployments.")
+@user_errors
+def serve(db_path: str, host: str, port: int, workers: int, model: str | None, max_body_bytes: int, max_rows: int,
+          refresh: float) -> None:
+    """Score over HTTP with the models of a database (see docs/serving.md)."""
+    from .server import Settings, serve as run_server
+    run_server(Settings(os.path.abspath(db_path), model, max_body_bytes, max_rows, refresh), host, port, workers)
 
 
 def warn_if_below_baseline(relation: t.Any) -> None:
