@@ -152,21 +152,15 @@ def draw(kind: str, frame: t.Any) -> t.Any:
         "roc": lambda: figures.roc(columns),
         "precision_recall": lambda: figures.precision_recall(columns),
         "confusion_matrix": lambda: figures.confusion_matrix(figures.confusion_counts(columns)),
-        "feature_importance": lambda: _importance(figures, rows),
+        "feature_importance": lambda: figures.importance(rows),
         "slices": lambda: figures.slices(rows),
         "over_time": lambda: figures.over_time(rows),
     }
     if kind not in drawings:
         raise UsageError(f"--plot is one of {', '.join(drawings)}; got {kind!r} (calibration and drift: sqlml.plot).")
+    from .plot import inline
     try:
-        return drawings[kind]()
+        return inline(drawings[kind]())
     except KeyError as e:
         raise SqlmlError(f"--plot {kind} draws the rows of its SQL function; the result has no column {e}.") from None
 
-
-def _importance(figures: t.Any, rows: list[dict]) -> t.Any:
-    if rows and "importance_gain" in rows[0]:
-        return figures.feature_importance([{"feature": r["feature"], "value": r["importance_gain"]} for r in rows],
-                                          "importance_gain", "ML.FEATURE_IMPORTANCE")
-    return figures.feature_importance([{"feature": r["feature"], "value": r["attribution"]} for r in rows],
-                                      "mean |attribution|", "ML.GLOBAL_EXPLAIN")

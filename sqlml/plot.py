@@ -13,6 +13,7 @@ drawing is :mod:`sqlml.functions.figures`', which the model card uses too.
 
 from __future__ import annotations
 
+import sys
 import typing as t
 
 from sqlglot import exp
@@ -31,32 +32,27 @@ CALIBRATION_BINS = 10
 def roc(conn: t.Any, model: str, data: str | None = None) -> "Figure":
     """ML.ROC_CURVE's recall against its false_positive_rate (binary classifiers), ML.EVALUATE's roc_auc in the legend."""
     conn = _connection(conn)
-    return figures.roc(_columns(conn, "ROC_CURVE", model, data), _metric(conn, model, data, "roc_auc"))
+    return inline(figures.roc(_columns(conn, "ROC_CURVE", model, data), _metric(conn, model, data, "roc_auc")))
 
 
 def precision_recall(conn: t.Any, model: str, data: str | None = None) -> "Figure":
     """ML.ROC_CURVE's precision against its recall (binary classifiers), ML.EVALUATE's pr_auc in the legend."""
     conn = _connection(conn)
-    return figures.precision_recall(_columns(conn, "ROC_CURVE", model, data), _metric(conn, model, data, "pr_auc"))
+    return inline(figures.precision_recall(_columns(conn, "ROC_CURVE", model, data), _metric(conn, model, data, "pr_auc")))
 
 
 def confusion_matrix(conn: t.Any, model: str, data: str | None = None, threshold: float | None = None) -> "Figure":
     """ML.CONFUSION_MATRIX as a heat map."""
     conn = _connection(conn)
     settings = {"threshold": threshold} if threshold is not None else {}
-    return figures.confusion_matrix(figures.confusion_counts(_columns(conn, "CONFUSION_MATRIX", model, data, settings)))
+    return inline(figures.confusion_matrix(figures.confusion_counts(_columns(conn, "CONFUSION_MATRIX", model, data, settings))))
 
 
 def feature_importance(conn: t.Any, model: str) -> "Figure":
     """ML.FEATURE_IMPORTANCE's importance_gain (tree models), else ML.GLOBAL_EXPLAIN's mean |attribution|."""
     conn = _connection(conn)
-    if conn.executor.load(model).kind.trees:
-        rows = _rows(conn, "FEATURE_IMPORTANCE", model, None)
-        return figures.feature_importance([{"feature": r["feature"], "value": r["importance_gain"]} for r in rows],
-                                          "importance_gain", "ML.FEATURE_IMPORTANCE")
-    rows = _rows(conn, "GLOBAL_EXPLAIN", model, None)
-    return figures.feature_importance([{"feature": r["feature"], "value": r["attribution"]} for r in rows],
-                                      "mean |attribution|", "ML.GLOBAL_EXPLAIN")
+    function = "FEATURE_IMPORTANCE" if conn.executor.load(model).kind.trees else "GLOBAL_EXPLAIN"
+    return inline(figures.importance(_rows(conn, function, model, None)))
 
 
 def calibration(conn: t.Any, model: str, data: str | None = None, bins: int = CALIBRATION_BINS) -> "Figure":
@@ -64,7 +60,7 @@ def calibration(conn: t.Any, model: str, data: str | None = None, bins: int = CA
     ``bins`` equal-width bins, each bin's mean probability against the share of its rows that are positive
     (the positive class is the second of ``predicted_<label>_probs``, as ML.ROC_CURVE takes it)."""
     conn = _connection(conn)
-    return figures.calibration(calibration_bins(conn, model, data, bins))
+    return inline(figures.calibration(calibration_bins(conn, model, data, bins)))
 
 
 def calibration_bins(conn: "Connection", model: str, data: str | None, bins: int = CALIBRATION_BINS) -> list[dict]:
@@ -86,7 +82,7 @@ def slices(conn: t.Any, model: str, data: str, slice_by: t.Sequence[str], **sett
     """ML.EVALUATE with ``slice_by``: the primary metric per slice, slices worse than overall in red
     (``settings``: ML.EVALUATE's ``min_slice_size``, ``slice_margin``, ``primary_metric`` …)."""
     conn = _connection(conn)
-    return figures.slices(_rows(conn, "EVALUATE", model, data, {"slice_by": list(slice_by), **settings}))
+    return inline(figures.slices(_rows(conn, "EVALUATE", model, data, {"slice_by": list(slice_by), **settings})))
 
 
 def over_time(conn: t.Any, model: str, data: str, time_column: str, time_window: str = "month",
@@ -95,14 +91,14 @@ def over_time(conn: t.Any, model: str, data: str, time_column: str, time_window:
     baseline's, degraded windows marked (``settings``: ``degradation_margin``, ``primary_metric``)."""
     conn = _connection(conn)
     rows = _rows(conn, "EVALUATE", model, data, {"time_column": time_column, "time_window": time_window, **settings})
-    return figures.over_time(rows)
+    return inline(figures.over_time(rows))
 
 
 def drift(conn: t.Any, model: str | None, data: str, base: str | None = None, **settings: t.Any) -> "Figure":
     """The distributions ML.VALIDATE_DATA_SKEW compares (``model``'s stored training statistics against
     ``data``), or ML.VALIDATE_DATA_DRIFT's (``model=None``, ``base`` against ``data``): per column, both
     sides' shares over the same buckets, with the function's distance and threshold."""
-    return figures.drift(drift_columns(_connection(conn), model, data, base, settings))
+    return inline(figures.drift(drift_columns(_connection(conn), model, data, base, settings)))
 
 
 def drift_columns(conn: "Connection", model: str | None, data: str, base: str | None, settings: dict) -> list[dict]:
@@ -144,6 +140,18 @@ def _shares(base: dict, study: dict) -> dict:
     kept = [i for i in range(len(labels)) if shares[0][i] or shares[1][i]]
     return {"labels": [str(labels[i]) for i in kept], "base": [float(shares[0][i]) for i in kept],
             "study": [float(shares[1][i]) for i in kept]}
+
+
+def inline(figure: "Figure") -> "Figure":
+    """``figure``, which Jupyter then shows as a PNG: a Figure made without pyplot has no display
+    formatter until IPython registers one (as ``%matplotlib inline`` would)."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None:
+        from IPython.core.pylabtools import select_figure_formats
+        from matplotlib.figure import Figure
+        if Figure not in shell.display_formatter.formatters["image/png"].type_printers:
+            select_figure_formats(shell, {"png"})
+    return figure
 
 
 def _connection(conn: t.Any) -> "Connection":

@@ -87,6 +87,15 @@ def feature_importance(rows: list[dict], measure: str, source: str) -> "Figure":
     return figure
 
 
+def importance(rows: list[dict]) -> "Figure":
+    """ML.FEATURE_IMPORTANCE's rows (by importance_gain) or ML.GLOBAL_EXPLAIN's (by attribution)."""
+    if rows and "importance_gain" in rows[0]:
+        return feature_importance([{"feature": r["feature"], "value": r["importance_gain"]} for r in rows],
+                                  "importance_gain", "ML.FEATURE_IMPORTANCE")
+    return feature_importance([{"feature": r["feature"], "value": r["attribution"]} for r in rows],
+                              "mean |attribution|", "ML.GLOBAL_EXPLAIN")
+
+
 def calibration(bins: list[dict]) -> "Figure":
     """Reliability: per probability bin, the mean predicted probability against the observed positive rate."""
     figure, ax = _figure(4.5, 4)
