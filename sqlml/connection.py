@@ -94,6 +94,15 @@ class Connection:
         finally:
             self.duckdb.unregister("__sqlml_status")
 
+    def cursor(self) -> t.Any:
+        """A DB-API (PEP 249) cursor whose ``execute`` runs sqlml statements: for JupySQL's ``%sql`` and
+        other tools written against DB-API (docs/notebooks.md)."""
+        from .dbapi import Cursor
+        return Cursor(self)
+
+    def commit(self) -> None:
+        """DB-API's commit: sqlml commits each statement itself (outside an explicit BEGIN), so nothing is left."""
+
     def model(self, name: str) -> t.Any:
         """``name`` as a :class:`sqlml.objects.Model`: versions, metrics, ``.predict``, ``.card()`` … (each a
         thin wrapper over the SQL), shown as HTML in Jupyter."""

@@ -197,3 +197,29 @@ def test_results_show_as_html_tables(penguins):
     html = penguins.sql("SELECT * FROM penguins")._repr_html_()
     assert html.count("<tr>") == 50 and "first 50 rows" in html
     assert "first" not in penguins.sql("SELECT 1 AS x")._repr_html_()
+
+
+def test_dbapi_cursor_runs_sqlml_statements(penguins):
+    cursor = penguins.cursor()
+    assert cursor.execute("""CREATE MODEL mass OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
+                             AS SELECT bill_length_mm, body_mass_g FROM penguins WHERE body_mass_g IS NOT NULL""") is cursor
+    assert cursor.description is None
+    cursor.execute("SELECT predicted_body_mass_g, bill_length_mm FROM ML.PREDICT(MODEL mass, "
+                   "(SELECT bill_length_mm FROM penguins WHERE bill_length_mm > ? ORDER BY bill_length_mm))", [55])
+    assert [d[0] for d in cursor.description] == ["predicted_body_mass_g", "bill_length_mm"]
+    plain = penguins.sql("SELECT predicted_body_mass_g, bill_length_mm FROM ML.PREDICT(MODEL mass, (SELECT bill_length_mm "
+                         "FROM penguins WHERE bill_length_mm > 55 ORDER BY bill_length_mm))").fetchall()
+    assert cursor.rowcount == len(plain) and cursor.fetchone() == plain[0]
+    assert cursor.fetchmany(2) == plain[1:3] and cursor.fetchall() == plain[3:] and cursor.fetchone() is None
+    penguins.commit()
+
+
+def test_jupysql_runs_sqlml_statements_on_a_sqlml_connection(shell, penguins):
+    pytest.importorskip("sql.magic", reason="JupySQL is not installed (it is not a dependency of sqlml)")
+    shell.user_ns["conn"] = penguins
+    cell(shell, "%load_ext sql")
+    cell(shell, "%sql conn")
+    cell(shell, "%sql CREATE MODEL mass OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) "
+                "AS SELECT bill_length_mm, body_mass_g FROM penguins WHERE body_mass_g IS NOT NULL")
+    result = cell(shell, "%sql SELECT r2_score FROM ML.EVALUATE(MODEL mass)")
+    assert result.DataFrame().r2_score[0] == penguins.sql("SELECT r2_score FROM ML.EVALUATE(MODEL mass)").fetchall()[0][0]
