@@ -78,9 +78,9 @@ class SqlmlMagics(Magics):
         elif "db" in options:
             path = options["db"] if options["db"] == ":memory:" else os.path.abspath(options["db"])
             if path not in self.databases:
-                import sqlml
+                from .connection import connect
                 from .progress import Progress
-                self.databases[path] = sqlml.connect(path, progress=Progress())
+                self.databases[path] = connect(path, progress=Progress())
             self.current = self.databases[path]
         elif self.current is None:
             self.current = self.connection({"db": ":memory:"})
@@ -89,15 +89,15 @@ class SqlmlMagics(Magics):
     def _user_connection(self, name: str) -> t.Any:
         import duckdb
 
-        import sqlml
+        from .connection import Connection, register
         if name not in self.shell.user_ns:
             raise UsageError(f"--connection {name}: the notebook has no variable named {name!r}.")
         value = self.shell.user_ns[name]
-        if isinstance(value, sqlml.Connection):
+        if isinstance(value, Connection):
             return value
         if isinstance(value, duckdb.DuckDBPyConnection):
             if id(value) not in self.wrapped:  # kept with its connection, so the id is never reused meanwhile
-                self.wrapped[id(value)] = (value, sqlml.register(value))
+                self.wrapped[id(value)] = (value, register(value))
             return self.wrapped[id(value)][1]
         raise UsageError(f"--connection {name}: {name} is a {type(value).__name__}, not an sqlml.Connection or a "
                          "DuckDB connection.")
