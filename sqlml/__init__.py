@@ -37,6 +37,12 @@ __all__ = ["Connection", "connect", "register", "parse", "datasets", "SqlmlError
 _LAZY = {"Connection": "connection", "connect": "connection", "register": "connection", "parse": "sql.parse"}
 
 
+def load_ipython_extension(ipython: t.Any) -> None:
+    """``%load_ext sqlml``: the ``%sqlml`` / ``%%sqlml`` magic (sqlml.magic, imported only now)."""
+    from .magic import load_ipython_extension as load
+    load(ipython)
+
+
 def __getattr__(name: str) -> t.Any:
     if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

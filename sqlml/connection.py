@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import types
 import typing as t
 
 import duckdb
@@ -30,26 +29,33 @@ class Connection:
         self.duckdb = duckdb_connection
         self.executor = Executor(DuckDBEngine(duckdb_connection), progress, dialect)
 
-    def sql(self, text: str) -> Result | None:
+    def sql(self, text: str, params: t.Sequence | t.Mapping | None = None, *,
+            namespace: t.Mapping | None = None) -> Result | None:
         """Run one or more statements; return the last result as a DuckDB relation (or None).
 
         The relation supports ``.df()``, ``.arrow()``, ``.fetchall()``, ``.show()`` and further SQL; errors
         DuckDB raises while running it are sqlml errors. As with ``duckdb.sql``, a table name that is no
-        table of the database may name a pandas, pyarrow or polars data frame of the calling code.
+        table of the database may name a pandas, pyarrow or polars data frame of the calling code (of
+        ``namespace`` when given: a notebook's variables). ``params`` are bound, never pasted into the SQL:
+        a dict for ``$name`` parameters, a list for ``?`` ones::
+
+            conn.sql("SELECT * FROM ML.PREDICT(MODEL m, (SELECT * FROM t WHERE month = $month))", {"month": 12})
         """
-        with self._caller_frames(text, sys._getframe(1)) as named:
-            result = self.executor.run(text)
+        frame = sys._getframe(1)
+        scopes = (namespace,) if namespace is not None else (frame.f_locals, frame.f_globals)
+        del frame
+        with self._caller_frames(text, scopes) as named:
+            result = self.executor.run(text, params)
             # The frames are unregistered when the statement ends, so a result that reads them is read now.
             return self.executor.engine.result(result.to_arrow_table()) if named and result is not None else result
 
     execute = sql
 
     @contextlib.contextmanager
-    def _caller_frames(self, text: str, frame: types.FrameType) -> t.Iterator[list[str]]:
-        """Register, for one statement, the caller's data frames that ``text`` names and the database lacks."""
+    def _caller_frames(self, text: str, scopes: tuple[t.Mapping, ...]) -> t.Iterator[list[str]]:
+        """Register, for one statement, the data frames of ``scopes`` (DuckDB's order: the caller's locals,
+        then its module's) that ``text`` names and the database lacks."""
         names = identifiers(text)
-        scopes = (frame.f_locals, frame.f_globals)  # DuckDB's order: the caller's locals, then its module's
-        del frame
         found = {name: next(s[name] for s in scopes if name in s) for name in names if any(name in s for s in scopes)}
         found = {name: value for name, value in found.items() if _is_data_frame(value)}
         if found:
@@ -87,6 +93,21 @@ class Connection:
                 "JOIN __sqlml_status AS s USING (name, version) ORDER BY m.name, m.version"))
         finally:
             self.duckdb.unregister("__sqlml_status")
+
+    def cursor(self) -> t.Any:
+        """A DB-API (PEP 249) cursor whose ``execute`` runs sqlml statements: for JupySQL's ``%sql`` and
+        other tools written against DB-API (docs/notebooks.md)."""
+        from .dbapi import Cursor
+        return Cursor(self)
+
+    def commit(self) -> None:
+        """DB-API's commit: sqlml commits each statement itself (outside an explicit BEGIN), so nothing is left."""
+
+    def model(self, name: str) -> t.Any:
+        """``name`` as a :class:`sqlml.objects.Model`: versions, metrics, ``.predict``, ``.card()`` … (each a
+        thin wrapper over the SQL), shown as HTML in Jupyter."""
+        from .objects import Model
+        return Model(self, name)
 
     def close(self) -> None:
         self.duckdb.close()

@@ -23,7 +23,7 @@ from .registry.deployments import Decision, Serving
 from .registry.release import Release
 from .registry.trials import trial_version
 from .registry.versions import Registry
-from .sql import catalog, preprocessing, transform
+from .sql import catalog, parameters, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
 from .train import gate, tune
@@ -40,11 +40,14 @@ class Executor:
         self.planner = Planner(engine.dialect)
         self.progress = progress or (lambda message: print(message, file=sys.stderr))
 
-    def run(self, text: str) -> t.Any:
-        """Run every statement in ``text``; return the last one's result (a relation, or None)."""
+    def run(self, text: str, params: list | dict | None = None) -> t.Any:
+        """Run every statement in ``text``; return the last one's result (a relation, or None).
+        ``params`` are bound, never written into the SQL: ``$name`` from a dict, ``?`` from a list."""
+        statements = parse(text, self.dialect)
         result = None
-        for statement in parse(text, self.dialect):
-            result = self.run_step(self.planner.plan(statement))
+        with self.engine.bound(parameters.named(statements, params)):
+            for statement in statements:
+                result = self.run_step(self.planner.plan(statement))
         return result
 
     def run_step(self, step: Step) -> t.Any:
@@ -242,6 +245,8 @@ class Executor:
         call = Call(function=function, model=model, params=params, argument=tf.argument,
                     data=self._data(reader, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None,
                     data_b=self._data(None, tf.input_b_sql) if tf.input_b_sql is not None else None)
+        if call.data is not None and hasattr(self.progress, "advance"):  # a progress bar of the rows read
+            call.data = _counted(call.data, f"ML.{function}", self.progress)
         if tf.model_b is not None:  # ML.COMPARE: the same rows, through the second model's own TRANSFORM
             other = self.load(*tf.model_b)
             shared = not (model.transform or other.transform)  # then one read of the rows serves both
@@ -262,3 +267,17 @@ class Executor:
             sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
         return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql)
+
+
+def _counted(data: Data, task: str, progress: t.Any) -> Data:
+    """``data`` whose batches report the rows read so far to ``progress.advance`` (sqlml.progress)."""
+    def batches() -> t.Iterator[pa.RecordBatch]:
+        done = 0
+        try:
+            for batch in data.batches():
+                done += batch.num_rows
+                progress.advance(task, done)
+                yield batch
+        finally:
+            progress.finish(task)
+    return dataclasses.replace(data, batches=batches)

@@ -1,9 +1,7 @@
 """The sqlml command line, driven in-process with click's CliRunner."""
 
-import io
 import json
 import re
-import threading
 import time
 
 import duckdb
@@ -12,7 +10,7 @@ from click.testing import CliRunner
 
 import sqlml
 from sqlml import datasets
-from sqlml.cli import Spinner, main
+from sqlml.cli import main
 
 TRAIN = ("CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) AS "
          "SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL;\n")
@@ -138,31 +136,6 @@ def test_a_model_that_does_not_beat_its_baseline_is_flagged(runner):
     good = run(runner, "run", "examples/penguins.sql", "--dataset", "penguins", "--format", "json")
     assert good.exit_code == 0 and json.loads(good.stdout.splitlines()[0])["beats_baseline"] is True
     assert "does NOT beat" not in good.stderr
-
-
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_spinner_keeps_turning_while_the_data_checks_report_from_their_thread(capsys):
-    terminal = Terminal()
-    spinner = Spinner(terminal)
-    spinner.say("Training logistic_reg 'm' on 990 rows × 3 features…")
-    checks = threading.Thread(target=spinner.say, args=("Data check: 'id' is unique on every row",))
-    checks.start()
-    checks.join()
-    deadline = time.monotonic() + 10
-    while "training…" not in terminal.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "training…" in terminal.getvalue()  # still turning after the other thread's message
-    spinner.say("Trained 'm' in 0.4 s (990 rows).")
-    drawn = terminal.getvalue()
-    time.sleep(0.3)
-    assert terminal.getvalue() == drawn  # stopped: nothing drawn after "Trained"
-    assert capsys.readouterr().err.splitlines() == [
-        "Training logistic_reg 'm' on 990 rows × 3 features…", "Data check: 'id' is unique on every row",
-        "Trained 'm' in 0.4 s (990 rows)."]
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,10 @@ class Engine(t.Protocol):
     def execute(self, sql: str, params: list | None = None) -> t.Any:
         """Run one statement; a query's result comes back in the engine's own lazy form (shown to users)."""
 
+    def bound(self, parameters: dict) -> t.ContextManager[None]:
+        """Bind ``$name`` values to every query run inside the block (a statement and the queries derived
+        from it, each given the values it names); ``{}`` when the statement has none."""
+
     def fetch(self, sql: str, params: list | None = None) -> list[tuple]:
         """Run a small query (the registry's), its rows as tuples."""
 
