@@ -269,3 +269,8 @@ def test_the_example_runs_in_the_bigquery_dialect(penguins):
     counts = penguins.sql("SELECT centroid_id, count(*) FROM ML.PREDICT(MODEL bqml_tutorial.penguin_clusters, "
                           "(SELECT * FROM penguins WHERE body_mass_g IS NOT NULL)) GROUP BY 1 ORDER BY 1").fetchall()
     assert sum(n for _, n in counts) == 342 and len(counts) == 3
+    dart = penguins.executor.load("bqml_tutorial.species_dart").estimator
+    config = dart.config()["learner"]["gradient_booster"]
+    assert config["name"] == "dart" and config["dart_train_param"]["normalize_type"] == "forest"
+    assert float(config["gbtree"]["tree_train_param"]["subsample"]) == pytest.approx(0.85)
+    assert dart.booster.num_boosted_rounds() == 30
