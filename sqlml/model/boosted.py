@@ -71,14 +71,20 @@ class Trees:
     ``params``: XGBoost's training parameters; ``rounds``: boosting iterations; ``classifier``: a
     classification task (the number of classes comes from the labels at fit)."""
 
-    def __init__(self, params: dict, rounds: int, classifier: bool, early_stop: bool = False,
+    def __init__(self, params: dict, rounds: int, classifier: bool, early_stopping: bool = False,
                  min_rel_progress: float = 0.01):
         self.params, self.rounds, self.classifier = dict(params), rounds, classifier
-        self.early_stop, self.min_rel_progress = early_stop, min_rel_progress
+        self.early_stopping, self.min_rel_progress = early_stopping, min_rel_progress
         self.booster: t.Any = None
-        self.notes: list[str] = []
         self.training_losses: list[float] = []
         self.validation_losses: list[float] = []
+
+    def set_params(self, **params: t.Any) -> "Trees":
+        """scikit-learn's way to change a setting (:mod:`sqlml.train.stopping` turns early stopping off
+        when the rows are too few to hold any out)."""
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
 
     # -- fitting ---------------------------------------------------------------------------------
 
@@ -95,13 +101,11 @@ class Trees:
         """Fit on the training rows that ``blocks()`` yields as consecutive dense blocks, in the order of
         ``y`` (it is called once per pass XGBoost makes over the data). ``built`` is called once XGBoost
         holds its own (binned) copy of the rows, so the caller can free its own before the trees grow."""
-        from ..train.stopping import validation_split_possible
-
         y = np.asarray(y)
         params = {**self.params, **self._objective(y)}
         method = params.get("tree_method", "auto")
         feature_types = ["c" if c and method != "exact" else "q" for c in categorical]
-        held_out = self._held_out(y, params.get("seed", 0), validation_split_possible)
+        held_out = self._held_out(len(y), params.get("seed", 0))
         source = _Blocks(blocks, y, sample_weight, held_out, feature_types)
         if method in ("auto", "hist"):
             train = xgb.QuantileDMatrix(source, enable_categorical=True, max_bin=MAX_BIN)
@@ -136,17 +140,12 @@ class Trees:
             return {"objective": "binary:logistic", "eval_metric": "logloss"}
         return {"objective": "multi:softprob", "num_class": classes, "eval_metric": "mlogloss"}
 
-    def _held_out(self, y: np.ndarray, seed: int, possible: t.Callable) -> np.ndarray | None:
-        """Which training rows early_stop holds out (None: no early stopping)."""
-        if not self.early_stop or self.rounds < 2:
+    def _held_out(self, rows: int, seed: int) -> np.ndarray | None:
+        """Which of the training rows early_stop holds out (None: no early stopping)."""
+        if not self.early_stopping or self.rounds < 2:
             return None
-        if not possible(y, self.classifier):
-            self.notes.append(f"early_stop turned off: {len(y):,} training row(s) are too few to hold out the 10 % "
-                              "validation rows it needs" + (" (at least two rows per class)." if self.classifier else "."))
-            return None
-        rows = np.random.default_rng(seed).permutation(len(y))[:int(np.ceil(VALIDATION_FRACTION * len(y)))]
-        held_out = np.zeros(len(y), dtype=bool)
-        held_out[rows] = True
+        held_out = np.zeros(rows, dtype=bool)
+        held_out[np.random.default_rng(seed).permutation(rows)[:int(np.ceil(VALIDATION_FRACTION * rows))]] = True
         return held_out
 
     # -- scoring ---------------------------------------------------------------------------------

@@ -230,10 +230,10 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor:
     if streamed:  # the batches are freed once XGBoost holds its own binned copy of the rows
         estimator.fit_blocks(matrix.blocks(preprocessor, batches, train), y_fit, sample_weight,
                              preprocessor.categorical_mask, built=lambda: (batches.clear(), matrix.release()))
-        fit_notes, losses = estimator.notes, estimator.training_losses
+        fit_notes, losses = [], estimator.training_losses
     elif kind.xgboost:
         estimator.fit(X_fit, y_fit, sample_weight, preprocessor.categorical_mask)
-        fit_notes, losses = estimator.notes, estimator.training_losses
+        fit_notes, losses = [], estimator.training_losses
     else:
         stop_options = {**kind.defaults, **options} if kind.stops_early else None
         fit_notes, losses = _fit(estimator, X_fit, y_fit, sample_weight, stop_options)
