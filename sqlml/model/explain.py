@@ -24,7 +24,6 @@ Attributions of one-hot parts are summed back to their input column.
 
 from __future__ import annotations
 
-import typing as t
 from dataclasses import dataclass
 
 import numpy as np
@@ -334,39 +333,27 @@ def mlp_output(net, X: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.n
     return value, slope
 
 
-def _sampled(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None, reference: dict) -> Explanation:
-    """shap's PermutationExplainer, rows grouped by the output they explain. Masked features take
-    their values from the background rows (one-hot parts independently), so this is an estimate."""
+def _sampled(model: "LoadedModel", X: np.ndarray, target: np.ndarray, reference: dict) -> Explanation:
+    """shap's PermutationExplainer of k-means' distance to each row's centroid, rows grouped by centroid.
+    Masked features take their values from the background rows (one-hot parts independently), so this
+    is an estimate. The caller has capped threads once: entering threadpool_limits on each of shap's
+    many calls costs more."""
     shap = _shap()
     sample = np.asarray(reference["sample"])
     masker = shap.maskers.Independent(sample, max_samples=len(sample))
     result = Explanation(np.zeros(len(X)), np.zeros(X.shape), np.zeros(len(X)))
-    groups = [None] if target is None else np.unique(target)
-    for group in groups:
-        rows = np.arange(len(X)) if group is None else np.flatnonzero(target == group)
-        output = _raw_output(model, None if group is None else int(group))
+    for group in np.unique(target):
+        rows = np.flatnonzero(target == group)
+        centroid = model.estimator.cluster_centers_[group]
+
+        def output(Z: np.ndarray, centroid: np.ndarray = centroid) -> np.ndarray:
+            return np.linalg.norm(Z - centroid, axis=1)
         explained = shap.PermutationExplainer(output, masker, seed=SEED)(
             X[rows], max_evals=2 * X.shape[1] + 1, silent=True)
         result.baseline[rows] = explained.base_values
         result.attributions[rows] = explained.values
         result.prediction[rows] = output(X[rows])
     return result
-
-
-def _raw_output(model: "LoadedModel", group: int | None) -> t.Callable[[np.ndarray], np.ndarray]:
-    """The single output a sampled explainer explains: the prediction (regression), the log-odds of
-    class ``group`` (classifiers), or the distance to centroid ``group`` (k-means). The caller has
-    capped threads once: entering threadpool_limits on each of shap's many calls costs more."""
-    if model.kind.task == CLUSTERING:
-        centroid = model.estimator.cluster_centers_[group]
-        return lambda X: np.linalg.norm(X - centroid, axis=1)
-    if model.kind.task == CLASSIFICATION:
-        def log_odds(X: np.ndarray) -> np.ndarray:
-            p = np.clip(model.estimator.predict_proba(X)[:, group], 1e-12, 1 - 1e-12)
-            return np.log(p) - np.log1p(-p)
-        return log_odds
-    mean, std = model.target_scale
-    return lambda X: model.estimator.predict(X) * std + mean
 
 
 def _background(model: "LoadedModel") -> dict:
