@@ -13,6 +13,7 @@ Importing sqlml is cheap: the engine, scikit-learn and the other heavy libraries
 from __future__ import annotations
 
 import importlib
+import os
 import typing as t
 
 from .errors import (
@@ -24,6 +25,12 @@ from .errors import (
     SqlmlError,
     SqlmlParseError,
 )
+
+# OpenMP threads (scikit-learn's, XGBoost's) spin while they wait for each other. On a busy machine a
+# spinning thread holds the core that the thread it waits for needs: at load 10 on 2 cores, 20 XGBoost
+# iterations on 20,000 rows took 2.3–6.2 s spinning, 0.13 s waiting passively (benchmarks/boosted.py).
+# Read by the OpenMP runtime when it loads (with the first model statement); a value set by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if t.TYPE_CHECKING:
     from . import datasets

@@ -307,8 +307,10 @@ def test_explain_predict_attributions_add_up_to_the_raw_output(trained, db):
         assert ranked == sorted(ranked, reverse=True)
         gap = rows["prediction_value"][i] - rows["baseline_prediction_value"][i] - sum(found.values())
         assert rows["approximation_error"][i] == pytest.approx(abs(gap), abs=1e-9)
-        # Exact explainers are exact; a permutation pass telescopes, so the sampled sum is exact too.
-        assert abs(gap) < 1e-6
+        # Exact explainers are exact (XGBoost's in float32); a permutation pass telescopes, so k-means' sampled
+        # sum is exact too; a DNN's integrated gradients miss by the integral's error (tests/test_explain.py).
+        if spec.model_type != "dnn_classifier" and spec.model_type != "dnn_regressor":
+            assert abs(gap) < 1e-6 * (10 * max(1.0, abs(rows["prediction_value"][i])) if "boosted" in spec.model_type else 1)
     expected = expected_outputs(trained, estimator, X)
     if spec.task == "classification":
         assert rows[f"predicted_{spec.label}"] == expected["labels"]

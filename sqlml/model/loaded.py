@@ -93,7 +93,13 @@ class LoadedModel:
 
     @classmethod
     def from_parts(cls, info: ModelVersion, estimator: t.Any, header: dict, parts: dict) -> "LoadedModel":
-        """The model of a blob's deserialized ``estimator``, JSON ``header`` and ``parts``."""
+        """The model of a blob's deserialized ``estimator``, JSON ``header`` and ``parts``. A blob whose
+        model is stored in its library's own format (XGBoost's, header ``raw``) has no skops estimator:
+        it is read from its raw part; older blobs hold a scikit-learn estimator (HistGradientBoosting,
+        RandomForest) and are served as they are."""
+        if estimator is None and header.get("raw"):
+            from .boosted import Trees  # imports xgboost, which takes seconds
+            estimator = Trees.from_raw_parts(parts)
         return cls(
             info=info,
             kind=MODEL_KINDS[header["model_type"]],

@@ -184,9 +184,10 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
 def clustering_metrics(X: np.ndarray, estimator: t.Any) -> dict:
     distances = estimator.transform(X)
     assigned = distances.argmin(axis=1)
-    several = len(np.unique(assigned)) > 1
+    # The index compares clusters: it needs two at least, and is undefined when each row is its own.
+    defined = 1 < len(np.unique(assigned)) < len(X)
     return {
-        "davies_bouldin_index": skm.davies_bouldin_score(X, assigned) if several else None,
+        "davies_bouldin_index": skm.davies_bouldin_score(X, assigned) if defined else None,
         "mean_squared_distance": float(np.mean(distances.min(axis=1) ** 2)),
     }
 

@@ -80,7 +80,8 @@ SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "sl
 PARAMETERS: dict[str, dict[str, Param]] = {
     "PREDICT": {"threshold": THRESHOLD, "challenger_fraction": Param("number", 0.0, 1.0), "split_key": Param("string"),
                 **TRIAL},
-    "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1), **TRIAL},
+    "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1),
+                        "integrated_gradients_num_steps": Param("integer", 1, 30), **TRIAL},
     "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
     "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
