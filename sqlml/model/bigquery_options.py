@@ -5,7 +5,8 @@ are BigQuery's beyond the ones every kind already took. For each, :data:`RULES` 
 types take it and at which values: any value (honoured through a scikit-learn parameter in
 :mod:`sqlml.model.kinds`, or a no-op where it changes nothing sqlml computes), or only the value that
 changes nothing, the others refused with why (docs/bigquery.md has the table). Pages: the reference
-pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmeans}``. Also ALTER MODEL's
+pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmeans,pca,autoencoder,
+matrix-factorization}``. Also ALTER MODEL's
 ``labels`` and ``expiration_timestamp`` (``bigqueryml-syntax-alter-model``), and the expiration rule.
 """
 
@@ -18,7 +19,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from ..errors import ModelExpiredError, OptionError
-from .kinds import BOOSTED, DNN, FOREST, KMEANS, LINEAR, MODEL_KINDS
+from .kinds import AUTOENCODER, BOOSTED, DNN, FOREST, KMEANS, LINEAR, MODEL_KINDS
 
 EVERY = "every"  # a rule for every model type
 
@@ -120,6 +121,11 @@ NO_VERTEX = Rule((), "sqlml's registry is the sqlml.models table of the database
 TREES_NO_L1 = Rule((0.0,), "scikit-learn's tree ensembles have no L1 penalty on leaf weights")
 NO_COLSAMPLE = Rule((1.0,), "scikit-learn's tree ensembles sample features per split only (colsample_bynode → "
                             "max_features), not per tree or per level")
+MLP_NO_DROPOUT = Rule((0.0,), "scikit-learn's MLP has no dropout layers; it regularizes with l2_reg (alpha) and "
+                             "early_stop")
+MLP_SOLVERS = Rule(("ADAM", "SGD"), "scikit-learn's MLP has the adam and sgd solvers, not ADAGRAD, FTRL or RMSPROP")
+MLP_ACTIVATIONS = Rule(("RELU", "SIGMOID", "TANH"), "scikit-learn's MLP has the relu, logistic (sigmoid), tanh and "
+                                                    "identity activations only")
 NO_MIN_SPLIT_LOSS = Rule((0.0,), "scikit-learn's tree ensembles have no minimum loss reduction per split "
                                  "(XGBoost's gamma)")
 
@@ -144,7 +150,7 @@ RULES: dict[str, dict[str, Rule]] = {
                      "own category); it has no dummy encoding"),
         BOOSTED: Rule(("LABEL_ENCODING",), "sqlml gives boosted trees one ordinal code per category column, "
                       "split on as a categorical feature; one-hot and target encoding are not implemented")},
-    "warm_start": {LINEAR: NO_WARM_START, DNN: NO_WARM_START, KMEANS: NO_WARM_START},
+    "warm_start": {LINEAR: NO_WARM_START, DNN: NO_WARM_START, KMEANS: NO_WARM_START, AUTOENCODER: NO_WARM_START},
     "enable_global_explain": {EVERY: ANY},  # ML.GLOBAL_EXPLAIN is computed when asked, for any model
     "approx_global_feature_contrib": {BOOSTED: ANY, FOREST: ANY},  # tree explanations are exact Tree SHAP
     "booster_type": {BOOSTED: Rule(("GBTREE",), "scikit-learn's HistGradientBoosting has no DART booster "
@@ -153,8 +159,7 @@ RULES: dict[str, dict[str, Rule]] = {
     "num_parallel_tree": {BOOSTED: Rule((1,), "HistGradientBoosting grows one tree per iteration; boosted random "
                                         "forests are not available")},
     "dropout": {BOOSTED: Rule((0.0,), "dropout of trees is the DART booster, which HistGradientBoosting has not"),
-                DNN: Rule((0.0,), "scikit-learn's MLP has no dropout layers; it regularizes with l2_reg (alpha) and "
-                          "early_stop")},
+                DNN: MLP_NO_DROPOUT, AUTOENCODER: MLP_NO_DROPOUT},
     "l1_reg": {BOOSTED: TREES_NO_L1, FOREST: TREES_NO_L1,
                DNN: Rule((0.0,), "scikit-learn's MLP has an L2 penalty only (l2_reg → alpha)")},
     "l2_reg": {FOREST: Rule((0.0,), "scikit-learn's random forests average unregularized trees: there are no leaf "
@@ -174,11 +179,9 @@ RULES: dict[str, dict[str, Rule]] = {
     "early_stop": {FOREST: ANY, KMEANS: ANY},  # forests have no iterations; k-means: FALSE → tol = 0
     "min_rel_progress": {BOOSTED: SKLEARN_TOLERANCE, DNN: SKLEARN_TOLERANCE, KMEANS: SKLEARN_TOLERANCE,
                          FOREST: ANY},
-    "optimizer": {DNN: Rule(("ADAM", "SGD"), "scikit-learn's MLP has the adam and sgd solvers, not ADAGRAD, FTRL "
-                            "or RMSPROP")},  # → solver
-    "activation_fn": {DNN: Rule(("RELU", "SIGMOID", "TANH"), "scikit-learn's MLP has the relu, logistic (sigmoid), "
-                                "tanh and identity activations only")},  # → activation
-    "batch_size": {DNN: ANY},  # → batch_size
+    "optimizer": {DNN: MLP_SOLVERS, AUTOENCODER: MLP_SOLVERS},  # → solver
+    "activation_fn": {DNN: MLP_ACTIVATIONS, AUTOENCODER: MLP_ACTIVATIONS},  # → activation
+    "batch_size": {DNN: ANY, AUTOENCODER: ANY},  # → batch_size
     "integrated_gradients_num_steps": {DNN: ANY},  # sqlml explains DNNs with sampled Shapley values
     "tf_version": {DNN: ANY},  # the networks are scikit-learn's
     "kmeans_init_method": {KMEANS: ANY},  # → init
@@ -216,6 +219,12 @@ def check(options: dict, model_type: str | None) -> None:
             why = found.refusal(candidate)
             if why is not None:
                 raise OptionError(_refused(name, candidate, model_type, found, why))
+    if "num_principal_components" in options and "pca_explained_variance_ratio" in options:
+        raise OptionError("num_principal_components and pca_explained_variance_ratio both say how many principal "
+                          "components to keep; give one of them.")
+    if "wals_alpha" in options and options.get("feedback_type", "EXPLICIT") == "EXPLICIT":
+        raise OptionError("wals_alpha weighs implicit feedback (confidence 1 + wals_alpha * rating); it needs "
+                          "feedback_type = 'IMPLICIT'.")
     method, column = options.get("kmeans_init_method"), options.get("kmeans_init_col")
     if (method == "CUSTOM") != (column is not None):
         raise OptionError("kmeans_init_method = 'CUSTOM' and kmeans_init_col go together: the column (BOOL) marks "

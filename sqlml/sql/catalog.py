@@ -81,7 +81,7 @@ PARAMETERS: dict[str, dict[str, Param]] = {
     "PREDICT": {"threshold": THRESHOLD, "challenger_fraction": Param("number", 0.0, 1.0), "split_key": Param("string"),
                 **TRIAL},
     "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1), **TRIAL},
-    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL},
+    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, "top_k": Param("integer", 1), **TRIAL},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
     "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
     "THRESHOLD_METRICS": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
@@ -110,6 +110,12 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                      **TRIAL},
     "COMPARE": {"num_bootstrap": Param("integer", 100, 100_000), "random_seed": Param("integer", 0),
                 "threshold": THRESHOLD},
+    "RECOMMEND": {"top_k": Param("integer", 1), "exclude_rated": Param("boolean"), **TRIAL},
+    "GENERATE_EMBEDDING": dict(TRIAL),
+    "PRINCIPAL_COMPONENTS": dict(TRIAL),
+    "PRINCIPAL_COMPONENT_INFO": dict(TRIAL),
+    "RECONSTRUCTION_LOSS": dict(TRIAL),
+    "DETECT_ANOMALIES": {"contamination": Param("number", 0.0, 0.5), **TRIAL},
 }
 AVAILABLE = frozenset(PARAMETERS)
 
@@ -119,7 +125,7 @@ ARGUMENTS = {"ROC_CURVE": "thresholds", "THRESHOLD_METRICS": "thresholds"}
 
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
-                        "TRIAL_INFO", "LEADERBOARD"})
+                        "TRIAL_INFO", "LEADERBOARD", "PRINCIPAL_COMPONENTS", "PRINCIPAL_COMPONENT_INFO"})
 
 #: Functions that take two models: ``ML.COMPARE(MODEL a, MODEL b, data)``.
 TWO_MODELS = frozenset({"COMPARE"})

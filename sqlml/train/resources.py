@@ -15,13 +15,14 @@ import os
 import resource
 
 from ..errors import DataError
-from ..model.kinds import BOOSTED, DNN, FOREST, KMEANS, LINEAR, ModelKind
+from ..model.kinds import AUTOENCODER, BOOSTED, DNN, FOREST, KMEANS, LINEAR, PCA, ModelKind
 
 FLOAT = 8
 #: Copies of the feature matrix a fit holds at its peak, beyond the matrix itself: lbfgs' per-row
 #: gradient buffers, HGB's binned copy (one byte per entry, plus gradients and hessians per row),
-#: a bootstrap sample per forest worker, k-means' distance and label buffers, an MLP's batch copies.
-MATRIX_FACTOR = {LINEAR: 1.5, BOOSTED: 1.5, FOREST: 1.5, DNN: 1.5, KMEANS: 2.0}
+#: a bootstrap sample per forest worker, k-means' distance and label buffers, an MLP's batch copies, PCA's
+#: centred copy and SVD, an autoencoder's target (a second copy of its input) and reconstruction.
+MATRIX_FACTOR = {LINEAR: 1.5, BOOSTED: 1.5, FOREST: 1.5, DNN: 1.5, KMEANS: 2.0, PCA: 2.0, AUTOENCODER: 2.5}
 NODE_BYTES = 64  # scikit-learn's tree node record (children, feature, threshold, impurity, counts)
 HGB_LEAVES = 31  # HistGradientBoosting's default max_leaf_nodes
 ADAM_COPIES = 4  # an MLP keeps each weight matrix, its gradient and Adam's two moment estimates
@@ -42,8 +43,8 @@ def fit_bytes(kind: ModelKind, options: dict, rows: int, width: int, classes: in
     elif kind.family == BOOSTED:
         nodes = min(2 * HGB_LEAVES - 1, 2 ** (options["max_tree_depth"] + 1) - 1, 2 * rows)
         needs["trees"] = options["max_iterations"] * outputs * nodes * NODE_BYTES
-    elif kind.family == DNN:
-        layers = [width, *options["hidden_units"], outputs]
+    elif kind.family in (DNN, AUTOENCODER):  # an autoencoder's output is its input
+        layers = [width, *options["hidden_units"], width if kind.reconstructs else outputs]
         weights = sum((a + 1) * b for a, b in itertools.pairwise(layers))
         needs["weights"] = weights * FLOAT * ADAM_COPIES
         needs["activations"] = min(rows, BATCH_ROWS) * sum(layers) * FLOAT * 2
@@ -100,7 +101,7 @@ def check_memory(kind: ModelKind, options: dict, name: str, rows: int, width: in
 def _growing_options(kind: ModelKind) -> str:
     """The options that make a fit of ``kind`` bigger."""
     return {FOREST: "num_parallel_tree, max_tree_depth", BOOSTED: "max_iterations, max_tree_depth",
-            DNN: "hidden_units", KMEANS: "num_clusters"}.get(kind.family, "fewer one-hot categories")
+            DNN: "hidden_units", AUTOENCODER: "hidden_units", KMEANS: "num_clusters"}.get(kind.family, "fewer one-hot categories")
 
 
 def _gib(n: float) -> str:

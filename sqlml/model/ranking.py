@@ -1,0 +1,94 @@
+"""ML.EVALUATE's metrics of an implicit-feedback recommender, with BigQuery's names.
+
+Each evaluated user's items are ranked by predicted preference among every item the model knows that the
+user did not interact with in training (what ML.RECOMMEND with ``exclude_rated`` would offer); the user's
+evaluation items are the relevant ones, their ratings the gains. Ties rank in item order. With ``top_k``
+only the first k places count (MAP@k, NDCG@k); without it, the whole ranking (BigQuery's definitions).
+
+* ``mean_average_precision``: per user, the mean over its relevant items of the precision at that item's
+  place (divided by min(relevant, k) with top_k), averaged over users.
+* ``normalized_discounted_cumulative_gain``: per user, Σ rating / log2(place + 1) over the relevant items,
+  divided by the same sum for the ideal ranking (ratings in decreasing order), averaged over users.
+* ``average_rank``: the expected percentile ranking of Hu, Koren & Volinsky — each relevant item's place
+  as a fraction (0 = first, 1 = last), weighted by its rating; 0.5 is a random ranking.
+* ``mean_squared_error``: of the predicted preference against 1 (a relevant item) or 0 (any other
+  candidate), over every candidate item of every evaluated user.
+
+Evaluation rows whose user or item the model never saw, or that repeat a training interaction, cannot be
+ranked and are left out. The most-popular baseline predicts each item's share of training users.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .factorization import Factorization, chunks
+
+NAMES = ("mean_average_precision", "mean_squared_error", "normalized_discounted_cumulative_gain", "average_rank")
+
+
+def ranking_metrics(model: Factorization, users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
+                    top_k: int | None = None, baseline: bool = False) -> dict:
+    """The four metrics of the (users[j], items[j], ratings[j]) evaluation interactions (indices into the
+    model's vocabularies; −1 for unseen ids, left out)."""
+    relevant = relevant_pairs(model, users, items, ratings)
+    if relevant.nnz == 0:
+        return dict.fromkeys(NAMES)
+    evaluated = np.flatnonzero(np.diff(relevant.indptr))
+    sums = np.zeros(6)  # AP, NDCG, weighted place, weights, squared error, candidates
+    for part in chunks(len(evaluated), len(model.items)):
+        sums += _block_sums(model, evaluated[part], relevant[evaluated[part]], top_k, baseline)
+    ap, ndcg, place, weight, squared, candidates = sums
+    return {"mean_average_precision": ap / len(evaluated), "mean_squared_error": squared / candidates,
+            "normalized_discounted_cumulative_gain": ndcg / len(evaluated), "average_rank": place / weight}
+
+
+def relevant_pairs(model: Factorization, users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> sp.csr_matrix:
+    """Users × items: the rating of each evaluation interaction that can be ranked (known user and item,
+    a positive rating, not a training interaction); repeated pairs add up."""
+    keep = (users >= 0) & (items >= 0) & (ratings > 0)
+    pairs = sp.csr_matrix((ratings[keep], (users[keep], items[keep])), shape=model.rated.shape)
+    pairs.sum_duplicates()
+    pairs = pairs - pairs.multiply(model.rated > 0)  # a repeated training interaction is no prediction
+    pairs.eliminate_zeros()
+    return pairs
+
+
+def _block_sums(model: Factorization, users: np.ndarray, relevant: sp.csr_matrix, top_k: int | None,
+                baseline: bool) -> np.ndarray:
+    scores = model.block(users, baseline)
+    rated = model.rated[users].tocoo()
+    scores[rated.row, rated.col] = -np.inf  # not candidates: ranked last, left out below
+    candidates = len(model.items) - np.diff(model.rated[users].indptr)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    place = np.empty_like(order)
+    np.put_along_axis(place, order, np.arange(scores.shape[1])[None, :], axis=1)
+    truth = relevant.tocoo()  # in row order, as the CSR holds them
+    places = place[truth.row, truth.col]  # 0 = first
+    sums = np.zeros(6)
+    for row in range(len(users)):
+        mine = slice(relevant.indptr[row], relevant.indptr[row + 1])
+        sums[:2] += _user_precision_and_gain(places[mine], truth.data[mine], candidates[row], top_k)
+    weights = truth.data
+    sums[2] += np.sum(weights * places / np.maximum(candidates[truth.row] - 1, 1))
+    sums[3] += weights.sum()
+    finite = np.where(np.isfinite(scores), scores, 0.0)
+    predicted_relevant = scores[truth.row, truth.col]
+    sums[4] += np.sum(finite ** 2) + np.sum((predicted_relevant - 1) ** 2 - predicted_relevant ** 2)
+    sums[5] += candidates.sum()
+    return sums
+
+
+def _user_precision_and_gain(places: np.ndarray, gains: np.ndarray, candidates: int, top_k: int | None) -> tuple:
+    """One user's average precision and NDCG from the places (0-based) of its relevant items."""
+    k = candidates if top_k is None else top_k
+    order = np.argsort(places, kind="stable")
+    places, gains = places[order], gains[order]
+    hits = places < k
+    precision = np.arange(1, len(places) + 1)[hits] / (places[hits] + 1)
+    ap = precision.sum() / min(len(places), k)
+    dcg = np.sum(gains[hits] / np.log2(places[hits] + 2))
+    ideal = np.sort(gains)[::-1][:k]
+    idcg = np.sum(ideal / np.log2(np.arange(len(ideal)) + 2))
+    return ap, dcg / idcg

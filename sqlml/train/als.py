@@ -1,0 +1,201 @@
+"""Alternating least squares for matrix factorization: explicit ratings in NumPy, implicit feedback with
+the ``implicit`` library's CPU solver.
+
+Explicit feedback minimizes, over user factors p, item factors q and biases b (the intercept μ is the
+training ratings' mean)::
+
+    Σ_(u,i) (r_ui − μ − b_u − b_i − p_u·q_i)²  +  l2_reg · (Σ|p_u|² + Σ|q_i|² + Σb_u² + Σb_i²)
+
+Each half-step solves, for every user (then every item) at once, the ridge regression of its ratings on the
+other side's factors and a constant: ``(ZᵀZ + l2_reg·I) w = Zᵀt`` with ``Z = [q_i, 1]`` and ``t = r − μ − b_i``.
+The systems of every user (then item) are built from the ratings sorted by that side and solved in one
+batched call.
+
+Implicit feedback is Hu, Koren & Volinsky's weighted ALS: preference 1 for every observed pair with
+confidence ``1 + wals_alpha · r``, preference 0 with confidence 1 for every other pair, l2_reg on the
+factors. ``implicit``'s ``AlternatingLeastSquares`` solves it (conjugate gradient, float32), one iteration
+per call so that the loss can be recorded and early_stop honoured; its factors are those of one call
+with all the iterations. OpenBLAS must run single-threaded under it (``implicit`` warns, and is slower,
+otherwise): the limit is set around the fit only, so the rest of sqlml keeps its threads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+SMALL_ROWS = 8  # rows with at most this many ratings are solved in padded batches
+
+
+@dataclass
+class Factors:
+    """What a fit learned, with its loss after each iteration."""
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+    intercept: float
+    losses: list[float] = field(default_factory=list)
+    eval_losses: list[float | None] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    converged: bool = False  # stopped by early_stop before max_iterations
+
+
+@dataclass
+class Settings:
+    factors: int
+    l2_reg: float
+    max_iterations: int
+    early_stop: bool
+    min_rel_progress: float
+    seed: int
+
+
+def explicit(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, shape: tuple[int, int],
+             settings: Settings, evaluation: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Factors:
+    """Biased matrix factorization of the ratings (user index, item index, rating; every index of ``shape``
+    has a rating), by ALS. ``evaluation``: held-out (users, items, ratings), −1 for ids not in ``shape``,
+    whose mean squared error is recorded per iteration. ``settings.factors`` = 0 fits the biases alone."""
+    rng = np.random.default_rng(settings.seed)
+    k = settings.factors
+    intercept = float(ratings.mean())
+    by_user, by_item = _Sorted(users, items, ratings, shape[0]), _Sorted(items, users, ratings, shape[1])
+    fit = Factors(rng.normal(0.0, 0.1, (shape[0], k)), rng.normal(0.0, 0.1, (shape[1], k)),
+                  np.zeros(shape[0]), np.zeros(shape[1]), intercept)
+    previous = None
+    for _ in range(settings.max_iterations):
+        started = time.perf_counter()
+        fit.user_factors, fit.user_bias = by_user.solve(fit.item_factors, fit.item_bias, intercept, settings.l2_reg)
+        fit.item_factors, fit.item_bias = by_item.solve(fit.user_factors, fit.user_bias, intercept, settings.l2_reg)
+        error = by_user.squared_error(fit)
+        objective = error + settings.l2_reg * sum(float(np.sum(a ** 2)) for a in
+                                                  (fit.user_factors, fit.item_factors, fit.user_bias, fit.item_bias))
+        fit.losses.append(error / len(ratings))
+        fit.eval_losses.append(_held_out_error(fit, evaluation))
+        fit.seconds.append(time.perf_counter() - started)
+        if _stops(previous, objective, settings):
+            fit.converged = True
+            break
+        previous = objective
+    return fit
+
+
+def _stops(previous: float | None, objective: float, settings: Settings) -> bool:
+    """early_stop: the objective fell by less than min_rel_progress of itself in the last iteration."""
+    return (settings.early_stop and previous is not None
+            and (previous - objective) < settings.min_rel_progress * abs(previous))
+
+
+class _Sorted:
+    """Ratings sorted by one side (the rows), for the half-step that solves that side. A row's Gram matrix
+    is one BLAS product of its ratings' design rows; rows with few ratings (most items) are gathered into
+    padded batches of 1, 2, 4 or 8 and multiplied together, since one call per row would cost more than
+    its arithmetic."""
+
+    def __init__(self, rows: np.ndarray, others: np.ndarray, ratings: np.ndarray, count: int):
+        order = np.argsort(rows, kind="stable")
+        self.rows, self.others, self.ratings = rows[order], others[order], ratings[order]
+        self.starts = np.searchsorted(self.rows, np.arange(count + 1))
+        self.count = count
+        counts = np.diff(self.starts)
+        self.large = np.flatnonzero(counts > SMALL_ROWS)
+        self.batches = []  # (rows, positions of their ratings (padded with 0), which positions are real)
+        for width in (1, 2, 4, 8):
+            chosen = np.flatnonzero((counts <= width) & (counts > width // 2))
+            valid = np.arange(width)[None, :] < counts[chosen][:, None]
+            positions = np.where(valid, self.starts[chosen][:, None] + np.arange(width)[None, :], 0)
+            self.batches.append((chosen, positions, valid))
+
+    def solve(self, other_factors: np.ndarray, other_bias: np.ndarray, intercept: float,
+              l2_reg: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every row's factors and bias given the other side's: one batched ridge solve."""
+        k = other_factors.shape[1]
+        design = np.empty((len(other_factors), k + 1))  # each of the other side's rows, then 1 (the bias)
+        design[:, :k], design[:, k] = other_factors, 1.0
+        target = self.ratings - intercept - other_bias[self.others]
+        gram, rhs = np.empty((self.count, k + 1, k + 1)), np.empty((self.count, k + 1))
+        for chosen, positions, valid in self.batches:
+            z = design[self.others[positions]] * valid[:, :, None]
+            gram[chosen] = z.transpose(0, 2, 1) @ z
+            rhs[chosen] = (z.transpose(0, 2, 1) @ (target[positions] * valid)[:, :, None])[:, :, 0]
+        for row in self.large:
+            mine = slice(self.starts[row], self.starts[row + 1])
+            z = design[self.others[mine]]
+            gram[row], rhs[row] = z.T @ z, z.T @ target[mine]
+        gram[:, np.arange(k + 1), np.arange(k + 1)] += l2_reg
+        solution = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+        return solution[:, :k], solution[:, k]
+
+    def squared_error(self, fit: Factors) -> float:
+        return float(np.sum((self.ratings - _predict(fit, self.rows, self.others)) ** 2))
+
+
+def _predict(fit: Factors, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    return (fit.intercept + fit.user_bias[users] + fit.item_bias[items]
+            + np.einsum("ij,ij->i", fit.user_factors[users], fit.item_factors[items]))
+
+
+def _held_out_error(fit: Factors, evaluation: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> float | None:
+    """The mean squared error on held-out ratings; an id not seen in training gets the intercepts."""
+    if evaluation is None or not len(evaluation[0]):
+        return None
+    users, items, ratings = evaluation
+    known_user, known_item = users >= 0, items >= 0
+    predicted = np.full(len(ratings), fit.intercept)
+    predicted[known_user] += fit.user_bias[users[known_user]]
+    predicted[known_item] += fit.item_bias[items[known_item]]
+    both = known_user & known_item
+    predicted[both] += np.einsum("ij,ij->i", fit.user_factors[users[both]], fit.item_factors[items[both]])
+    return float(np.mean((ratings - predicted) ** 2))
+
+
+def confidences(interactions: sp.csr_matrix, wals_alpha: float) -> sp.csr_matrix:
+    """The confidence matrix ``1 + wals_alpha · r`` of the observed pairs (float32, as ``implicit`` fits)."""
+    matrix = interactions.astype(np.float32)
+    matrix.data = 1.0 + np.float32(wals_alpha) * matrix.data
+    return matrix
+
+
+def implicit(interactions: sp.csr_matrix, settings: Settings, wals_alpha: float) -> Factors:
+    """Weighted ALS on the users × items matrix of summed ratings (zeros not stored)."""
+    from implicit.cpu.als import AlternatingLeastSquares  # imported first: its BLAS must exist when limited
+    from threadpoolctl import threadpool_limits
+
+    matrix = confidences(interactions, wals_alpha)
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=settings.factors, regularization=settings.l2_reg, alpha=1.0,
+                                        iterations=1, random_state=settings.seed)
+        fit = Factors(np.empty(0), np.empty(0), np.zeros(matrix.shape[0]), np.zeros(matrix.shape[1]), 0.0)
+        previous = None
+        for _ in range(settings.max_iterations):
+            started = time.perf_counter()
+            model.fit(matrix, show_progress=False)  # continues from the factors of the last call
+            objective, normalizer = implicit_objective(matrix, model.user_factors, model.item_factors, settings.l2_reg)
+            fit.losses.append(objective / normalizer)
+            fit.eval_losses.append(None)
+            fit.seconds.append(time.perf_counter() - started)
+            if _stops(previous, objective, settings):
+                fit.converged = True
+                break
+            previous = objective
+    fit.user_factors, fit.item_factors = model.user_factors, model.item_factors
+    return fit
+
+
+def implicit_objective(confidence: sp.csr_matrix, user_factors: np.ndarray, item_factors: np.ndarray,
+                       l2_reg: float) -> tuple[float, float]:
+    """Hu, Koren & Volinsky's objective, and the total confidence of every pair (observed ones weigh
+    their confidence, the others 1), by which ML.TRAINING_INFO's loss divides it. Over the unobserved
+    pairs Σ (p·q)² comes from the factors' Gram matrices, so no dense users × items product is made."""
+    x, y = user_factors.astype(np.float64), item_factors.astype(np.float64)
+    coo = confidence.tocoo()
+    scores = np.einsum("ij,ij->i", x[coo.row], y[coo.col])
+    everywhere = float(np.sum((x.T @ x) * (y.T @ y)))  # Σ over every pair of (p·q)²
+    observed = float(np.sum(coo.data * (1.0 - scores) ** 2) - np.sum(scores ** 2))
+    penalty = l2_reg * (float(np.sum(x ** 2)) + float(np.sum(y ** 2)))
+    pairs = confidence.shape[0] * confidence.shape[1]
+    return everywhere + observed + penalty, float(coo.data.sum()) + pairs - confidence.nnz
