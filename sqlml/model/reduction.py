@@ -69,5 +69,5 @@ def evaluation(family: str, estimator, X: np.ndarray) -> dict:
     if family == PCA:
         total = np.sum((X - estimator.mean_) ** 2)
         return {"total_explained_variance_ratio": 1.0 - np.sum((X - rebuilt) ** 2) / total if total else None}
-    errors = row_errors(X, rebuilt)
-    return {name: float(np.mean(values)) for name, values in errors.items()}
+    means = {name: float(np.mean(values)) for name, values in row_errors(X, rebuilt).items()}
+    return {name: value if np.isfinite(value) else None for name, value in means.items()}
