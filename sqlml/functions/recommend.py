@@ -32,6 +32,8 @@ from .base import Call, Data, Stream, as_table
 from .trials import with_trial_id
 
 FACTOR_WEIGHTS = pa.list_(pa.struct([("factor", pa.int64()), ("weight", pa.float64())]))
+WEIGHTS = pa.schema([("processed_input", pa.string()), ("feature", pa.string()), ("factor_weights", FACTOR_WEIGHTS),
+                     ("intercept", pa.float64())])
 EMBEDDING = "ml_generate_embedding_result"
 
 
@@ -155,10 +157,9 @@ def weights(call: Call) -> pa.Table:
                           factorization.user_bias[:-1], factorization.explicit),
              _weight_rows(model.info.options["item_col"], factorization.items, factorization.item_factors[:-1],
                           factorization.item_bias[:-1], factorization.explicit),
-             pa.table({"processed_input": ["__INTERCEPT__"], "feature": pa.array([None], pa.string()),
-                       "factor_weights": pa.array([[]], FACTOR_WEIGHTS),
-                       "intercept": [factorization.intercept if factorization.explicit else None]})]
-    return with_trial_id(pa.concat_tables([p.cast(parts[-1].schema) for p in parts]), call)
+             pa.table({"processed_input": ["__INTERCEPT__"], "feature": [None], "factor_weights": [[]],
+                       "intercept": [factorization.intercept if factorization.explicit else None]}, schema=WEIGHTS)]
+    return with_trial_id(pa.concat_tables(parts), call)
 
 
 def _weight_rows(column: str, ids: pa.Array, factors: np.ndarray, bias: np.ndarray, explicit: bool) -> pa.Table:
@@ -166,9 +167,8 @@ def _weight_rows(column: str, ids: pa.Array, factors: np.ndarray, bias: np.ndarr
     structs = pa.StructArray.from_arrays([pa.array(np.tile(np.arange(1, k + 1), count)),
                                           pa.array(factors.astype(np.float64).ravel())], names=["factor", "weight"])
     lists = pa.ListArray.from_arrays(pa.array(np.arange(0, count * k + 1, k, dtype=np.int32)), structs)
-    return pa.table({"processed_input": pa.array([column] * count, pa.string()), "feature": ids.cast(pa.string()),
-                     "factor_weights": lists,
-                     "intercept": pa.array(bias.astype(np.float64)) if explicit else pa.nulls(count, pa.float64())})
+    return pa.table({"processed_input": [column] * count, "feature": ids.cast(pa.string()), "factor_weights": lists,
+                     "intercept": bias.astype(np.float64) if explicit else pa.nulls(count, pa.float64())}, schema=WEIGHTS)
 
 
 def generate_embedding(call: Call) -> Stream:

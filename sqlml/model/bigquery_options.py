@@ -222,9 +222,6 @@ def check(options: dict, model_type: str | None) -> None:
     if "num_principal_components" in options and "pca_explained_variance_ratio" in options:
         raise OptionError("num_principal_components and pca_explained_variance_ratio both say how many principal "
                           "components to keep; give one of them.")
-    if "wals_alpha" in options and options.get("feedback_type", "EXPLICIT") == "EXPLICIT":
-        raise OptionError("wals_alpha weighs implicit feedback (confidence 1 + wals_alpha * rating); it needs "
-                          "feedback_type = 'IMPLICIT'.")
     method, column = options.get("kmeans_init_method"), options.get("kmeans_init_col")
     if (method == "CUSTOM") != (column is not None):
         raise OptionError("kmeans_init_method = 'CUSTOM' and kmeans_init_col go together: the column (BOOL) marks "

@@ -102,17 +102,17 @@ class Factorization:
 
 
 def best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The row and column of the ``k`` highest finite scores of each row, row by row and best first
-    (a row with fewer finite scores gives fewer), found by partial sorting."""
+    """The row and column of the ``k`` highest finite scores of each row, row by row, best first and equal
+    scores in column order, found by partial sorting (a row with fewer finite scores gives fewer)."""
     k = min(k, scores.shape[1])
     if k == 0 or not len(scores):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    rows = np.repeat(np.arange(len(scores)), k)
-    columns = top.ravel()
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(scores, top, axis=1).min(axis=1)
+    for row in np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k):  # ties at the k-th place: lowest columns
+        top[row] = np.lexsort((np.arange(scores.shape[1]), -scores[row]))[:k]
+    top = np.take_along_axis(top, np.lexsort((top, -np.take_along_axis(scores, top, axis=1)), axis=1), axis=1)
+    rows, columns = np.repeat(np.arange(len(scores)), k), top.ravel()
     kept = np.isfinite(scores[rows, columns])
     return rows[kept], columns[kept]
 

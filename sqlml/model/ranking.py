@@ -1,8 +1,9 @@
 """ML.EVALUATE's metrics of an implicit-feedback recommender, with BigQuery's names.
 
 Each evaluated user's items are ranked by predicted preference among every item the model knows that the
-user did not interact with in training (what ML.RECOMMEND with ``exclude_rated`` would offer); the user's
-evaluation items are the relevant ones, their ratings the gains. Ties rank in item order. With ``top_k``
+user did not interact with in training (what ML.RECOMMEND with ``exclude_rated`` would offer) and its
+evaluation items (which are training interactions too when a model is evaluated on its training rows); the
+user's evaluation items are the relevant ones, their ratings the gains. Ties rank in item order. With ``top_k``
 only the first k places count (MAP@k, NDCG@k); without it, the whole ranking (BigQuery's definitions).
 
 * ``mean_average_precision``: per user, the mean over its relevant items of the precision at that item's
@@ -14,8 +15,7 @@ only the first k places count (MAP@k, NDCG@k); without it, the whole ranking (Bi
 * ``mean_squared_error``: of the predicted preference against 1 (a relevant item) or 0 (any other
   candidate), over every candidate item of every evaluated user.
 
-Evaluation rows whose user or item the model never saw, or that repeat a training interaction, cannot be
-ranked and are left out. The most-popular baseline predicts each item's share of training users.
+Evaluation rows whose user or item the model never saw cannot be ranked and are left out. The most-popular baseline predicts each item's share of training users.
 """
 
 from __future__ import annotations
@@ -46,21 +46,22 @@ def ranking_metrics(model: Factorization, users: np.ndarray, items: np.ndarray, 
 
 def relevant_pairs(model: Factorization, users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> sp.csr_matrix:
     """Users × items: the rating of each evaluation interaction that can be ranked (known user and item,
-    a positive rating, not a training interaction); repeated pairs add up."""
+    a positive rating); repeated pairs add up."""
     keep = (users >= 0) & (items >= 0) & (ratings > 0)
     pairs = sp.csr_matrix((ratings[keep], (users[keep], items[keep])), shape=model.rated.shape)
     pairs.sum_duplicates()
-    pairs = pairs - pairs.multiply(model.rated > 0)  # a repeated training interaction is no prediction
-    pairs.eliminate_zeros()
     return pairs
 
 
 def _block_sums(model: Factorization, users: np.ndarray, relevant: sp.csr_matrix, top_k: int | None,
                 baseline: bool) -> np.ndarray:
     scores = model.block(users, baseline)
-    rated = model.rated[users].tocoo()
-    scores[rated.row, rated.col] = -np.inf  # not candidates: ranked last, left out below
-    candidates = len(model.items) - np.diff(model.rated[users].indptr)
+    rated = model.rated[users]
+    excluded = rated - rated.multiply(relevant > 0)  # training interactions that are not evaluated
+    excluded.eliminate_zeros()
+    gone = excluded.tocoo()
+    scores[gone.row, gone.col] = -np.inf  # not candidates: ranked last, left out below
+    candidates = len(model.items) - np.diff(excluded.indptr)
     order = np.argsort(-scores, axis=1, kind="stable")
     place = np.empty_like(order)
     np.put_along_axis(place, order, np.arange(scores.shape[1])[None, :], axis=1)

@@ -71,6 +71,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     table, options = _prepared(table, {**kind.defaults, **options}, options)
     settings = {**kind.penalties, **kind.defaults, **options}
     user, item, rating = (options[c] for c in ("user_col", "item_col", "rating_col"))
+    explicit = settings["feedback_type"] == "EXPLICIT"
     split = split or split_rows(table, options, options.get("random_seed"))
     if split.fraction is not None:
         options = {**options, "data_split_eval_fraction": split.fraction}
@@ -78,6 +79,8 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     complete = pc.and_(pc.is_valid(train_rows[user]), pc.is_valid(train_rows[item]))
     skipped = train_rows.num_rows - pc.sum(complete).as_py() if train_rows.num_rows else 0
     notes = [f"Skipped {skipped:,} training row(s) with a NULL {user} or {item}."] if skipped else []
+    if explicit and "wals_alpha" in raw_options:
+        notes.append("wals_alpha weighs implicit feedback only; this explicit-feedback model does not use it.")
     for note in notes:
         progress(note)
     train_rows = train_rows.filter(complete) if skipped else train_rows
@@ -85,7 +88,6 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
         raise DataError("The training split has no row with a user, an item and a rating; "
                         "matrix factorization needs some.")
     eval_rows = table.take(split.eval) if split.eval is not None else table
-    explicit = settings["feedback_type"] == "EXPLICIT"
     factorization, fit = _fit(train_rows, eval_rows, (user, item, rating), settings, explicit, progress, name)
     info = ModelVersion(name=name, version=0, model_type=kind.name, label=rating, label_type="float", options=options,
                         input_schema=[{"name": c, "type": str(table.schema.field(c).type)} for c in (user, item, rating)],
@@ -114,7 +116,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
 def _prepared(table: pa.Table, settings: dict, options: dict) -> tuple[pa.Table, dict]:
     """The rows with a rating (checked numeric and finite; ≥ 0 for implicit feedback), and the options with
     the three columns named as the query spells them."""
-    named = {role: column_name(table, settings[role], f"{role} of matrix_factorization ({role} = '{settings[role]}')")
+    named = {role: column_name(table, settings[role], f"{role.removesuffix('_col')} column ({role})")
              for role in ("user_col", "item_col", "rating_col")}
     table, _ = prepare_label(table, named["rating_col"], MODEL_KINDS[MATRIX_FACTORIZATION])
     if settings["feedback_type"] == "IMPLICIT" and pc.min(table[named["rating_col"]]).as_py() < 0:
