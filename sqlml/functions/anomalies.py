@@ -30,8 +30,8 @@ def detect_anomalies(call: Call) -> pa.Table | Stream:
     model = call.require_model()
     detector = DETECTORS.get(model.kind.family)
     if detector is None:
-        raise SqlmlError(f"ML.DETECT_ANOMALIES needs a {', '.join(sorted(DETECTORS))} model; '{model.info.name}' is "
-                         f"a {model.kind.name}.")
+        raise SqlmlError(f"ML.DETECT_ANOMALIES answers these model types: {', '.join(sorted(DETECTORS))}; "
+                         f"'{model.info.name}' has model_type '{model.kind.name}'.")
     return detector(call)
 
 

@@ -25,7 +25,8 @@ LOSSES = ("mean_absolute_error", "mean_squared_error", "mean_squared_log_error")
 def _pca(call: Call) -> LoadedModel:
     model = call.require_model()
     if model.kind.family != PCA:
-        raise SqlmlError(f"ML.{call.function} needs a pca model; '{model.info.name}' is a {model.kind.name}.")
+        raise SqlmlError(f"ML.{call.function} needs a pca model; '{model.info.name}' has model_type "
+                         f"'{model.kind.name}'.")
     return model
 
 
@@ -77,8 +78,8 @@ def reconstruction_loss(call: Call) -> Stream:
     (the last NULL where a value below −1 leaves the log undefined), then its columns."""
     model = call.require_model()
     if model.kind.task != REDUCTION:
-        raise SqlmlError(f"ML.RECONSTRUCTION_LOSS needs an autoencoder or pca model; '{model.info.name}' is a "
-                         f"{model.kind.name}.")
+        raise SqlmlError(f"ML.RECONSTRUCTION_LOSS needs an autoencoder or pca model; '{model.info.name}' has "
+                         f"model_type '{model.kind.name}'.")
     data = call.require_input()
 
     def scored(rows: pa.Table) -> pa.Table:

@@ -40,8 +40,8 @@ EMBEDDING = "ml_generate_embedding_result"
 def factorization_of(call: Call) -> tuple[LoadedModel, Factorization]:
     model = call.require_model()
     if model.kind.family != MATRIX_FACTORIZATION:
-        raise SqlmlError(f"ML.{call.function} needs a matrix_factorization model; '{model.info.name}' is a "
-                         f"{model.kind.name}.")
+        raise SqlmlError(f"ML.{call.function} needs a matrix_factorization model; '{model.info.name}' has "
+                         f"model_type '{model.kind.name}'.")
     return model, model.estimator
 
 
@@ -184,7 +184,7 @@ def generate_embedding(call: Call) -> Stream:
         embed = _id_embedding(model, data.schema().names)
     else:
         raise SqlmlError(f"ML.GENERATE_EMBEDDING needs a matrix_factorization, pca or autoencoder model; "
-                         f"'{model.info.name}' is a {model.kind.name}.")
+                         f"'{model.info.name}' has model_type '{model.kind.name}'.")
     return Stream((_with_embedding(embed(model, rows), rows) for rows in data.tables()),
                   lambda: _with_embedding(pa.array([], pa.list_(pa.float64())), data.empty()))
 
