@@ -60,13 +60,12 @@ def _block_sums(model: Factorization, users: np.ndarray, relevant: sp.csr_matrix
     excluded = rated - rated.multiply(relevant > 0)  # training interactions that are not evaluated
     excluded.eliminate_zeros()
     gone = excluded.tocoo()
-    scores[gone.row, gone.col] = -np.inf  # not candidates: ranked last, left out below
+    scores[gone.row, gone.col] = -np.inf  # not candidates: ranked last
     candidates = len(model.items) - np.diff(excluded.indptr)
-    order = np.argsort(-scores, axis=1, kind="stable")
-    place = np.empty_like(order)
-    np.put_along_axis(place, order, np.arange(scores.shape[1])[None, :], axis=1)
     truth = relevant.tocoo()  # in row order, as the CSR holds them
-    places = place[truth.row, truth.col]  # 0 = first
+    predicted = scores[truth.row, truth.col]
+    places = (_popularity_places(model, excluded, relevant.indptr, truth.col) if baseline and not model.explicit
+              else _places(scores, relevant.indptr, truth.col, predicted))  # 0 = first
     sums = np.zeros(6)
     for row in range(len(users)):
         mine = slice(relevant.indptr[row], relevant.indptr[row + 1])
@@ -75,10 +74,43 @@ def _block_sums(model: Factorization, users: np.ndarray, relevant: sp.csr_matrix
     sums[2] += np.sum(weights * places / np.maximum(candidates[truth.row] - 1, 1))
     sums[3] += weights.sum()
     finite = np.where(np.isfinite(scores), scores, 0.0)
-    predicted_relevant = scores[truth.row, truth.col]
-    sums[4] += np.sum(finite ** 2) + np.sum((predicted_relevant - 1) ** 2 - predicted_relevant ** 2)
+    sums[4] += np.sum(finite ** 2) + np.sum((predicted - 1) ** 2 - predicted ** 2)
     sums[5] += candidates.sum()
     return sums
+
+
+def _places(scores: np.ndarray, bounds: np.ndarray, columns: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Each relevant item's place in its row's ranking: the scores above it, and the equal scores of lower
+    columns. A sort of each row's scores (no argsort: ~10× cheaper) and a binary search find the first; equal
+    scores (rare, for a model) are counted where there are some."""
+    ordered = np.sort(scores, axis=1)
+    places = np.empty(len(columns), dtype=np.int64)
+    width = scores.shape[1]
+    for row in range(len(scores)):
+        mine = slice(bounds[row], bounds[row + 1])
+        mine_scores = predicted[mine]
+        above = np.searchsorted(ordered[row], mine_scores, side="right")
+        tied = above - np.searchsorted(ordered[row], mine_scores, side="left") > 1
+        places[mine] = width - above
+        for j in np.flatnonzero(tied):
+            before = np.count_nonzero(scores[row, :columns[mine][j]] == mine_scores[j])
+            places[bounds[row] + j] += before
+    return places
+
+
+def _popularity_places(model: Factorization, excluded: sp.csr_matrix, bounds: np.ndarray, columns: np.ndarray
+                       ) -> np.ndarray:
+    """The places of the most-popular ranking, where most items tie: one order of every item (by popularity,
+    then column), less the excluded items ahead of each relevant one in it."""
+    popularity = model.baseline["popularity"][:-1]
+    position = np.empty(len(popularity), dtype=np.int64)
+    position[np.lexsort((np.arange(len(popularity)), -popularity))] = np.arange(len(popularity))
+    places = position[columns]
+    for row in range(len(bounds) - 1):
+        mine = slice(bounds[row], bounds[row + 1])
+        ahead = np.sort(position[excluded.indices[excluded.indptr[row]:excluded.indptr[row + 1]]])
+        places[mine] -= np.searchsorted(ahead, places[mine])
+    return places
 
 
 def _user_precision_and_gain(places: np.ndarray, gains: np.ndarray, candidates: int, top_k: int | None) -> tuple:

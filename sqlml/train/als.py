@@ -166,6 +166,7 @@ def implicit(interactions: sp.csr_matrix, settings: Settings, wals_alpha: float)
     from threadpoolctl import threadpool_limits
 
     matrix = confidences(interactions, wals_alpha)
+    objective = ImplicitObjective(matrix, settings.l2_reg)
     with threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(factors=settings.factors, regularization=settings.l2_reg, alpha=1.0,
                                         iterations=1, random_state=settings.seed)
@@ -174,28 +175,33 @@ def implicit(interactions: sp.csr_matrix, settings: Settings, wals_alpha: float)
         for _ in range(settings.max_iterations):
             started = time.perf_counter()
             model.fit(matrix, show_progress=False)  # continues from the factors of the last call
-            objective, normalizer = implicit_objective(matrix, model.user_factors, model.item_factors, settings.l2_reg)
-            fit.losses.append(objective / normalizer)
+            value = objective(model.user_factors, model.item_factors)
+            fit.losses.append(value / objective.total_confidence)
             fit.eval_losses.append(None)
             fit.seconds.append(time.perf_counter() - started)
-            if _stops(previous, objective, settings):
+            if _stops(previous, value, settings):
                 fit.converged = True
                 break
-            previous = objective
+            previous = value
     fit.user_factors, fit.item_factors = model.user_factors, model.item_factors
     return fit
 
 
-def implicit_objective(confidence: sp.csr_matrix, user_factors: np.ndarray, item_factors: np.ndarray,
-                       l2_reg: float) -> tuple[float, float]:
-    """Hu, Koren & Volinsky's objective, and the total confidence of every pair (observed ones weigh
-    their confidence, the others 1), by which ML.TRAINING_INFO's loss divides it. Over the unobserved
-    pairs Σ (p·q)² comes from the factors' Gram matrices, so no dense users × items product is made."""
-    x, y = user_factors.astype(np.float64), item_factors.astype(np.float64)
-    coo = confidence.tocoo()
-    scores = np.einsum("ij,ij->i", x[coo.row], y[coo.col])
-    everywhere = float(np.sum((x.T @ x) * (y.T @ y)))  # Σ over every pair of (p·q)²
-    observed = float(np.sum(coo.data * (1.0 - scores) ** 2) - np.sum(scores ** 2))
-    penalty = l2_reg * (float(np.sum(x ** 2)) + float(np.sum(y ** 2)))
-    pairs = confidence.shape[0] * confidence.shape[1]
-    return everywhere + observed + penalty, float(coo.data.sum()) + pairs - confidence.nnz
+class ImplicitObjective:
+    """Hu, Koren & Volinsky's objective of a confidence matrix, for factors; ``total_confidence`` (observed
+    pairs weigh their confidence, the others 1) is what ML.TRAINING_INFO's loss divides it by. Over the
+    unobserved pairs Σ (p·q)² comes from the factors' Gram matrices: no users × items product is made."""
+
+    def __init__(self, confidence: sp.csr_matrix, l2_reg: float):
+        coo = confidence.tocoo()
+        self.rows, self.columns, self.confidence = coo.row, coo.col, coo.data.astype(np.float64)
+        self.l2_reg = l2_reg
+        self.total_confidence = float(self.confidence.sum()) + confidence.shape[0] * confidence.shape[1] - confidence.nnz
+
+    def __call__(self, user_factors: np.ndarray, item_factors: np.ndarray) -> float:
+        # the factors are float32: their dot products are too (summing 100,000s of them is done in float64)
+        scores = np.einsum("ij,ij->i", user_factors[self.rows], item_factors[self.columns]).astype(np.float64)
+        x, y = user_factors.astype(np.float64), item_factors.astype(np.float64)  # small: users, items × factors
+        everywhere = float(np.sum((x.T @ x) * (y.T @ y)))  # Σ over every pair of (p·q)²
+        observed = float(np.sum(self.confidence * (1.0 - scores) ** 2 - scores * scores))
+        return everywhere + observed + self.l2_reg * (float(np.sum(x * x)) + float(np.sum(y * y)))
