@@ -8,8 +8,7 @@ training ratings' mean)::
 
 Each half-step solves, for every user (then every item) at once, the ridge regression of its ratings on the
 other side's factors and a constant: ``(ZᵀZ + l2_reg·I) w = Zᵀt`` with ``Z = [q_i, 1]`` and ``t = r − μ − b_i``.
-The systems of every user (then item) are built from the ratings sorted by that side and solved in one
-batched call.
+The systems of every user (then item) are summed by scipy's sparse products and solved in batched calls.
 
 Implicit feedback is Hu, Koren & Volinsky's weighted ALS: preference 1 for every observed pair with
 confidence ``1 + wals_alpha · r``, preference 0 with confidence 1 for every other pair, l2_reg on the
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-SMALL_ROWS = 8  # rows with at most this many ratings are solved in padded batches
+GRAM_ENTRIES = 2_000_000  # Gram matrix entries built at a time (16 MB of float64)
 
 
 @dataclass
@@ -63,7 +62,7 @@ def explicit(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, shape: t
     rng = np.random.default_rng(settings.seed)
     k = settings.factors
     intercept = float(ratings.mean())
-    by_user, by_item = _Sorted(users, items, ratings, shape[0]), _Sorted(items, users, ratings, shape[1])
+    by_user, by_item = _Side(users, items, ratings, shape), _Side(items, users, ratings, shape[::-1])
     fit = Factors(rng.normal(0.0, 0.1, (shape[0], k)), rng.normal(0.0, 0.1, (shape[1], k)),
                   np.zeros(shape[0]), np.zeros(shape[1]), intercept)
     previous = None
@@ -90,44 +89,40 @@ def _stops(previous: float | None, objective: float, settings: Settings) -> bool
             and (previous - objective) < settings.min_rel_progress * abs(previous))
 
 
-class _Sorted:
-    """Ratings sorted by one side (the rows), for the half-step that solves that side. A row's Gram matrix
-    is one BLAS product of its ratings' design rows; rows with few ratings (most items) are gathered into
-    padded batches of 1, 2, 4 or 8 and multiplied together, since one call per row would cost more than
-    its arithmetic."""
+class _Side:
+    """The ratings as a rows × others sparse matrix, for the half-step that solves the rows (users, then items).
 
-    def __init__(self, rows: np.ndarray, others: np.ndarray, ratings: np.ndarray, count: int):
-        order = np.argsort(rows, kind="stable")
-        self.rows, self.others, self.ratings = rows[order], others[order], ratings[order]
-        self.starts = np.searchsorted(self.rows, np.arange(count + 1))
-        self.count = count
-        counts = np.diff(self.starts)
-        self.large = np.flatnonzero(counts > SMALL_ROWS)
-        self.batches = []  # (rows, positions of their ratings (padded with 0), which positions are real)
-        for width in (1, 2, 4, 8):
-            chosen = np.flatnonzero((counts <= width) & (counts > width // 2))
-            valid = np.arange(width)[None, :] < counts[chosen][:, None]
-            positions = np.where(valid, self.starts[chosen][:, None] + np.arange(width)[None, :], 0)
-            self.batches.append((chosen, positions, valid))
+    Every row's Gram matrix ``Σ z zᵀ`` over its ratings is the sparse product of the rows × others counts with
+    each other's outer product ``z zᵀ``, and its right-hand side
+    ``Σ t z`` the product of the targets with the others' ``z``: scipy's sparse kernels do the sums, a block of
+    rows at a time, and the systems are solved in one batched call per block."""
+
+    def __init__(self, rows: np.ndarray, others: np.ndarray, ratings: np.ndarray, shape: tuple[int, int]):
+        self.order = np.argsort(rows, kind="stable")
+        self.rows, self.others, self.ratings = rows, others, ratings
+        self.indptr = np.searchsorted(rows[self.order], np.arange(shape[0] + 1)).astype(np.int64)
+        self.indices = others[self.order]
+        self.shape = shape
+        self.counts = self._matrix(np.ones(len(rows)))  # a repeated pair counts twice, as its two ratings do
+
+    def _matrix(self, values: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((values[self.order], self.indices, self.indptr), shape=self.shape)
 
     def solve(self, other_factors: np.ndarray, other_bias: np.ndarray, intercept: float,
               l2_reg: float) -> tuple[np.ndarray, np.ndarray]:
-        """Every row's factors and bias given the other side's: one batched ridge solve."""
+        """Every row's factors and bias given the other side's: ridge solutions, in blocks of rows."""
         k = other_factors.shape[1]
         design = np.empty((len(other_factors), k + 1))  # each of the other side's rows, then 1 (the bias)
         design[:, :k], design[:, k] = other_factors, 1.0
-        target = self.ratings - intercept - other_bias[self.others]
-        gram, rhs = np.empty((self.count, k + 1, k + 1)), np.empty((self.count, k + 1))
-        for chosen, positions, valid in self.batches:
-            z = design[self.others[positions]] * valid[:, :, None]
-            gram[chosen] = z.transpose(0, 2, 1) @ z
-            rhs[chosen] = (z.transpose(0, 2, 1) @ (target[positions] * valid)[:, :, None])[:, :, 0]
-        for row in self.large:
-            mine = slice(self.starts[row], self.starts[row + 1])
-            z = design[self.others[mine]]
-            gram[row], rhs[row] = z.T @ z, z.T @ target[mine]
-        gram[:, np.arange(k + 1), np.arange(k + 1)] += l2_reg
-        solution = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+        outer = (design[:, :, None] * design[:, None, :]).reshape(len(design), -1)
+        rhs = self._matrix(self.ratings - intercept - other_bias[self.others]) @ design
+        solution = np.empty((self.shape[0], k + 1))
+        step = max(1, GRAM_ENTRIES // ((k + 1) * (k + 1)))
+        for first in range(0, self.shape[0], step):
+            block = slice(first, min(first + step, self.shape[0]))
+            gram = (self.counts[block] @ outer).reshape(-1, k + 1, k + 1)
+            gram[:, np.arange(k + 1), np.arange(k + 1)] += l2_reg
+            solution[block] = np.linalg.solve(gram, rhs[block][:, :, None])[:, :, 0]
         return solution[:, :k], solution[:, k]
 
     def squared_error(self, fit: Factors) -> float:
