@@ -106,7 +106,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
              f"users × {len(factorization.items):,} items, {factorization.num_factors} factors).")
     info.fingerprint = envelope.fingerprint(blob)
     row = training.registry_row(info, blob, eval_rows.num_rows, measured, {}, feature_info(train_rows, user, item, rating),
-                                _training_info(fit, notes))
+                                _training_info(fit, notes, settings["early_stop"]))
     if not explicit:
         row["library_versions"] = {**row["library_versions"], "implicit": version("implicit")}
     return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None,
@@ -169,11 +169,11 @@ def _fit(rows: pa.Table, eval_rows: pa.Table, columns: tuple[str, str, str], set
     return model, fit
 
 
-def _training_info(fit: als.Factors, notes: list[str]) -> list[dict]:
+def _training_info(fit: als.Factors, notes: list[str], early_stop: bool) -> list[dict]:
     """ML.TRAINING_INFO: per iteration, the training loss (explicit: mean squared error of the training
-    ratings; implicit: the weighted objective per unit of confidence) and the held-out ratings' mean
-    squared error (explicit feedback)."""
-    if not fit.converged and len(fit.losses) > 1:
+    ratings; implicit: the weighted objective per unit of confidence, after the last iteration only without
+    early_stop) and the held-out ratings' mean squared error (explicit feedback)."""
+    if early_stop and not fit.converged and len(fit.losses) > 1:
         notes = notes + [f"Stopped at max_iterations = {len(fit.losses)} before early_stop's min_rel_progress was met."]
     return [{"training_run": 0, "iteration": i, "loss": loss, "eval_loss": eval_loss,
              "duration_ms": int(seconds * 1000), "notes": "; ".join(notes) or None}

@@ -287,7 +287,7 @@ def loss(model: LoadedModel, rows: pa.Table) -> float:
     if model.kind.task == CLUSTERING:
         return float(metrics.clustering_metrics(model.features(rows), model.estimator)["mean_squared_distance"])
     if model.kind.task == RECOMMENDATION:
-        return float(model.info.training_info[-1]["loss"])
+        return float(model.info.training_info[-1]["loss"])  # computed after the last iteration in any case
     if model.kind.task == REDUCTION:
         return float(metrics.evaluate(model, rows)["mean_squared_error"])
     rows = metrics.labelled_rows(model, rows)
