@@ -127,29 +127,46 @@ def throughput_section() -> None:
 STATEMENTS = {
     "sum": "SELECT count(*), sum(predicted_rating) FROM ML.RECOMMEND(MODEL m, {users})",
     "parquet": "COPY (SELECT * FROM ML.RECOMMEND(MODEL m, {users})) TO '{target}' (FORMAT parquet)",
-    "duckdb parquet": "COPY (SELECT random() AS p, range AS u, range % 9066 AS i FROM range({pairs})) TO '{target}' "
-                      "(FORMAT parquet)",
+    "duckdb parquet": "COPY (SELECT * FROM stream) TO '{target}' (FORMAT parquet)",
 }
 
 
-def child_memory(path: str, users: int, what: str) -> dict:
-    """In this fresh process: the peak RSS growth of one statement over the first ``users`` users' pairs."""
+def child_memory(path: str, users: int, what: str, copies: int = 1) -> dict:
+    """In this fresh process: the peak RSS growth of one statement over the first ``users`` users' pairs
+    (each user ``copies`` times)."""
     from memory import reset_peak, rss_kb
 
     conn = connect(path)
     conn.sql("SELECT * FROM ML.RECOMMEND(MODEL m, (SELECT 1 AS userId))").fetchall()  # the model loaded
-    pairs = users * conn.sql("SELECT count(DISTINCT movieId) FROM ratings").fetchall()[0][0]
+    pairs = users * copies * conn.sql("SELECT count(DISTINCT movieId) FROM ratings").fetchall()[0][0]
     target = os.path.join(os.path.dirname(path), f"recs_{users}.parquet")
-    statement = STATEMENTS[what].format(users=f"(SELECT DISTINCT userId FROM ratings WHERE userId <= {users})",
-                                        target=target, pairs=pairs)
+    chosen = f"(SELECT userId FROM (SELECT DISTINCT userId FROM ratings WHERE userId <= {users}), range({copies}))"
+    statement = STATEMENTS[what].format(users=chosen, target=target, pairs=pairs)
+    if what == "duckdb parquet":  # DuckDB alone reading an Arrow stream of as many rows, as ML.RECOMMEND's
+        conn.duckdb.register("stream", _stream(pairs))
     reset = reset_peak()
     before = rss_kb("VmRSS")
     started = time.perf_counter()
-    conn.sql(statement)
+    (conn.duckdb if what == "duckdb parquet" else conn).sql(statement)
     seconds = time.perf_counter() - started
     peak = rss_kb("VmHWM")
     conn.close()
     return {"users": users, "pairs": pairs, "growth_mb": (peak - before) / 1024, "seconds": seconds, "reset": reset}
+
+
+def _stream(rows: int):
+    """An Arrow stream of ``rows`` rows of (DOUBLE, BIGINT, BIGINT), made a batch of 131,072 at a time."""
+    import numpy as np
+    import pyarrow as pa
+
+    schema = pa.schema([("p", pa.float64()), ("u", pa.int64()), ("i", pa.int64())])
+
+    def batches():
+        for start in range(0, rows, 131_072):
+            count = min(131_072, rows - start)
+            yield pa.record_batch([pa.array(np.random.rand(count)), pa.array(np.arange(count)),
+                                   pa.array(np.arange(count) % 9066)], schema=schema)
+    return pa.RecordBatchReader.from_batches(schema, batches())
 
 
 def memory_section() -> None:
@@ -159,19 +176,21 @@ def memory_section() -> None:
         conn.sql(f"CREATE MODEL m OPTIONS ({MF}, {SAME}, data_split_method = 'NO_SPLIT') AS "
                  "SELECT userId, movieId, rating FROM ratings")
         conn.close()
+        sizes = ((67, 1), (671, 1), (671, 5))  # a tenth of the users, all of them, all of them five times
         results = {what: [] for what in STATEMENTS}
         for what in STATEMENTS:
-            for users in (67, 671):
-                out = subprocess.run([sys.executable, __file__, "--child", path, str(users), what], check=True,
-                                     stdout=subprocess.PIPE, text=True)
+            for users, copies in sizes:
+                out = subprocess.run([sys.executable, __file__, "--child", path, str(users), what, str(copies)],
+                                     check=True, stdout=subprocess.PIPE, text=True)
                 results[what].append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print("\nMemory: peak RSS growth of one statement, each in a fresh process (DuckDB memory_limit: its default)")
-    print(f"{'statement':58} {'pairs':>10} {'MB':>6} {'pairs':>10} {'MB':>6} {'ratio':>6}")
-    for what, (tenth, every) in results.items():
-        shown = STATEMENTS[what].split(" FROM ML")[0].split(" TO ")[0][:58] if what != "duckdb parquet" else \
-            "DuckDB alone: COPY (SELECT 3 columns FROM range(n)) TO parquet"
-        print(f"{shown:58} {tenth['pairs']:>10,} {tenth['growth_mb']:>6.0f} {every['pairs']:>10,} "
-              f"{every['growth_mb']:>6.0f} {every['growth_mb'] / max(tenth['growth_mb'], 1):>5.2f}×")
+    names = {"sum": "SELECT count(*), sum(…) FROM ML.RECOMMEND(MODEL m, users)",
+             "parquet": "COPY (SELECT * FROM ML.RECOMMEND(MODEL m, users)) TO parquet",
+             "duckdb parquet": "DuckDB alone: COPY (an Arrow stream as big) TO parquet"}
+    print("\nMemory: peak RSS growth (MB) of one statement, each in a fresh process (DuckDB's default settings)")
+    print(f"{'statement':58} " + " ".join(f"{r['pairs']:>11,}" for r in results['sum']) + f" {'all / tenth':>12}")
+    for what, rows in results.items():
+        print(f"{names[what]:58} " + " ".join(f"{r['growth_mb']:>11.0f}" for r in rows)
+              + f" {rows[1]['growth_mb'] / max(rows[0]['growth_mb'], 1):>11.2f}×")
     print("(target for ML.RECOMMEND's stream: ≤ 1.3× between a tenth of the users and all of them)")
     if not all(r["reset"] for rows in results.values() for r in rows):
         print("note: the kernel refused to reset the peak-RSS mark")
@@ -198,7 +217,7 @@ def quality_section() -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        print(json.dumps(child_memory(sys.argv[2], int(sys.argv[3]), sys.argv[4])))
+        print(json.dumps(child_memory(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)

@@ -27,7 +27,7 @@ from ..model import metrics, reduction
 from ..model.baseline import compare, primary_metric
 from ..model.factorization import Factorization, best, chunks
 from ..model.kinds import MATRIX_FACTORIZATION, REDUCTION
-from ..model.loaded import LoadedModel
+from ..model.loaded import LoadedModel, thread_limit
 from .base import Call, Data, Stream, as_table
 from .trials import with_trial_id
 
@@ -88,7 +88,8 @@ def _product(factorization: Factorization, rows: np.ndarray, ids: pa.Array | pa.
     rated = factorization.rated.T.tocsr() if by_item and exclude else factorization.rated
     for block in chunks(len(rows), len(others)):
         mine = rows[block]
-        scores = factorization.block_items(mine) if by_item else factorization.block(mine)
+        with thread_limit(len(mine)):  # a small product: BLAS threads would cost more than they save
+            scores = factorization.block_items(mine) if by_item else factorization.block(mine)
         if exclude:
             known = np.flatnonzero(mine >= 0)
             seen = rated[mine[known]].tocoo()

@@ -14,6 +14,7 @@ beside the model (explicit: the same fit with no factors, the biases alone; impl
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from dataclasses import dataclass
 
@@ -72,17 +73,26 @@ class Factorization:
             if not self.explicit:
                 return np.broadcast_to(b["popularity"][:-1].astype(np.float64), (len(users), len(self.items))).copy()
             return (b["intercept"] + b["user_bias"][users])[:, None] + b["item_bias"][None, :-1]
-        scores = self.user_factors[users].astype(np.float64) @ self.item_factors[:-1].T.astype(np.float64)
+        scores = self.user_factors[users].astype(np.float64) @ self._item_columns
         scores += (self.intercept + self.user_bias[users])[:, None]
         scores += self.item_bias[None, :-1]
         return scores
 
     def block_items(self, items: np.ndarray) -> np.ndarray:
         """Predictions for every user (columns) of each of ``items`` (rows): :meth:`block` transposed."""
-        scores = self.item_factors[items].astype(np.float64) @ self.user_factors[:-1].T.astype(np.float64)
+        scores = self.item_factors[items].astype(np.float64) @ self._user_columns
         scores += (self.intercept + self.item_bias[items])[:, None]
         scores += self.user_bias[None, :-1]
         return scores
+
+    @functools.cached_property
+    def _item_columns(self) -> np.ndarray:
+        """The items' factors as columns in float64, made once: every block of scores multiplies by them."""
+        return np.ascontiguousarray(self.item_factors[:-1].T, dtype=np.float64)
+
+    @functools.cached_property
+    def _user_columns(self) -> np.ndarray:
+        return np.ascontiguousarray(self.user_factors[:-1].T, dtype=np.float64)
 
     def to_state(self) -> dict:
         """Plain arrays and numbers, for the signed envelope (skops stores them without pickle)."""

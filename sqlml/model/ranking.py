@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .factorization import Factorization, chunks
+from .loaded import thread_limit
 
 NAMES = ("mean_average_precision", "mean_squared_error", "normalized_discounted_cumulative_gain", "average_rank")
 
@@ -55,7 +56,8 @@ def relevant_pairs(model: Factorization, users: np.ndarray, items: np.ndarray, r
 
 def _block_sums(model: Factorization, users: np.ndarray, relevant: sp.csr_matrix, top_k: int | None,
                 baseline: bool) -> np.ndarray:
-    scores = model.block(users, baseline)
+    with thread_limit(len(users)):  # a small product: BLAS threads would cost more than they save
+        scores = model.block(users, baseline)
     rated = model.rated[users]
     excluded = rated - rated.multiply(relevant > 0)  # training interactions that are not evaluated
     excluded.eliminate_zeros()
