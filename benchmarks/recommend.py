@@ -71,11 +71,12 @@ def implicit_direct(conn) -> float:
         return time.perf_counter() - started
 
 
-def sqlml_training(conn, feedback: str) -> tuple[float, float]:
+def sqlml_training(conn, feedback: str, factors: int = FACTORS) -> tuple[float, float]:
     """Seconds of CREATE MODEL, and of its fit (ML.TRAINING_INFO's durations)."""
     alpha = f", wals_alpha = {ALPHA}" if feedback == "implicit" else ""
+    same = SAME.replace(f"num_factors = {FACTORS}", f"num_factors = {factors}")
     started = time.perf_counter()
-    conn.sql(f"CREATE OR REPLACE MODEL bench_{feedback} OPTIONS ({MF}, feedback_type = '{feedback}', {SAME}{alpha}, "
+    conn.sql(f"CREATE OR REPLACE MODEL bench_{feedback} OPTIONS ({MF}, feedback_type = '{feedback}', {same}{alpha}, "
              "deploy = 'always') AS SELECT userId, movieId, rating FROM ratings")
     whole = time.perf_counter() - started
     fit = conn.sql(f"SELECT sum(duration_ms) / 1000 FROM ML.TRAINING_INFO(MODEL bench_{feedback})").fetchall()[0][0]
@@ -85,13 +86,15 @@ def sqlml_training(conn, feedback: str) -> tuple[float, float]:
 def training_section(repeat: int) -> None:
     conn = connect()
     sqlml_training(conn, "implicit")  # imports, first-call costs
-    runs = {"implicit direct": [], "implicit": [], "implicit fit": [], "explicit": [], "explicit fit": []}
+    runs = {"implicit direct": [], "implicit": [], "implicit fit": [], "explicit": [], "explicit fit": [],
+            "explicit 16": []}
     for _ in range(repeat):
         runs["implicit direct"].append(implicit_direct(conn))
         for feedback in ("implicit", "explicit"):
             whole, fit = sqlml_training(conn, feedback)
             runs[feedback].append(whole)
             runs[f"{feedback} fit"].append(fit)
+        runs["explicit 16"].append(sqlml_training(conn, "explicit", 16)[0])
     peer = statistics.median(runs["implicit direct"])
     print(f"Training on MovieLens ({FACTORS} factors, {ITERATIONS} iterations, l2_reg {L2}), median of {repeat}:")
     print(f"{'':34} {'seconds':>8} {'× implicit direct':>18}")
@@ -99,7 +102,8 @@ def training_section(repeat: int) -> None:
                         ("implicit fit", "sqlml implicit: its fit"),
                         ("implicit", "sqlml implicit: CREATE MODEL"),
                         ("explicit fit", "sqlml explicit: its fit (NumPy)"),
-                        ("explicit", "sqlml explicit: CREATE MODEL")):
+                        ("explicit", "sqlml explicit: CREATE MODEL"),
+                        ("explicit 16", "… explicit with 16 factors")):
         value = statistics.median(runs[name])
         print(f"{label:34} {value:>8.2f} {value / peer:>17.2f}×")
     conn.close()

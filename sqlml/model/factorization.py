@@ -159,7 +159,8 @@ def _from_ipc(data: np.ndarray) -> pa.Array:
     return pa.ipc.open_stream(pa.py_buffer(np.ascontiguousarray(data).tobytes())).read_all().column("id").combine_chunks()
 
 
-def chunks(count: int, width: int) -> t.Iterator[slice]:
-    """Consecutive slices of ``count`` rows, each scoring at most :data:`BLOCK_SCORES` values of ``width``."""
-    size = max(1, BLOCK_SCORES // max(width, 1))
+def chunks(count: int, width: int, scores: int | None = None) -> t.Iterator[slice]:
+    """Consecutive slices of ``count`` rows, each scoring at most ``scores`` (default :data:`BLOCK_SCORES`)
+    values of ``width``."""
+    size = max(1, (scores or BLOCK_SCORES) // max(width, 1))
     return (slice(start, min(start + size, count)) for start in range(0, count, size))

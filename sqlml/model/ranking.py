@@ -27,6 +27,8 @@ from .factorization import Factorization, chunks
 from .loaded import thread_limit
 
 NAMES = ("mean_average_precision", "mean_squared_error", "normalized_discounted_cumulative_gain", "average_rank")
+#: Scores ranked at a time: 16 MB of float64 (they stay in this function, unlike ML.RECOMMEND's blocks).
+BLOCK_SCORES = 2_000_000
 
 
 def ranking_metrics(model: Factorization, users: np.ndarray, items: np.ndarray, ratings: np.ndarray,
@@ -38,7 +40,7 @@ def ranking_metrics(model: Factorization, users: np.ndarray, items: np.ndarray, 
         return dict.fromkeys(NAMES)
     evaluated = np.flatnonzero(np.diff(relevant.indptr))
     sums = np.zeros(6)  # AP, NDCG, weighted place, weights, squared error, candidates
-    for part in chunks(len(evaluated), len(model.items)):
+    for part in chunks(len(evaluated), len(model.items), BLOCK_SCORES):
         sums += _block_sums(model, evaluated[part], relevant[evaluated[part]], top_k, baseline)
     ap, ndcg, place, weight, squared, candidates = sums
     return {"mean_average_precision": ap / len(evaluated), "mean_squared_error": squared / candidates,
@@ -56,28 +58,31 @@ def relevant_pairs(model: Factorization, users: np.ndarray, items: np.ndarray, r
 
 def _block_sums(model: Factorization, users: np.ndarray, relevant: sp.csr_matrix, top_k: int | None,
                 baseline: bool) -> np.ndarray:
-    with thread_limit(len(users)):  # a small product: BLAS threads would cost more than they save
-        scores = model.block(users, baseline)
     rated = model.rated[users]
     excluded = rated - rated.multiply(relevant > 0)  # training interactions that are not evaluated
     excluded.eliminate_zeros()
     gone = excluded.tocoo()
-    scores[gone.row, gone.col] = -np.inf  # not candidates: ranked last
     candidates = len(model.items) - np.diff(excluded.indptr)
     truth = relevant.tocoo()  # in row order, as the CSR holds them
-    predicted = scores[truth.row, truth.col]
-    places = (_popularity_places(model, excluded, relevant.indptr, truth.col) if baseline and not model.explicit
-              else _places(scores, relevant.indptr, truth.col, predicted))  # 0 = first
+    if baseline:  # the most popular items: one ranking for everyone, no users × items scores needed
+        popularity = model.baseline["popularity"][:-1].astype(np.float64)
+        predicted = popularity[truth.col]
+        squares = len(users) * float(popularity @ popularity) - float(np.sum(popularity[gone.col] ** 2))
+        places = _popularity_places(popularity, excluded, relevant.indptr, truth.col)
+    else:
+        with thread_limit(len(users)):  # a small product: BLAS threads would cost more than they save
+            scores = model.block(users)
+        predicted = scores[truth.row, truth.col]
+        squares = float(np.einsum("ij,ij->", scores, scores)) - float(np.sum(scores[gone.row, gone.col] ** 2))
+        scores[gone.row, gone.col] = -np.inf  # not candidates: ranked last
+        places = _places(scores, relevant.indptr, truth.col, predicted)  # 0 = first
     sums = np.zeros(6)
-    for row in range(len(users)):
-        mine = slice(relevant.indptr[row], relevant.indptr[row + 1])
-        sums[:2] += _user_precision_and_gain(places[mine], truth.data[mine], candidates[row], top_k)
-    weights = truth.data
-    sums[2] += np.sum(weights * places / np.maximum(candidates[truth.row] - 1, 1))
-    sums[3] += weights.sum()
-    finite = np.where(np.isfinite(scores), scores, 0.0)
-    sums[4] += np.sum(finite ** 2) + np.sum((predicted - 1) ** 2 - predicted ** 2)
-    sums[5] += candidates.sum()
+    sums[:2] = _precision_and_gain(truth.row, places, truth.data, candidates if top_k is None else
+                                   np.full(len(users), top_k))
+    sums[2] = np.sum(truth.data * places / np.maximum(candidates[truth.row] - 1, 1))
+    sums[3] = truth.data.sum()
+    sums[4] = squares + np.sum((predicted - 1) ** 2 - predicted ** 2)  # Σ over candidates of (score − preference)²
+    sums[5] = candidates.sum()
     return sums
 
 
@@ -100,11 +105,10 @@ def _places(scores: np.ndarray, bounds: np.ndarray, columns: np.ndarray, predict
     return places
 
 
-def _popularity_places(model: Factorization, excluded: sp.csr_matrix, bounds: np.ndarray, columns: np.ndarray
+def _popularity_places(popularity: np.ndarray, excluded: sp.csr_matrix, bounds: np.ndarray, columns: np.ndarray
                        ) -> np.ndarray:
     """The places of the most-popular ranking, where most items tie: one order of every item (by popularity,
     then column), less the excluded items ahead of each relevant one in it."""
-    popularity = model.baseline["popularity"][:-1]
     position = np.empty(len(popularity), dtype=np.int64)
     position[np.lexsort((np.arange(len(popularity)), -popularity))] = np.arange(len(popularity))
     places = position[columns]
@@ -115,15 +119,21 @@ def _popularity_places(model: Factorization, excluded: sp.csr_matrix, bounds: np
     return places
 
 
-def _user_precision_and_gain(places: np.ndarray, gains: np.ndarray, candidates: int, top_k: int | None) -> tuple:
-    """One user's average precision and NDCG from the places (0-based) of its relevant items."""
-    k = candidates if top_k is None else top_k
-    order = np.argsort(places, kind="stable")
-    places, gains = places[order], gains[order]
-    hits = places < k
-    precision = np.arange(1, len(places) + 1)[hits] / (places[hits] + 1)
-    ap = precision.sum() / min(len(places), k)
-    dcg = np.sum(gains[hits] / np.log2(places[hits] + 2))
-    ideal = np.sort(gains)[::-1][:k]
-    idcg = np.sum(ideal / np.log2(np.arange(len(ideal)) + 2))
-    return ap, dcg / idcg
+def _precision_and_gain(rows: np.ndarray, places: np.ndarray, gains: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The sums over users of the average precision and the NDCG, from the places (0-based) and gains of
+    every relevant item (``rows``: its user, ascending) and each user's cut-off ``k`` (its candidates
+    without top_k)."""
+    count = len(k)
+    relevant = np.bincount(rows, minlength=count)
+    start = np.concatenate([[0], np.cumsum(relevant)[:-1]])
+    order = np.lexsort((places, rows))  # each user's relevant items, best placed first
+    place, gain = places[order], gains[order]
+    hit = place < k[rows]
+    precision = np.where(hit, (np.arange(len(rows)) - start[rows] + 1) / (place + 1), 0.0)
+    average_precision = np.bincount(rows, precision, count) / np.maximum(np.minimum(relevant, k), 1)
+    dcg = np.bincount(rows, np.where(hit, gain / np.log2(place + 2), 0.0), count)
+    ideal = gains[np.lexsort((-gains, rows))]  # each user's gains, largest first
+    position = np.arange(len(rows)) - start[rows]
+    idcg = np.bincount(rows, np.where(position < k[rows], ideal / np.log2(position + 2), 0.0), count)
+    present = relevant > 0
+    return np.array([average_precision[present].sum(), (dcg[present] / idcg[present]).sum()])
