@@ -212,6 +212,15 @@ def test_the_explicit_baseline_is_the_same_fit_without_factors(held_out):
     assert row[0] == pytest.approx(skm.mean_squared_error(er, baseline), rel=1e-6)
 
 
+def test_the_model_card_shows_the_evaluation_beside_the_bias_baseline(held_out):
+    card = held_out.sql("SELECT model_card FROM ML.MODEL_CARD(MODEL ex)").fetchall()[0][0]
+    row = held_out.sql("SELECT mean_squared_error, baseline_mean_squared_error FROM ML.EVALUATE(MODEL ex)").fetchall()[0]
+    assert "A **matrix_factorization** model that predicts **rating**." in card
+    assert "Baseline: user_item_bias. Primary metric: mean_squared_error. Beats the baseline: **yes**." in card
+    assert f"| mean_squared_error | {row[0]:.4f} | {row[1]:.4f} |" in card
+    assert "Global feature importance is unavailable: ML.GLOBAL_EXPLAIN does not apply to 'ex'" in card
+
+
 def ranking_by_hand(scores: dict, train: set, held: dict, top_k: int | None) -> dict:
     """MAP, NDCG, average rank and preference MSE, one user at a time in plain Python (``scores``: user → {item:
     score}; ``held``: user → {item: rating}), following the definitions in sqlml.model.ranking."""

@@ -94,12 +94,14 @@ def _product(factorization: Factorization, rows: np.ndarray, ids: pa.Array | pa.
             known = np.flatnonzero(mine >= 0)
             seen = rated[mine[known]].tocoo()
             scores[known[seen.row], seen.col] = -np.inf
-        if top_k is not None:
-            row, other = best(scores, top_k)
-        else:
-            row, other = np.nonzero(np.isfinite(scores)) if exclude else np.indices(scores.shape).reshape(2, -1)
+        if top_k is not None or exclude:
+            row, other = best(scores, top_k) if top_k is not None else np.nonzero(np.isfinite(scores))
+            values = scores[row, other]
+        else:  # every pair, row by row: no index arrays to gather the scores with
+            row, other = np.repeat(np.arange(len(mine)), len(others)), np.tile(np.arange(len(others)), len(mine))
+            values = scores.ravel()
         own, their = ids.take(pa.array(block.start + row)), others.take(pa.array(other))
-        yield pa.table({names[0]: pa.array(scores[row, other], pa.float64()),
+        yield pa.table({names[0]: pa.array(values, pa.float64()),
                         names[1]: their if by_item else own, names[2]: own if by_item else their})
 
 

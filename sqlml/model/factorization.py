@@ -25,9 +25,9 @@ import scipy.sparse as sp
 
 from ..errors import DataError
 
-#: Scores computed at a time by :meth:`Factorization.block` callers (users × items): 1 MB of float64, so
+#: Scores computed at a time by :meth:`Factorization.block` callers (users × items): 512 kB of float64, so
 #: that a block of ML.RECOMMEND's output (a few MB) is no bigger than the batches DuckDB reads at a time.
-BLOCK_SCORES = 131_072
+BLOCK_SCORES = 65_536
 
 
 @dataclass
