@@ -26,6 +26,7 @@ from ..errors import DataError, ParameterError, SqlmlError
 from ..model import metrics, reduction
 from ..model.baseline import compare, primary_metric
 from ..model.factorization import Factorization, best, chunks
+from ..model.ranking import BLOCK_SCORES as RANKED_SCORES
 from ..model.kinds import MATRIX_FACTORIZATION, REDUCTION
 from ..model.loaded import LoadedModel, thread_limit
 from .base import Call, Data, Stream, as_table
@@ -86,7 +87,8 @@ def _product(factorization: Factorization, rows: np.ndarray, ids: pa.Array | pa.
     of rows at a time: the k best of each row with ``top_k``, else all."""
     others = factorization.users if by_item else factorization.items
     rated = factorization.rated.T.tocsr() if by_item and exclude else factorization.rated
-    for block in chunks(len(rows), len(others)):
+    # top_k keeps k of each row: its blocks can be as big as the ranking metrics' (16 MB of scores)
+    for block in chunks(len(rows), len(others), None if top_k is None else RANKED_SCORES):
         mine = rows[block]
         with thread_limit(len(mine)):  # a small product: BLAS threads would cost more than they save
             scores = factorization.block_items(mine) if by_item else factorization.block(mine)

@@ -118,10 +118,11 @@ def best(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, scores.shape[1])
     if k == 0 or not len(scores):
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top = np.argpartition(scores, -k, axis=1)[:, -k:]  # the k largest, unordered
     kth = np.take_along_axis(scores, top, axis=1).min(axis=1)
-    for row in np.flatnonzero((scores >= kth[:, None]).sum(axis=1) > k):  # ties at the k-th place: lowest columns
-        top[row] = np.lexsort((np.arange(scores.shape[1]), -scores[row]))[:k]
+    for row in np.flatnonzero(np.count_nonzero(scores >= kth[:, None], axis=1) > k):  # ties at the k-th: lowest columns
+        tied = np.flatnonzero(scores[row] >= kth[row])
+        top[row] = tied[np.lexsort((tied, -scores[row, tied]))[:k]]
     top = np.take_along_axis(top, np.lexsort((top, -np.take_along_axis(scores, top, axis=1)), axis=1), axis=1)
     rows, columns = np.repeat(np.arange(len(scores)), k), top.ravel()
     kept = np.isfinite(scores[rows, columns])

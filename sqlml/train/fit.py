@@ -146,7 +146,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     blob = envelope.dumps(estimator, header, parts)
     info = dataclasses.replace(info, fingerprint=envelope.fingerprint(blob))
     row = registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
-                        training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
+                       training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
     # (not stored: the executor takes it off the row), and what the blob holds, for tune.loaded to skip reading it.
     return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None,
@@ -172,7 +172,7 @@ def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> t
 
 
 def registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dict, eval_tables: dict,
-                  feature_info: list[dict], training_info: list[dict]) -> dict:
+                 feature_info: list[dict], training_info: list[dict]) -> dict:
     """The registry row of a new version (the registry numbers it and stamps its time)."""
     return {
         "name": info.name,

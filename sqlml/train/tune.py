@@ -96,7 +96,7 @@ def train(rows: Rows, raw: dict, name: str, query: str, progress: t.Callable[[st
     features = training.feature_columns(table, label, the_plan.fixed)
     train_args = {"profile": training.profile_data(table, label, the_plan.fixed, features), **train_args}
     runner = Runner(the_plan, objective, table, schema, splits.Split(fit, split.eval, split.fraction), table.take(validation),
-                     name, query, progress, train_args)
+                    name, query, progress, train_args)
     runner.run()
     return runner.version_row()
 
@@ -283,11 +283,11 @@ def loaded(row: dict) -> LoadedModel:
 
 def loss(model: LoadedModel, rows: pa.Table) -> float:
     """The trial's loss on ``rows``: log loss, mean squared error, mean squared distance to the centroid, or
-    reconstruction error; a recommender's last training loss (an implicit one ranks no rows it trained on)."""
+    reconstruction error; a recommender's: its training loss after the last iteration (ML.TRAINING_INFO's)."""
     if model.kind.task == CLUSTERING:
         return float(metrics.clustering_metrics(model.features(rows), model.estimator)["mean_squared_distance"])
     if model.kind.task == RECOMMENDATION:
-        return float(model.info.training_info[-1]["loss"])  # computed after the last iteration in any case
+        return float(model.info.training_info[-1]["loss"])
     if model.kind.task == REDUCTION:
         return float(metrics.evaluate(model, rows)["mean_squared_error"])
     rows = metrics.labelled_rows(model, rows)
