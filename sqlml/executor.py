@@ -13,7 +13,7 @@ import pyarrow as pa
 from . import outputs, views
 from .engines.base import Engine
 from .errors import SecretKeyError, SqlmlError
-from .functions import HANDLERS
+from .functions import HANDLERS, check_applies
 from .functions.base import Call, Data, Stream
 from .model import drift, envelope, loaded
 from .model import options as opts
@@ -26,7 +26,7 @@ from .registry.versions import Registry
 from .sql import catalog, parameters, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
-from .train import gate, tune
+from .train import families, gate, tune
 from .train.labels import label_of, role_columns
 
 
@@ -84,14 +84,18 @@ class Executor:
         step = dataclasses.replace(step, query_sql=preprocessing.fill(step.analytics, self.engine.fetch,
                                                                       self.engine.dialect, step.query_sql))
         fitted, query_sql = None, step.query_sql
-        if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
+        trainer = families.TRAINERS.get(kind.family)  # a family that learns from no feature matrix
+        if step.transform and trainer is None:  # statistics come from the training query's rows, as BigQuery's OVER () does
             fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,
                                    label_of(kind, checked), keep=role_columns(kind, checked)[1:],
                                    dialect=self.engine.dialect)
             query_sql = transform.training_sql(fitted, step.query_sql)
-        rows = tune.read(self.engine, query_sql, kind, checked)
-        row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted,
-                         training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
+        if trainer is not None:
+            row = trainer(self.engine, step, self.progress)
+        else:
+            rows = tune.read(self.engine, query_sql, kind, checked)
+            row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted,
+                             training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
         new = tune.loaded(row)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
         row.pop("fitted", None)  # a tuned row has none
@@ -219,8 +223,9 @@ class Executor:
                              "STRUCT(0.2 AS challenger_fraction, 'id' AS split_key).")
         info = self.registry.resolve(name, version)
         refuse_expired(info.name, info.version, info.options)
-        function = views.define(self.engine, self.registry, info, ab)
         model_state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
+        check_applies("PREDICT", model_state)
+        function = views.define(self.engine, self.registry, info, ab)
         columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
         if model_state.transform:
             transform.wrap_sql(model_state.transform, input_sql, columns.names)
@@ -236,6 +241,7 @@ class Executor:
         model, serving = self._load(*tf.model, params.pop("trial_id", None)) if tf.model else (None, None)
         if model is not None:
             refuse_expired(model.info.name, model.info.version, model.info.options)
+            check_applies(tf.function, model)
         function = tf.function
         if function == "PREDICT" and serving is not None and tf.model[1] is None and serving.disabled:
             self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "

@@ -30,6 +30,7 @@ from ..model import metrics
 from ..model.kinds import CLASSIFICATION
 from ..model.loaded import LoadedModel
 from . import drift, evaluate, explain, fairness, figures
+from .applies import check_applies
 from .base import Call, Data
 from .info import feature_info
 
@@ -152,6 +153,7 @@ def importance(run, model: "LoadedModel", notes: list[str]) -> dict | None:
     """Global importance: split gain for trees (ML.FEATURE_IMPORTANCE), else mean |attribution|
     (ML.GLOBAL_EXPLAIN, which re-runs the training query: a card must not fail if that is gone)."""
     try:
+        check_applies("GLOBAL_EXPLAIN", model)
         if model.kind.trees:
             rows = run("FEATURE_IMPORTANCE", with_data=False).to_pylist()
             return {"source": "ML.FEATURE_IMPORTANCE", "measure": "importance_gain",

@@ -6,7 +6,8 @@ types take it and at which values: any value (honoured through a scikit-learn pa
 :mod:`sqlml.model.kinds` or an XGBoost one in :mod:`sqlml.model.boosted`, or a no-op where it changes
 nothing sqlml computes), or only the value that
 changes nothing, the others refused with why (docs/bigquery.md has the table). Pages: the reference
-pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmeans}``. Also ALTER MODEL's
+pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmeans,pca,autoencoder,
+matrix-factorization}``. Also ALTER MODEL's
 ``labels`` and ``expiration_timestamp`` (``bigqueryml-syntax-alter-model``), and the expiration rule.
 """
 
@@ -19,7 +20,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from ..errors import ModelExpiredError, OptionError
-from .kinds import BOOSTED, DNN, FOREST, KMEANS, LINEAR, MODEL_KINDS
+from .kinds import AUTOENCODER, BOOSTED, DNN, FOREST, KMEANS, LINEAR, MODEL_KINDS
 
 EVERY = "every"  # a rule for every model type
 
@@ -123,6 +124,11 @@ SKLEARN_TOLERANCE = Rule((0.01,), "scikit-learn stops on its own tolerance (an a
                                   "progress per iteration; only BigQuery's default 0.01 is accepted, as a no-op")
 NO_VERTEX = Rule((), "sqlml's registry is the sqlml.models table of the database; it does not register models with "
                      "Vertex AI")
+MLP_NO_DROPOUT = Rule((0.0,), "scikit-learn's MLP has no dropout layers; it regularizes with l2_reg (alpha) and "
+                             "early_stop")
+MLP_SOLVERS = Rule(("ADAM", "SGD"), "scikit-learn's MLP has the adam and sgd solvers, not ADAGRAD, FTRL or RMSPROP")
+MLP_ACTIVATIONS = Rule(("RELU", "SIGMOID", "TANH"), "scikit-learn's MLP has the relu, logistic (sigmoid), tanh and "
+                                                    "identity activations only")
 
 #: Option → {model type or family or EVERY: rule}. Options of sqlml's table (l1_reg, early_stop, …)
 #: appear for the model types that take them only because BigQuery documents them there.
@@ -144,14 +150,13 @@ RULES: dict[str, dict[str, Rule]] = {
         LINEAR: Rule(("ONE_HOT_ENCODING",), "sqlml one-hot encodes the categories of linear models (NULL as its "
                      "own category); it has no dummy encoding"),
         BOOSTED: Rule(("LABEL_ENCODING",), "sqlml gives boosted trees one ordinal code per category column, "
-                      "split on by XGBoost as a categorical feature; one-hot and target encoding are not implemented")},
-    "warm_start": {LINEAR: NO_WARM_START, DNN: NO_WARM_START, KMEANS: NO_WARM_START},
+                     "split on by XGBoost as a categorical feature; one-hot and target encoding are not implemented")},
+    "warm_start": {LINEAR: NO_WARM_START, DNN: NO_WARM_START, KMEANS: NO_WARM_START, AUTOENCODER: NO_WARM_START},
     "enable_global_explain": {EVERY: ANY},  # ML.GLOBAL_EXPLAIN is computed when asked, for any model
     "approx_global_feature_contrib": {BOOSTED: ANY, FOREST: ANY},  # tree explanations are exact Tree SHAP
     # Boosted trees take XGBoost's parameters as their own options (sqlml.model.boosted.PARAMETERS): booster_type,
     # dart_normalize_type, dropout, tree_method, min_tree_child_weight, subsample, colsample_*, min_split_loss.
-    "dropout": {DNN: Rule((0.0,), "scikit-learn's MLP has no dropout layers; it regularizes with l2_reg (alpha) and "
-                     "early_stop")},
+    "dropout": {DNN: MLP_NO_DROPOUT, AUTOENCODER: MLP_NO_DROPOUT},
     "l1_reg": {FOREST: FOREST_NO_L1, DNN: Rule((0.0,), "scikit-learn's MLP has an L2 penalty only (l2_reg → alpha)")},
     "l2_reg": {FOREST: Rule((0.0,), "scikit-learn's random forests average unregularized trees: there are no leaf "
                             "weights to penalize")},
@@ -165,11 +170,9 @@ RULES: dict[str, dict[str, Rule]] = {
     "xgboost_version": {BOOSTED: ANY, FOREST: ANY},  # the installed XGBoost (3.x) trains; forests are scikit-learn's
     "early_stop": {FOREST: ANY, KMEANS: ANY},  # forests have no iterations; k-means: FALSE → tol = 0
     "min_rel_progress": {DNN: SKLEARN_TOLERANCE, KMEANS: SKLEARN_TOLERANCE, FOREST: ANY},
-    "optimizer": {DNN: Rule(("ADAM", "SGD"), "scikit-learn's MLP has the adam and sgd solvers, not ADAGRAD, FTRL "
-                            "or RMSPROP")},  # → solver
-    "activation_fn": {DNN: Rule(("RELU", "SIGMOID", "TANH"), "scikit-learn's MLP has the relu, logistic (sigmoid), "
-                                "tanh and identity activations only")},  # → activation
-    "batch_size": {DNN: ANY},  # → batch_size
+    "optimizer": {DNN: MLP_SOLVERS, AUTOENCODER: MLP_SOLVERS},  # → solver
+    "activation_fn": {DNN: MLP_ACTIVATIONS, AUTOENCODER: MLP_ACTIVATIONS},  # → activation
+    "batch_size": {DNN: ANY, AUTOENCODER: ANY},  # → batch_size
     "integrated_gradients_num_steps": {DNN: ANY},  # sqlml explains DNNs with sampled Shapley values
     "tf_version": {DNN: ANY},  # the networks are scikit-learn's
     "kmeans_init_method": {KMEANS: ANY},  # → init
@@ -207,6 +210,9 @@ def check(options: dict, model_type: str | None) -> None:
             why = found.refusal(candidate)
             if why is not None:
                 raise OptionError(_refused(name, candidate, model_type, found, why))
+    if "num_principal_components" in options and "pca_explained_variance_ratio" in options:
+        raise OptionError("num_principal_components and pca_explained_variance_ratio both say how many principal "
+                          "components to keep; give one of them.")
     method, column = options.get("kmeans_init_method"), options.get("kmeans_init_col")
     if (method == "CUSTOM") != (column is not None):
         raise OptionError("kmeans_init_method = 'CUSTOM' and kmeans_init_col go together: the column (BOOL) marks "

@@ -19,6 +19,13 @@ dnn_*                      MLP*                            hidden_units → hidd
                                                            alpha, learn_rate → learning_rate_init,
                                                            max_iterations → max_iter, early_stop
 kmeans                     KMeans                          num_clusters → n_clusters, max_iterations
+pca                        PCA                             num_principal_components or
+                                                           pca_explained_variance_ratio → n_components,
+                                                           pca_solver → svd_solver, scale_features
+autoencoder                MLPRegressor fitted to          hidden_units, activation_fn, optimizer,
+                           reconstruct its input           batch_size, learn_rate, l2_reg, max_iterations
+matrix_factorization       ALS (sqlml.train.als; implicit  num_factors, l2_reg, wals_alpha, max_iterations,
+                           feedback: the implicit library) early_stop, min_rel_progress
 =========================  ==============================  =========================================
 
 ``random_seed`` becomes ``random_state`` (XGBoost's ``seed``) everywhere. BigQuery's other documented
@@ -39,7 +46,11 @@ import typing as t
 from dataclasses import dataclass, field
 
 CLASSIFICATION, REGRESSION, CLUSTERING = "classification", "regression", "clustering"
+#: Unsupervised kinds that map rows to fewer columns and back (PCA, autoencoder), and recommenders.
+REDUCTION, RECOMMENDATION = "dimensionality_reduction", "recommendation"
+UNSUPERVISED = (CLUSTERING, REDUCTION)
 LINEAR, BOOSTED, FOREST, DNN, KMEANS = "linear", "boosted", "forest", "dnn", "kmeans"  # families
+PCA, AUTOENCODER, MATRIX_FACTORIZATION = "pca", "autoencoder", "matrix_factorization"
 #: How a family is explained (sqlml.model.explain): exactly from its coefficients, exact Tree SHAP,
 #: integrated gradients (a network's gradients, as BigQuery explains DNNs), or sampled (shap's
 #: PermutationExplainer against background rows).
@@ -81,10 +92,18 @@ class ModelKind:
     #: Trained in blocks of iterations that stop on too little relative progress (early_stop,
     #: min_rel_progress; :mod:`sqlml.train.stopping`) rather than in one call to ``fit``.
     stops_early: bool = False
+    #: Options the fit decides and the version records (PCA's component count, when a variance ratio chose it).
+    fitted_options: t.Callable[[t.Any], dict] = lambda estimator: {}
 
     @property
     def supervised(self) -> bool:
-        return self.task != CLUSTERING
+        """Learns a label column named by input_label_cols (matrix factorization names its rating_col)."""
+        return self.task not in UNSUPERVISED and self.task != RECOMMENDATION
+
+    @property
+    def reconstructs(self) -> bool:
+        """Fitted to reproduce its input (an autoencoder learns X → X)."""
+        return self.family == AUTOENCODER
 
     @property
     def trees(self) -> bool:
@@ -127,6 +146,7 @@ BIGQUERY_PARAMS: dict[str, dict[str, tuple[str, t.Callable]]] = {
     KMEANS: {"kmeans_init_method": ("init", {"RANDOM": "random", "KMEANS++": "k-means++", "CUSTOM": "k-means++"}.get),
              "early_stop": ("tol", lambda stop: 1e-4 if stop else 0.0)},
 }
+BIGQUERY_PARAMS[AUTOENCODER] = BIGQUERY_PARAMS[DNN]
 
 
 def _mapped(family: str, o: dict) -> dict:
@@ -187,6 +207,25 @@ def _kmeans(o: dict):
                                       random_state=o.get("random_seed"), **_mapped(KMEANS, o))
 
 
+def _pca(o: dict):
+    components = o.get("num_principal_components", o.get("pca_explained_variance_ratio"))
+    return _sklearn("decomposition.PCA")(n_components=components, svd_solver=o["pca_solver"].lower(),
+                                         random_state=o.get("random_seed"))
+
+
+def _autoencoder(o: dict):
+    """An MLP fitted to reproduce its input (sqlml.train.fit fits it on X → X); the latent columns are the
+    activations of its narrowest hidden layer (sqlml.model.loaded)."""
+    return _sklearn("neural_network.MLPRegressor")(
+        hidden_layer_sizes=tuple(o["hidden_units"]), alpha=o["l2_reg"], learning_rate_init=o["learn_rate"],
+        max_iter=o["max_iterations"], early_stopping=o["early_stop"], random_state=o.get("random_seed"),
+        **_mapped(AUTOENCODER, o))
+
+
+def _own_trainer(o: dict):
+    raise RuntimeError("matrix_factorization is trained by sqlml.train.families, not built as an estimator")
+
+
 def _ranges(**ranges: list) -> dict:
     return {name: {"function": "HPARAM_RANGE", "args": bounds} for name, bounds in ranges.items()}
 
@@ -236,6 +275,28 @@ _DNN = {"family": DNN, "options": ("l1_reg", "l2_reg", "max_iterations", "learn_
 _KMEANS = {"family": KMEANS, "options": ("max_iterations", "num_clusters"),
            "defaults": {"num_clusters": 4, "max_iterations": 20}, "encoding": "onehot", "standardize": True,
            "explainer": SAMPLED, "matrix_order": "C", "search_space": _ranges(num_clusters=[2, 100])}
+_PCA = {"family": PCA, "options": ("num_principal_components", "pca_explained_variance_ratio", "scale_features",
+                                   "pca_solver"),
+        "defaults": {"scale_features": True, "pca_solver": "AUTO"}, "encoding": "onehot", "standardize": True,
+        "explainer": SAMPLED, "matrix_order": "C",
+        "fitted_options": lambda pca: {"num_principal_components": int(pca.n_components_)}}
+#: BigQuery's autoencoder defaults, except max_iterations: 200 as sqlml's DNN models (scikit-learn's
+#: MLP counts epochs; 20 leave a small table's network far from trained).
+_AUTOENCODER = {"family": AUTOENCODER, "options": ("hidden_units", "learn_rate", "l2_reg", "max_iterations",
+                                                   "early_stop"),
+                "defaults": {"hidden_units": [64, 8, 64], "learn_rate": 0.001, "max_iterations": 200,
+                             "early_stop": True},
+                "penalties": {"l2_reg": 0.0}, "encoding": "onehot", "standardize": True, "explainer": SAMPLED,
+                "matrix_order": "C"}
+#: BigQuery's defaults; num_factors' is not a fixed number (sqlml.train.families.default_factors).
+_FACTORIZATION = {"family": MATRIX_FACTORIZATION,
+                  "options": ("feedback_type", "num_factors", "user_col", "item_col", "rating_col", "wals_alpha",
+                              "l2_reg", "max_iterations", "early_stop", "min_rel_progress"),
+                  "defaults": {"feedback_type": "EXPLICIT", "user_col": "user", "item_col": "item",
+                               "rating_col": "rating", "wals_alpha": 40.0, "max_iterations": 20, "early_stop": True,
+                               "min_rel_progress": 0.01},
+                  "penalties": {"l2_reg": 1.0}, "encoding": "onehot", "standardize": False, "explainer": SAMPLED,
+                  "search_space": _ranges(num_factors=[2, 64], l2_reg=[0.01, 20.0])}
 
 #: Every model type, cheapest first within a task (model_type = 'auto' tries them in this order).
 MODEL_KINDS: dict[str, ModelKind] = {
@@ -250,6 +311,9 @@ MODEL_KINDS: dict[str, ModelKind] = {
         ModelKind("dnn_classifier", CLASSIFICATION, _dnn("MLPClassifier"), **_DNN),
         ModelKind("dnn_regressor", REGRESSION, _dnn("MLPRegressor"), **_DNN, scale_target=True),
         ModelKind("kmeans", CLUSTERING, _kmeans, **_KMEANS),
+        ModelKind("pca", REDUCTION, _pca, **_PCA),
+        ModelKind("autoencoder", REDUCTION, _autoencoder, **_AUTOENCODER),
+        ModelKind("matrix_factorization", RECOMMENDATION, _own_trainer, **_FACTORIZATION),
     )
 }
 

@@ -19,8 +19,9 @@ import pyarrow as pa
 from scipy import special
 from threadpoolctl import ThreadpoolController
 
-from . import envelope
-from .kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
+from . import envelope, reduction
+from .factorization import Factorization
+from .kinds import CLASSIFICATION, CLUSTERING, MATRIX_FACTORIZATION, MODEL_KINDS, REDUCTION, ModelKind
 from .preprocess import Preprocessor
 from .version import ModelVersion
 
@@ -52,7 +53,10 @@ def label_type_name(dtype: pa.DataType) -> str:
 
 def output_schema(info: ModelVersion) -> pa.Schema:
     """The columns ML.PREDICT adds for a model version, in BigQuery's names."""
-    task = MODEL_KINDS[info.model_type].task
+    kind = MODEL_KINDS[info.model_type]
+    task = kind.task
+    if task == REDUCTION:
+        return pa.schema([(name, pa.float64()) for name in reduction.column_names(kind.family, info.options, kind.defaults)])
     if task == CLUSTERING:
         distance = pa.struct([("centroid_id", pa.int64()), ("distance", pa.float64())])
         return pa.schema([("centroid_id", pa.int64()), ("nearest_centroids_distance", pa.list_(distance))])
@@ -100,10 +104,11 @@ class LoadedModel:
         if estimator is None and header.get("raw"):
             from .boosted import Trees  # imports xgboost, which takes seconds
             estimator = Trees.from_raw_parts(parts)
+        kind = MODEL_KINDS[header["model_type"]]
         return cls(
             info=info,
-            kind=MODEL_KINDS[header["model_type"]],
-            estimator=estimator,
+            kind=kind,
+            estimator=Factorization.from_state(estimator) if kind.family == MATRIX_FACTORIZATION else estimator,
             preprocessor=Preprocessor.from_dict(header["preprocess"]),
             classes=header.get("classes"),
             label_type=LABEL_TYPES[header["label_type"]],
@@ -167,6 +172,11 @@ class LoadedModel:
             return self.output_schema().empty_table()
         if self.kind.task == CLUSTERING:
             return self._clusters(self.features(data))
+        if self.kind.task == REDUCTION:
+            X = self.features(data)
+            with thread_limit(len(X)):
+                reduced = reduction.reduce(self.kind.family, self.estimator, X)
+            return pa.Table.from_arrays([pa.array(column) for column in reduced.T], schema=self.output_schema())
         if self.kind.task == CLASSIFICATION:
             probs = self.class_probabilities(data)
             return self.classification_output(probs, self.decide(probs, threshold))

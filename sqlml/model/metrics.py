@@ -17,7 +17,18 @@ import pyarrow.compute as pc
 from sklearn import metrics as skm
 
 from ..errors import DataError
-from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION
+from . import ranking, reduction
+from .kinds import (
+    AUTOENCODER,
+    CLASSIFICATION,
+    CLUSTERING,
+    MATRIX_FACTORIZATION,
+    PCA,
+    RECOMMENDATION,
+    REDUCTION,
+    REGRESSION,
+    ModelKind,
+)
 from .loaded import LoadedModel
 from .preprocess import check_unique_names, to_float64
 
@@ -43,11 +54,36 @@ METRICS = (
     Metric("median_absolute_error", REGRESSION, lower_is_better=True), Metric("explained_variance", REGRESSION),
     Metric("davies_bouldin_index", CLUSTERING, lower_is_better=True),
     Metric("mean_squared_distance", CLUSTERING, lower_is_better=True, loss=True),
+    Metric("mean_squared_error", REDUCTION, lower_is_better=True, loss=True),
+    Metric("mean_absolute_error", REDUCTION, lower_is_better=True),
+    Metric("mean_squared_log_error", REDUCTION, lower_is_better=True),
+    Metric("total_explained_variance_ratio", REDUCTION),
+    Metric("mean_squared_error", RECOMMENDATION, lower_is_better=True, loss=True),
+    Metric("mean_average_precision", RECOMMENDATION), Metric("normalized_discounted_cumulative_gain", RECOMMENDATION),
+    Metric("average_rank", RECOMMENDATION, lower_is_better=True),
+    Metric("mean_absolute_error", RECOMMENDATION, lower_is_better=True),
+    Metric("mean_squared_log_error", RECOMMENDATION, lower_is_better=True),
+    Metric("median_absolute_error", RECOMMENDATION, lower_is_better=True), Metric("r2_score", RECOMMENDATION),
+    Metric("explained_variance", RECOMMENDATION),
 )
 LOWER_IS_BETTER = frozenset(m.name for m in METRICS if m.lower_is_better)
-OBJECTIVES = {task: tuple(m.name for m in METRICS if m.task == task) for task in (CLASSIFICATION, REGRESSION, CLUSTERING)}
+OBJECTIVES = {task: tuple(m.name for m in METRICS if m.task == task)
+              for task in (CLASSIFICATION, REGRESSION, CLUSTERING, REDUCTION, RECOMMENDATION)}
 DEFAULT_OBJECTIVE = {task: names[0] for task, names in OBJECTIVES.items()}
 EVAL_LOSS = {m.task: m.name for m in METRICS if m.loss}
+#: The metrics of model types that report only some of their task's, the default objective first.
+FAMILY_OBJECTIVES = {PCA: ("total_explained_variance_ratio",),
+                     AUTOENCODER: ("mean_squared_error", "mean_absolute_error", "mean_squared_log_error")}
+FEEDBACK_OBJECTIVES = {"EXPLICIT": ("mean_squared_error", "mean_absolute_error", "mean_squared_log_error",
+                                    "median_absolute_error", "r2_score", "explained_variance"),
+                       "IMPLICIT": ranking.NAMES}
+
+
+def objectives(kind: ModelKind, options: dict) -> tuple[str, ...]:
+    """The metrics ML.EVALUATE reports for a model type with these options, its default objective first."""
+    if kind.family == MATRIX_FACTORIZATION:
+        return FEEDBACK_OBJECTIVES[options.get("feedback_type", kind.default("feedback_type"))]
+    return FAMILY_OBJECTIVES.get(kind.family, OBJECTIVES[kind.task])
 
 
 def lower_is_better(objective: str) -> bool:
@@ -125,6 +161,12 @@ class Scored:
 def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = None,
              scored: Scored | None = None) -> dict:
     """One row of BigQuery's ML.EVALUATE metrics for ``data`` (already ``scored``, for a classifier)."""
+    if model.kind.task == RECOMMENDATION:
+        return recommendation_metrics(model, data)
+    if model.kind.task == REDUCTION:
+        if data.num_rows == 0:
+            raise DataError(f"The evaluation data has no rows; the metrics of '{model.info.name}' need at least one.")
+        return reduction.evaluation(model.kind.family, model.estimator, model.features(data))
     if model.kind.task == CLUSTERING:
         if data.num_rows == 0:
             raise DataError(f"The evaluation data has no rows; k-means metrics of '{model.info.name}' need at least one.")
@@ -179,6 +221,29 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
         "r2_score": skm.r2_score(y, predicted),
         "explained_variance": skm.explained_variance_score(y, predicted),
     }
+
+
+def recommendation_metrics(model: "LoadedModel", data: pa.Table, baseline: bool = False,
+                           top_k: int | None = None) -> dict:
+    """A matrix factorization's metrics (or its baseline's) on rows of (user, item, rating): explicit feedback
+    the regression metrics of the predicted ratings, implicit feedback the ranking metrics of
+    :mod:`sqlml.model.ranking` (``top_k``: of the first k places only). A row with a NULL rating is left
+    out; a NULL or unseen user or item gets the intercepts, as in ML.RECOMMEND."""
+    factorization, options = model.estimator, model.info.options
+    columns = [options["user_col"], options["item_col"], options["rating_col"]]
+    missing = [c for c in columns if c not in data.column_names]
+    if missing:
+        raise DataError(f"The evaluation data of '{model.info.name}' needs the columns {', '.join(columns)}; "
+                        f"it lacks {', '.join(missing)}.")
+    data = labelled_rows(model, data)
+    users = factorization.user_index(data[columns[0]], columns[0])
+    items = factorization.item_index(data[columns[1]], columns[1])
+    ratings = to_float64(data[columns[2]]).to_numpy()
+    if not factorization.explicit:
+        return ranking.ranking_metrics(factorization, users, items, ratings, top_k, baseline)
+    if not len(ratings):
+        raise DataError("The evaluation data has no rows with a non-NULL rating.")
+    return regression_metrics(ratings, factorization.pairs(users, items, baseline))
 
 
 def clustering_metrics(X: np.ndarray, estimator: t.Any) -> dict:

@@ -68,6 +68,18 @@ OPTIONS: dict[str, Option] = {
     "num_parallel_tree": Option(int, TAKEN, low=1, high=10_000, tunable=True),
     "hidden_units": Option("int_list", TAKEN, low=1, high=100_000, tunable=True),
     "num_clusters": Option(int, TAKEN, low=2, high=100, tunable=True),
+    # Matrix factorization (sqlml.train.families); BigQuery's names, ranges and defaults.
+    "feedback_type": Option(str, TAKEN, choices=("EXPLICIT", "IMPLICIT")),
+    "num_factors": Option(int, TAKEN, low=1, high=1000, tunable=True),
+    "user_col": Option(str, TAKEN),
+    "item_col": Option(str, TAKEN),
+    "rating_col": Option(str, TAKEN),
+    "wals_alpha": Option(float, TAKEN, low=0.0, high=1e6, tunable=True),
+    # PCA.
+    "num_principal_components": Option(int, TAKEN, low=1, high=10_000),
+    "pca_explained_variance_ratio": Option(float, TAKEN, low=0.0, high=1.0, low_open=True),
+    "scale_features": Option(bool, TAKEN),
+    "pca_solver": Option(str, TAKEN, choices=("FULL", "RANDOMIZED", "AUTO")),
     "random_seed": Option(int, low=0, high=2**32 - 1),
     # Training on part of the training split (sqlml.sampling).
     "max_training_rows": Option(int, low=1, high=10**12),

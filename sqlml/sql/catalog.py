@@ -82,7 +82,7 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                 **TRIAL},
     "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1),
                         "integrated_gradients_num_steps": Param("integer", 1, 30), **TRIAL},
-    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL},
+    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, "top_k": Param("integer", 1), **TRIAL},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
     "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
     "THRESHOLD_METRICS": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
@@ -111,6 +111,12 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                      **TRIAL},
     "COMPARE": {"num_bootstrap": Param("integer", 100, 100_000), "random_seed": Param("integer", 0),
                 "threshold": THRESHOLD},
+    "RECOMMEND": {"top_k": Param("integer", 1), "exclude_rated": Param("boolean"), **TRIAL},
+    "GENERATE_EMBEDDING": dict(TRIAL),
+    "PRINCIPAL_COMPONENTS": dict(TRIAL),
+    "PRINCIPAL_COMPONENT_INFO": dict(TRIAL),
+    "RECONSTRUCTION_LOSS": dict(TRIAL),
+    "DETECT_ANOMALIES": {"contamination": Param("number", 0.0, 0.5), **TRIAL},
 }
 AVAILABLE = frozenset(PARAMETERS)
 
@@ -120,7 +126,7 @@ ARGUMENTS = {"ROC_CURVE": "thresholds", "THRESHOLD_METRICS": "thresholds"}
 
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
-                        "TRIAL_INFO", "LEADERBOARD"})
+                        "TRIAL_INFO", "LEADERBOARD", "PRINCIPAL_COMPONENTS", "PRINCIPAL_COMPONENT_INFO"})
 
 #: Functions that take two models: ``ML.COMPARE(MODEL a, MODEL b, data)``.
 TWO_MODELS = frozenset({"COMPARE"})

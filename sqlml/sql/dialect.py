@@ -48,7 +48,15 @@ ML_FUNCTIONS = (
     "COMPARE",
     "ESTIMATE_PERFORMANCE",
     "REVIEW_QUEUE",
+    "RECOMMEND",
+    "GENERATE_EMBEDDING",
+    "PRINCIPAL_COMPONENTS",
+    "PRINCIPAL_COMPONENT_INFO",
+    "RECONSTRUCTION_LOSS",
+    "DETECT_ANOMALIES",
 )
+#: ``AI.<name>(...)``: BigQuery's newer prefix for these, parsed as their ``ML.`` names.
+AI_FUNCTIONS = ("GENERATE_EMBEDDING",)
 
 
 class ModelRef(exp.Expression):
@@ -108,7 +116,8 @@ class AlterModel(exp.Expression):
 
 def _parse_ml_call(self: DuckDBParser, name: str) -> exp.Expr:
     """Parse the argument list of ``ML.<name>(``; other functions with the same name parse as usual."""
-    if not (self._index >= 4 and self._tokens[self._index - 4].text.upper() == "ML"):
+    prefix = self._tokens[self._index - 4].text.upper() if self._index >= 4 else ""
+    if not (prefix == "ML" or (prefix == "AI" and name in AI_FUNCTIONS)):
         return self.expression(exp.Anonymous(this=name, expressions=self._parse_csv(self._parse_lambda)))
     call = MLCall(this=exp.var(name))
     while self._curr and not self._match(TokenType.R_PAREN, advance=False):
@@ -317,7 +326,7 @@ def _ml_call_sql(self: DuckDBGenerator, e: MLCall) -> str:
         args.append(self.sql(e, "params"))
     # Inside FROM, sqlglot keeps the ``ML.`` prefix on the enclosing Table node.
     parent = e.parent
-    prefix = "" if isinstance(parent, exp.Table) and parent.text("db").upper() == "ML" else "ML."
+    prefix = "" if isinstance(parent, exp.Table) and parent.text("db").upper() in ("ML", "AI") else "ML."
     return f"{prefix}{e.function}({', '.join(args)})"
 
 

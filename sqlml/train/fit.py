@@ -27,6 +27,7 @@ from ..model.kinds import (
     CLASSIFICATION,
     KMEANS,
     MODEL_KINDS,
+    PCA,
     ModelKind,
     build_estimator,
 )
@@ -115,7 +116,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside:
         profiling = beside.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
         preprocessor = matrix.fit_preprocessor(table, split.train, features, kind,
-                                               options.get("standardize_features", True))
+                                               options.get("standardize_features", options.get("scale_features", True)))
         training_stats = training_stats or drift.statistics(  # also while the checks run
             functools.partial(matrix.training_batches, table.select(features), split.train),
             drift.comparable(pa.schema([schema.field(f) for f in features])))
@@ -127,6 +128,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     matrix.release()  # what the data checks and the preprocessing's statistics freed
     estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
         kind, options, name, preprocessor, batches, split.train, train_rows, label, classes, progress, custom_centroids)
+    options = {**options, **kind.fitted_options(estimator)}  # what the fit decided (PCA's component count)
     duration = time.perf_counter() - started
     progress(f"Trained '{name}' in {duration:.1f} s ({len(split.train):,} rows).")
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
@@ -144,8 +146,8 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     blob = envelope.dumps(None, header, parts, estimator.raw_parts()) if kind.xgboost else \
         envelope.dumps(estimator, header, parts)
     info = dataclasses.replace(info, fingerprint=envelope.fingerprint(blob))
-    row = _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
-                        training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
+    row = registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
+                       training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
     # (not stored: the executor takes it off the row), and what the blob holds, for tune.loaded to skip reading it.
     return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None,
@@ -170,8 +172,8 @@ def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> t
     return {**evaluation, **baseline}, evaluation_tables(model, eval_rows, scored), scored
 
 
-def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dict, eval_tables: dict,
-                  feature_info: list[dict], training_info: list[dict]) -> dict:
+def registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dict, eval_tables: dict,
+                 feature_info: list[dict], training_info: list[dict]) -> dict:
     """The registry row of a new version (the registry numbers it and stamps its time)."""
     return {
         "name": info.name,
@@ -214,7 +216,7 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor:
                                            kind.matrix_dtype if "sampling" not in options else "float64")
     centroids.use_custom(estimator, preprocessor, custom_centroids)
     y = label_codes(train_rows[label], classes) if classes else (
-        as_float(train_rows, label).to_numpy() if kind.supervised else None)
+        as_float(train_rows, label).to_numpy() if kind.supervised else X if kind.reconstructs else None)
 
     target_scale = (float(y.mean()), float(y.std()) or 1.0) if kind.scale_target else (0.0, 1.0)
     if kind.scale_target:
@@ -260,6 +262,10 @@ def check_fit_size(kind: ModelKind, options: dict, name: str, rows: int, preproc
                         f"'{name}': k-means needs at least one row per cluster. Lower num_clusters or train on "
                         "more rows.")
     width = sum(preprocessor.width(c) for c in preprocessor.columns)
+    if kind.family == PCA and options.get("num_principal_components", 0) > min(rows, width):
+        raise DataError(f"num_principal_components = {options['num_principal_components']} is more than the "
+                        f"{min(rows, width):,} components that {rows:,} training row(s) of {width:,} feature(s) have. "
+                        "Lower it.")
     resources.check_memory(kind, options, name, rows, width, len(classes or ()))
 
 

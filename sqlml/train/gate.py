@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..errors import OptionError
 from ..model import bootstrap, metrics
 from ..model.baseline import Baseline, metric_values, primary_metric
-from ..model.kinds import CLUSTERING
+from ..model.kinds import RECOMMENDATION, UNSUPERVISED
 from ..model.loaded import LoadedModel
 from ..model.metrics import Scored
 from .labels import prepare_label
@@ -124,9 +124,9 @@ def significantly_better(new: LoadedModel, deployed: LoadedModel, rows: Rows, me
     """``deploy_significance``: whether the new version is better than the deployed one with the
     paired bootstrap of ML.COMPARE (:mod:`sqlml.model.bootstrap`, seed 0, :data:`BOOTSTRAP_RESAMPLES`
     resamples): its (1 − significance) interval of new − deployed lies wholly on the better side of 0."""
-    if new.kind.task == CLUSTERING:
-        raise OptionError("deploy_significance compares labelled predictions; a k-means model has none. "
-                          "Leave it out (the gate still compares the two versions).")
+    if not new.kind.supervised:
+        raise OptionError(f"deploy_significance compares labelled predictions row by row; a {new.kind.name} model "
+                          "has none. Leave it out (the gate still compares the two versions).")
     drawn = bootstrap.differences(Scored.of(new, rows.new), Scored.of(deployed, rows.deployed), [metric],
                                   BOOTSTRAP_RESAMPLES, 0)[metric]
     found = bootstrap.interval(drawn, 1 - significance)
@@ -147,10 +147,13 @@ def score(model: LoadedModel, rows: pa.Table, metric: str) -> float:
 
 
 def beats_baseline(model: LoadedModel, rows: pa.Table, metric: str, value: float) -> bool:
-    if model.kind.task == CLUSTERING:
+    if model.kind.task in UNSUPERVISED:
         return True
-    labelled = metrics.labelled_rows(model, rows)
-    baseline = metric_values(Baseline.of(model).on(metrics.true_labels(model, labelled))).get(metric)
+    if model.kind.task == RECOMMENDATION:  # its baseline is kept in its bytes
+        baseline = metrics.finite(metrics.recommendation_metrics(model, rows, baseline=True).get(metric))
+    else:
+        labelled = metrics.labelled_rows(model, rows)
+        baseline = metric_values(Baseline.of(model).on(metrics.true_labels(model, labelled))).get(metric)
     if baseline is None:
         return True
     return value < baseline if metrics.lower_is_better(metric) else value > baseline

@@ -17,14 +17,15 @@ import os
 import resource
 
 from ..errors import DataError
-from ..model.kinds import BOOSTED, DNN, FOREST, KMEANS, LINEAR, ModelKind
+from ..model.kinds import AUTOENCODER, BOOSTED, DNN, FOREST, KMEANS, LINEAR, PCA, ModelKind
 
 FLOAT = 8
 #: Copies of the feature matrix a fit holds at its peak, beyond the matrix itself: lbfgs' per-row
 #: gradient buffers, a bootstrap sample per forest worker, k-means' distance and label buffers, an
-#: MLP's batch copies. Boosted trees: XGBoost's whole fit, from the record batches, measured at 0.72×
+#: MLP's batch copies, PCA's centred copy and SVD, an autoencoder's target (a second copy of its input)
+#: and reconstruction. Boosted trees: XGBoost's whole fit, from the record batches, measured at 0.72×
 #: the dense matrix it never builds (2 M rows × 12 columns, benchmarks/boosted.py); 1.0 leaves room.
-MATRIX_FACTOR = {LINEAR: 1.5, BOOSTED: 1.0, FOREST: 1.5, DNN: 1.5, KMEANS: 2.0}
+MATRIX_FACTOR = {LINEAR: 1.5, BOOSTED: 1.0, FOREST: 1.5, DNN: 1.5, KMEANS: 2.0, PCA: 2.0, AUTOENCODER: 2.5}
 NODE_BYTES = 64  # a tree node record (children, feature, threshold, gain or impurity, counts)
 ADAM_COPIES = 4  # an MLP keeps each weight matrix, its gradient and Adam's two moment estimates
 BATCH_ROWS = 200  # an MLP's default mini-batch
@@ -47,8 +48,8 @@ def fit_bytes(kind: ModelKind, options: dict, rows: int, width: int, classes: in
     elif kind.family == BOOSTED:
         nodes = min(2 ** (options["max_tree_depth"] + 1) - 1, 2 * rows)
         needs["trees"] = options["max_iterations"] * options["num_parallel_tree"] * outputs * nodes * NODE_BYTES
-    elif kind.family == DNN:
-        layers = [width, *options["hidden_units"], outputs]
+    elif kind.family in (DNN, AUTOENCODER):  # an autoencoder's output is its input
+        layers = [width, *options["hidden_units"], width if kind.reconstructs else outputs]
         weights = sum((a + 1) * b for a, b in itertools.pairwise(layers))
         needs["weights"] = weights * FLOAT * ADAM_COPIES
         needs["activations"] = min(rows, BATCH_ROWS) * sum(layers) * FLOAT * 2
@@ -105,7 +106,8 @@ def check_memory(kind: ModelKind, options: dict, name: str, rows: int, width: in
 def _growing_options(kind: ModelKind) -> str:
     """The options that make a fit of ``kind`` bigger."""
     return {FOREST: "num_parallel_tree, max_tree_depth", BOOSTED: "max_iterations, max_tree_depth, num_parallel_tree",
-            DNN: "hidden_units", KMEANS: "num_clusters"}.get(kind.family, "fewer one-hot categories")
+            DNN: "hidden_units", AUTOENCODER: "hidden_units", KMEANS: "num_clusters"}.get(kind.family,
+                                                                                      "fewer one-hot categories")
 
 
 def _gib(n: float) -> str:
