@@ -105,6 +105,8 @@ class DuckDBEngine:
         """Whether an explicit transaction is open: out of one, every statement gets a new transaction id."""
         return self.fetch("SELECT txid_current()") == self.fetch("SELECT txid_current()")
 
+    in_transaction = _in_transaction
+
     def schema(self, sql: str) -> pa.Schema:
         return self.guarded(lambda: self.connection.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema)
 
@@ -268,6 +270,7 @@ BUSY = ("Database busy: another process has '{path}' open for writing. While it 
         "process open the file, not even read-only (several processes may read it only when none writes). "
         "Close the other program (a notebook, a dbt run, another sqlml run) or wait until it ends, then retry.")
 UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: (?:(\w+): )?(.*)", re.DOTALL)
+RAISED_IN_SQL = re.compile(r"^Invalid Input Error: (\w+Error): (.*)", re.DOTALL)  # error('ModelNotFoundError: …')
 MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
 
 
@@ -285,7 +288,7 @@ def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = No
     if isinstance(e, duckdb.IOException) and "lock" in message.lower():
         path = re.search(r'file "([^"]+)"', message)
         return DatabaseBusyError(BUSY.format(path=path.group(1) if path else "the database"))
-    udf = UDF_ERROR.search(message)
+    udf = UDF_ERROR.search(message) or RAISED_IN_SQL.search(message)
     if udf:
         kind = getattr(errors, udf.group(1) or "", None)
         if isinstance(kind, type) and issubclass(kind, SqlmlError):
