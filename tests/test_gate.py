@@ -25,7 +25,7 @@ def train(conn, query: str, extra: str = "") -> list[str]:
 
 def log(conn) -> list[tuple]:
     return conn.sql("SELECT version, previous_version, action, metric, new_value, old_value, eval_rows "
-                    "FROM sqlml.deployments WHERE model = 'late' ORDER BY seq").fetchall()
+                    "FROM sqlml.deployments WHERE model = 'late' AND action <> 'create' ORDER BY seq").fetchall()
 
 
 def probabilities(conn, model: str) -> list:

@@ -17,6 +17,7 @@ signed; the model's next release statement starts its chain, carrying its state 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import secrets
@@ -145,7 +146,7 @@ def checked(model: str, text: str, read_log: t.Callable[[Serving], list[dict]] |
 
 
 def remember(text: str, serving: Serving) -> None:
-    _VERIFIED[text] = serving
+    _VERIFIED[text] = copy.deepcopy(serving)  # the caller goes on changing its own
     while len(_VERIFIED) > VERIFIED_KEPT:
         _VERIFIED.popitem(last=False)
 
@@ -169,8 +170,8 @@ def _check_head(serving: Serving, seq: int, signature: str) -> None:
     model = serving.model
     if seq > serving.seq:
         raise ModelIntegrityError(f"The serving state of model '{model}' reflects entry {serving.seq} of its "
-                                  f"deployments log, but the log goes on to entry {seq}: the serving state is stale "
-                                  "(an older copy was written back outside sqlml).")
+                                  f"deployments log, but the log goes on to entry {seq}: entries were added outside "
+                                  "sqlml, or the serving state is stale (an older copy was written back).")
     if seq < serving.seq:
         raise ModelIntegrityError(f"Entries {seq + 1} to {serving.seq} of the deployments log of model '{model}' are "
                                   "missing (deleted outside sqlml): its serving state reflects entry "
@@ -286,7 +287,8 @@ class Deployments:
         tables = self.tables()
         query = state_query(model, exp.to_table(tables.serving, dialect="duckdb"),
                             exp.to_table(tables.deployments, dialect="duckdb"))
-        return checked(model, self.engine.fetch(query.sql("duckdb"))[0][0], self._chain_of)
+        serving = checked(model, self.engine.fetch(query.sql("duckdb"))[0][0], self._chain_of)
+        return copy.deepcopy(serving)  # the verified one stays as it was read: a caller changes its copy
 
     def _chain_of(self, serving: Serving) -> list[dict]:
         columns = [*CHAINED, "signature"]
