@@ -42,7 +42,8 @@ def split_key_sql(column: str, dtype: pa.DataType, dialect: str) -> str:
     ''). ML.PREDICT and views both hash this text, so a key lands in the same arm in both, whatever its
     type. A LIST, STRUCT or MAP key has no one value to hash: it is refused."""
     if pa.types.is_nested(dtype):
-        raise DataError(f"split_key '{column}' is a {dtype} column; A/B serving hashes one value per row. Use a scalar "
+        kind = "STRUCT" if pa.types.is_struct(dtype) else "MAP" if pa.types.is_map(dtype) else "LIST"
+        raise DataError(f"split_key '{column}' is a {kind} column; A/B serving hashes one value per row. Use a scalar "
                         f"column, or make one in the input query (e.g. CAST({column} AS VARCHAR), or {column}[1]).")
     value: exp.Expression = exp.column(column, quoted=True)
     if pa.types.is_timestamp(dtype) and dtype.tz is not None:

@@ -275,11 +275,13 @@ def rollback_target(log: list[dict], stored: set[int]) -> int | None:
 
 class Deployments:
     """Reads and appends the deployments log and the serving state through an engine; ``tables``
-    names the registry's tables in the current database."""
+    names the registry's tables in the current database; ``refuse_key`` raises when what does not
+    verify was signed with another key (then that is the error)."""
 
-    def __init__(self, engine: "Engine", tables: t.Callable[[], "Tables"]):
+    def __init__(self, engine: "Engine", tables: t.Callable[[], "Tables"], refuse_key: t.Callable[[], None]):
         self.engine = engine
         self.tables = tables
+        self.refuse_key = refuse_key
 
     def serving(self, model: str) -> Serving | None:
         """The model's serving state, verified (signature, log head, chain); None for a model that has
@@ -287,7 +289,11 @@ class Deployments:
         tables = self.tables()
         query = state_query(model, exp.to_table(tables.serving, dialect="duckdb"),
                             exp.to_table(tables.deployments, dialect="duckdb"))
-        serving = checked(model, self.engine.fetch(query.sql("duckdb"))[0][0], self._chain_of)
+        try:
+            serving = checked(model, self.engine.fetch(query.sql("duckdb"))[0][0], self._chain_of)
+        except ModelIntegrityError:
+            self.refuse_key()
+            raise
         return copy.deepcopy(serving)  # the verified one stays as it was read: a caller changes its copy
 
     def _chain_of(self, serving: Serving) -> list[dict]:
@@ -302,7 +308,11 @@ class Deployments:
         if serving is None:
             return []
         entries = self._chain_of(serving)
-        verify_chain(serving, entries)
+        try:
+            verify_chain(serving, entries)
+        except ModelIntegrityError:
+            self.refuse_key()
+            raise
         return entries
 
     def current(self, model: str, latest: int | None, refresh: t.Callable[[Serving], Serving]) -> Serving:

@@ -51,7 +51,7 @@ class Registry:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.deployments = Deployments(engine, self.tables)
+        self.deployments = Deployments(engine, self.tables, self._refuse_key)
         self._migrated: set[str] = set()
 
     def tables(self) -> Tables:
