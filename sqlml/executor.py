@@ -118,6 +118,10 @@ class Executor:
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse" \
                 or gate.incomparable(new, deployed):
             return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
+        return gate.guarded(lambda: self._compared(options, new, deployed, eval_data, on_training_rows, table))
+
+    def _compared(self, options: dict, new: LoadedModel, deployed: LoadedModel, eval_data: pa.Table,
+                  on_training_rows: bool, table: t.Callable[[], pa.Table]) -> gate.Verdict:
         if on_training_rows:  # no split: both are scored on the training rows, if the deployed can read them
             readable = set(deployed.preprocessor.input_columns) <= set(eval_data.column_names)
             return gate.decide(options, new, deployed, gate.Rows(eval_data, eval_data if readable else None), True)

@@ -142,6 +142,7 @@ def define_for_views(engine: Engine, registry: Registry) -> None:
     """Define the scoring function of every view this database holds (sqlml attaching to a connection).
     Nothing here raises for a model's sake: a model that cannot be served (damaged, or signed with
     another key) makes its views fail naming why when they are read; every other view works."""
+    _KEY_PROBLEMS.pop(engine.current_database(), None)
     called = {name for _, _, sql in engine.view_definitions() for name in CALLED.findall(sql)}
     if not called or not registry.exists("scoring_functions"):
         return

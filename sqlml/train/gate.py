@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..errors import OptionError
+from ..errors import ModelIntegrityError, OptionError, SecretKeyError, SqlmlError
 from ..model import bootstrap, metrics
 from ..model.baseline import Baseline, metric_values, primary_metric
 from ..model.kinds import CLUSTERING
@@ -82,6 +82,19 @@ def unsigned_query_rows(deployed: LoadedModel, eval_rows: pa.Table) -> Rows:
     return Rows(eval_rows, eval_rows if readable else None,
                 " (the deployed version was stored by an older sqlml, which did not sign its training query, so which "
                 "rows it held out is not recomputed: it may have been trained on some of them)")
+
+
+def guarded(compare: t.Callable[[], Verdict]) -> Verdict:
+    """``compare``'s verdict; when the deployed version cannot score the current rows (a feature whose
+    type changed, a table its training query read is gone), the new version is stored, not deployed,
+    and the line says why. A registry that does not verify still refuses the statement."""
+    try:
+        return compare()
+    except (ModelIntegrityError, SecretKeyError):
+        raise
+    except SqlmlError as e:
+        return Verdict(False, f"the deployed version cannot be scored on the current rows ({e.__class__.__name__}: "
+                       f"{str(e).rstrip('.')}), so the two cannot be compared")
 
 
 def incomparable(new: LoadedModel, deployed: LoadedModel) -> str | None:
