@@ -68,8 +68,10 @@ class Function:
 
 #: The scoring functions defined in this process, by name.
 _FUNCTIONS: dict[str, Function] = {}
-#: Databases (by catalog) whose registry was signed with another key than this process holds.
-_KEY_PROBLEMS: dict[str, str] = {}
+#: Per database (by catalog): why the views calling a function cannot be read — another key than this
+#: process holds ("*"), or a function whose record is missing or was edited (by name). A statement
+#: reading such a view is refused before the engine runs it (see :func:`refusal`).
+_REFUSED: dict[str, dict[str, SqlmlError]] = {}
 
 
 def features(info: ModelVersion) -> list[tuple[str, str]]:
@@ -142,21 +144,35 @@ def define_for_views(engine: Engine, registry: Registry) -> None:
     """Define the scoring function of every view this database holds (sqlml attaching to a connection).
     Nothing here raises for a model's sake: a model that cannot be served (damaged, or signed with
     another key) makes its views fail naming why when they are read; every other view works."""
-    _KEY_PROBLEMS.pop(engine.current_database(), None)
-    called = {name for _, _, sql in engine.view_definitions() for name in CALLED.findall(sql)}
-    if not called or not registry.exists("scoring_functions"):
+    catalog = engine.current_database()
+    _REFUSED.pop(catalog, None)
+    called: dict[str, list[str]] = {}
+    for _, view, sql in engine.view_definitions():
+        for name in CALLED.findall(sql):
+            called.setdefault(name, []).append(view)
+    if not called:
         return
-    tables = registry.ensure()
-    rows = engine.fetch(f"SELECT * FROM {tables.scoring_functions} WHERE list_contains(?, name)", [sorted(called)])
-    columns = [c for (c,) in engine.fetch(f"SELECT column_name FROM (DESCRIBE {tables.scoring_functions})")]
+    rows, columns = [], []
+    if registry.exists("scoring_functions"):
+        tables = registry.ensure()
+        rows = engine.fetch(f"SELECT * FROM {tables.scoring_functions} WHERE list_contains(?, name)", [sorted(called)])
+        columns = [c for (c,) in engine.fetch(f"SELECT column_name FROM (DESCRIBE {tables.scoring_functions})")]
     problem = _key_problem(registry)
-    if problem:
-        _KEY_PROBLEMS[tables.catalog] = problem
+    refused: dict[str, SqlmlError] = {"*": SecretKeyError(problem)} if problem else {}
     models: dict[str, list[Function]] = {}
     for row in rows:
         function = _recorded(registry, dict(zip(columns, row)))
         if function is not None:
             models.setdefault(function.model, []).append(_defined(engine, function))
+    defined = {f.name for functions in models.values() for f in functions}
+    for name in set(called) - defined:
+        refused[name] = ModelIntegrityError(
+            f"View{'s' if len(called[name]) > 1 else ''} {', '.join(repr(v) for v in sorted(called[name]))} call"
+            f"{'' if len(called[name]) > 1 else 's'} the scoring function {name}, whose record in sqlml.scoring_functions "
+            "is missing or was modified outside sqlml, so it cannot be defined. Recreate the view (CREATE OR REPLACE "
+            "VIEW ... ML.PREDICT(...)).")
+    if refused:
+        _REFUSED[catalog] = refused
     for model, functions in models.items():
         try:
             refresh(registry, model)
@@ -179,13 +195,15 @@ def _recorded(registry: Registry, row: dict) -> Function | None:
     """The function a ``sqlml.scoring_functions`` row records, if its name is the one its definition
     gives (a row edited outside sqlml defines nothing). A row written before 0.4 records no output
     columns: they come from the model's versions, or the notes of its dropped ones."""
-    model, columns, ab = row["model"], [tuple(c) for c in json.loads(row["features"])], row["ab"]
-    if row.get("output") is not None:
-        shaped = json.loads(row["output"])
-        return Function(row["name"], model, columns, ab, shaped) \
-            if function_name(model, columns, ab, shaped) == row["name"] else None
-    if function_name(model, columns, ab) != row["name"]:
+    try:
+        model, columns, ab = row["model"], [tuple(c) for c in json.loads(row["features"])], row["ab"]
+        shaped = json.loads(row["output"]) if row.get("output") is not None else None
+        if function_name(model, columns, ab, shaped) != row["name"]:
+            return None
+    except (TypeError, ValueError, KeyError):
         return None
+    if shaped is not None:
+        return Function(row["name"], model, columns, ab, shaped)
     try:
         known = [v for v in registry.versions(model) if v.damage is None] or registry.dropped_versions(model)
     except SqlmlError:
@@ -203,13 +221,18 @@ def retire(engine: Engine, versions: list[ModelVersion]) -> None:
 
 
 def refusal(engine: Engine, sql: str) -> None:
-    """Refuse, before the engine runs it, a statement reading a view whose model this process cannot
-    verify because the database was signed with another key: the engine would abort the caller's open
-    transaction on the error; refused here, the transaction stays usable."""
-    problem = _KEY_PROBLEMS and _KEY_PROBLEMS.get(engine.current_database())
-    if problem and any(CALLED.search(text) and re.search(rf"(?i)\b{re.escape(view)}\b", sql)
-                       for _, view, text in engine.view_definitions()):
-        raise SecretKeyError(problem)
+    """Refuse, before the engine runs it, a statement reading a view that cannot be read (another key, a
+    scoring function that could not be defined): the engine would abort the caller's open transaction
+    on the error; refused here, the transaction stays usable."""
+    refused = _REFUSED.get(engine.current_database()) if _REFUSED else None
+    if not refused:
+        return
+    for _, view, text in engine.view_definitions():
+        if re.search(rf"(?i)\b{re.escape(view)}\b", sql):
+            for name in CALLED.findall(text):
+                error = refused.get("*") or refused.get(name)
+                if error is not None:
+                    raise error
 
 
 # --- the SQL a view holds ------------------------------------------------------------------------------
@@ -315,10 +338,10 @@ def _model(function: Function, state: Serving, version: int | None, view: str) -
     if held is None and version in function.refused:
         raise function.refused[version]
     if held is None:
-        raise ModelNotFoundError(f"Model '{function.model}' version {version} is served now, but this process does "
-                                 "not hold it: it was trained or deployed by another session, or it takes other "
-                                 "feature columns than this view passes. Reconnect (sqlml.connect or sqlml.register) "
-                                 "to pick it up, or recreate the view.")
+        raise ModelIntegrityError(f"Model '{function.model}' version {version} is served now (sqlml.serving), but no "
+                                  "stored version has the bytes its serving state names: the registry was modified "
+                                  "outside sqlml (or stored by another process since this one connected: reconnect "
+                                  "with sqlml.connect or sqlml.register).")
     info, blob = held
     return loaded.CACHE.get(info, lambda fingerprint: blob)
 

@@ -17,11 +17,14 @@ import textwrap
 import time
 from collections import OrderedDict
 
+import duckdb
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import sqlml
-from sqlml import datasets
+from sqlml import datasets, views
 from sqlml.errors import ModelIntegrityError, SqlmlError
 from sqlml.model import loaded as scoring
 from sqlml.registry import deployments
@@ -315,3 +318,117 @@ def test_kill_during_create_alter_and_drop_leaves_every_model_verifying(tmp_path
                 expected = [("male" if share > 0.5 else "female", pytest.approx(1 - share))] * len(expected)
             assert conn.sql(PREDICT.format(name, ROWS)).fetchall() == expected
         assert {n for (n,) in conn.sql("SELECT DISTINCT model FROM sqlml.deployments").fetchall()} >= {"m", "p"}
+
+
+# --- whatever is done to the registry by hand, what is served verifies ------------------------------------
+
+#: The references checked after each mutation, and the view over MODEL m.
+REFERENCES = ("m", "m VERSION 1", "m VERSION 2", "m VERSION 3", "m VERSION challenger", "p")
+#: Registry tables a mutation may touch, with their key columns.
+MUTABLE = {"models": ("name", "version"), "deployments": ("model", "seq"), "serving": ("model",),
+           "scoring_functions": ("name",)}
+#: 25 derandomized examples run in about a minute in CI; explore with e.g.
+#: SQLML_REGISTRY_FUZZ_EXAMPLES=500 SQLML_REGISTRY_FUZZ_RANDOM=1 python -m pytest tests/test_release_chain.py -k whatever
+EXAMPLES = int(os.environ.get("SQLML_REGISTRY_FUZZ_EXAMPLES", "25"))
+
+
+@pytest.fixture(scope="module")
+def truth(built, tmp_path_factory):
+    """The built database with a view over MODEL m, and what each reference serves in it."""
+    path = tmp_path_factory.mktemp("truth") / "truth.duckdb"
+    path.write_bytes(built.read_bytes())
+    fresh()
+    with sqlml.connect(str(path), progress=lambda m: None) as conn:
+        conn.sql(f"CREATE VIEW live AS {PREDICT.format('m', ROWS)}")
+        served = {ref: conn.sql(PREDICT.format(ref, ROWS)).fetchall() for ref in REFERENCES}
+    return path, served
+
+
+def edit_sql(kind: str, column: str, variant: int) -> str:
+    """An edit of one value by someone without the key: of a number, a text, a JSON document, a time, bytes."""
+    quoted = f'"{column}"'
+    if kind in ("INTEGER", "BIGINT", "DOUBLE"):
+        return [f"{quoted} + 1", f"{quoted} - 1", "NULL"][variant % 3]
+    if kind == "BOOLEAN":
+        return f"NOT {quoted}"
+    if kind == "TIMESTAMP":
+        return [f"{quoted} - INTERVAL 1 SECOND", f"{quoted} + INTERVAL 1 DAY"][variant % 2]
+    if kind == "BLOB":
+        return [f"{quoted}[:{40 + variant}]", f"{quoted}[:{100 + variant}] || '\\xAB'::BLOB || {quoted}[{102 + variant}:]",
+                f"(SELECT model FROM sqlml.models ORDER BY version DESC, name LIMIT 1)"][variant % 3]
+    return [f"{quoted} || ' '", f"replace({quoted}, '1', '2')", f"replace({quoted}, 'false', 'true')",
+            f"replace({quoted}, 'm', 'p')", "NULL", f"upper({quoted})"][variant % 6]
+
+
+@st.composite
+def mutations(draw):
+    """One hand edit of a registry table: delete a row, duplicate it under another key, reorder two rows
+    (swap their keys), swap them between models, or edit any column."""
+    table = draw(st.sampled_from(sorted(MUTABLE)))
+    action = draw(st.sampled_from(["delete", "duplicate", "reorder", "swap", "edit", "edit"]))
+    return table, action, draw(st.integers(0, 40)), draw(st.integers(0, 40)), draw(st.integers(0, 40))
+
+
+def mutate(raw, table: str, action: str, first: int, second: int, variant: int) -> bool:
+    """Apply one mutation on a plain DuckDB connection; False when the table's constraints refuse it."""
+    rows = [r for (r,) in raw.execute(f"SELECT rowid FROM sqlml.{table} ORDER BY rowid").fetchall()]
+    if not rows:
+        return False
+    a, b = rows[first % len(rows)], rows[second % len(rows)]
+    keys = MUTABLE[table]
+    columns = raw.execute(f"SELECT column_name, column_type FROM (DESCRIBE sqlml.{table})").fetchall()
+    try:
+        if action == "delete":
+            raw.execute(f"DELETE FROM sqlml.{table} WHERE rowid = ?", [a])
+        elif action == "duplicate":  # under another key: a later number, or another model's name
+            key = keys[-1]
+            changed = f"{key} + 100" if len(keys) > 1 else f"{key} || '_copy'"
+            raw.execute(f"INSERT INTO sqlml.{table} SELECT * REPLACE ({changed} AS {key}) FROM sqlml.{table} "
+                        "WHERE rowid = ?", [a])
+        elif action in ("reorder", "swap"):  # swap the last key column (reorder) or the model column (swap)
+            key = keys[-1] if action == "reorder" or len(keys) == 1 else keys[0]
+            if a == b:
+                return False
+            (x,), = raw.execute(f"SELECT {key} FROM sqlml.{table} WHERE rowid = ?", [a]).fetchall()
+            (y,), = raw.execute(f"SELECT {key} FROM sqlml.{table} WHERE rowid = ?", [b]).fetchall()
+            if x == y:
+                return False
+            placeholder = -1 if isinstance(x, int) else "__moving__"
+            raw.execute(f"UPDATE sqlml.{table} SET {key} = ? WHERE rowid = ?", [placeholder, a])
+            raw.execute(f"UPDATE sqlml.{table} SET {key} = ? WHERE rowid = ?", [x, b])
+            raw.execute(f"UPDATE sqlml.{table} SET {key} = ? WHERE rowid = ?", [y, a])
+        else:
+            column, kind = columns[variant % len(columns)]
+            raw.execute(f'UPDATE sqlml.{table} SET "{column}" = {edit_sql(kind, column, second)} WHERE rowid = ?', [a])
+    except duckdb.Error:  # a key or NOT NULL constraint: not a database sqlml could be left with
+        return False
+    return True
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("SQLML_REGISTRY_FUZZ_RANDOM"),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.lists(mutations(), min_size=1, max_size=2))
+def test_whatever_is_edited_by_hand_what_is_served_verifies_or_is_refused(truth, tmp_path_factory, edits):
+    """After any hand edits of the registry tables, connecting works; each of ML.PREDICT over every
+    reference, the view over MODEL m and the registry listing either gives exactly what the untouched
+    registry gave, or refuses with ModelIntegrityError."""
+    built_path, served = truth
+    path = tmp_path_factory.mktemp("mutated") / "mutated.duckdb"
+    path.write_bytes(built_path.read_bytes())
+    with duckdb.connect(str(path)) as raw:
+        applied = [mutate(raw, *edit) for edit in edits]
+    assume(any(applied))
+    fresh()
+    views._FUNCTIONS.clear()
+    with sqlml.connect(str(path), progress=lambda m: None) as conn:
+        for reference in REFERENCES:
+            try:
+                result = conn.sql(PREDICT.format(reference, ROWS)).fetchall()
+            except ModelIntegrityError:
+                continue
+            assert result == served[reference], (reference, edits)
+        try:
+            assert conn.sql("SELECT * FROM live").fetchall() == served["m"], edits
+        except ModelIntegrityError:
+            pass
+        conn.models().fetchall()  # the listing never fails

@@ -272,6 +272,7 @@ BUSY = ("Database busy: another process has '{path}' open for writing. While it 
 UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: (?:(\w+): )?(.*)", re.DOTALL)
 RAISED_IN_SQL = re.compile(r"^Invalid Input Error: (\w+Error): (.*)", re.DOTALL)  # error('ModelNotFoundError: …')
 MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+UNDEFINED = re.compile(r"Scalar Function with name (sqlml_serve_[0-9a-f]{16}) does not exist")
 
 
 def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = None) -> SqlmlError:
@@ -294,6 +295,12 @@ def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = No
         if isinstance(kind, type) and issubclass(kind, SqlmlError):
             return kind(udf.group(2))  # the sqlml error the scoring function raised, as it was raised
         return SqlmlError(message[udf.start(1) if udf.group(1) else udf.start(2):])
+    undefined = UNDEFINED.search(message)
+    if undefined:
+        return SqlmlError(f"A view calls sqlml's scoring function {undefined.group(1)}, which this connection has not "
+                          "defined: open the database with sqlml.connect, or call sqlml.register on the connection. If "
+                          "it was, the function's record in sqlml.scoring_functions is missing or was modified outside "
+                          "sqlml: recreate the view.")
     missing = MISSING_COLUMN.search(message)
     views = _scoring_views(connection, missing.group(1)) if missing and connection is not None else []
     if views:

@@ -49,12 +49,11 @@ CARRIED = "carried over from the log of an older sqlml"
 #: read in one query by ML.PREDICT and by every view when it runs. ``count`` is the number of entries
 #: since the state's genesis; an absent serving row leaves the first two lines empty.
 STATE_SQL = sqlglot.parse_one("""
-SELECT concat_ws(chr(10), coalesce(CAST(s.state AS VARCHAR), ''), coalesce(s.signature, ''),
-  (SELECT concat_ws(' ', count(*) FILTER (WHERE d.seq >= coalesce(CAST(s.state ->> 'genesis' AS BIGINT), 0)),
-                    coalesce(max(d.seq), 0), coalesce(arg_max(d.signature, d.seq), '-'),
-                    coalesce(arg_max(d.action, d.seq), '-'))
-   FROM __deployments AS d WHERE d.model = k.model))
-FROM (SELECT __model AS model) AS k LEFT JOIN __serving AS s ON s.model = k.model""", read="duckdb")
+SELECT concat_ws(chr(10), coalesce(max(CAST(s.state AS VARCHAR)), ''), coalesce(max(s.signature), ''),
+  concat_ws(' ', count(d.seq) FILTER (WHERE d.seq >= coalesce(CAST(s.state ->> 'genesis' AS BIGINT), 0)),
+            coalesce(max(d.seq), 0), coalesce(arg_max(d.signature, d.seq), '-'), coalesce(arg_max(d.action, d.seq), '-')))
+FROM (SELECT __model AS model) AS k LEFT JOIN __serving AS s ON s.model = k.model
+LEFT JOIN __deployments AS d ON d.model = k.model""", read="duckdb")
 
 
 @dataclass
@@ -83,6 +82,7 @@ class Serving:
     disabled: bool = False
     aliases: dict[str, int] = field(default_factory=dict)
     versions: dict[str, dict] = field(default_factory=dict)  # "3" → {"fingerprint": …, "threshold": …, "expires": …}
+    trained: list[int] = field(default_factory=list)  # the versions this incarnation trained and did not drop
     seq: int = 0
     incarnation: str | None = None  # None: written by sqlml before the chain
     genesis: int | None = None
@@ -130,17 +130,23 @@ def checked(model: str, text: str, read_log: t.Callable[[Serving], list[dict]] |
     if text in _VERIFIED:
         _VERIFIED.move_to_end(text)
         return _VERIFIED[text]
-    state, signature, head = text.split("\n")
-    count, seq, head_signature, action = head.split(" ")
+    try:
+        rest, head = text.rsplit("\n", 1)
+        state, signature = rest.rsplit("\n", 1)
+        count, seq, head_signature, action = head.split(" ", 3)
+        count, seq = int(count), int(seq)
+    except ValueError:
+        raise ModelIntegrityError(f"The serving state or deployments log of model '{model}' cannot be read: it was "
+                                  "modified outside sqlml.") from None
     if not state:
-        return _missing(model, int(seq), action)
+        return _missing(model, seq, action)
     serving = verified_serving(model, state, signature)
-    _check_head(serving, int(seq), head_signature)
+    _check_head(serving, seq, head_signature)
     if read_log is None:
         raise ModelIntegrityError(f"The deployments log of model '{model}' changed outside sqlml since this session "
                                   "verified it (its serving state and last entry are not the ones sqlml wrote). "
                                   "Reconnect to have it checked again.")
-    verify_chain(serving, read_log(serving), int(count))
+    verify_chain(serving, read_log(serving), count)
     remember(text, serving)
     return serving
 
@@ -207,10 +213,14 @@ def verify_chain(serving: Serving, entries: list[dict], count: int | None = None
                                       f"{entry['created_at']}, before the entry ahead of it ({when}).")
         previous, when = entry["signature"], entry["created_at"]
     replayed = replay(entries)
-    if (replayed.deployed, replayed.disabled, replayed.aliases) != (serving.deployed, serving.disabled, serving.aliases):
+    if _outcome(replayed) != _outcome(serving):
         raise ModelIntegrityError(f"The serving state of model '{model}' is not what its deployments log adds up to "
                                   f"(version {replayed.deployed} deployed, {'disabled' if replayed.disabled else 'enabled'}"
-                                  f", aliases {replayed.aliases}).")
+                                  f", aliases {replayed.aliases}, versions {replayed.trained}).")
+
+
+def _outcome(serving: Serving) -> tuple:
+    return serving.deployed, serving.disabled, serving.aliases, sorted(serving.trained)
 
 
 def _entry_error(model: str, entry: dict) -> ModelIntegrityError:
@@ -224,6 +234,7 @@ def replay(entries: list[dict]) -> Serving:
     state = Serving(entries[0]["model"] if entries else "")
     for entry in entries:
         action, version = entry["action"], entry["version"]
+        _trained(state, action, version)
         if action in DEPLOYING:
             state.deployed = version
         elif action in ("disable", "enable"):
@@ -235,6 +246,14 @@ def replay(entries: list[dict]) -> Serving:
         elif action == "drop_version":
             state.aliases = {a: v for a, v in state.aliases.items() if v != version}
     return state
+
+
+def _trained(serving: Serving, action: str, version: int | None) -> None:
+    """Training adds a version to those the incarnation holds; dropping it removes it."""
+    if action in ("trained_deployed", "trained_not_deployed"):
+        serving.trained = sorted({*serving.trained, version})
+    elif action == "drop_version":
+        serving.trained = [v for v in serving.trained if v != version]
 
 
 def verified_serving(model: str, state: str, signature: str) -> Serving:
@@ -359,6 +378,7 @@ class Deployments:
         self.engine.fetch(f"INSERT INTO {self.tables().deployments} ({', '.join(columns)}) "
                           f"VALUES ({', '.join('?' * len(columns))})", [entry[c] for c in columns])
         serving.seq, serving.head = entry["seq"], entry["signature"]
+        _trained(serving, decision.action, decision.version)
 
     def _now(self, serving: Serving) -> dt.datetime:
         """This transaction's time, never before the entry ahead (clocks may step back between sessions)."""

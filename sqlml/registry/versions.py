@@ -101,6 +101,7 @@ class Registry:
         model was never deployed), so a caller need not read it again."""
         numbers = self.numbers(name)
         if not numbers:
+            self._refuse_missing(name)
             known = sorted({n for (n,) in self.engine.fetch(f"SELECT DISTINCT name FROM {self.tables().models}")}) \
                 if self.exists() else []
             hint = f" Models in this database: {', '.join(known)}." if known else " This database has no models yet."
@@ -108,6 +109,10 @@ class Registry:
         serving = self.deployments.serving(name)
         number = _number(name, version, numbers, serving)
         if number not in numbers:
+            if serving is not None and number in serving.trained:
+                raise ModelIntegrityError(f"Model '{name}' version {number} is missing from sqlml.models although its "
+                                          "deployments log records it (trained, never dropped): it was deleted outside "
+                                          "sqlml.")
             if version is None:
                 raise ModelIntegrityError(f"Model '{name}' version {number} is deployed (sqlml.serving) but not stored: "
                                           "the registry was modified outside sqlml. Deploy a stored version with "
@@ -117,6 +122,18 @@ class Registry:
         info = self.trusted(self._row(name, number))
         _belongs(info, serving, named=version if isinstance(version, int) else None)
         return info, serving
+
+    def _refuse_missing(self, name: str) -> None:
+        """A model with no stored version but a live serving state lost its rows outside sqlml."""
+        if not self.exists("serving"):
+            return
+        try:
+            serving = self.deployments.serving(name)
+        except ModelNotFoundError:  # dropped
+            return
+        if serving is not None:
+            raise ModelIntegrityError(f"Model '{name}' has a serving state (version {serving.deployed} deployed) but no "
+                                      "version in sqlml.models: its rows were deleted outside sqlml.")
 
     def _row(self, name: str, number: int) -> ModelVersion:
         rows = self.engine.fetch(f"SELECT {', '.join(INFO_COLUMNS)}, signature FROM {self.tables().models} "
