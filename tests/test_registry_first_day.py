@@ -171,3 +171,15 @@ def test_the_right_key_again_serves_everything(wrong_key, monkeypatch):
     with sqlml.connect(str(path), progress=lambda m: None) as conn:
         assert {name: conn.sql(SCORED.format(f"{name}_scored")).fetchall() for name in "ab"} == expected
         assert json.loads(conn.sql("SELECT state FROM sqlml.serving WHERE model = 'a'").fetchall()[0][0])["seq"] == 2
+
+
+def test_the_dbt_plugin_opens_a_database_named_sqlml(tmp_path):
+    """dbt-duckdb calls the plugin on the connection of a profile whose path may be sqlml.duckdb."""
+    pytest.importorskip("dbt.adapters.duckdb")
+    from sqlml.dbt import plugin
+    raw = duckdb.connect(str(tmp_path / "sqlml.duckdb"))
+    plugin.Plugin.__new__(plugin.Plugin).configure_connection(raw)
+    tables = {t for (t,) in raw.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'sqlml' "
+                                        "AND schema_name = 'sqlml'").fetchall()}
+    assert {"models", "deployments", "serving", "training_runs", "key_check"} <= tables
+    raw.close()
