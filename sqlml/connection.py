@@ -73,7 +73,8 @@ class Connection:
         if not registry.exists():
             return engine.result(pa.table({"name": pa.array([], pa.string()), "version": pa.array([], pa.int32())}))
         found = registry.versions()
-        serving = {v.name: _serving(registry, v.name, v.version) for v in found}  # oldest first: the latest wins
+        latest = {v.name: v.version for v in found}  # oldest first: the latest wins
+        serving = {name: _serving(registry, name, version) for name, version in latest.items()}
         status = pa.table({"name": [v.name for v in found], "version": pa.array([v.version for v in found], pa.int32()),
                            "deployed": [serving[v.name].deployed == v.version for v in found],
                            "aliases": pa.array([sorted(a for a, n in serving[v.name].aliases.items() if n == v.version)
