@@ -106,8 +106,8 @@ def test_an_edit_of_any_column_is_refused_and_reported_and_the_rest_keeps_workin
         edited = next(r for r in rows(conn) if r["version"] != 1 and r["name"] in ("m", "m2"))
         assert edited[column] != next(r for r in before if r["version"] == 2 and r["name"] == "m")[column]
         with pytest.raises(ModelIntegrityError, match=r"Model 'm' version 2 (is damaged and cannot be used: its registry "
-                                                      r"row does not match its signature|is deployed \(sqlml.serving\) "
-                                                      r"but not stored)"):
+                                                      r"row does not match its signature|is missing from sqlml.models "
+                                                      r"although its deployments log records it)"):
             conn.sql(PREDICT.format("m", ROWS)).fetchall()
         assert conn.sql(PREDICT.format("m VERSION 1", ROWS)).fetchall() == served["m VERSION 1"]
         assert conn.sql(PREDICT.format("p", ROWS)).fetchall() == served["p"]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..errors import ModelIntegrityError, OptionError, SecretKeyError, SqlmlError
+from ..errors import DataError, OptionError, SqlmlError
 from ..model import bootstrap, metrics
 from ..model.baseline import Baseline, metric_values, primary_metric
 from ..model.kinds import CLUSTERING
@@ -90,9 +90,9 @@ def guarded(compare: t.Callable[[], Verdict]) -> Verdict:
     and the line says why. A registry that does not verify still refuses the statement."""
     try:
         return compare()
-    except (ModelIntegrityError, SecretKeyError):
-        raise
     except SqlmlError as e:
+        if not isinstance(e, DataError) and type(e) is not SqlmlError:  # bad options, a registry that does not verify
+            raise
         return Verdict(False, f"the deployed version cannot be scored on the current rows ({e.__class__.__name__}: "
                        f"{str(e).rstrip('.')}), so the two cannot be compared")
 
