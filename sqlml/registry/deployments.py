@@ -97,9 +97,6 @@ class Serving:
     def text(self) -> str:
         return json.dumps(self.fields())
 
-    def expires(self, version: int | None) -> str | None:
-        return (self.versions.get(str(version)) or {}).get("expires")
-
 
 def state_query(model: str, serving: exp.Expression, deployments: exp.Expression) -> exp.Select:
     """:data:`STATE_SQL` for ``model`` over the tables ``serving`` and ``deployments`` (table expressions)."""

@@ -196,7 +196,6 @@ class Registry:
                     trial = {**trial, "name": row["name"], "version": latest + 1}
                     signed = {**trial, "incarnation": serving.incarnation}
                     self._insert(tables.trials, {**trial, "signature": _sign(signed, SIGNED_TRIAL)})
-                self._note_key(tables)
                 gate = dataclasses.replace(gate, version=latest + 1, previous_version=serving.deployed)
                 if gate.action == "trained_deployed":
                     serving.deployed = latest + 1
@@ -217,8 +216,10 @@ class Registry:
         return self.deployments.current(name, numbers[-1], self._refreshed)
 
     def record(self, serving: Serving, decision: Decision) -> None:
-        """Log ``decision`` and store ``serving`` (inside the caller's transaction)."""
+        """Log ``decision`` and store ``serving`` (inside the caller's transaction), and keep a check of
+        the key the registry is signed with if there is none yet (a database of an older sqlml)."""
         self.deployments.record(self._refreshed(serving), decision)
+        self._note_key(self.tables())
 
     def _refreshed(self, serving: Serving) -> Serving:
         """``serving`` with the fingerprint, threshold and expiry of every version it names, as a view needs them."""
