@@ -119,8 +119,11 @@ def register(connection: duckdb.DuckDBPyConnection) -> Connection:
     data frames by name instead, and ``connection.register(name, frame)`` works as always."""
     engine = DuckDBEngine(connection)
     registry = Registry(engine)
-    if registry.exists():
-        registry.ensure()  # an older registry is brought up to date before any statement (and outside any transaction)
+    try:  # an older registry is brought up to date before any statement (and outside any transaction)
+        if registry.exists():
+            registry.ensure()
+    except SqlmlError:  # one opened read-only cannot be: the statements that read it say so
+        return Connection(connection)
     views.define_for_views(engine, registry)
     return Connection(connection)
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import sqlml
 from sqlml import cli, datasets
-from sqlml.errors import ModelIntegrityError
+from sqlml.errors import ModelIntegrityError, SqlmlError
 from sqlml.model import loaded as scoring
 from sqlml.registry import deployments
 from sqlml.registry.schema import Tables, migrations
@@ -214,6 +214,10 @@ def test_a_registry_written_by_an_older_sqlml_keeps_working_and_begins_its_chain
         conn.sql("ALTER MODEL m VERSION 2 SET ALIAS challenger")
         conn.sql("ALTER MODEL m DEPLOY VERSION 2")
     make_legacy(path)
+    with sqlml.connect(str(path), read_only=True, progress=lambda m: None) as conn:  # it cannot be migrated
+        with pytest.raises(SqlmlError, match=r"This database's registry was written by an older sqlml \(schema "
+                                             r"version 3; this sqlml reads version 4\), and it is open read-only"):
+            conn.sql(PREDICT.format("m", ROWS)).fetchall()
     with open_() as conn:  # migrated on connect
         assert conn.sql("SELECT max(version) FROM sqlml.schema_version").fetchall() == [(4,)]
         assert {name: conn.sql(PREDICT.format(name, ROWS)).fetchall() for name in served} == served

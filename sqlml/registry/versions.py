@@ -64,6 +64,12 @@ class Registry:
         tables = self.tables()
         if tables.catalog not in self._migrated:
             schema.migrate(self.engine, tables)
+            done, needed = schema.current_version(self.engine, tables), len(schema.migrations(tables))
+            if done < needed:  # read-only: it cannot be migrated now
+                raise SqlmlError(f"This database's registry was written by an older sqlml (schema version {done}; this "
+                                 f"sqlml reads version {needed}), and it is open read-only, so it cannot be brought up "
+                                 "to date. Open it read-write once (sqlml.connect(path)); nothing stored is changed "
+                                 "but the registry's new columns and tables.")
             self._migrated.add(tables.catalog)
         return tables
 
