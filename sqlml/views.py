@@ -39,7 +39,7 @@ from .model.preprocess import column_kind
 from .model.version import ModelVersion
 from .registry import deployments
 from .registry.deployments import Serving, verified_serving
-from .registry.schema import SCHEMA
+from .registry.schema import SCHEMA, qualified
 from .registry.versions import Registry
 
 PREFIX = "sqlml_serve_"
@@ -237,19 +237,19 @@ def refusal(engine: Engine, sql: str) -> None:
 
 # --- the SQL a view holds ------------------------------------------------------------------------------
 
-def _registry_table(table: str) -> exp.Expression:
-    """A registry table of the database the view is read in, named at run time (``query_table``): a
-    view's text loses its catalog, and ``sqlml.serving`` is ambiguous in a database called sqlml."""
-    catalog = exp.func("replace", exp.func("current_database"), exp.Literal.string('"'), exp.Literal.string('""'))
-    name = exp.DPipe(this=exp.DPipe(this=exp.Literal.string('"'), expression=catalog),
-                     expression=exp.Literal.string(f'".{SCHEMA}.{table}'))
-    return exp.Table(this=exp.Anonymous(this="query_table", expressions=[name]))
+def _registry_table(table: str, catalog: str) -> exp.Expression:
+    """A registry table as a view names it: ``sqlml.<table>``, which DuckDB binds in the view's own
+    catalog (an attached database, a renamed file). In a database called sqlml that name is ambiguous
+    to DuckDB, so there the view names the table by text, with its catalog (``query_table``)."""
+    if catalog.lower() != SCHEMA:
+        return exp.table_(table, db=SCHEMA)
+    return exp.Table(this=exp.Anonymous(this="query_table", expressions=[exp.Literal.string(qualified(catalog, table))]))
 
 
-def live_state_sql(model: str, view: str, dialect: str) -> str:
+def live_state_sql(model: str, view: str, catalog: str, dialect: str) -> str:
     """The model's serving state and log head as the view reads them when it runs; a dropped model
     fails here, in SQL, naming the model and the view."""
-    text = deployments.state_query(model, _registry_table("serving"), _registry_table("deployments"))
+    text = deployments.state_query(model, _registry_table("serving", catalog), _registry_table("deployments", catalog))
     message = (f"ModelNotFoundError: Model '{model}' was dropped: view '{view}' over it cannot score. Recreate the "
                "view over a stored model.")
     state = exp.column("t")
@@ -267,7 +267,7 @@ def scoring_sql(engine: Engine, function: Function, input_sql: str, view: str, s
     def literal(text: str) -> str:
         return exp.Literal.string(text).sql(engine.dialect)
 
-    live = live_state_sql(function.model, view, engine.dialect)
+    live = live_state_sql(function.model, view, engine.current_database(), engine.dialect)
     extra = [literal("\n".join(pinned)) if pinned else live, literal(view)]
     if function.ab:
         extra += [serve.split_key_sql(split_key, key_type, engine.dialect), repr(float(fraction))]
