@@ -11,10 +11,11 @@ import pyarrow as pa
 
 from . import views
 from .engines.duckdb import DuckDBEngine, Result, connect_duckdb, identifiers
-from .errors import ModelIntegrityError
+from .errors import SqlmlError
 from .executor import Executor
 from .registry.deployments import Serving
-from .registry.versions import INFO_COLUMNS, TABLE, Registry
+from .model.version import ModelVersion
+from .registry.versions import INFO_COLUMNS, LEGACY_NOTE, Registry
 
 #: (module, class) of the objects a statement may name as tables, as DuckDB's replacement scans take them.
 DATA_FRAMES = {("pandas", "DataFrame"), ("pyarrow", "Table"), ("pyarrow", "RecordBatch"), ("pyarrow", "RecordBatchReader"),
@@ -78,18 +79,19 @@ class Connection:
         if not registry.exists():
             return engine.result(pa.table({"name": pa.array([], pa.string()), "version": pa.array([], pa.int32())}))
         found = registry.versions()
-        serving = {v.name: _serving(registry, v.name, v.version) for v in found}  # oldest first: the latest wins
+        latest = {v.name: v.version for v in found}  # oldest first: the latest wins
+        serving = {name: _serving(registry, name, version) for name, version in latest.items()}
         status = pa.table({"name": [v.name for v in found], "version": pa.array([v.version for v in found], pa.int32()),
                            "deployed": [serving[v.name].deployed == v.version for v in found],
                            "aliases": pa.array([sorted(a for a, n in serving[v.name].aliases.items() if n == v.version)
                                                 for v in found], pa.list_(pa.string())),
                            "disabled": [serving[v.name].disabled for v in found],
-                           "status": [v.damage or "ok" for v in found]})
+                           "status": [_status(v) for v in found]})
         columns = ", ".join(f"m.{c}" for c in INFO_COLUMNS)
         self.duckdb.register("__sqlml_status", status)
         try:
             return engine.result(engine.read_arrow(
-                f"SELECT {columns}, s.deployed, s.aliases, s.disabled, s.status FROM {TABLE} AS m "
+                f"SELECT {columns}, s.deployed, s.aliases, s.disabled, s.status FROM {registry.tables().models} AS m "
                 "JOIN __sqlml_status AS s USING (name, version) ORDER BY m.name, m.version"))
         finally:
             self.duckdb.unregister("__sqlml_status")
@@ -137,8 +139,21 @@ def register(connection: duckdb.DuckDBPyConnection) -> Connection:
     connection, since they would find sqlml's own variables; the Connection's ``sql`` finds the caller's
     data frames by name instead, and ``connection.register(name, frame)`` works as always."""
     engine = DuckDBEngine(connection)
-    views.define_for_views(engine, Registry(engine))
+    registry = Registry(engine)
+    try:  # an older registry is brought up to date before any statement (and outside any transaction)
+        if registry.exists():
+            registry.ensure()
+    except SqlmlError:  # one opened read-only cannot be: the statements that read it say so
+        return Connection(connection)
+    views.define_for_views(engine, registry)
     return Connection(connection)
+
+
+def _status(info: ModelVersion) -> str:
+    """'ok'; or why the version is refused; or, for a row signed by an older sqlml, what its signature leaves out."""
+    if info.damage is not None:
+        return info.damage
+    return f"ok, but {LEGACY_NOTE}" if info.legacy else "ok"
 
 
 def _serving(registry: Registry, name: str, latest: int) -> Serving:
@@ -146,7 +161,7 @@ def _serving(registry: Registry, name: str, latest: int) -> Serving:
     its latest version. A hand-edited serving state is listed as serving nothing (using it is refused)."""
     try:
         serving = registry.deployments.serving(name) or Serving(name)
-    except ModelIntegrityError:
+    except SqlmlError:  # a state that does not verify (or another key): nothing is served
         return Serving(name)
     serving.deployed = latest if serving.deployed is None else serving.deployed
     return serving

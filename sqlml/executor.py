@@ -12,10 +12,10 @@ import pyarrow as pa
 
 from . import outputs, views
 from .engines.base import Engine
-from .errors import SecretKeyError, SqlmlError
+from .errors import DataError, SecretKeyError, SqlmlError
 from .functions import HANDLERS, check_applies
 from .functions.base import Call, Data, Stream
-from .model import drift, envelope, loaded
+from .model import drift, envelope, loaded, serve
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
 from .model.loaded import LoadedModel
@@ -68,11 +68,12 @@ class Executor:
         info, serving = self.registry.resolve_serving(name, version)
         if trial_id is None:
             return loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info)), serving
-        trial = trial_version(info, self.registry.trials(info.name, info.version), trial_id)
+        trial = trial_version(info, self.registry.trials(info), trial_id)
         return loaded.CACHE.get(trial, lambda fingerprint: self.registry.trial_blob(trial)), serving
 
     def train(self, step: Train) -> None:
-        exists = bool(self.registry.versions(step.name))
+        self._refuse_in_transaction("CREATE MODEL")
+        exists = bool(self.registry.numbers(step.name))
         if exists and step.if_not_exists:
             return None
         if exists and not step.replace:
@@ -120,12 +121,19 @@ class Executor:
         """The deploy gate's verdict on a new version (train/gate.py), against the deployed one, on the
         rows both held out (``table`` reads the new training query's rows again, where the gate finds them:
         only a retrain gated against a deployed version needs them)."""
-        deployed = self.load(name) if self.registry.versions(name) else None
-        if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
+        deployed = self.load(name) if self.registry.numbers(name) else None
+        if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse" \
+                or gate.incomparable(new, deployed):
             return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
+        return gate.guarded(lambda: self._compared(options, new, deployed, eval_data, on_training_rows, table))
+
+    def _compared(self, options: dict, new: LoadedModel, deployed: LoadedModel, eval_data: pa.Table,
+                  on_training_rows: bool, table: t.Callable[[], pa.Table]) -> gate.Verdict:
         if on_training_rows:  # no split: both are scored on the training rows, if the deployed can read them
             readable = set(deployed.preprocessor.input_columns) <= set(eval_data.column_names)
             return gate.decide(options, new, deployed, gate.Rows(eval_data, eval_data if readable else None), True)
+        if deployed.info.legacy:  # its training query is not signed: its held-out rows are not recomputed from it
+            return gate.decide(options, new, deployed, gate.unsigned_query_rows(deployed, eval_data), False)
         data = self._data(deployed, deployed.info.query)
         rows = gate.shared_rows(new, deployed, eval_data, table(), data.schema().names, data.table)
         return gate.decide(options, new, deployed, rows, False)
@@ -134,8 +142,9 @@ class Executor:
         if verdict.deploy:
             self.progress(f"Model '{name}' version {version} deployed: {verdict.reason}.")
         else:
+            remedy = verdict.remedy or f"ALTER MODEL {name} DEPLOY VERSION {version}"
             self.progress(f"Model '{name}' version {version} stored but NOT deployed: {verdict.reason}. "
-                          f"To deploy it anyway: ALTER MODEL {name} DEPLOY VERSION {version}.")
+                          f"To deploy it anyway: {remedy}.")
 
     def _ensure_key(self) -> None:
         """The first model of a database may create the secret key; a later one never does, since a new
@@ -151,7 +160,16 @@ class Executor:
                                  "run `sqlml key create`.")
         self.progress(f"Created a new secret key at {envelope.create_key()} (keep it: models are signed with it).")
 
+    def _refuse_in_transaction(self, statement: str) -> None:
+        """Model statements write the registry in a transaction of their own (a version, its log entry and
+        the serving state together or not at all): refused, before any work, inside the caller's."""
+        if self.engine.in_transaction():
+            raise SqlmlError(f"{statement} cannot run inside an open transaction: sqlml writes a model's versions, "
+                             "its deployments log and its serving state in one transaction of its own. COMMIT or "
+                             "ROLLBACK first (the open transaction is untouched).")
+
     def drop(self, step: Drop) -> None:
+        self._refuse_in_transaction("DROP MODEL")
         if step.version is not None:
             dropped = [Release(self.registry).drop_version(step.name, step.version)]
             self.progress(f"Model '{step.name}' version {dropped[0].version} dropped.")
@@ -163,7 +181,8 @@ class Executor:
         loaded.CACHE.forget([info.fingerprint for info in dropped])  # free them: nothing may serve them now
 
     def alter(self, step: Alter) -> None:
-        if not self.registry.versions(step.name):
+        self._refuse_in_transaction("ALTER MODEL")
+        if not self.registry.numbers(step.name):
             if step.if_exists:
                 return None
             self.registry.resolve(step.name)  # raises the not-found error with the known models
@@ -185,6 +204,7 @@ class Executor:
         self.progress(f"Model '{step.name}': version {serving.deployed} deployed, {state}; aliases: {aliases}.")
 
     def query(self, step: Query) -> t.Any:
+        views.refusal(self.engine, step.sql)
         sql = step.sql
         for view in step.views:
             sql = sql.replace(view.placeholder,
@@ -221,19 +241,27 @@ class Executor:
         if ab and "split_key" not in params:
             raise SqlmlError("A/B serving needs split_key, the column whose hash decides each row's arm: "
                              "STRUCT(0.2 AS challenger_fraction, 'id' AS split_key).")
-        info = self.registry.resolve(name, version)
+        info, serving = self.registry.resolve_serving(name, version)
         refuse_expired(info.name, info.version, info.options)
+        if serving is None or serving.incarnation is None:  # the view reads the chain: begin it now
+            self._refuse_in_transaction("CREATE VIEW over a model trained by an older sqlml")
+            with self.engine.transaction():
+                self.registry.serving_state(name)
         model_state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
         check_applies("PREDICT", model_state)
         function = views.define(self.engine, self.registry, info, ab)
         columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
+        key = params.get("split_key")
+        if ab and key not in columns.names:
+            raise DataError(f"A/B serving needs split_key, a column of the input whose hash decides each row's arm; "
+                            f"got {key!r}. Columns: {', '.join(columns.names)}.")
         if model_state.transform:
             transform.wrap_sql(model_state.transform, input_sql, columns.names)
             input_sql = transform.wrap_sql(model_state.transform, input_sql, None)
         else:
             model_state.preprocessor.check_columns(columns.empty_table())
         pinned = self.registry.pinned(info) if version is not None else None
-        return views.scoring_sql(self.engine, function, input_sql, view, params.get("split_key"),
+        return views.scoring_sql(self.engine, function, input_sql, view, key, columns.field(key).type if ab else None,
                                  params.get("challenger_fraction"), pinned)
 
     def compute(self, tf: TableFunction) -> pa.Table | Stream:
@@ -248,8 +276,11 @@ class Executor:
                           "ML.PREDICT serves its baseline.")
             function = "BASELINE"
         reader = None if function in catalog.RAW_INPUT else model  # skew reads the rows as given, before TRANSFORM
+        input_sql = tf.input_sql
+        if "challenger_fraction" in params and input_sql is not None:
+            input_sql = self._keyed(input_sql, params.get("split_key"))
         call = Call(function=function, model=model, params=params, argument=tf.argument,
-                    data=self._data(reader, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None,
+                    data=self._data(reader, input_sql, function == "TRANSFORM") if input_sql is not None else None,
                     data_b=self._data(None, tf.input_b_sql) if tf.input_b_sql is not None else None)
         if call.data is not None and hasattr(self.progress, "advance"):  # a progress bar of the rows read
             call.data = _counted(call.data, f"ML.{function}", self.progress)
@@ -260,11 +291,21 @@ class Executor:
                               data=call.data if shared else self._data(other, tf.input_sql))
         if "challenger_fraction" in params and model is not None:
             call.challenger = self.load(model.info.name, "challenger")
-        if model is not None and model.info.query:
+            refuse_expired(call.challenger.info.name, call.challenger.info.version, call.challenger.info.options)
+        if model is not None and model.info.query and not model.info.legacy:  # a query sqlml signed
             call.training = self._data(model, model.info.query)
         if tf.function in catalog.READS_TRIALS:
-            call.trials = self.registry.trials(model.info.name, model.info.version) if model else None
+            call.trials = self.registry.trials(model.info) if model else None
         return HANDLERS[function](call)
+
+    def _keyed(self, input_sql: str, key: t.Any) -> str:
+        """ML.PREDICT's A/B input with the canonical text of its split key (the one a view hashes too)."""
+        columns = self.engine.schema(input_sql)
+        if not isinstance(key, str) or key not in columns.names:
+            raise DataError(f"A/B serving needs split_key, a column of the input whose hash decides each row's arm; "
+                            f"got {key!r}. Columns: {', '.join(columns.names)}.")
+        text = serve.split_key_sql(key, columns.field(key).type, self.engine.dialect)
+        return f"SELECT *, {text} AS {serve.SPLIT_KEY} FROM ({input_sql}) AS __sqlml_keyed"
 
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training

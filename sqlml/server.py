@@ -31,6 +31,7 @@ import typing as t
 import pyarrow as pa
 
 from .errors import DatabaseBusyError, DataError, ModelNotFoundError, SqlmlError
+from .model.serve import SPLIT_KEY, split_key_sql
 
 MAX_BODY_BYTES = 10_000_000
 MAX_ROWS = 100_000
@@ -206,11 +207,28 @@ def predictions(models: Models, name: str, rows: list, request: dict) -> dict:
         challenger = served.loaded[served.aliases["challenger"]]
     function = "BASELINE" if served.disabled and version is None else "PREDICT"
     table = rows_table(model, rows, params.get("split_key"))
+    if challenger is not None:
+        table = with_split_key(table, params["split_key"])
     call = Call(function=function, model=model, params=params, data=Data.of_table(table), challenger=challenger)
     scored = HANDLERS[function](call).table()
-    columns = [c for c in scored.column_names if c not in table.column_names]
+    columns = [c for c in scored.column_names if c not in table.column_names and c != SPLIT_KEY]
     return {"model": name, "version": model.info.version, **({"baseline": True} if function == "BASELINE" else {}),
             "predictions": scored.select(columns).to_pylist()}
+
+
+def with_split_key(table: pa.Table, key: str) -> pa.Table:
+    """``table`` with the canonical text of its A/B split key, written by DuckDB from the same SQL that
+    ML.PREDICT and views hash (sqlml.model.serve.split_key_sql), so a key lands in the same arm everywhere."""
+    import duckdb
+
+    try:
+        text = split_key_sql(key, table.schema.field(key).type, "duckdb")
+    except DataError as e:
+        raise HTTPError(422, str(e)) from None
+    with duckdb.connect() as keys:
+        keys.register("request_rows", table)
+        column = keys.sql(f"SELECT {text} FROM request_rows").to_arrow_table().column(0)
+    return table.append_column(SPLIT_KEY, column)
 
 
 def rows_table(model: t.Any, rows: list, split_key: str | None) -> pa.Table:

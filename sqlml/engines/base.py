@@ -61,6 +61,9 @@ class Engine(t.Protocol):
     def transaction(self) -> t.ContextManager[None]:
         """One short write transaction, rolled back on any failure."""
 
+    def in_transaction(self) -> bool:
+        """Whether the caller has a transaction open on this engine's connection."""
+
     def define_scoring_function(self, name: str, function: ScoringFunction, features: list[tuple[str, str]],
                                 extra: list[str], output: pa.Schema) -> None:
         """Make ``name(struct of features, extra…)`` callable from SQL, for views; ``features`` are (name,

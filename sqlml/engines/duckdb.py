@@ -126,6 +126,8 @@ class DuckDBEngine:
         """Whether an explicit transaction is open: out of one, every statement gets a new transaction id."""
         return self.fetch("SELECT txid_current()") == self.fetch("SELECT txid_current()")
 
+    in_transaction = _in_transaction
+
     def schema(self, sql: str) -> pa.Schema:
         query = f"SELECT * FROM ({sql}) LIMIT 0"
         return self.guarded(lambda: self.connection.sql(query, params=self._bind(query)).to_arrow_table().schema)
@@ -302,7 +304,9 @@ BUSY = ("Database busy: another process has '{path}' open for writing. While it 
         "process open the file, not even read-only (several processes may read it only when none writes). "
         "Close the other program (a notebook, a dbt run, another sqlml run) or wait until it ends, then retry.")
 UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: (?:(\w+): )?(.*)", re.DOTALL)
+RAISED_IN_SQL = re.compile(r"^Invalid Input Error: (\w+Error): (.*)", re.DOTALL)  # error('ModelNotFoundError: …')
 MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+UNDEFINED = re.compile(r"Scalar Function with name (sqlml_serve_[0-9a-f]{16}) does not exist")
 
 
 def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = None) -> SqlmlError:
@@ -319,12 +323,18 @@ def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = No
     if isinstance(e, duckdb.IOException) and "lock" in message.lower():
         path = re.search(r'file "([^"]+)"', message)
         return DatabaseBusyError(BUSY.format(path=path.group(1) if path else "the database"))
-    udf = UDF_ERROR.search(message)
+    udf = UDF_ERROR.search(message) or RAISED_IN_SQL.search(message)
     if udf:
         kind = getattr(errors, udf.group(1) or "", None)
         if isinstance(kind, type) and issubclass(kind, SqlmlError):
             return kind(udf.group(2))  # the sqlml error the scoring function raised, as it was raised
         return SqlmlError(message[udf.start(1) if udf.group(1) else udf.start(2):])
+    undefined = UNDEFINED.search(message)
+    if undefined:
+        return SqlmlError(f"A view calls sqlml's scoring function {undefined.group(1)}, which this connection has not "
+                          "defined: open the database with sqlml.connect, or call sqlml.register on the connection. If "
+                          "it was, the function's record in sqlml.scoring_functions is missing or was modified outside "
+                          "sqlml: recreate the view.")
     missing = MISSING_COLUMN.search(message)
     views = _scoring_views(connection, missing.group(1)) if missing and connection is not None else []
     if views:

@@ -75,6 +75,11 @@ def secret_key() -> bytes:
     return _checked(text, str(path))
 
 
+def key_source() -> str:
+    """Where the key comes from, as a message names it."""
+    return "SQLML_SECRET_KEY" if os.environ.get("SQLML_SECRET_KEY") is not None else f"the key file {key_path()}"
+
+
 def key_exists() -> bool:
     return os.environ.get("SQLML_SECRET_KEY") is not None or key_path().exists()
 

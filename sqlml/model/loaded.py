@@ -246,7 +246,11 @@ class ModelCache:
                 # The caller's registry row: ALTER MODEL may have changed the threshold since. A copy,
                 # so callers holding other rows (a view's UDF, another thread) are not affected.
                 return dataclasses.replace(model, info=info)
-        model = LoadedModel.from_blob(info, load_blob(info.fingerprint))
+        blob = load_blob(info.fingerprint)
+        try:
+            model = LoadedModel.from_blob(info, blob)
+        except envelope.ModelIntegrityError as e:  # say which model
+            raise envelope.ModelIntegrityError(f"Model '{info.name}' version {info.version} cannot be loaded: {e}") from None
         with self._lock:
             self._models[info.fingerprint] = model
             while len(self._models) > self._size:
