@@ -13,8 +13,6 @@ import pyarrow as pa
 from . import outputs, views
 from .engines.base import Engine
 from .errors import SecretKeyError, SqlmlError
-from .functions import HANDLERS
-from .functions.base import Call, Data, Stream
 from .model import drift, envelope, loaded
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
@@ -26,8 +24,14 @@ from .registry.versions import Registry
 from .sql import catalog, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
-from .train import gate, tune
 from .train.labels import label_of, role_columns
+
+if t.TYPE_CHECKING:
+    from .functions.base import Data, Stream
+    from .train import gate
+
+# The handlers (functions/) and training (train/) are imported where they are used: connecting and
+# running plain SQL never load scikit-learn (tests/test_architecture.py).
 
 
 class Executor:
@@ -75,6 +79,7 @@ class Executor:
         if exists and not step.replace:
             raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
+        from .train import tune
         kind, checked = tune.resolve_options(step.options)  # fail on bad options before reading any data
         self._ensure_key()
         # ML.STANDARD_SCALER(x) OVER () ... in the training query: computed over its rows, stored as constants.
@@ -113,6 +118,7 @@ class Executor:
         """The deploy gate's verdict on a new version (train/gate.py), against the deployed one, on the
         rows both held out (``table`` reads the new training query's rows again, where the gate finds them:
         only a retrain gated against a deployed version needs them)."""
+        from .train import gate
         deployed = self.load(name) if self.registry.versions(name) else None
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
             return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
@@ -239,6 +245,7 @@ class Executor:
                           "ML.PREDICT serves its baseline.")
             function = "BASELINE"
         reader = None if function in catalog.RAW_INPUT else model  # skew reads the rows as given, before TRANSFORM
+        from .functions.base import Call
         call = Call(function=function, model=model, params=params, argument=tf.argument,
                     data=self._data(reader, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None,
                     data_b=self._data(None, tf.input_b_sql) if tf.input_b_sql is not None else None)
@@ -253,6 +260,7 @@ class Executor:
             call.training = self._data(model, model.info.query)
         if tf.function in catalog.READS_TRIALS:
             call.trials = self.registry.trials(model.info.name, model.info.version) if model else None
+        from .functions import HANDLERS
         return HANDLERS[function](call)
 
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
@@ -260,5 +268,6 @@ class Executor:
         (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
             sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
+        from .functions.base import Data
         return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql)

@@ -10,6 +10,10 @@ from ``SQLML_SECRET_KEY``, else from the file named by ``SQLML_KEY_FILE``, else 
 a key must have at least 32 bytes. A database moved to another machine needs the same key there.
 Registry rows are signed with the same key (:func:`sign`), binding the bytes to their name,
 version, type, label, schema and options.
+
+Signing and verifying need only ``hashlib`` and ``hmac``: skops (and with it scikit-learn, scipy and
+pandas) is imported when bytes are written or read back as a model, so opening a database and running
+plain SQL never loads it.
 """
 
 from __future__ import annotations
@@ -22,9 +26,6 @@ import secrets
 import struct
 import typing as t
 from pathlib import Path
-
-import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from ..errors import ModelIntegrityError, SecretKeyError
 
@@ -116,6 +117,7 @@ def signed(fields: dict, signature: str | None) -> bool:
 def dumps(estimator: t.Any, header: dict, parts: dict | None = None) -> bytes:
     """Serialize ``estimator`` with its JSON ``header`` (preprocessing, classes) and sign both.
     ``parts``: other fitted objects kept beside it (a CBPE calibrator), named in the header's ``parts``."""
+    import skops.io as sio
     if parts:
         estimator, header = {"estimator": estimator, **parts}, {**header, "parts": sorted(parts)}
     body = sio.dumps(estimator)
@@ -150,6 +152,8 @@ def loads_parts(blob: bytes) -> tuple[t.Any, dict, dict]:
         )
     (length,) = struct.unpack(">I", payload[:4])
     header = json.loads(payload[4:4 + length])
+    import skops.io as sio  # only once the tag verified: bytes sqlml wrote
+    from skops.io.exceptions import UntrustedTypesFoundException
     try:
         loaded = sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES)
     except UntrustedTypesFoundException as e:

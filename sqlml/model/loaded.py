@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import typing as t
 from collections import OrderedDict
@@ -16,22 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from scipy import special
-from threadpoolctl import ThreadpoolController
 
 from . import envelope
 from .kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
 from .preprocess import Preprocessor
 from .version import ModelVersion
 
-#: Created once: discovering the BLAS/OpenMP libraries costs ~20 ms, limiting them then ~50 µs.
-THREADPOOLS = ThreadpoolController()
 SMALL_BATCH_ROWS = 20_000  # below this, one thread per call: OpenMP start-up swamps the work
+
+
+@functools.cache
+def threadpools() -> t.Any:
+    """Created once, on first use: discovering the BLAS/OpenMP libraries costs ~20 ms (and imports
+    threadpoolctl), limiting them then ~50 µs."""
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
 
 
 def thread_limit(rows: int):
     """Cap native thread pools for small batches (the 2,048-row UDF calls); big batches use them all."""
-    return THREADPOOLS.limit(limits=1) if rows < SMALL_BATCH_ROWS else contextlib.nullcontext()
+    return threadpools().limit(limits=1) if rows < SMALL_BATCH_ROWS else contextlib.nullcontext()
 
 
 LABEL_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
@@ -143,6 +148,7 @@ class LoadedModel:
 
     def linear_probabilities(self, data: pa.Table) -> np.ndarray:
         """LogisticRegression.predict_proba from :meth:`linear_decision`."""
+        from scipy import special
         decision = self.linear_decision(data)
         if decision.shape[1] == 1:
             positive = special.expit(decision[:, 0])
