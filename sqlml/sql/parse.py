@@ -11,6 +11,7 @@ cost of parsing it: an 11 MB INSERT is DuckDB's to read. Statements written for 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import re
 import typing as t
@@ -22,7 +23,8 @@ from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokens import Token, TokenType
 
 from ..errors import SqlmlParseError
-from .dialect import INPUT_DIALECTS
+from .dialect import INPUT_DIALECTS, ML_FUNCTIONS
+from .transform_functions import MULTI, SINGLE
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 #: What a DuckDB statement is made of, up to its semicolon. The match stops early at a string, quoted
@@ -51,6 +53,9 @@ _SQLML = re.compile(r'MODEL|ML\s*\.|"ML"\s*\.')
 #: ... and what sqlml rewrites in plain SQL (parsed if sqlglot can, else run as written).
 _REWRITTEN = re.compile(r"GENERATE_ARRAY|`[^`]*\.[^`]*`")
 _WORD = re.compile(r"[\w$]")
+_ML_CALL = re.compile(r"(?<![\w$])ML\s*\.\s*([A-Z_][A-Z0-9_]*)\s*\(")
+#: Every ML.<name>( sqlml knows: the table functions and the preprocessing functions.
+KNOWN_ML = sorted({*ML_FUNCTIONS, *SINGLE, *MULTI})
 
 
 def parse(text: str, dialect: str = "duckdb") -> list[exp.Expr]:
@@ -166,6 +171,9 @@ def _quiet_passthrough() -> t.Iterator[None]:
 
 def _parsed(piece: Piece, text: str, read: str, must: bool) -> list[exp.Expr]:
     """``piece`` parsed by sqlglot in ``read``; if it cannot be and need not be (``must``), as written."""
+    unknown = _unknown_function(piece, text) if must else None
+    if unknown is not None:
+        raise unknown
     try:
         parsed = [s for s in sqlglot.parse(piece.text, read=read) if s is not None]
     except TokenError as e:
@@ -214,6 +222,23 @@ def _tokenized_pieces(text: str, read: str) -> t.Iterator[Piece]:
             statement = []
         else:
             statement.append(token)
+
+
+def _unknown_function(piece: Piece, text: str) -> SqlmlParseError | None:
+    """An ``ML.<name>(`` sqlml does not know (``ML.PREDICTT``), named with the closest it knows (the
+    parser itself would only say what it expected next: "Expecting )")."""
+    code = _NOT_CODE.sub(lambda found: " " * len(found.group()), piece.text.upper())
+    for found in _ML_CALL.finditer(code):
+        name = found.group(1)
+        if name not in KNOWN_ML:
+            close = difflib.get_close_matches(name, KNOWN_ML, n=1)
+            offset = piece.start + found.start()
+            line_start = text.rfind("\n", 0, offset) + 1
+            hint = f" Did you mean ML.{close[0]}?" if close else ""
+            return SqlmlParseError(f"Unknown function ML.{name} (line {text.count(chr(10), 0, offset) + 1}, column "
+                                   f"{offset - line_start + 1}).{hint} sqlml's ML.* functions: "
+                                   f"{', '.join('ML.' + f for f in KNOWN_ML)}.")
+    return None
 
 
 def _parse_error(e: ParseError, text: str, offset: int) -> SqlmlParseError:
