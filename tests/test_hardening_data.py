@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import typing as t
 
 import numpy as np
 import pandas as pd
@@ -249,34 +252,46 @@ def test_a_fit_bigger_than_the_memory_limit_is_refused_before_it_starts():
 
 
 def test_ctrl_c_during_training_stops_cleanly_and_stores_nothing(tmp_path):
+    """SIGINT as soon as the CLI says the fit starts. Robust on a busy machine: the first version is made
+    in this process (no second CLI start), the child's stderr is read by a thread so no wait can block
+    for ever, and the deadlines are generous because a child that behaves ends at once anyway."""
     db = str(tmp_path / "w.duckdb")
-    first = tmp_path / "first.sql"
-    first.write_text("CREATE MODEL slow OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target']) AS "
-                     "SELECT * FROM breast_cancer;")
-    cli = [sys.executable, "-c", "from sqlml.cli import main; main()"]
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    subprocess.run([*cli, "run", str(first), "--db", db, "--dataset", "breast_cancer"], check=True, env=env,
-                   capture_output=True, timeout=120)
+    with sqlml.connect(db, progress=lambda message: None) as conn:
+        datasets.load(conn.duckdb, "breast_cancer")
+        conn.sql("CREATE MODEL slow OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target']) AS "
+                 "SELECT * FROM breast_cancer")
     second = tmp_path / "second.sql"
     second.write_text("CREATE OR REPLACE MODEL slow OPTIONS (model_type = 'boosted_tree_classifier', "
                       "input_label_cols = ['target'], max_iterations = 10000, early_stop = FALSE, learn_rate = 0.01, "
                       "max_tree_depth = 8) AS SELECT * FROM breast_cancer;")
-    child = subprocess.Popen([*cli, "run", str(second), "--db", db], env=env, stderr=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    seen = ""
-    while "Training boosted_tree_classifier" not in seen:
-        line = child.stderr.readline()
-        assert line, f"the CLI ended before training: {seen}"
-        seen += line
-    time.sleep(0.5)
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
-    assert child.returncode == 130
-    assert err.strip() == "Interrupted: nothing was stored." and "Traceback" not in err
+    child = subprocess.Popen([sys.executable, "-c", "from sqlml.cli import main; main()", "run", str(second), "--db", db],
+                             env={**os.environ, "PYTHONPATH": os.getcwd()}, stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_forward, args=(child.stderr, lines), daemon=True).start()
+    seen = []
+    try:
+        while not (seen and "Training boosted_tree_classifier" in seen[-1]):
+            line = lines.get(timeout=600)
+            assert line is not None, f"the CLI ended before training: {''.join(seen)}"
+            seen.append(line)
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=600) == 130
+    finally:
+        child.kill()
+    after = "".join(iter(lines.get, None))
+    assert after.strip() == "Interrupted: nothing was stored." and "Traceback" not in after
     import duckdb
     with duckdb.connect(db, read_only=True) as check:
         assert check.sql("SELECT version, model_type FROM sqlml.models WHERE name = 'slow'").fetchall() == \
             [(1, "logistic_reg")]
+
+
+def _forward(stream: t.TextIO, into: queue.Queue) -> None:
+    """Each line of ``stream``, then None at its end."""
+    for line in stream:
+        into.put(line)
+    into.put(None)
 
 
 def test_default_logistic_reg_is_as_good_as_sklearns_default_pipeline(conn):
