@@ -47,7 +47,7 @@ class Executor:
     def run(self, text: str) -> t.Any:
         """Run every statement in ``text``; return the last one's result (a relation, or None)."""
         result = None
-        for statement in parse(text, self.dialect):
+        for statement in parse(text, self.dialect, self.engine.dialect):
             result = self.run_step(self.planner.plan(statement))
         return result
 

@@ -174,10 +174,11 @@ def test_drift_over_the_whole_double_range(db, unchanged):
 def test_drift_refuses_a_type_without_statistics_by_name(db, unchanged, sql_type, description):
     value = {"INTERVAL": "INTERVAL 3 DAY", "BLOB": "'\\x01'::BLOB", "INTEGER[]": "[1, 2]",
              "STRUCT(a INTEGER)": "{'a': 1}"}[sql_type]
-    with pytest.raises(DataError, match=rf"Column 'x' has type {description}.*: neither a number nor a string, boolean, "
-                                        r"date or time .* which ML.VALIDATE_DATA_DRIFT cannot compare"):
+    with pytest.raises(DataError, match=rf"Column 'x' is neither a number nor a string, boolean, date or time: its "
+                                        rf"type is {description}.* which ML.VALIDATE_DATA_DRIFT cannot compare"):
         drift(db, f"SELECT {value}::{sql_type} AS x, 1 AS y", f"SELECT {value}::{sql_type} AS x, 2 AS y")
-    with pytest.raises(DataError, match=rf"Column 'bill_length_mm' has type {description}.*ML.VALIDATE_DATA_SKEW"):
+    with pytest.raises(DataError, match=rf"Column 'bill_length_mm' is .* its type is {description}.*"
+                                        r"ML.VALIDATE_DATA_SKEW"):
         db.sql(f"SELECT * FROM ML.VALIDATE_DATA_SKEW(MODEL m, (SELECT * REPLACE ({value}::{sql_type} AS bill_length_mm) "
                "FROM p))")
 
@@ -244,10 +245,10 @@ def test_the_latest_expiration_bigquery_stores_is_kept(db):
 
 
 @pytest.mark.parametrize("model_type, metric, message", [
-    ("logistic_reg", "rocauc", "Unknown primary_metric 'rocauc' for a classification model (logistic_reg). Did you "
+    ("logistic_reg", "rocauc", "primary_metric 'rocauc' is not a metric of a classification model (logistic_reg). Did you "
                                "mean 'roc_auc'? Valid primary metrics: roc_auc, pr_auc, log_loss, f1_score, precision, "
                                "recall, accuracy."),
-    ("linear_reg", "roc_auc", "Unknown primary_metric 'roc_auc' for a regression model (linear_reg). Valid primary "
+    ("linear_reg", "roc_auc", "primary_metric 'roc_auc' is not a metric of a regression model (linear_reg). Valid primary "
                               "metrics: r2_score, mean_absolute_error, mean_squared_error, mean_squared_log_error, "
                               "median_absolute_error, explained_variance."),
 ])
@@ -260,7 +261,7 @@ def test_an_unknown_primary_metric_is_refused_at_create(db, unchanged, model_typ
 
 
 def test_a_primary_metric_of_the_wrong_task_fails_every_auto_trial_by_name(db, unchanged):
-    with pytest.raises(DataError, match=r"Every trial failed; trial 1: Unknown primary_metric 'r2_score' for a "
+    with pytest.raises(DataError, match=r"Every trial failed; trial 1: primary_metric 'r2_score' is not a metric of a "
                                         r"classification model \(logistic_reg\)"):
         db.sql("CREATE MODEL n OPTIONS (model_type = 'auto', input_label_cols = ['sex'], primary_metric = 'r2_score', "
                "max_trials = 1) AS SELECT * EXCLUDE (id, day) FROM p")

@@ -76,10 +76,10 @@ def shared_kinds(base: dict[str, str | None], study: dict[str, str | None], side
     unusable = [name for name in common if base[name] is None or study[name] is None]
     if unusable:
         name = unusable[0]
-        raise DataError(f"Column '{name}' has type {types.get(name, 'unknown')}: neither a number nor a string, "
-                        f"boolean, date or time (an INTERVAL, BLOB, BIT, LIST or STRUCT), which ML.{function} cannot "
-                        f"compare. Convert it in the query (e.g. epoch({name}) for an INTERVAL, "
-                        f"CAST({name} AS VARCHAR)) or leave it out.")
+        raise DataError(f"Column '{name}' is neither a number nor a string, boolean, date or time: its type is "
+                        f"{types.get(name, 'unknown')} (an INTERVAL, BLOB, BIT, LIST or STRUCT has no statistics), "
+                        f"which ML.{function} cannot compare. Convert it in the query (e.g. epoch({name}) for an "
+                        f"INTERVAL, CAST({name} AS VARCHAR)) or leave it out.")
     return {name: base[name] for name in common if base[name] == study[name]}
 
 

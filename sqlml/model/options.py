@@ -130,7 +130,8 @@ def primary_metric(name: str, model_type: str) -> str:
     close = difflib.get_close_matches(name.lower(), valid, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     what = f"a {kind.task} model ({model_type})" if kind else "model_type 'auto' (a classifier or a regressor)"
-    raise OptionError(f"Unknown primary_metric {name!r} for {what}.{hint} Valid primary metrics: {', '.join(valid)}.")
+    raise OptionError(f"primary_metric {name!r} is not a metric of {what}.{hint} Valid primary metrics: "
+                      f"{', '.join(valid)}.")
 
 
 def applies_to(name: str, option: Option) -> tuple[str, ...] | str:

@@ -58,10 +58,12 @@ _ML_CALL = re.compile(r"(?<![\w$])ML\s*\.\s*([A-Z_][A-Z0-9_]*)\s*\(")
 KNOWN_ML = sorted({*ML_FUNCTIONS, *SINGLE, *MULTI})
 
 
-def parse(text: str, dialect: str = "duckdb") -> list[exp.Expr]:
-    """Parse one or more statements written in ``dialect`` ('duckdb' or 'bigquery'); errors carry line
-    and column. A plain DuckDB statement is kept as written (an ``exp.Command``, run as it is);
-    sqlml's own statements, and every statement written for BigQuery, must parse."""
+def parse(text: str, dialect: str = "duckdb", engine: str = "sqlml") -> list[exp.Expr]:
+    """Parse one or more statements written in ``dialect`` ('duckdb' or 'bigquery') for an engine whose
+    sqlglot dialect is ``engine`` (DuckDB's: 'sqlml'); errors carry line and column. A plain DuckDB
+    statement for DuckDB is kept as written (an ``exp.Command``, run as it is); for another engine it
+    is parsed so that it can be written in the engine's dialect (as written only if sqlglot cannot read
+    it). sqlml's own statements, and every statement written for BigQuery, must parse."""
     if dialect not in INPUT_DIALECTS:
         raise SqlmlParseError(f"Unknown SQL dialect {dialect!r}; sqlml reads {' and '.join(INPUT_DIALECTS)}.")
     read = INPUT_DIALECTS[dialect]
@@ -71,7 +73,8 @@ def parse(text: str, dialect: str = "duckdb") -> list[exp.Expr]:
         statements = []
         for piece in split(text):
             need = _needs_parsing(piece.text)
-            statements += [_as_written(piece)] if need is None else _parsed(piece, text, read, must=need)
+            statements += ([_as_written(piece)] if need is None and read == engine
+                           else _parsed(piece, text, read, must=bool(need)))
         return statements
 
 
@@ -171,16 +174,13 @@ def _quiet_passthrough() -> t.Iterator[None]:
 
 def _parsed(piece: Piece, text: str, read: str, must: bool) -> list[exp.Expr]:
     """``piece`` parsed by sqlglot in ``read``; if it cannot be and need not be (``must``), as written."""
-    unknown = _unknown_function(piece, text) if must else None
-    if unknown is not None:
-        raise unknown
     try:
         parsed = [s for s in sqlglot.parse(piece.text, read=read) if s is not None]
     except TokenError as e:
         raise _not_closed(e) from None
     except ParseError as e:
         if must:
-            raise _parse_error(e, text, piece.start) from None
+            raise _unknown_function(piece, text) or _parse_error(e, text, piece.start) from None
         return [_as_written(piece)]
     except (RecursionError, *SQLGLOT_CRASHES) as e:  # DuckDB itself may still read the statement
         if must:
@@ -225,8 +225,10 @@ def _tokenized_pieces(text: str, read: str) -> t.Iterator[Piece]:
 
 
 def _unknown_function(piece: Piece, text: str) -> SqlmlParseError | None:
-    """An ``ML.<name>(`` sqlml does not know (``ML.PREDICTT``), named with the closest it knows (the
-    parser itself would only say what it expected next: "Expecting )")."""
+    """In a statement that does not parse, an ``ML.<name>(`` sqlml does not know (``ML.PREDICTT(MODEL m,
+    …``), named with the closest it knows: the parser itself would only say what it expected next
+    ("Expecting )"). An unknown name in a statement that parses is named by the planner, which knows
+    whether a table function or a preprocessing function belongs there."""
     code = _NOT_CODE.sub(lambda found: " " * len(found.group()), piece.text.upper())
     for found in _ML_CALL.finditer(code):
         name = found.group(1)
@@ -235,8 +237,8 @@ def _unknown_function(piece: Piece, text: str) -> SqlmlParseError | None:
             offset = piece.start + found.start()
             line_start = text.rfind("\n", 0, offset) + 1
             hint = f" Did you mean ML.{close[0]}?" if close else ""
-            return SqlmlParseError(f"Unknown function ML.{name} (line {text.count(chr(10), 0, offset) + 1}, column "
-                                   f"{offset - line_start + 1}).{hint} sqlml's ML.* functions: "
+            return SqlmlParseError(f"ML.{name} is not a function sqlml knows (line {text.count(chr(10), 0, offset) + 1}, "
+                                   f"column {offset - line_start + 1}).{hint} sqlml's ML.* functions: "
                                    f"{', '.join('ML.' + f for f in KNOWN_ML)}.")
     return None
 
