@@ -139,11 +139,11 @@ def test_classes_absent_from_the_training_split_are_named(conn):
 
 
 def test_early_stopping_is_turned_off_when_the_rows_cannot_be_split_for_it(conn):
-    conn.sql("CREATE TABLE many AS SELECT (range % 1000)::VARCHAR AS cls, (range % 7)::DOUBLE AS x FROM range(3000)")
+    conn.sql("CREATE TABLE many AS SELECT (range % 12)::VARCHAR AS cls, (range % 7)::DOUBLE AS x FROM range(48)")
     conn.sql("CREATE MODEL b OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['cls'], "
              "data_split_method = 'NO_SPLIT', max_iterations = 2) AS SELECT * FROM many")
     notes = conn.sql("SELECT DISTINCT notes FROM ML.TRAINING_INFO(MODEL b)").fetchall()[0][0]
-    assert ("early_stop turned off: 3,000 training row(s) are too few to hold out the 10 % validation rows it needs "
+    assert ("early_stop turned off: 48 training row(s) are too few to hold out the 10 % validation rows it needs "
             "(at least two rows per class).") in notes
 
 
@@ -152,7 +152,7 @@ def test_early_stopping_is_turned_off_when_the_rows_cannot_be_split_for_it(conn)
     ("dnn_regressor", "1.0"), ("logistic_reg", "1"), ("boosted_tree_classifier", "1"),
     ("random_forest_classifier", "1"), ("dnn_classifier", "1"), ("kmeans", None)])
 def test_one_row_training_for_every_model_type(conn, model_type, label):
-    statement = (f"CREATE MODEL one OPTIONS (model_type = '{model_type}'"
+    statement = (f"CREATE MODEL one OPTIONS (model_type = '{model_type}', random_seed = 1"  # the MLP's start
                  + (", input_label_cols = ['y']) AS SELECT 2.0 AS x, " + label + " AS y" if label else
                     ") AS SELECT 2.0 AS x"))
     if model_type == "kmeans":
