@@ -69,6 +69,7 @@ def parse(text: str, dialect: str = "duckdb", engine: str = "sqlml") -> list[exp
     read = INPUT_DIALECTS[dialect]
     with _quiet_passthrough():
         if dialect != "duckdb":
+            from . import dialect_bigquery  # noqa: F401  registers sqlglot's 'sqlmlbigquery'
             return [s for piece in _tokenized_pieces(text, read) for s in _parsed(piece, text, read, must=True)]
         statements = []
         for piece in split(text):
