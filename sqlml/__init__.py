@@ -46,8 +46,7 @@ _LAZY = {"Connection": "connection", "connect": "connection", "register": "conne
 
 def load_ipython_extension(ipython: t.Any) -> None:
     """``%load_ext sqlml``: the ``%sqlml`` / ``%%sqlml`` magic (sqlml.magic, imported only now)."""
-    from .magic import load_ipython_extension as load
-    load(ipython)
+    importlib.import_module(".magic", __name__).load_ipython_extension(ipython)
 
 
 def __getattr__(name: str) -> t.Any:

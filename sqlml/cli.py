@@ -29,7 +29,8 @@ FORMATS = ("table", "csv", "json")
 
 def db_option(command: t.Callable) -> t.Callable:
     return click.option("--db", "db_path", default=":memory:", show_default=True,
-                        help="DuckDB database file (`run` creates it if missing).")(command)
+                        help="DuckDB database file (`run` creates it if missing; `models` and `card` read an "
+                             "existing one).")(command)
 
 
 def user_errors(command: t.Callable) -> t.Callable:
@@ -95,7 +96,8 @@ def models(db_path: str, output_format: str) -> None:
     """List the models in the registry, one row per version: whether it is the deployed one, the
     aliases naming it, whether the model is disabled (its kill switch), and the version's status."""
     import sqlml
-    with sqlml.connect(db_path, read_only=db_path != ":memory:", create=False) as conn:
+    existing_database(db_path, "models")
+    with sqlml.connect(db_path, read_only=True, create=False) as conn:
         if not conn.executor.registry.exists():
             click.echo("No models yet.", err=True)
             return
@@ -138,7 +140,8 @@ def card(model: str, db_path: str, output: str, data_sql: str | None, slice_by: 
         raise click.UsageError("--time-window needs --time-column: the DATE or TIMESTAMP column to window by.")
 
     from .functions.card import card_query
-    with sqlml.connect(db_path, read_only=db_path != ":memory:", create=False) as conn:
+    existing_database(db_path, f"card {model}")
+    with sqlml.connect(db_path, read_only=True, create=False) as conn:
         (html,) = conn.sql(card_query(model, data_sql, slice_by, sensitive_col, time_column=time_column,
                                        time_window=time_window)).fetchall()[0]
     try:
@@ -165,6 +168,16 @@ def serve(db_path: str, host: str, port: int, workers: int, model: str | None, m
     """Score over HTTP with the models of a database (see docs/serving.md)."""
     from .server import Settings, serve as run_server
     run_server(Settings(os.path.abspath(db_path), model, max_body_bytes, max_rows, refresh), host, port, workers)
+
+
+def existing_database(db_path: str, command: str) -> None:
+    """``models`` and ``card`` read the models of a database file: refuse none given, or a missing one."""
+    if db_path == ":memory:":
+        raise click.UsageError(f"No database given: name the file whose models to read, e.g. "
+                               f"sqlml {command} --db warehouse.duckdb.")
+    if not os.path.exists(db_path):
+        raise click.ClickException(f"No database file at '{db_path}' (working directory {os.getcwd()}). Check the "
+                                   "path; `sqlml run FILE --db PATH` creates a database.")
 
 
 def warn_if_below_baseline(relation: t.Any) -> None:

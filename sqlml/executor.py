@@ -13,8 +13,6 @@ import pyarrow as pa
 from . import outputs, views
 from .engines.base import Engine
 from .errors import DataError, SecretKeyError, SqlmlError
-from .functions import HANDLERS, check_applies
-from .functions.base import Call, Data, Stream
 from .model import drift, envelope, loaded, serve
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
@@ -26,8 +24,14 @@ from .registry.versions import Registry
 from .sql import catalog, parameters, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
-from .train import families, gate, tune
 from .train.labels import label_of, role_columns
+
+if t.TYPE_CHECKING:
+    from .functions.base import Data, Stream
+    from .train import gate
+
+# The handlers (functions/) and training (train/) are imported where they are used: connecting and
+# running plain SQL never load scikit-learn (tests/test_architecture.py).
 
 
 class Executor:
@@ -43,7 +47,7 @@ class Executor:
     def run(self, text: str, params: list | dict | None = None) -> t.Any:
         """Run every statement in ``text``; return the last one's result (a relation, or None).
         ``params`` are bound, never written into the SQL: ``$name`` from a dict, ``?`` from a list."""
-        statements = parse(text, self.dialect)
+        statements = parse(text, self.dialect, self.engine.dialect)
         result = None
         with self.engine.bound(parameters.named(statements, params)):
             for statement in statements:
@@ -79,6 +83,7 @@ class Executor:
         if exists and not step.replace:
             raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
+        from .train import families, tune
         kind, checked = tune.resolve_options(step.options)  # fail on bad options before reading any data
         self._ensure_key()
         # ML.STANDARD_SCALER(x) OVER () ... in the training query: computed over its rows, stored as constants.
@@ -121,6 +126,7 @@ class Executor:
         """The deploy gate's verdict on a new version (train/gate.py), against the deployed one, on the
         rows both held out (``table`` reads the new training query's rows again, where the gate finds them:
         only a retrain gated against a deployed version needs them)."""
+        from .train import gate
         deployed = self.load(name) if self.registry.numbers(name) else None
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse" \
                 or gate.incomparable(new, deployed):
@@ -129,6 +135,7 @@ class Executor:
 
     def _compared(self, options: dict, new: LoadedModel, deployed: LoadedModel, eval_data: pa.Table,
                   on_training_rows: bool, table: t.Callable[[], pa.Table]) -> gate.Verdict:
+        from .train import gate
         if on_training_rows:  # no split: both are scored on the training rows, if the deployed can read them
             readable = set(deployed.preprocessor.input_columns) <= set(eval_data.column_names)
             return gate.decide(options, new, deployed, gate.Rows(eval_data, eval_data if readable else None), True)
@@ -248,6 +255,7 @@ class Executor:
             with self.engine.transaction():
                 self.registry.serving_state(name)
         model_state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
+        from .functions.applies import check_applies
         check_applies("PREDICT", model_state)
         function = views.define(self.engine, self.registry, info, ab)
         columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
@@ -269,6 +277,7 @@ class Executor:
         model, serving = self._load(*tf.model, params.pop("trial_id", None)) if tf.model else (None, None)
         if model is not None:
             refuse_expired(model.info.name, model.info.version, model.info.options)
+            from .functions.applies import check_applies
             check_applies(tf.function, model)
         function = tf.function
         if function == "PREDICT" and serving is not None and tf.model[1] is None and serving.disabled:
@@ -279,6 +288,7 @@ class Executor:
         input_sql = tf.input_sql
         if "challenger_fraction" in params and input_sql is not None:
             input_sql = self._keyed(input_sql, params.get("split_key"))
+        from .functions.base import Call
         call = Call(function=function, model=model, params=params, argument=tf.argument,
                     data=self._data(reader, input_sql, function == "TRANSFORM") if input_sql is not None else None,
                     data_b=self._data(None, tf.input_b_sql) if tf.input_b_sql is not None else None)
@@ -296,6 +306,7 @@ class Executor:
             call.training = self._data(model, model.info.query)
         if tf.function in catalog.READS_TRIALS:
             call.trials = self.registry.trials(model.info) if model else None
+        from .functions import HANDLERS
         return HANDLERS[function](call)
 
     def _keyed(self, input_sql: str, key: t.Any) -> str:
@@ -312,6 +323,7 @@ class Executor:
         (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
             sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
+        from .functions.base import Data
         return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql)
 

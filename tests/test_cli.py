@@ -177,3 +177,21 @@ def test_card_time_column_that_is_not_a_time_names_its_type(runner, flights_db, 
                  "SELECT * FROM ewr", "--time-column", "distance")
     assert result.exit_code == 1
     assert "time_column 'distance' is int64, not a DATE or TIMESTAMP; cast it in the input query" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["models"], ["card", "m"]])
+def test_models_and_card_say_no_database_was_given(runner, command):
+    result = run(runner, *command)
+    assert result.exit_code == 2
+    assert f"No database given: name the file whose models to read, e.g. sqlml {' '.join(command)} --db " \
+           "warehouse.duckdb." in result.stderr
+    assert "No models yet" not in result.output
+
+
+@pytest.mark.parametrize("command", [["models"], ["card", "m"]])
+def test_models_and_card_name_a_missing_database_file_in_cli_terms(runner, tmp_path, command):
+    missing = tmp_path / "missing.duckdb"
+    result = run(runner, *command, "--db", str(missing))
+    assert result.exit_code == 1
+    assert f"Error: No database file at '{missing}'" in result.stderr and "`sqlml run FILE --db PATH`" in result.stderr
+    assert "create=True" not in result.output and not missing.exists()

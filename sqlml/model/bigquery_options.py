@@ -51,13 +51,20 @@ def timestamp(value: t.Any) -> str | None:
     """a TIMESTAMP literal: TIMESTAMP '2027-01-01 00:00:00 UTC'"""
     match = _MOMENT.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
-        return None
+        return _out_of_range(value) if isinstance(value, str) and "infinity" in value.lower() else None
     try:
         moment = dt.datetime.fromisoformat(match["moment"])
         zone = zoneinfo.ZoneInfo(match["zone"]) if match["zone"] else dt.timezone.utc  # BigQuery's default: UTC
+        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(dt.timezone.utc).isoformat()
+    except OverflowError:  # 9999-12-31 23:00 in a zone west of UTC is in the year 10000 there
+        return _out_of_range(value)
     except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(dt.timezone.utc).isoformat()
+        return _out_of_range(value) if re.match(r"\s*[+-]?\d{5,}-", match["moment"]) else None
+
+
+def _out_of_range(value: str) -> t.NoReturn:
+    raise OptionError(f"The 'expiration_timestamp' option must be a moment from 0001-01-01 to 9999-12-31 UTC (BigQuery's "
+                      f"TIMESTAMP range); got {value!r}. For a model that never expires, leave the option out.")
 
 
 def refuse_expired(name: str, version: int, options: dict) -> None:

@@ -15,6 +15,10 @@ from ``SQLML_SECRET_KEY``, else from the file named by ``SQLML_KEY_FILE``, else 
 a key must have at least 32 bytes. A database moved to another machine needs the same key there.
 Registry rows are signed with the same key (:func:`sign`), binding the bytes to their name,
 version, type, label, schema and options.
+
+Signing and verifying need only ``hashlib`` and ``hmac``: skops (and with it scikit-learn, scipy and
+pandas) is imported when bytes are written or read back as a model, so opening a database and running
+plain SQL never loads it.
 """
 
 from __future__ import annotations
@@ -27,9 +31,6 @@ import secrets
 import struct
 import typing as t
 from pathlib import Path
-
-import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from ..errors import ModelIntegrityError, SecretKeyError
 
@@ -127,6 +128,7 @@ def dumps(estimator: t.Any, header: dict, parts: dict | None = None, raw: dict[s
     """Serialize ``estimator`` with its JSON ``header`` (preprocessing, classes) and sign both.
     ``parts``: other fitted objects kept beside it (a CBPE calibrator), named in the header's ``parts``.
     ``raw``: named bytes stored as they are (``estimator`` is then None when they are the model)."""
+    import skops.io as sio
     if raw:
         header = {**header, "raw": {name: len(data) for name, data in raw.items()}}
     if parts:
@@ -168,6 +170,8 @@ def loads_parts(blob: bytes) -> tuple[t.Any, dict, dict]:
     for name, size in header.get("raw", {}).items():
         raw[name], start = payload[start:start + size], start + size
     body = payload[start:]
+    import skops.io as sio  # only once the tag verified: bytes sqlml wrote
+    from skops.io.exceptions import UntrustedTypesFoundException
     try:
         loaded = sio.loads(body, trusted=TRUSTED_TYPES) if body else None
     except UntrustedTypesFoundException as e:

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
 from ..errors import DataError
+
+if t.TYPE_CHECKING:
+    import scipy.sparse as sp
 
 #: Scores computed at a time by :meth:`Factorization.block` callers (users × items): 512 kB of float64, so
 #: that a block of ML.RECOMMEND's output (a few MB) is no bigger than the batches DuckDB reads at a time.
@@ -105,6 +107,7 @@ class Factorization:
     @classmethod
     def from_state(cls, state: dict) -> "Factorization":
         users, items = _from_ipc(state["users"]), _from_ipc(state["items"])
+        import scipy.sparse as sp  # here: loading sqlml's metrics never needs scipy
         rated = sp.csr_matrix((np.ones(len(state["rated_indices"]), dtype=np.float32), state["rated_indices"],
                                state["rated_indptr"]), shape=(len(users), len(items)))
         baseline = {k.removeprefix("baseline_"): v for k, v in state.items() if k.startswith("baseline_")}

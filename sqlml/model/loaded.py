@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import typing as t
 from collections import OrderedDict
@@ -16,23 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from scipy import special
-from threadpoolctl import ThreadpoolController
 
 from . import envelope, reduction
-from .factorization import Factorization
 from .kinds import CLASSIFICATION, CLUSTERING, MATRIX_FACTORIZATION, MODEL_KINDS, REDUCTION, ModelKind
 from .preprocess import Preprocessor
 from .version import ModelVersion
 
-#: Created once: discovering the BLAS/OpenMP libraries costs ~20 ms, limiting them then ~50 µs.
-THREADPOOLS = ThreadpoolController()
 SMALL_BATCH_ROWS = 20_000  # below this, one thread per call: OpenMP start-up swamps the work
+
+
+@functools.cache
+def threadpools() -> t.Any:
+    """Created once, on first use: discovering the BLAS/OpenMP libraries costs ~20 ms (and imports
+    threadpoolctl), limiting them then ~50 µs."""
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
 
 
 def thread_limit(rows: int):
     """Cap native thread pools for small batches (the 2,048-row UDF calls); big batches use them all."""
-    return THREADPOOLS.limit(limits=1) if rows < SMALL_BATCH_ROWS else contextlib.nullcontext()
+    return threadpools().limit(limits=1) if rows < SMALL_BATCH_ROWS else contextlib.nullcontext()
 
 
 LABEL_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
@@ -105,10 +109,13 @@ class LoadedModel:
             from .boosted import Trees  # imports xgboost, which takes seconds
             estimator = Trees.from_raw_parts(parts)
         kind = MODEL_KINDS[header["model_type"]]
+        if kind.family == MATRIX_FACTORIZATION:
+            from .factorization import Factorization  # scipy: not loaded by connecting
+            estimator = Factorization.from_state(estimator)
         return cls(
             info=info,
             kind=kind,
-            estimator=Factorization.from_state(estimator) if kind.family == MATRIX_FACTORIZATION else estimator,
+            estimator=estimator,
             preprocessor=Preprocessor.from_dict(header["preprocess"]),
             classes=header.get("classes"),
             label_type=LABEL_TYPES[header["label_type"]],
@@ -154,6 +161,7 @@ class LoadedModel:
 
     def linear_probabilities(self, data: pa.Table) -> np.ndarray:
         """LogisticRegression.predict_proba from :meth:`linear_decision`."""
+        from scipy import special
         decision = self.linear_decision(data)
         if decision.shape[1] == 1:
             positive = special.expit(decision[:, 0])

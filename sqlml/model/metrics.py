@@ -1,4 +1,5 @@
-"""ML.EVALUATE, ML.CONFUSION_MATRIX and ML.ROC_CURVE, computed with sklearn.metrics.
+"""ML.EVALUATE, ML.CONFUSION_MATRIX and ML.ROC_CURVE, computed with sklearn.metrics (imported where a
+metric is computed: serving and plain SQL never load scikit-learn).
 
 Classifiers: binary metrics are for the positive class (the second class in sorted order);
 multiclass precision, recall, f1 and roc_auc are macro averages and accuracy is micro.
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn import metrics as skm
 
 from ..errors import DataError
 from . import ranking, reduction
@@ -186,6 +186,7 @@ def scored_metrics(model: "LoadedModel", scored: Scored, threshold: float | None
 def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray,
                            names: t.Collection[str] | None = None) -> dict:
     """sklearn.metrics of a classifier's rows; ``names``: only those (a bootstrap needs one)."""
+    from sklearn import metrics as skm
     labels = np.arange(probs.shape[1])
     binary = probs.shape[1] == 2
     average = "binary" if binary else "macro"
@@ -212,6 +213,7 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarr
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
+    from sklearn import metrics as skm
     nonnegative = (y >= 0).all() and (predicted >= 0).all()
     return {
         "mean_absolute_error": skm.mean_absolute_error(y, predicted),
@@ -247,6 +249,7 @@ def recommendation_metrics(model: "LoadedModel", data: pa.Table, baseline: bool 
 
 
 def clustering_metrics(X: np.ndarray, estimator: t.Any) -> dict:
+    from sklearn import metrics as skm
     distances = estimator.transform(X)
     assigned = distances.argmin(axis=1)
     # The index compares clusters: it needs two at least, and is undefined when each row is its own.
@@ -261,6 +264,7 @@ def confusion_matrix(model: "LoadedModel", data: pa.Table, threshold: float | No
                      scored: Scored | None = None) -> pa.Table:
     """ML.CONFUSION_MATRIX: ``expected_label`` and one count column per predicted class."""
     _require_classifier(model, "ML.CONFUSION_MATRIX")
+    from sklearn import metrics as skm
     scored = scored or Scored.of(model, data)
     matrix = skm.confusion_matrix(scored.y, model.decide(scored.probs, threshold), labels=np.arange(len(model.classes)))
     columns = {"expected_label": pa.array(model.classes, type=model.label_type)}

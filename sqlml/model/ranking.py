@@ -20,11 +20,15 @@ Evaluation rows whose user or item the model never saw cannot be ranked and are 
 
 from __future__ import annotations
 
+import typing as t
+
 import numpy as np
-import scipy.sparse as sp
 
 from .factorization import Factorization, chunks
 from .loaded import thread_limit
+
+if t.TYPE_CHECKING:
+    import scipy.sparse as sp
 
 NAMES = ("mean_average_precision", "mean_squared_error", "normalized_discounted_cumulative_gain", "average_rank")
 #: Scores ranked at a time: 16 MB of float64 (they stay in this function, unlike ML.RECOMMEND's blocks).
@@ -51,6 +55,7 @@ def relevant_pairs(model: Factorization, users: np.ndarray, items: np.ndarray, r
     """Users × items: the rating of each evaluation interaction that can be ranked (known user and item,
     a positive rating); repeated pairs add up."""
     keep = (users >= 0) & (items >= 0) & (ratings > 0)
+    import scipy.sparse as sp  # here: loading sqlml's metrics never needs scipy
     pairs = sp.csr_matrix((ratings[keep], (users[keep], items[keep])), shape=model.rated.shape)
     pairs.sum_duplicates()
     return pairs

@@ -142,7 +142,8 @@ READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD", "EVALUATE", "WEIGHTS"})
 
 
 def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
-    """``params`` if every field is one ``function`` takes, with a value of the right type and range."""
+    """``params`` if every field is one ``function`` takes, with a value of the right type and range;
+    a NULL field is left out, so it means the parameter's default (``STRUCT(NULL AS top_k)`` is ``STRUCT()``)."""
     known = PARAMETERS[function]
     for name, value in params.items():
         param = known.get(name)
@@ -153,7 +154,7 @@ def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
             raise ParameterError(f"ML.{function} has no parameter '{name}'.{hint} {takes}")
         if value is not None and not param.accepts(value):
             raise ParameterError(f"The '{name}' parameter of ML.{function} must be {param.describe()}. Got {value!r}.")
-    return params
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def check_models(function: str, model: bool, model_b: bool, data: bool) -> None:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import typing as t
 
 from sqlglot import exp
-from sqlglot.dialects.bigquery import BigQuery
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError
 from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.helper import seq_get
-from sqlglot.parsers.bigquery import BigQueryParser
 from sqlglot.parsers.duckdb import DuckDBParser
 from sqlglot.tokens import TokenType
 
@@ -302,10 +300,6 @@ class SqlmlParser(DuckDBParser):
 
     def _parse_table_parts(self, *args: t.Any, **kwargs: t.Any) -> exp.Expr | None:
         return _split_backtick_path(self, lambda: super(SqlmlParser, self)._parse_table_parts(*args, **kwargs))
-class SqlmlBigQueryParser(BigQueryParser):  # BigQuery's parser already splits backtick paths
-    FUNCTIONS, FUNCTION_PARSERS, STATEMENT_PARSERS = _sqlml_parsers(BigQueryParser)
-
-
 def _options_sql(self: DuckDBGenerator, options: list[exp.Expr]) -> str:
     return f" OPTIONS ({self.expressions(sqls=[self.sql(o) for o in options], flat=True)})" if options else ""
 
@@ -390,13 +384,6 @@ class Sqlml(DuckDB):
     Generator = SqlmlGenerator
 
 
-class SqlmlBigQuery(BigQuery):
-    """BigQuery's own dialect as an input (``sqlml run --dialect bigquery``) with sqlml's statements and
-    ML.* functions parsed exactly as in :class:`Sqlml`; statements are written out for the engine in
-    :class:`Sqlml` (DuckDB), which sqlglot transpiles to (quoting, SAFE_CAST, UNNEST, date functions)."""
-
-    Parser = SqlmlBigQueryParser
-
-
-#: The input dialects users name (``--dialect``, ``sqlml.connect(dialect=...)``) → sqlglot dialect names.
+#: The input dialects users name (``--dialect``, ``sqlml.connect(dialect=...)``) → sqlglot dialect names
+#: ('sqlmlbigquery' is defined in sql/dialect_bigquery.py, imported when a statement is read as BigQuery).
 INPUT_DIALECTS = {"duckdb": "sqlml", "bigquery": "sqlmlbigquery"}

@@ -217,10 +217,10 @@ class Runner:
         return record
 
     def _report(self, number: int, total: int, record: dict, value: float | None) -> None:
-        best = self.best()
-        if value is None:
+        if value is None:  # before best(): no trial may have succeeded yet
             self.progress(f"Trial {number}/{total} failed: {record['error_message']}")
             return
+        best = self.best()
         kind = f" {record['model_type']}" if self.plan.auto else ""
         self.progress(f"Trial {number}/{total}{kind}: {self.objective}={value:.4g} "
                       f"(best {best['hparam_tuning_evaluation_metrics'][self.objective]:.4g})")
