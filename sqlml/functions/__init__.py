@@ -11,6 +11,7 @@ from . import (
     anomalies,
     card,
     compare,
+    components,
     describe,
     drift,
     estimate,
@@ -20,10 +21,14 @@ from . import (
     forecast,
     info,
     predict,
+    recommend,
     review,
     transform,
     trials,
 )
+from .applies import check_applies
+
+__all__ = ["HANDLERS", "check_applies"]
 
 if t.TYPE_CHECKING:
     import pyarrow as pa
@@ -54,9 +59,14 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table | Stream"]] = {
     "REVIEW_QUEUE": review.review_queue,
     "VALIDATE_DATA_DRIFT": drift.validate_data_drift,
     "VALIDATE_DATA_SKEW": drift.validate_data_skew,
+    "RECOMMEND": recommend.recommend,
+    "GENERATE_EMBEDDING": recommend.generate_embedding,
+    "PRINCIPAL_COMPONENTS": components.principal_components,
+    "PRINCIPAL_COMPONENT_INFO": components.principal_component_info,
+    "RECONSTRUCTION_LOSS": components.reconstruction_loss,
+    "DETECT_ANOMALIES": anomalies.detect_anomalies,
     "FORECAST": forecast.forecast,
     "EXPLAIN_FORECAST": forecast.explain_forecast,
-    "DETECT_ANOMALIES": anomalies.detect_anomalies,
     "ARIMA_EVALUATE": forecast.arima_evaluate,
     "ARIMA_COEFFICIENTS": forecast.arima_coefficients,
     "HOLIDAY_INFO": forecast.holiday_info,

@@ -82,8 +82,9 @@ SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "sl
 PARAMETERS: dict[str, dict[str, Param]] = {
     "PREDICT": {"threshold": THRESHOLD, "challenger_fraction": Param("number", 0.0, 1.0), "split_key": Param("string"),
                 **TRIAL},
-    "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1), **TRIAL},
-    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL, **FORECASTING,
+    "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1),
+                        "integrated_gradients_num_steps": Param("integer", 1, 30), **TRIAL},
+    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, "top_k": Param("integer", 1), **TRIAL, **FORECASTING,
                  "perform_aggregation": Param("boolean")},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
     "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
@@ -113,9 +114,16 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                      **TRIAL},
     "COMPARE": {"num_bootstrap": Param("integer", 100, 100_000), "random_seed": Param("integer", 0),
                 "threshold": THRESHOLD},
+    "RECOMMEND": {"top_k": Param("integer", 1), "exclude_rated": Param("boolean"), **TRIAL},
+    "GENERATE_EMBEDDING": dict(TRIAL),
+    "PRINCIPAL_COMPONENTS": dict(TRIAL),
+    "PRINCIPAL_COMPONENT_INFO": dict(TRIAL),
+    "RECONSTRUCTION_LOSS": dict(TRIAL),
+    # k-means, PCA, autoencoder: contamination; time series models: anomaly_prob_threshold (functions/anomalies.py)
+    "DETECT_ANOMALIES": {"contamination": Param("number", 0.0, 0.5),
+                         "anomaly_prob_threshold": Param("number", 0.0, 1.0, below=True), **TRIAL},
     "FORECAST": dict(FORECASTING),
     "EXPLAIN_FORECAST": dict(FORECASTING),
-    "DETECT_ANOMALIES": {"anomaly_prob_threshold": Param("number", 0.0, 1.0, below=True)},
     "ARIMA_EVALUATE": {"show_all_candidate_models": Param("boolean")},
     "ARIMA_COEFFICIENTS": {},
     "HOLIDAY_INFO": {},
@@ -128,7 +136,8 @@ ARGUMENTS = {"ROC_CURVE": "thresholds", "THRESHOLD_METRICS": "thresholds"}
 
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
-                        "TRIAL_INFO", "LEADERBOARD", "ARIMA_EVALUATE", "ARIMA_COEFFICIENTS", "HOLIDAY_INFO"})
+                        "TRIAL_INFO", "LEADERBOARD", "PRINCIPAL_COMPONENTS", "PRINCIPAL_COMPONENT_INFO",
+                        "ARIMA_EVALUATE", "ARIMA_COEFFICIENTS", "HOLIDAY_INFO"})
 
 #: Functions that take two models: ``ML.COMPARE(MODEL a, MODEL b, data)``.
 TWO_MODELS = frozenset({"COMPARE"})
@@ -144,7 +153,8 @@ READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD", "EVALUATE", "WEIGHTS"})
 
 
 def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
-    """``params`` if every field is one ``function`` takes, with a value of the right type and range."""
+    """``params`` if every field is one ``function`` takes, with a value of the right type and range;
+    a NULL field is left out, so it means the parameter's default (``STRUCT(NULL AS top_k)`` is ``STRUCT()``)."""
     known = PARAMETERS[function]
     for name, value in params.items():
         param = known.get(name)
@@ -155,7 +165,7 @@ def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
             raise ParameterError(f"ML.{function} has no parameter '{name}'.{hint} {takes}")
         if value is not None and not param.accepts(value):
             raise ParameterError(f"The '{name}' parameter of ML.{function} must be {param.describe()}. Got {value!r}.")
-    return params
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def check_models(function: str, model: bool, model_b: bool, data: bool) -> None:

@@ -44,14 +44,17 @@ def resolve(raw: dict) -> tuple[ModelKind, dict]:
     return kind, arima_options.check(checked, kind.name)
 
 
-def train(name: str, query_sql: str, raw: dict, engine: t.Any, progress: t.Callable[[str], None],
-          deployed: t.Callable[[], LoadedModel | None]) -> tuple[dict, "Verdict"]:
-    """The registry row of a new version and the deploy gate's verdict on it (``deployed`` loads the
-    version deployed now, if any)."""
+def train(engine: t.Any, step: t.Any, progress: t.Callable[[str], None]) -> dict:
+    """The registry row of a new version (:data:`sqlml.train.families.TRAINERS`' shape), with its own deploy
+    gate under ``gate``: ``gate(new, deployed)`` gives the verdict (:mod:`sqlml.train.arima_gate`)."""
     from . import arima_gate
 
     started = time.perf_counter()
-    kind, options = resolve(raw)
+    name, query_sql = step.name, step.query_sql
+    kind, options = resolve(step.options)
+    if step.transform:
+        raise OptionError(f"model_type '{kind.name}' takes no TRANSFORM clause (BigQuery's neither): compute the "
+                          "columns in the training query.")
     schema = engine.schema(query_sql)
     columns = query_columns(schema, options, kind)
     arima_series.check_types(schema, columns, options)
@@ -65,11 +68,14 @@ def train(name: str, query_sql: str, raw: dict, engine: t.Any, progress: t.Calla
     fitted = sum(1 for s in states if not s["meta"]["error"])
     if not fitted:
         raise DataError(f"No time series could be fitted: {states[0]['meta']['error']}")
-    model, blob = package(name, query_sql, kind, options, columns, table, prepared, settings, states,
-                          time.perf_counter() - started)
+    info, blob, fitted_parts = package(name, query_sql, kind, options, columns, table, prepared, settings, states,
+                                       time.perf_counter() - started)
     progress(f"Trained '{name}' in {time.perf_counter() - started:.1f} s ({fitted:,} of {len(states):,} time series).")
-    verdict = arima_gate.verdict(model, deployed(), prepared, columns, progress)
-    return _registry_row(model.info, blob), verdict
+
+    def gate(new: LoadedModel, deployed: LoadedModel | None) -> "Verdict":
+        return arima_gate.verdict(new, deployed, prepared, columns, progress)
+    return {**_registry_row(info, blob), "eval_data": None, "evaluated_on_training_rows": False,
+            "fitted": fitted_parts, "gate": gate}
 
 
 def query_columns(schema: pa.Schema, options: dict, kind: ModelKind) -> Columns:
@@ -96,8 +102,10 @@ def _projection(query_sql: str, names: list[str], dialect: str) -> str:
 
 
 def package(name: str, query_sql: str, kind: ModelKind, options: dict, columns: Columns, table: pa.Table,
-            prepared: Prepared, settings: Settings, states: list[dict], duration: float) -> tuple[LoadedModel, bytes]:
-    """The new version as ML.* functions read it, and its signed bytes."""
+            prepared: Prepared, settings: Settings, states: list[dict],
+            duration: float) -> tuple[ModelVersion, bytes, tuple]:
+    """The new version's registry record, its signed bytes, and what they hold (estimator, header, parts:
+    :meth:`sqlml.model.loaded.LoadedModel.from_parts` reads the version from them)."""
     from .fit import _version, feature_info
     from .checks import column_stats
 
@@ -123,7 +131,7 @@ def package(name: str, query_sql: str, kind: ModelKind, options: dict, columns: 
                         "duration_ms": int(duration * 1000), "notes": "; ".join(notes) or None}],
         library_versions=_library_versions(_version()), training_rows=table.num_rows, eval_rows=0, query=query_sql,
         created_at=None, fingerprint=envelope.fingerprint(blob))
-    return LoadedModel.from_parts(info, estimator, envelope_header, {}), blob
+    return info, blob, (estimator, envelope_header, {})
 
 
 def _library_versions(sqlml_version: str) -> dict:
@@ -133,6 +141,6 @@ def _library_versions(sqlml_version: str) -> dict:
 
 
 def _registry_row(info: ModelVersion, blob: bytes) -> dict:
-    from .fit import _registry_row as row
+    from .fit import registry_row as row
     return {**row(info, blob, 0, info.metrics, {}, info.feature_info, info.training_info),
             "library_versions": info.library_versions}
