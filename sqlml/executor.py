@@ -47,7 +47,7 @@ class Executor:
     def run(self, text: str, params: list | dict | None = None) -> t.Any:
         """Run every statement in ``text``; return the last one's result (a relation, or None).
         ``params`` are bound, never written into the SQL: ``$name`` from a dict, ``?`` from a list."""
-        statements = parse(text, self.dialect, self.engine.dialect)
+        statements = parse(text, self.dialect, self.engine.dialect, as_written=params is None)
         result = None
         with self.engine.bound(parameters.named(statements, params)):
             for statement in statements:
