@@ -16,6 +16,7 @@ from . import (
     evaluate,
     explain,
     fairness,
+    generate_sql,
     info,
     predict,
     review,
@@ -52,4 +53,5 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table | Stream"]] = {
     "REVIEW_QUEUE": review.review_queue,
     "VALIDATE_DATA_DRIFT": drift.validate_data_drift,
     "VALIDATE_DATA_SKEW": drift.validate_data_skew,
+    "GENERATE_SQL": generate_sql.generate_sql,
 }

@@ -73,6 +73,8 @@ DRIFT = {"categorical_default_threshold": DRIFT_THRESHOLD, "numerical_default_th
 WINDOWS = {"time_column": Param("string"),
            "time_window": Param("string", choices=("day", "week", "month", "quarter", "year"))}
 OVER_TIME = {**WINDOWS, "degradation_margin": Param("number", 0.0)}
+#: The dialects ML.GENERATE_SQL writes (sqlml.compile).
+SQL_DIALECTS = ("duckdb", "spark", "postgres", "snowflake", "bigquery", "sqlite")
 SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "slice_margin": Param("number", 0.0),
           "slice_combinations": Param("boolean"), "primary_metric": Param("string"), "baselines": Param("boolean")}
 
@@ -110,6 +112,7 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                      **TRIAL},
     "COMPARE": {"num_bootstrap": Param("integer", 100, 100_000), "random_seed": Param("integer", 0),
                 "threshold": THRESHOLD},
+    "GENERATE_SQL": {"dialect": Param("string", choices=SQL_DIALECTS), "input_table": Param("string")},
 }
 AVAILABLE = frozenset(PARAMETERS)
 
@@ -128,7 +131,7 @@ TWO_MODELS = frozenset({"COMPARE"})
 TWO_INPUTS = frozenset({"VALIDATE_DATA_DRIFT"})
 
 #: Functions that read their input as the query gives it, not through the model's TRANSFORM.
-RAW_INPUT = frozenset({"VALIDATE_DATA_SKEW"})
+RAW_INPUT = frozenset({"VALIDATE_DATA_SKEW", "GENERATE_SQL"})
 
 #: Functions that read the tuning trials of a version.
 READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD", "EVALUATE", "WEIGHTS"})
