@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from .expressions import STAR_EXCEPT, column
+from .expressions import FENCED, STAR_EXCEPT, column
 
 PREFIX = "__sqlml_"
 SOURCE = f"{PREFIX}in"  # the input relation's alias (the TRANSFORM's too, as sqlml.sql.transform names it)
@@ -63,11 +63,12 @@ class Relation:
 
 def render(program: Program, relation: Relation, dialect: str) -> exp.Select:
     """The SELECT returning ``program``'s outputs, then the relation's columns."""
+    fence = dialect in FENCED
     if relation.columns is not None:
-        return _explicit(program, relation)
+        return _explicit(program, relation, fence)
     if dialect in STAR_EXCEPT:
-        return _star(program, relation)
-    return _correlated(program, relation)
+        return _star(program, relation, fence)
+    return _correlated(program, relation, fence)
 
 
 def _source(relation: Relation) -> exp.Expr:
@@ -82,29 +83,32 @@ def _items_select(relation: Relation, rest: list[exp.Expr]) -> exp.Select:
     return exp.select(*items, *rest).from_(_source(relation))
 
 
-def _wrap(select: exp.Select, depth: int) -> exp.Expr:
-    return select.subquery(f"{PREFIX}s{depth}", copy=False)
+def _wrap(select: exp.Select, depth: int, fence: bool) -> exp.Expr:
+    """``(select) AS __sqlml_s<depth>``, fenced with OFFSET 0 where the planner would dissolve it (:data:`FENCED`)."""
+    return (select.offset(0) if fence else select).subquery(f"{PREFIX}s{depth}", copy=False)
 
 
-def _explicit(program: Program, relation: Relation) -> exp.Select:
+def _explicit(program: Program, relation: Relation, fence: bool) -> exp.Select:
     if relation.items:
         rest = [column(c) for c in relation.columns if c not in relation.items]
-        base: exp.Expr = _wrap(_items_select(relation, rest), 0)
+        base: exp.Expr = _wrap(_items_select(relation, rest), 0, fence)
     else:
         base = _source(relation)
     outputs = [e.as_(n, quoted=True) for n, e in program.outputs]
     kept = [column(c) for c in relation.columns if c not in dict(program.outputs)]
-    return exp.select(*outputs, *kept).from_(_layers(program, base, relation.columns, program.outputs))
+    return exp.select(*outputs, *kept).from_(_layers(program, base, relation.columns, program.outputs, fence))
 
 
-def _layers(program: Program, base: exp.Expr, carried: list[str], outputs: list[tuple[str, exp.Expr]]) -> exp.Expr:
+def _layers(program: Program, base: exp.Expr, carried: list[str], outputs: list[tuple[str, exp.Expr]],
+            fence: bool) -> exp.Expr:
     """``base`` with one nested SELECT per step, each listing ``carried`` (base columns kept to the end)
     and the step columns that later steps or ``outputs`` read."""
     needed, defined, current = _needed_after(program, outputs), set(), base
     for depth, step in enumerate(program.steps, start=1):
         kept = [column(c) for c in carried] + [column(n) for n in needed[depth - 1] if n in defined]
         defined |= set(step)
-        current = _wrap(exp.select(*kept, *[e.as_(n, quoted=True) for n, e in step.items()]).from_(current), depth)
+        current = _wrap(exp.select(*kept, *[e.as_(n, quoted=True) for n, e in step.items()]).from_(current), depth,
+                        fence)
     return current
 
 
@@ -124,21 +128,22 @@ def _reads(expressions: t.Iterable[exp.Expr]) -> set[str]:
     return {c.name for e in expressions for c in e.find_all(exp.Column)}
 
 
-def _star(program: Program, relation: Relation) -> exp.Select:
+def _star(program: Program, relation: Relation, fence: bool) -> exp.Select:
     if relation.items:
         rest = exp.Star(**{"except_": [column(c) for c in relation.hidden]} if relation.hidden else {})
-        current: exp.Expr = _wrap(_items_select(relation, [rest]), 0)
+        current: exp.Expr = _wrap(_items_select(relation, [rest]), 0, fence)
     else:
         current = _source(relation)
     for depth, step in enumerate(program.steps, start=1):
-        current = _wrap(exp.select(exp.Star(), *[e.as_(n, quoted=True) for n, e in step.items()]).from_(current), depth)
+        current = _wrap(exp.select(exp.Star(), *[e.as_(n, quoted=True) for n, e in step.items()]).from_(current),
+                        depth, fence)
     outputs = [e.as_(n, quoted=True) for n, e in program.outputs]
     internal = program.internal()
     rest = exp.Star(**{"except_": [column(n) for n in internal]} if internal else {})
     return exp.select(*outputs, rest).from_(current)
 
 
-def _correlated(program: Program, relation: Relation) -> exp.Select:
+def _correlated(program: Program, relation: Relation, fence: bool) -> exp.Select:
     """Each output a scalar subquery over the steps, whose innermost SELECT (no FROM) reads the outer
     row: the TRANSFORM's columns computed from it, and the input columns the steps read."""
     internal = set(program.internal())
@@ -147,7 +152,7 @@ def _correlated(program: Program, relation: Relation) -> exp.Select:
     row += [exp.column(c, table=SOURCE, quoted=True).as_(c, quoted=True) for c in raw]
     outputs = []
     for name, expression in program.outputs:
-        layers = _layers(program, _wrap(exp.select(*row), 0), [*relation.items, *raw], [(name, expression)])
+        layers = _layers(program, _wrap(exp.select(*row), 0, fence), [*relation.items, *raw], [(name, expression)], fence)
         outputs.append(exp.select(expression.copy()).from_(layers).subquery().as_(name, quoted=True))
     items = [_outer(e).as_(n, quoted=True) for n, e in relation.items.items()]
     return exp.select(*outputs, *items, exp.Star()).from_(_source(relation))
