@@ -263,3 +263,32 @@ def test_a_model_type_that_does_not_compile_is_refused_by_name(trained):
     other = dataclasses.replace(model, kind=dataclasses.replace(model.kind, name="arima_plus", family="arima"))
     with pytest.raises(NotCompilableError, match="model_type 'arima_plus' does not compile to SQL"):
         compile_predict(other, sqlglot.exp.to_table("penguins"), "duckdb")
+
+
+@pytest.mark.parametrize("name, table, label", [("boosted_classifier", "flights_small", "is_late"),
+                                                ("boosted_multiclass", "penguins", "species")])
+def test_gradient_boosting_trees_compile_through_the_same_neutral_form(trained, name, table, label):
+    """scikit-learn's GradientBoostingClassifier (the tree model orbital also compiles), fitted here on the
+    numeric columns as sqlml's preprocessing gives them, scores in DuckDB as its own predict_proba does."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from sqlml.model.preprocess import Preprocessor
+
+    conn, _ = trained
+    model = conn.executor.load(name)
+    numbers = Preprocessor("ordinal", False, [c for c in model.preprocessor.columns if c["kind"] == "numeric"])
+    rows = conn.duckdb.sql(f"SELECT * FROM {table} WHERE {label} IS NOT NULL").to_arrow_table()
+    X = numbers.transform(rows)
+    y = rows[label].to_numpy(zero_copy_only=False)
+    estimator = GradientBoostingClassifier(n_estimators=15, max_depth=3, random_state=0).fit(X, y)
+    schema = [c for c in model.info.input_schema if c["name"] in numbers.input_columns]
+    shell = dataclasses.replace(model, estimator=estimator, preprocessor=numbers,
+                                info=dataclasses.replace(model.info, input_schema=schema))
+    sql = compile_predict(shell, sqlglot.exp.to_table(table), "duckdb", rows.column_names).sql("duckdb")
+    got = conn.duckdb.sql(f"SELECT * FROM ({sql}) WHERE {label} IS NOT NULL").to_arrow_table()
+    assert got.num_rows == rows.num_rows
+    expected = estimator.predict_proba(numbers.transform(got))  # the very rows the SQL scored, as they came back
+    for decided, probs, wanted in zip(got.column(0).to_pylist(), got.column(1).to_pylist(), expected):
+        np.testing.assert_allclose([p["prob"] for p in probs], wanted, atol=OTHER_TOLERANCE, rtol=0)
+        chosen = int(wanted[1] >= 0.5) if len(wanted) == 2 else int(np.argmax(wanted))
+        assert decided == estimator.classes_[chosen]

@@ -23,6 +23,11 @@ from . import expressions as x
 from .program import Program, Relation
 
 
+#: Category columns of at most this many categories are tested with a bit mask (a BIGINT holds 63 bits;
+#: bit 0 stands for "unseen").
+MASK_CATEGORIES = 62
+
+
 class Inputs:
     """Feature expressions of one model over the columns of its :class:`~sqlml.compile.program.Relation`."""
 
@@ -31,17 +36,26 @@ class Inputs:
         types = {c["name"]: str(c.get("type", "")) for c in input_schema}
         self.boolean = {c["name"] for c in preprocessor.columns if types.get(c["name"]) == "bool"}
         self._computed: dict[str, exp.Expr] = {}
-
-    def compute_numbers(self, program: Program) -> None:
-        """Compute each numeric column as the model reads it once, in a step of ``program``, rather than in
-        every expression that reads it."""
-        numeric = [c for c in self.columns if c["kind"] == "numeric"]
-        refs = program.step([self.numeric(c) for c in numeric], "x")
-        self._computed = {c["name"]: ref for c, ref in zip(numeric, refs)}
+        self._codes: dict[str, exp.Expr] = {}
 
     @property
     def columns(self) -> list[dict]:
         return self.preprocessor.columns
+
+    def compute(self, program: Program, codes: bool = False) -> None:
+        """Compute each numeric column as the model reads it once, in a step of ``program``, rather than in
+        every expression that reads it; with ``codes``, each category column's code too (trees' splits test
+        codes: a test of a string against a list of strings costs DuckDB ~4× a test of a number)."""
+        numeric = [c for c in self.columns if c["kind"] == "numeric"]
+        categorical = [c for c in self.columns if c["kind"] == "categorical"] if codes else []
+        refs = program.step([self.numeric(c) for c in numeric] + [self._code(c) for c in categorical], "x")
+        self._computed = {c["name"]: ref for c, ref in zip(numeric, refs)}
+        self._codes = {c["name"]: ref for c, ref in zip(categorical, refs[len(numeric):])}
+
+    def _code(self, c: dict) -> exp.Expr:
+        """A category column's ordinal code as an integer: −1 for a category unseen at training."""
+        values = {category: x.integer(k) for k, category in enumerate(c["categories"])}
+        return x.category_lookup(x.column(c["name"]), values, c["name"] in self.boolean, x.integer(-1))
 
     def numeric(self, c: dict, standardize: bool | None = None) -> exp.Expr:
         """A numeric column as the model reads it: DOUBLE, NULL → training mean, standardized when the
@@ -60,8 +74,20 @@ class Inputs:
         return x.category_lookup(x.column(c["name"]), values, c["name"] in self.boolean, x.number(default))
 
     def member(self, c: dict, codes: t.Iterable[int]) -> exp.Expr:
-        """Whether the row's category has one of the ordinal ``codes`` (never NULL)."""
-        return x.category_test(x.column(c["name"]), [c["categories"][k] for k in sorted(codes)], c["name"] in self.boolean)
+        """Whether the row's category has one of the ordinal ``codes`` (never NULL). On a computed code: one
+        bit of a mask when the column has at most 62 categories (as fast as a comparison of numbers in
+        DuckDB), else an IN list of codes."""
+        codes = sorted(codes)
+        code = self._codes.get(c["name"])
+        if code is None:
+            return x.category_test(x.column(c["name"]), [c["categories"][k] for k in codes], c["name"] in self.boolean)
+        if not codes:
+            return exp.false()
+        if len(c["categories"]) > MASK_CATEGORIES:
+            return exp.In(this=code.copy(), expressions=[x.integer(k) for k in codes])
+        mask = sum(1 << (k + 1) for k in codes)  # bit 0: an unseen category (code −1), never a member
+        shifted = exp.BitwiseRightShift(this=x.integer(mask), expression=exp.Paren(this=x.plus(code.copy(), x.integer(1))))
+        return exp.EQ(this=exp.BitwiseAnd(this=exp.Paren(this=shifted), expression=x.integer(1)), expression=x.integer(1))
 
     def blocks(self) -> t.Iterator[tuple[dict, slice]]:
         """Each input column with its slice of the feature matrix's columns."""

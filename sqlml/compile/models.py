@@ -31,7 +31,7 @@ def predictions(model: LoadedModel, inputs: Inputs, dialect: str, threshold: flo
     """The program computing ``model``'s ML.PREDICT columns."""
     program = Program()
     family, task = model.kind.family, model.kind.task
-    inputs.compute_numbers(program)
+    inputs.compute(program, codes=family in (BOOSTED, FOREST))
     if family == KMEANS:
         _clusters(program, model, inputs, dialect)
         return program

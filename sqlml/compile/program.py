@@ -80,12 +80,18 @@ def _source(relation: Relation) -> exp.Expr:
 
 def _items_select(relation: Relation, rest: list[exp.Expr]) -> exp.Select:
     items = [e.copy().as_(n, quoted=True) for n, e in relation.items.items()]
-    return exp.select(*items, *rest).from_(_source(relation))
+    return _select(*items, *rest).from_(_source(relation), copy=False)
+
+
+def _select(*expressions: exp.Expr) -> exp.Select:
+    """SELECT of ``expressions`` taken as they are (sqlglot's builders copy every argument: for a model of
+    thousands of nodes, layer upon layer, the copies cost seconds)."""
+    return exp.Select(expressions=list(expressions))
 
 
 def _wrap(select: exp.Select, depth: int, fence: bool) -> exp.Expr:
     """``(select) AS __sqlml_s<depth>``, fenced with OFFSET 0 where the planner would dissolve it (:data:`FENCED`)."""
-    return (select.offset(0) if fence else select).subquery(f"{PREFIX}s{depth}", copy=False)
+    return (select.offset(0, copy=False) if fence else select).subquery(f"{PREFIX}s{depth}", copy=False)
 
 
 def _explicit(program: Program, relation: Relation, fence: bool) -> exp.Select:
@@ -94,21 +100,22 @@ def _explicit(program: Program, relation: Relation, fence: bool) -> exp.Select:
         base: exp.Expr = _wrap(_items_select(relation, rest), 0, fence)
     else:
         base = _source(relation)
-    outputs = [e.as_(n, quoted=True) for n, e in program.outputs]
+    outputs = [e.as_(n, quoted=True, copy=False) for n, e in program.outputs]
     kept = [column(c) for c in relation.columns if c not in dict(program.outputs)]
-    return exp.select(*outputs, *kept).from_(_layers(program, base, relation.columns, program.outputs, fence))
+    return _select(*outputs, *kept).from_(_layers(program, base, relation.columns, program.outputs, fence))
 
 
 def _layers(program: Program, base: exp.Expr, carried: list[str], outputs: list[tuple[str, exp.Expr]],
-            fence: bool) -> exp.Expr:
+            fence: bool, fresh: bool = False) -> exp.Expr:
     """``base`` with one nested SELECT per step, each listing ``carried`` (base columns kept to the end)
-    and the step columns that later steps or ``outputs`` read."""
+    and the step columns that later steps or ``outputs`` read (``fresh``: copies of the steps' expressions,
+    for a program written more than once)."""
     needed, defined, current = _needed_after(program, outputs), set(), base
     for depth, step in enumerate(program.steps, start=1):
         kept = [column(c) for c in carried] + [column(n) for n in needed[depth - 1] if n in defined]
         defined |= set(step)
-        current = _wrap(exp.select(*kept, *[e.as_(n, quoted=True) for n, e in step.items()]).from_(current), depth,
-                        fence)
+        computed = [(e.copy() if fresh else e).as_(n, quoted=True, copy=False) for n, e in step.items()]
+        current = _wrap(_select(*kept, *computed).from_(current, copy=False), depth, fence)
     return current
 
 
@@ -135,12 +142,12 @@ def _star(program: Program, relation: Relation, fence: bool) -> exp.Select:
     else:
         current = _source(relation)
     for depth, step in enumerate(program.steps, start=1):
-        current = _wrap(exp.select(exp.Star(), *[e.as_(n, quoted=True) for n, e in step.items()]).from_(current),
-                        depth, fence)
-    outputs = [e.as_(n, quoted=True) for n, e in program.outputs]
+        computed = [e.as_(n, quoted=True, copy=False) for n, e in step.items()]
+        current = _wrap(_select(exp.Star(), *computed).from_(current, copy=False), depth, fence)
+    outputs = [e.as_(n, quoted=True, copy=False) for n, e in program.outputs]
     internal = program.internal()
     rest = exp.Star(**{"except_": [column(n) for n in internal]} if internal else {})
-    return exp.select(*outputs, rest).from_(current)
+    return _select(*outputs, rest).from_(current, copy=False)
 
 
 def _correlated(program: Program, relation: Relation, fence: bool) -> exp.Select:
@@ -152,10 +159,11 @@ def _correlated(program: Program, relation: Relation, fence: bool) -> exp.Select
     row += [exp.column(c, table=SOURCE, quoted=True).as_(c, quoted=True) for c in raw]
     outputs = []
     for name, expression in program.outputs:
-        layers = _layers(program, _wrap(exp.select(*row), 0, fence), [*relation.items, *raw], [(name, expression)], fence)
-        outputs.append(exp.select(expression.copy()).from_(layers).subquery().as_(name, quoted=True))
+        base = _wrap(_select(*[r.copy() for r in row]), 0, fence)
+        layers = _layers(program, base, [*relation.items, *raw], [(name, expression)], fence, fresh=True)
+        outputs.append(_select(expression.copy()).from_(layers, copy=False).subquery().as_(name, quoted=True))
     items = [_outer(e).as_(n, quoted=True) for n, e in relation.items.items()]
-    return exp.select(*outputs, *items, exp.Star()).from_(_source(relation))
+    return _select(*outputs, *items, exp.Star()).from_(_source(relation), copy=False)
 
 
 def _outer(node: exp.Expr) -> exp.Expr:

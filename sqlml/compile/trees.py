@@ -4,7 +4,9 @@
 missing value goes, the category codes of a categorical split, the leaves' values); :class:`Ensemble`
 says how trees add up to scores. One small adapter per library fills them in: scikit-learn's
 HistGradientBoosting (:func:`from_histogram_boosting`, its ``_predictors`` nodes) and its decision
-trees (:func:`from_forest`, each ``tree_``). :func:`compile_ensemble` writes any ensemble as SQL.
+trees (:func:`from_forest`, each ``tree_``; :func:`from_gradient_boosting`, the trees of
+GradientBoosting*, which orbital also compiles: benchmarks/compiled.py compares the two on it).
+:func:`compile_ensemble` writes any ensemble as SQL.
 
 Fast form (measured in docs/compiled_sql.md): every distinct split condition is computed once, in its
 own step, as a boolean column; each tree is then a nested CASE over those booleans, and the trees of
@@ -17,6 +19,7 @@ written); scikit-learn's trees read float32, so ``float32(x) <= t`` is written a
 
 from __future__ import annotations
 
+import dataclasses
 import typing as t
 from dataclasses import dataclass
 
@@ -121,18 +124,33 @@ def _bits(bitset: np.ndarray) -> set[int]:
 
 def from_forest(estimator: t.Any) -> Ensemble:
     """scikit-learn's RandomForest*: the mean of the trees' leaf values (class fractions, or values)."""
-    trees = []
-    for member in estimator.estimators_:
-        tree = member.tree_
-        leaf = tree.children_left < 0
-        values = tree.value[:, 0, :].astype(np.float64)
-        trees.append(Tree(
-            feature=np.where(leaf, -1, tree.feature), threshold=np.array([float32_threshold(v) for v in tree.threshold]),
-            left=tree.children_left.astype(np.int64), right=tree.children_right.astype(np.int64),
-            missing_left=np.asarray(getattr(tree, "missing_go_to_left", np.zeros(len(leaf))), dtype=bool),
-            left_codes=[None] * len(leaf), right_codes=[None] * len(leaf), value=values,
-            outputs=tuple(range(values.shape[1]))))
+    trees = [_decision_tree(member.tree_) for member in estimator.estimators_]
     return Ensemble(trees, [0.0] * trees[0].value.shape[1], float(len(trees)), "identity")
+
+
+def from_gradient_boosting(estimator: t.Any) -> Ensemble:
+    """scikit-learn's GradientBoosting*: the initial estimate plus learning rate × each stage's tree."""
+    stages = estimator.estimators_
+    trees = []
+    for stage in stages:
+        for k, member in enumerate(stage):
+            tree = _decision_tree(member.tree_, estimator.learning_rate)
+            trees.append(dataclasses.replace(tree, value=tree.value[:, :1], outputs=(k,)))
+    base = estimator._raw_predict_init(np.zeros((1, estimator.n_features_in_)))[0]
+    link = "identity" if not hasattr(estimator, "classes_") else "logistic" if stages.shape[1] == 1 else "softmax"
+    return Ensemble(trees, [float(v) for v in base], 1.0, link)
+
+
+def _decision_tree(tree: t.Any, scale: float = 1.0) -> Tree:
+    """A scikit-learn ``tree_`` (which compares float32 values) with its leaf values times ``scale``."""
+    leaf = tree.children_left < 0
+    values = tree.value[:, 0, :].astype(np.float64)
+    return Tree(
+        feature=np.where(leaf, -1, tree.feature), threshold=np.array([float32_threshold(v) for v in tree.threshold]),
+        left=tree.children_left.astype(np.int64), right=tree.children_right.astype(np.int64),
+        missing_left=np.asarray(getattr(tree, "missing_go_to_left", np.zeros(len(leaf))), dtype=bool),
+        left_codes=[None] * len(leaf), right_codes=[None] * len(leaf),
+        value=values * scale if scale != 1.0 else values, outputs=tuple(range(values.shape[1])))
 
 
 def float32_threshold(threshold: float) -> float:
@@ -154,6 +172,8 @@ def ensemble_of(estimator: t.Any) -> Ensemble:
     """The neutral form of a fitted tree ensemble, by library."""
     if hasattr(estimator, "_predictors"):
         return from_histogram_boosting(estimator)
+    if hasattr(estimator, "init_") and hasattr(estimator, "estimators_"):
+        return from_gradient_boosting(estimator)
     if hasattr(estimator, "estimators_") and all(hasattr(e, "tree_") for e in estimator.estimators_):
         return from_forest(estimator)
     raise NotCompilableError(f"sqlml cannot compile trees of {type(estimator).__name__} to SQL yet.")
