@@ -99,11 +99,12 @@ class Executor:
                          **({"split": lesson.split} if lesson else {}))
         new = tune.loaded(row)
         if lesson:
-            distill.report(row, teacher, new, lesson.features, self.progress)
+            distill.report(row, teacher, new, lesson, self.progress)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
+        on_training_rows = on_training_rows or (lesson is not None and not lesson.held_out)
         row.pop("fitted", None)  # a tuned row has none
         verdict = self._gate(step.name, checked, new, eval_data, on_training_rows,
-                             (lambda: lesson.rows) if lesson else lambda: self.engine.read_arrow(query_sql))
+                             (lambda: lesson.decided) if lesson else lambda: self.engine.read_arrow(query_sql))
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
                                                   None, reason=verdict.reason, metric=verdict.metric,
                                                   new_value=verdict.new_value, old_value=verdict.old_value,

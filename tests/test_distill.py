@@ -133,3 +133,17 @@ def test_a_student_with_a_transform_is_refused(penguins):
     with pytest.raises(OptionError, match="distill_from cannot be combined with a TRANSFORM clause yet"):
         penguins.sql("CREATE MODEL student TRANSFORM (island, sex) OPTIONS (model_type = 'logistic_reg', "
                      "distill_from = 'teacher') AS SELECT * EXCLUDE (species) FROM penguins")
+
+
+@pytest.mark.parametrize("split", ["NO_SPLIT", "RANDOM"])
+def test_a_retrained_student_goes_through_the_deploy_gate_on_rows_both_versions_read(penguins, split):
+    penguins.sql("CREATE MODEL teacher OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['species'], "
+                 "max_iterations = 5) AS SELECT * FROM penguins")
+    messages = []
+    penguins.executor.progress = messages.append
+    for _ in range(2):
+        penguins.sql(f"CREATE OR REPLACE MODEL student OPTIONS (model_type = 'logistic_reg', distill_from = 'teacher', "
+                     f"data_split_method = '{split}') AS SELECT * EXCLUDE (species) FROM penguins")
+    verdict = next(m for m in messages if m.startswith("Model 'student' version 2 "))
+    assert verdict.startswith("Model 'student' version 2 deployed: log_loss ") and "for the deployed version on the same" \
+        in verdict

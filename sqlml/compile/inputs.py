@@ -86,8 +86,10 @@ class Inputs:
         if len(c["categories"]) > MASK_CATEGORIES:
             return exp.In(this=code.copy(), expressions=[x.integer(k) for k in codes])
         mask = sum(1 << (k + 1) for k in codes)  # bit 0: an unseen category (code −1), never a member
-        shifted = exp.BitwiseRightShift(this=x.integer(mask), expression=exp.Paren(this=x.plus(code.copy(), x.integer(1))))
-        return exp.EQ(this=exp.BitwiseAnd(this=exp.Paren(this=shifted), expression=x.integer(1)), expression=x.integer(1))
+        position = exp.Paren(this=x.plus(code.copy(), x.integer(1)))
+        bit = exp.BitwiseAnd(this=exp.Paren(this=exp.BitwiseRightShift(this=x.integer(mask), expression=position)),
+                             expression=x.integer(1))
+        return exp.EQ(this=bit, expression=x.integer(1))
 
     def blocks(self) -> t.Iterator[tuple[dict, slice]]:
         """Each input column with its slice of the feature matrix's columns."""

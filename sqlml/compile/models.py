@@ -118,7 +118,8 @@ def _classes(program: Program, model: LoadedModel, scores: list[exp.Expr], link:
 
 
 def _largest(values: list[exp.Expr], k: int) -> exp.Expr:
-    """Whether ``values[k]`` is the first largest (numpy's argmax): above every earlier one, at least every later one."""
+    """Whether ``values[k]`` is the first largest (numpy's argmax): above every earlier one, at least every
+    later one."""
     tests = [exp.GT(this=values[k].copy(), expression=v.copy()) for v in values[:k]]
     tests += [exp.GTE(this=values[k].copy(), expression=v.copy()) for v in values[k + 1:]]
     return exp.and_(*tests)
@@ -145,7 +146,8 @@ def _clusters(program: Program, model: LoadedModel, inputs: Inputs, dialect: str
                 terms.append(x.times(gap, gap.copy()))
             else:  # (one-hot − center)² summed over the block: Σ center² + (1 − 2·center of the row's category)
                 part = center[block]
-                terms.append(x.plus(x.number(float(np.sum(part ** 2))), inputs.lookup(c, [1.0 - 2.0 * v for v in part])))
+                row_part = inputs.lookup(c, [1.0 - 2.0 * v for v in part])
+                terms.append(x.plus(x.number(float(np.sum(part ** 2))), row_part))
         squares.append(x.balanced_sum(terms))
     distances = program.step([exp.Sqrt(this=x.greatest(s, x.number(0.0))) for s in squares], "d")
     ranks = program.step([_rank(distances, k) for k in range(len(distances))], "r")

@@ -51,12 +51,15 @@ class Lesson:
     options: dict
     split: Split
     features: pa.Table  # the rows as the query gave them, once each (to time scoring on)
+    decided: pa.Table  # those rows with the teacher's decided label, which ``split`` came from (the deploy gate's)
+    held_out: bool  # whether the student is evaluated on rows it did not train on
 
 
 def check(kind: ModelKind, options: dict, transform: bool) -> None:
     """Refuse, before reading any data, what distillation cannot combine with."""
     if not kind.supervised:
-        raise OptionError(f"distill_from needs a classifier or regressor student; model_type '{kind.name}' learns no label.")
+        raise OptionError(f"distill_from needs a classifier or regressor student; model_type '{kind.name}' learns "
+                          "no label.")
     given = [name for name in EXCLUSIVE if name in options] + (["tuning"] if search.wanted(options) else [])
     if given:
         raise OptionError(f"distill_from cannot be combined with {', '.join(given)}: the teacher's predictions are "
@@ -82,21 +85,22 @@ def lesson(teacher: LoadedModel, scored: pa.Table, kind: ModelKind, options: dic
     split = split_rows(decided, options, options.get("random_seed"))
     student = {**options, "input_label_cols": [label], "distill_from_version": teacher.info.version}
     if kind.task != CLASSIFICATION:
-        return Lesson(decided, student, split, features)
-    train, held_out = _per_class(features, scored[predicted[1]], split.train, teacher), None
-    if split.eval is not None:
-        held_out = decided.take(split.eval).append_column(WEIGHT, pa.array(np.ones(len(split.eval))))
-    rows = pa.concat_tables([train, held_out]) if held_out is not None else train
-    positions = np.arange(rows.num_rows)
-    lesson_split = Split(positions[:train.num_rows], positions[train.num_rows:] if held_out is not None else None,
-                         split.fraction)
-    return Lesson(rows, {**student, "instance_weight_col": WEIGHT}, lesson_split, features)
+        return Lesson(decided, student, split, features, decided, split.eval is not None)
+    train = _per_class(features, scored[predicted[1]], split.train, teacher)
+    # Evaluated on the teacher's decided labels: the held-out rows, or without a split every row once.
+    evaluated = split.eval if split.eval is not None else split.train
+    held_out = decided.take(evaluated).append_column(WEIGHT, pa.array(np.ones(len(evaluated))))
+    positions = np.arange(train.num_rows + held_out.num_rows)
+    lesson_split = Split(positions[:train.num_rows], positions[train.num_rows:], split.fraction)
+    return Lesson(pa.concat_tables([train, held_out]), {**student, "instance_weight_col": WEIGHT}, lesson_split,
+                  features, decided, split.eval is not None)
 
 
 def _per_class(features: pa.Table, probabilities: pa.ChunkedArray, rows: np.ndarray, teacher: LoadedModel) -> pa.Table:
     """Each of ``rows`` once per class the teacher gives a probability above zero: labelled with the
     class, weighted with that probability."""
-    probs = np.asarray(pc.list_flatten(probabilities.combine_chunks()).field("prob")).reshape(-1, len(teacher.classes))[rows]
+    flat = pc.list_flatten(probabilities.combine_chunks()).field("prob")
+    probs = np.asarray(flat).reshape(-1, len(teacher.classes))[rows]
     row_index, class_index = np.nonzero(probs > 0)
     table = features.take(rows[row_index])
     classes = pa.array(teacher.classes, type=teacher.label_type).take(pa.array(class_index))
@@ -115,17 +119,19 @@ def speedup(teacher: LoadedModel, student: LoadedModel, rows: pa.Table) -> float
     return best(teacher) / best(student)
 
 
-def report(row: dict, teacher: LoadedModel, student: LoadedModel, features: pa.Table,
+def report(row: dict, teacher: LoadedModel, student: LoadedModel, lesson: Lesson,
            progress: t.Callable[[str], None]) -> None:
     """Record in the student's registry ``row`` its agreement with the teacher on the held-out rows and its
     scoring speed-up, also said through ``progress``."""
     metrics = row["metrics"]
     agreement = metrics.get("accuracy", metrics.get("r2_score"))
     metrics[AGREEMENT] = agreement
-    ratio = speedup(teacher, student, features)
-    agreed = f"agrees with it on {agreement:.1%} of" if "accuracy" in metrics else f"has r² {agreement:.4f} against it on"
-    note = (f"{NOTE}'{teacher.info.name}' version {teacher.info.version}: scores the {features.num_rows:,} rows of its "
-            f"training query {ratio:.1f}× as fast as the teacher (ML.PREDICT's path); {agreed} the held-out rows.")
+    ratio = speedup(teacher, student, lesson.features)
+    agreed = f"agrees with it on {agreement:.1%} of" if "accuracy" in metrics else \
+        f"has r² {agreement:.4f} against it on"
+    rows = "the held-out rows" if lesson.held_out else "its training rows (no evaluation split)"
+    note = (f"{NOTE}'{teacher.info.name}' version {teacher.info.version}: scores the {lesson.features.num_rows:,} rows "
+            f"of its training query {ratio:.1f}× as fast as the teacher (ML.PREDICT's path); {agreed} {rows}.")
     for info in row["training_info"]:
         info["notes"] = "; ".join(n for n in (info.get("notes"), note) if n)
     progress(note)
