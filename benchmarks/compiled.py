@@ -19,6 +19,8 @@ environment of its own, which keeps sqlml's clean::
     python3 -m venv /work/venv-orbital
     /work/venv-orbital/bin/pip install "orbital==0.6.*" "scikit-learn==1.9.*" skops duckdb
 
+(the ``bench`` extra names the same orbital; it also resolves beside sqlml's own pins).
+
 The fitted estimators reach it as skops files; it writes its SQL, which runs here in the same DuckDB.
 Without that interpreter the orbital rows are skipped. Ratios are best-of-``repeat``; each round runs
 every form one after the other (benchmarks/predict.py's ``best_of``).

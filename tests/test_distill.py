@@ -9,22 +9,31 @@ import numpy as np
 import pytest
 from sklearn.metrics import r2_score
 
+import sqlml
+from sqlml import datasets
 from sqlml.errors import ModelNotFoundError, OptionError
 
 HELD_OUT = "SELECT * FROM flights WHERE month > 9"
 
 
-@pytest.fixture
-def distilled(flights):
+@pytest.fixture(scope="module")
+def distilled():
     """A boosted flights teacher, trained on January to September, and a logistic student distilled from it
-    on the same months without their label."""
-    flights.sql("CREATE MODEL teacher OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['is_late'], "
-                "max_iterations = 30, max_tree_depth = 5) AS SELECT * FROM flights WHERE month <= 9")
+    on the same months without their label (the flights of conftest's fixture; trained once for the module)."""
+    conn = sqlml.connect(progress=lambda message: None)
+    datasets.load(conn.duckdb, "flights", "all_flights")
+    conn.sql("""CREATE TABLE flights AS
+        SELECT month, day, dep_delay, sched_dep_time, distance, hour, carrier, origin, dest, arr_delay > 15 AS is_late
+        FROM all_flights WHERE arr_delay IS NOT NULL AND day IN (1, 15)
+        ORDER BY year, month, day, sched_dep_time, carrier, flight""")
+    conn.sql("CREATE MODEL teacher OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['is_late'], "
+             "max_iterations = 30, max_tree_depth = 5) AS SELECT * FROM flights WHERE month <= 9")
     messages = []
-    flights.executor.progress = messages.append
-    flights.sql("CREATE MODEL student OPTIONS (model_type = 'logistic_reg', distill_from = 'teacher') "
-                "AS SELECT * EXCLUDE (is_late) FROM flights WHERE month <= 9")
-    return flights, messages
+    conn.executor.progress = messages.append
+    conn.sql("CREATE MODEL student OPTIONS (model_type = 'logistic_reg', distill_from = 'teacher') "
+             "AS SELECT * EXCLUDE (is_late) FROM flights WHERE month <= 9")
+    yield conn, messages
+    conn.close()
 
 
 def _labels(conn, model: str, query: str) -> np.ndarray:
@@ -60,7 +69,7 @@ def test_the_stored_agreement_is_the_students_accuracy_on_the_teachers_held_out_
 
 def test_the_students_compiled_sql_scores_faster_than_the_teachers_path(distilled):
     conn, _ = distilled
-    conn.sql("CREATE TABLE many AS SELECT * EXCLUDE (is_late) FROM flights, range(5)")
+    conn.sql("CREATE OR REPLACE TABLE many AS SELECT * EXCLUDE (is_late) FROM flights, range(5)")
     ((compiled,),) = conn.sql("SELECT sql FROM ML.GENERATE_SQL(MODEL student, TABLE many)").fetchall()
 
     def best(run) -> float:

@@ -63,27 +63,31 @@ def balanced_sum(terms: t.Sequence[exp.Expr]) -> exp.Expr:
     if len(terms) == 1:
         return terms[0]
     middle = len(terms) // 2
-    return exp.Add(this=_wrapped(balanced_sum(terms[:middle])), expression=_wrapped(balanced_sum(terms[middle:])))
+    return plus(balanced_sum(terms[:middle]), balanced_sum(terms[middle:]))
 
 
-def _wrapped(node: exp.Expr) -> exp.Expr:
-    return exp.Paren(this=node) if isinstance(node, (exp.Add, exp.Sub, exp.Neg)) else node
+def _operand(node: exp.Expr) -> exp.Expr:
+    """``node`` in parentheses when it is an operation: a tree built by hand has no precedence of its own,
+    and ``a + b + c`` would read back as ``(a + b) + c`` (a sum written in order nests as deep as it is long)."""
+    operation = isinstance(node, (exp.Binary, exp.Unary)) and not isinstance(node, exp.Paren) \
+        and not (isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal))
+    return exp.Paren(this=node) if operation else node
 
 
 def plus(left: exp.Expr, right: exp.Expr) -> exp.Expr:
-    return exp.Add(this=_wrapped(left), expression=_wrapped(right))
+    return exp.Add(this=_operand(left), expression=_operand(right))
 
 
 def minus(left: exp.Expr, right: exp.Expr) -> exp.Expr:
-    return exp.Sub(this=_wrapped(left), expression=exp.Paren(this=right))
+    return exp.Sub(this=_operand(left), expression=_operand(right))
 
 
 def times(left: exp.Expr, right: exp.Expr) -> exp.Expr:
-    return exp.Mul(this=exp.Paren(this=left), expression=exp.Paren(this=right))
+    return exp.Mul(this=_operand(left), expression=_operand(right))
 
 
 def divide(left: exp.Expr, right: exp.Expr) -> exp.Expr:
-    return exp.Div(this=exp.Paren(this=left), expression=exp.Paren(this=right))
+    return exp.Div(this=_operand(left), expression=_operand(right))
 
 
 def greatest(*nodes: exp.Expr) -> exp.Expr:
@@ -102,7 +106,7 @@ def safe_exp(node: exp.Expr) -> exp.Expr:
 
 def logistic(node: exp.Expr) -> exp.Expr:
     """1 / (1 + e^-x): scipy's expit."""
-    return divide(number(1.0), plus(number(1.0), safe_exp(exp.Neg(this=exp.Paren(this=node)))))
+    return divide(number(1.0), plus(number(1.0), safe_exp(exp.Neg(this=_operand(node)))))
 
 
 def case(branches: t.Sequence[tuple[exp.Expr, exp.Expr]], default: exp.Expr) -> exp.Expr:
