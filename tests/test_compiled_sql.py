@@ -297,3 +297,38 @@ def test_gradient_boosting_trees_compile_through_the_same_neutral_form(trained, 
         np.testing.assert_allclose([p["prob"] for p in probs], wanted, atol=OTHER_TOLERANCE, rtol=0)
         chosen = int(wanted[1] >= 0.5) if len(wanted) == 2 else int(np.argmax(wanted))
         assert decided == estimator.classes_[chosen]
+
+
+@pytest.mark.parametrize("name, table, objective", [("boosted_classifier", "flights_small", "binary:logistic"),
+                                                    ("boosted_multiclass", "penguins", "multi:softprob"),
+                                                    ("forest_regressor", "penguins", "reg:squarederror")])
+def test_xgboost_boosters_compile_through_the_same_neutral_form(trained, name, table, objective):
+    """An XGBoost booster (what sqlml's boosted trees hold as ``Trees.booster``), fitted here on the model's own
+    feature matrix with the category codes split on natively, scores in DuckDB as XGBoost does (within float32's
+    rounding: XGBoost adds the trees in float32)."""
+    import types
+
+    import xgboost as xgb
+
+    conn, _ = trained
+    model = conn.executor.load(name)
+    data = conn.duckdb.sql(f"SELECT * FROM {table} WHERE {model.label} IS NOT NULL").to_arrow_table()
+    kinds = ["c" if categorical else "q" for categorical in model.preprocessor.categorical_mask]
+    labels = data[model.label].to_numpy(zero_copy_only=False)
+    target = np.searchsorted(model.classes, labels) if model.classes else labels.astype(float)
+    matrix = xgb.DMatrix(model.features(data), label=target, feature_types=kinds, enable_categorical=True)
+    params = {"objective": objective, "max_depth": 4, "eta": 0.3}
+    booster = xgb.train({**params, **({"num_class": 3} if objective.startswith("multi") else {})}, matrix, 25)
+    shell = dataclasses.replace(model, estimator=types.SimpleNamespace(booster=booster))
+    columns = conn.duckdb.sql(f"SELECT * FROM {table}").columns
+    got = conn.duckdb.sql(compile_predict(shell, sqlglot.exp.to_table(table), "duckdb", columns).sql("duckdb")).to_arrow_table()
+    features = xgb.DMatrix(model.features(got), feature_types=kinds, enable_categorical=True)  # the rows as they came
+    wanted = booster.predict(features)
+    if model.classes is None:
+        np.testing.assert_allclose(got.column(0).to_numpy(), wanted, rtol=1e-6, atol=1e-6)
+        return
+    wanted = np.column_stack([1 - wanted, wanted]) if wanted.ndim == 1 else wanted
+    probs = np.array([[p["prob"] for p in row] for row in got.column(1).to_pylist()])
+    np.testing.assert_allclose(probs, wanted, atol=1e-6, rtol=0)
+    chosen = (wanted[:, 1] >= model.threshold).astype(int) if len(model.classes) == 2 else wanted.argmax(axis=1)
+    assert got.column(0).to_pylist() == [model.classes[k] for k in chosen]
