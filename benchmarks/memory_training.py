@@ -6,10 +6,11 @@ Each model trains in a fresh child process on a DuckDB table of ``rows`` × (10 
 20 levels) and a 0/1 label. The child's peak RSS is reset (``/proc/self/clear_refs``) after the table
 exists, so ``peak_growth_mb`` is what CREATE MODEL itself adds: the rows read into Python, the matrix,
 the fit, evaluation and storing. ``matrix_mb`` is the matrix's own bytes (dense float64 or, for forests, float32; or CSR data +
-indices + indptr where logistic regression fits on CSR). ``sklearn_mb`` is the growth of the same
-estimator's ``fit`` alone on that matrix already in memory (scikit-learn's own working memory: HGB's
-binned copy and the copy its categorical encoder makes, the buffers of lbfgs, of a forest's trees or of
-an MLP), measured in another child; ``without_fit_ratio`` is the peak growth less that, over the matrix.
+indices + indptr where logistic regression fits on CSR; for boosted trees, which CREATE MODEL never
+builds, the dense float64 matrix they would have). ``sklearn_mb`` is the growth of the same
+estimator's ``fit`` alone on that matrix already in memory (the library's own working memory: XGBoost's
+quantile matrix, gradients and trees, the buffers of lbfgs, of a forest's trees or of an MLP), measured
+in another child; ``without_fit_ratio`` is the peak growth less that, over the matrix.
 Options keep each fit short; the memory of reading and encoding does not depend on them.
 """
 
@@ -107,10 +108,8 @@ def child_fit_only(model_type: str, rows: int) -> dict:
     y = table["label"].to_numpy()
     del table
     estimator = build_estimator(kind, options)
-    if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
-        estimator.set_params(categorical_features=prep.categorical_mask)
     start = _reset_peak()
-    estimator.fit(X, y)
+    estimator.fit(X, y, categorical=prep.categorical_mask) if kind.xgboost else estimator.fit(X, y)
     return {"model_type": model_type, "sklearn_mb": (_status("VmHWM") - start) / MIB}
 
 

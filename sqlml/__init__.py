@@ -13,6 +13,7 @@ Importing sqlml is cheap: the engine, scikit-learn and the other heavy libraries
 from __future__ import annotations
 
 import importlib
+import os
 import typing as t
 
 from .errors import (
@@ -25,6 +26,12 @@ from .errors import (
     SqlmlParseError,
 )
 
+# OpenMP threads (scikit-learn's, XGBoost's) spin while they wait for each other. On a busy machine a
+# spinning thread holds the core that the thread it waits for needs: at load 10 on 2 cores, 20 XGBoost
+# iterations on 20,000 rows took 2.3–6.2 s spinning, 0.13 s waiting passively (benchmarks/boosted.py).
+# Read by the OpenMP runtime when it loads (with the first model statement); a value set by the user wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 if t.TYPE_CHECKING:
     from . import datasets
     from .connection import Connection, connect, register
@@ -35,6 +42,11 @@ __all__ = ["Connection", "connect", "register", "parse", "datasets", "SqlmlError
 
 #: Public names loaded on first access (PEP 562), so ``import sqlml`` stays fast.
 _LAZY = {"Connection": "connection", "connect": "connection", "register": "connection", "parse": "sql.parse"}
+
+
+def load_ipython_extension(ipython: t.Any) -> None:
+    """``%load_ext sqlml``: the ``%sqlml`` / ``%%sqlml`` magic (sqlml.magic, imported only now)."""
+    importlib.import_module(".magic", __name__).load_ipython_extension(ipython)
 
 
 def __getattr__(name: str) -> t.Any:

@@ -4,6 +4,7 @@
     echo "SELECT * FROM ML.EVALUATE(MODEL m)" | sqlml run - --db models.duckdb
     sqlml models --db models.duckdb
     sqlml card late_model --db models.duckdb -o card.html
+    sqlml serve --db models.duckdb --port 8000
 
 Exit codes: 0 success, 1 an error in the SQL, the data or the environment (``Error: …``), 2 usage.
 """
@@ -12,12 +13,9 @@ from __future__ import annotations
 
 import csv
 import functools
-import itertools
 import json
 import os
 import sys
-import threading
-import time
 import typing as t
 
 import click
@@ -31,7 +29,8 @@ FORMATS = ("table", "csv", "json")
 
 def db_option(command: t.Callable) -> t.Callable:
     return click.option("--db", "db_path", default=":memory:", show_default=True,
-                        help="DuckDB database file (`run` creates it if missing).")(command)
+                        help="DuckDB database file (`run` creates it if missing; `models` and `card` read an "
+                             "existing one).")(command)
 
 
 def user_errors(command: t.Callable) -> t.Callable:
@@ -46,59 +45,6 @@ def user_errors(command: t.Callable) -> t.Callable:
             click.echo("\nInterrupted: nothing was stored.", err=True)
             sys.exit(130)
     return wrapper
-
-
-class Spinner:
-    """Shows elapsed time on stderr from a "Training…" message until "Trained…" or the statement's end.
-    Messages may come from two threads (the data checks run beside the fit): they are printed above
-    the spinner's line, which keeps turning."""
-
-    def __init__(self, stream: t.TextIO = sys.stderr):
-        self.stream = stream
-        self._stop = threading.Event()
-        self._lock = threading.Lock()  # one writer of the terminal line at a time
-        self._thread: threading.Thread | None = None
-
-    def say(self, message: str) -> None:
-        if message.startswith("Trained"):
-            self._halt()
-        with self._lock:
-            self._erase()
-            click.echo(message, err=True)
-        if message.startswith("Training"):
-            self._start()
-
-    def _start(self) -> None:
-        if not self.stream.isatty():
-            return
-        self._halt()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        started = time.monotonic()
-        for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
-            if self._stop.wait(0.2):
-                break
-            with self._lock:
-                self.stream.write(f"\r{frame} training… {time.monotonic() - started:5.1f}s")
-                self.stream.flush()
-
-    def _halt(self) -> None:
-        if self._thread:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
-
-    def _erase(self) -> None:
-        if self.stream.isatty():
-            self.stream.write("\r\033[K")
-
-    def clear(self) -> None:
-        self._halt()
-        with self._lock:
-            self._erase()
 
 
 @click.group()
@@ -119,11 +65,12 @@ def main() -> None:
 def run(file: t.TextIO, db_path: str, output_format: str, dialect: str, dataset_names: tuple[str, ...]) -> None:
     """Run every statement in FILE ('-' for stdin) and print each result."""
     import sqlml
-    spinner = Spinner()
+    from .progress import Progress
+    progress = Progress()
     text = file.read()
     if db_path != ":memory:" and not os.path.exists(db_path):
         click.echo(f"Creating new database {os.path.abspath(db_path)} (no file at --db {db_path} yet).", err=True)
-    with sqlml.connect(db_path, progress=spinner.say, dialect=dialect) as conn:
+    with sqlml.connect(db_path, progress=progress, dialect=dialect) as conn:
         for name in dataset_names:
             datasets.load(conn, name)
         statements = sqlml.parse(text, dialect)
@@ -135,7 +82,7 @@ def run(file: t.TextIO, db_path: str, output_format: str, dialect: str, dataset_
                     raise
                 # DuckDB's "LINE 1" counts from the failing statement, not from the top of the file
                 raise SqlmlError(f"Statement at line {statement.meta['line']}: {e}") from None
-            spinner.clear()
+            progress.clear()
             if result is not None:
                 print_result(result, output_format)
                 warn_if_below_baseline(result)
@@ -149,7 +96,8 @@ def models(db_path: str, output_format: str) -> None:
     """List the models in the registry, one row per version: whether it is the deployed one, the
     aliases naming it, whether the model is disabled (its kill switch), and the version's status."""
     import sqlml
-    with sqlml.connect(db_path, read_only=db_path != ":memory:", create=False) as conn:
+    existing_database(db_path, "models")
+    with sqlml.connect(db_path, read_only=True, create=False) as conn:
         if not conn.executor.registry.exists():
             click.echo("No models yet.", err=True)
             return
@@ -192,7 +140,8 @@ def card(model: str, db_path: str, output: str, data_sql: str | None, slice_by: 
         raise click.UsageError("--time-window needs --time-column: the DATE or TIMESTAMP column to window by.")
 
     from .functions.card import card_query
-    with sqlml.connect(db_path, read_only=db_path != ":memory:", create=False) as conn:
+    existing_database(db_path, f"card {model}")
+    with sqlml.connect(db_path, read_only=True, create=False) as conn:
         (html,) = conn.sql(card_query(model, data_sql, slice_by, sensitive_col, time_column=time_column,
                                        time_window=time_window)).fetchall()[0]
     try:
@@ -201,6 +150,34 @@ def card(model: str, db_path: str, output: str, data_sql: str | None, slice_by: 
     except OSError as e:
         raise click.ClickException(f"Cannot write the model card to {output}: {e.strerror}.") from None
     click.echo(f"Model card of '{model}' written to {output}.", err=True)
+
+
+@main.command()
+@click.option("--db", "db_path", required=True, help="The DuckDB database whose models to serve (never held open).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (not loopback: needs SQLML_SERVE_TOKEN).")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes.")
+@click.option("--model", help="The model POST /invocations (MLflow's protocol) scores when no sqlml-model header names one.")
+@click.option("--max-body-bytes", default=10_000_000, show_default=True, type=click.IntRange(1))
+@click.option("--max-rows", default=100_000, show_default=True, type=click.IntRange(1), help="Rows per request.")
+@click.option("--refresh", default=1.0, show_default=True, type=click.FloatRange(0.05),
+              help="Seconds between looks at the database file for new deployments.")
+@user_errors
+def serve(db_path: str, host: str, port: int, workers: int, model: str | None, max_body_bytes: int, max_rows: int,
+          refresh: float) -> None:
+    """Score over HTTP with the models of a database (see docs/serving.md)."""
+    from .server import Settings, serve as run_server
+    run_server(Settings(os.path.abspath(db_path), model, max_body_bytes, max_rows, refresh), host, port, workers)
+
+
+def existing_database(db_path: str, command: str) -> None:
+    """``models`` and ``card`` read the models of a database file: refuse none given, or a missing one."""
+    if db_path == ":memory:":
+        raise click.UsageError(f"No database given: name the file whose models to read, e.g. "
+                               f"sqlml {command} --db warehouse.duckdb.")
+    if not os.path.exists(db_path):
+        raise click.ClickException(f"No database file at '{db_path}' (working directory {os.getcwd()}). Check the "
+                                   "path; `sqlml run FILE --db PATH` creates a database.")
 
 
 def warn_if_below_baseline(relation: t.Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import types
 import typing as t
 
 import duckdb
@@ -12,10 +11,11 @@ import pyarrow as pa
 
 from . import views
 from .engines.duckdb import DuckDBEngine, Result, connect_duckdb, identifiers
-from .errors import ModelIntegrityError
+from .errors import SqlmlError
 from .executor import Executor
 from .registry.deployments import Serving
-from .registry.versions import INFO_COLUMNS, TABLE, Registry
+from .model.version import ModelVersion
+from .registry.versions import INFO_COLUMNS, LEGACY_NOTE, Registry
 
 #: (module, class) of the objects a statement may name as tables, as DuckDB's replacement scans take them.
 DATA_FRAMES = {("pandas", "DataFrame"), ("pyarrow", "Table"), ("pyarrow", "RecordBatch"), ("pyarrow", "RecordBatchReader"),
@@ -30,26 +30,33 @@ class Connection:
         self.duckdb = duckdb_connection
         self.executor = Executor(DuckDBEngine(duckdb_connection), progress, dialect)
 
-    def sql(self, text: str) -> Result | None:
+    def sql(self, text: str, params: t.Sequence | t.Mapping | None = None, *,
+            namespace: t.Mapping | None = None) -> Result | None:
         """Run one or more statements; return the last result as a DuckDB relation (or None).
 
         The relation supports ``.df()``, ``.arrow()``, ``.fetchall()``, ``.show()`` and further SQL; errors
         DuckDB raises while running it are sqlml errors. As with ``duckdb.sql``, a table name that is no
-        table of the database may name a pandas, pyarrow or polars data frame of the calling code.
+        table of the database may name a pandas, pyarrow or polars data frame of the calling code (of
+        ``namespace`` when given: a notebook's variables). ``params`` are bound, never pasted into the SQL:
+        a dict for ``$name`` parameters, a list for ``?`` ones::
+
+            conn.sql("SELECT * FROM ML.PREDICT(MODEL m, (SELECT * FROM t WHERE month = $month))", {"month": 12})
         """
-        with self._caller_frames(text, sys._getframe(1)) as named:
-            result = self.executor.run(text)
+        frame = sys._getframe(1)
+        scopes = (namespace,) if namespace is not None else (frame.f_locals, frame.f_globals)
+        del frame
+        with self._caller_frames(text, scopes) as named:
+            result = self.executor.run(text, params)
             # The frames are unregistered when the statement ends, so a result that reads them is read now.
             return self.executor.engine.result(result.to_arrow_table()) if named and result is not None else result
 
     execute = sql
 
     @contextlib.contextmanager
-    def _caller_frames(self, text: str, frame: types.FrameType) -> t.Iterator[list[str]]:
-        """Register, for one statement, the caller's data frames that ``text`` names and the database lacks."""
+    def _caller_frames(self, text: str, scopes: tuple[t.Mapping, ...]) -> t.Iterator[list[str]]:
+        """Register, for one statement, the data frames of ``scopes`` (DuckDB's order: the caller's locals,
+        then its module's) that ``text`` names and the database lacks."""
         names = identifiers(text)
-        scopes = (frame.f_locals, frame.f_globals)  # DuckDB's order: the caller's locals, then its module's
-        del frame
         found = {name: next(s[name] for s in scopes if name in s) for name in names if any(name in s for s in scopes)}
         found = {name: value for name, value in found.items() if _is_data_frame(value)}
         if found:
@@ -72,21 +79,37 @@ class Connection:
         if not registry.exists():
             return engine.result(pa.table({"name": pa.array([], pa.string()), "version": pa.array([], pa.int32())}))
         found = registry.versions()
-        serving = {v.name: _serving(registry, v.name, v.version) for v in found}  # oldest first: the latest wins
+        latest = {v.name: v.version for v in found}  # oldest first: the latest wins
+        serving = {name: _serving(registry, name, version) for name, version in latest.items()}
         status = pa.table({"name": [v.name for v in found], "version": pa.array([v.version for v in found], pa.int32()),
                            "deployed": [serving[v.name].deployed == v.version for v in found],
                            "aliases": pa.array([sorted(a for a, n in serving[v.name].aliases.items() if n == v.version)
                                                 for v in found], pa.list_(pa.string())),
                            "disabled": [serving[v.name].disabled for v in found],
-                           "status": [v.damage or "ok" for v in found]})
+                           "status": [_status(v) for v in found]})
         columns = ", ".join(f"m.{c}" for c in INFO_COLUMNS)
         self.duckdb.register("__sqlml_status", status)
         try:
             return engine.result(engine.read_arrow(
-                f"SELECT {columns}, s.deployed, s.aliases, s.disabled, s.status FROM {TABLE} AS m "
+                f"SELECT {columns}, s.deployed, s.aliases, s.disabled, s.status FROM {registry.tables().models} AS m "
                 "JOIN __sqlml_status AS s USING (name, version) ORDER BY m.name, m.version"))
         finally:
             self.duckdb.unregister("__sqlml_status")
+
+    def cursor(self) -> t.Any:
+        """A DB-API (PEP 249) cursor whose ``execute`` runs sqlml statements: for JupySQL's ``%sql`` and
+        other tools written against DB-API (docs/notebooks.md)."""
+        from .dbapi import Cursor
+        return Cursor(self)
+
+    def commit(self) -> None:
+        """DB-API's commit: sqlml commits each statement itself (outside an explicit BEGIN), so nothing is left."""
+
+    def model(self, name: str) -> t.Any:
+        """``name`` as a :class:`sqlml.objects.Model`: versions, metrics, ``.predict``, ``.card()`` … (each a
+        thin wrapper over the SQL), shown as HTML in Jupyter."""
+        from .objects import Model
+        return Model(self, name)
 
     def close(self) -> None:
         self.duckdb.close()
@@ -116,8 +139,21 @@ def register(connection: duckdb.DuckDBPyConnection) -> Connection:
     connection, since they would find sqlml's own variables; the Connection's ``sql`` finds the caller's
     data frames by name instead, and ``connection.register(name, frame)`` works as always."""
     engine = DuckDBEngine(connection)
-    views.define_for_views(engine, Registry(engine))
+    registry = Registry(engine)
+    try:  # an older registry is brought up to date before any statement (and outside any transaction)
+        if registry.exists():
+            registry.ensure()
+    except SqlmlError:  # one opened read-only cannot be: the statements that read it say so
+        return Connection(connection)
+    views.define_for_views(engine, registry)
     return Connection(connection)
+
+
+def _status(info: ModelVersion) -> str:
+    """'ok'; or why the version is refused; or, for a row signed by an older sqlml, what its signature leaves out."""
+    if info.damage is not None:
+        return info.damage
+    return f"ok, but {LEGACY_NOTE}" if info.legacy else "ok"
 
 
 def _serving(registry: Registry, name: str, latest: int) -> Serving:
@@ -125,7 +161,7 @@ def _serving(registry: Registry, name: str, latest: int) -> Serving:
     its latest version. A hand-edited serving state is listed as serving nothing (using it is refused)."""
     try:
         serving = registry.deployments.serving(name) or Serving(name)
-    except ModelIntegrityError:
+    except SqlmlError:  # a state that does not verify (or another key): nothing is served
         return Serving(name)
     serving.deployed = latest if serving.deployed is None else serving.deployed
     return serving

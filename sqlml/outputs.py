@@ -9,11 +9,13 @@ import typing as t
 import pyarrow as pa
 
 from .engines.base import Engine
-from .functions.base import Stream
+
+if t.TYPE_CHECKING:  # not imported: importing sqlml.functions loads every handler (and scikit-learn)
+    from .functions.base import Stream
 
 
 def as_table(output: pa.Table | Stream) -> pa.Table:
-    return output.table() if isinstance(output, Stream) else output
+    return output if isinstance(output, pa.Table) else output.table()
 
 
 class Exposed:
@@ -27,7 +29,7 @@ class Exposed:
         self._error: Exception | None = None
 
     def add(self, name: str, output: pa.Table | Stream, read_once: bool) -> None:
-        if isinstance(output, Stream) and read_once:
+        if not isinstance(output, pa.Table) and read_once:  # a Stream
             watched = self._watched(output)
             self.engine.register_stream(name, output.schema, watched)
             self._open.append((output, watched))

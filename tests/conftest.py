@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 
@@ -14,6 +15,10 @@ os.environ.setdefault("SQLML_SECRET_KEY", "sqlml-test-key-0123456789abcdef-01234
 
 import sqlml  # noqa: E402
 from sqlml import datasets  # noqa: E402
+
+# Each packaged dataset is read from its package (pandas → Arrow: ~1 s for flights) once per test run,
+# not once per test: Arrow tables are immutable, so every connection can copy the same one.
+datasets.DATASETS.update({name: functools.cache(read) for name, read in datasets.DATASETS.items()})
 
 
 @pytest.fixture

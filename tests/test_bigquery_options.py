@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+import xgboost as xgb
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
@@ -47,6 +48,13 @@ def test_dnn_activation_optimizer_and_batch_size(conn, activation, optimizer, sk
     np.testing.assert_allclose(_probabilities(conn, "iris"), expected, atol=1e-6)
 
 
+def _xgboost(X: np.ndarray, y: np.ndarray, params: dict, rounds: int) -> np.ndarray:
+    """The positive class's probability of XGBoost trained here on the same rows (numeric features)."""
+    booster = xgb.train({"objective": "binary:logistic", **params}, xgb.QuantileDMatrix(X, y), rounds)
+    positive = booster.predict(xgb.DMatrix(X))
+    return np.column_stack([1 - positive, positive])
+
+
 def test_boosted_tree_reference_example_with_colsample_bynode_and_min_tree_child_weight(conn):
     # reference: bigqueryml-syntax-create-boosted-tree (its example: BOOSTER_TYPE = 'GBTREE', NUM_PARALLEL_TREE = 1,
     # TREE_METHOD = 'HIST', EARLY_STOP = FALSE; and COLSAMPLE_BYNODE, MIN_TREE_CHILD_WEIGHT, SUBSAMPLE = 1.0,
@@ -59,9 +67,33 @@ def test_boosted_tree_reference_example_with_colsample_bynode_and_min_tree_child
                 min_split_loss = 0, l1_reg = 0, category_encoding_method = 'LABEL_ENCODING', xgboost_version = '1.1',
                 approx_global_feature_contrib = TRUE, dart_normalize_type = 'TREE', dropout = 0,)
                 AS SELECT * FROM breast_cancer""")
-    trees = HistGradientBoostingClassifier(max_iter=8, max_depth=6, learning_rate=0.3, l2_regularization=1.0,
-                                           early_stopping=False, random_state=1, max_features=0.5, min_samples_leaf=5)
-    np.testing.assert_allclose(_probabilities(conn, "breast_cancer"), trees.fit(X, y).predict_proba(X), atol=1e-9)
+    expected = _xgboost(X, y, {"tree_method": "hist", "seed": 1, "colsample_bynode": 0.5, "min_child_weight": 5,
+                               "max_depth": 6, "eta": 0.3, "lambda": 1.0}, 8)
+    np.testing.assert_allclose(_probabilities(conn, "breast_cancer"), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("options, params", [
+    # reference: bigqueryml-syntax-create-boosted-tree: SUBSAMPLE, the COLSAMPLE_* and MIN_SPLIT_LOSS at values
+    # other than their defaults, and its DART example (BOOSTER_TYPE = 'DART', DART_NORMALIZE_TYPE, DROPOUT)
+    ("subsample = 0.85, colsample_bytree = 0.6, colsample_bylevel = 0.7, min_split_loss = 0.5",
+     {"subsample": 0.85, "colsample_bytree": 0.6, "colsample_bylevel": 0.7, "gamma": 0.5}),
+    ("booster_type = 'DART', dart_normalize_type = 'FOREST', dropout = 0.2, l1_reg = 0.5",
+     {"booster": "dart", "normalize_type": "forest", "rate_drop": 0.2, "alpha": 0.5}),
+    ("num_parallel_tree = 3, subsample = 0.5, tree_method = 'APPROX'",
+     {"num_parallel_tree": 3, "subsample": 0.5, "tree_method": "approx"}),
+])
+def test_boosted_tree_subsample_dart_and_colsample_equal_xgboost(conn, options, params):
+    X, y = _data(conn, "breast_cancer")
+    conn.sql(f"""CREATE MODEL m OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['target'],
+                 data_split_method = 'NO_SPLIT', max_iterations = 6, early_stop = FALSE, random_seed = 4, {options})
+                 AS SELECT * FROM breast_cancer""")
+    if params.get("tree_method") == "approx":  # the approx method sketches the rows itself: a plain DMatrix
+        booster = xgb.train({"objective": "binary:logistic", "seed": 4, **params}, xgb.DMatrix(X, y), 6)
+        positive = booster.predict(xgb.DMatrix(X))
+        expected = np.column_stack([1 - positive, positive])
+    else:
+        expected = _xgboost(X, y, {"seed": 4, **params}, 6)
+    np.testing.assert_allclose(_probabilities(conn, "breast_cancer"), expected, atol=1e-6)
 
 
 def test_random_forest_reference_example_with_subsample_and_colsample_bynode(conn):
@@ -164,16 +196,7 @@ REFUSED = [
     ("linear_reg", "warm_start = TRUE", "does not continue from the previous one"),
     # reference: bigqueryml-syntax-create-boosted-tree
     ("boosted_tree_classifier", "category_encoding_method = 'TARGET_ENCODING'", "target encoding are not implemented"),
-    ("boosted_tree_classifier", "booster_type = 'DART'", "has no DART booster"),
-    ("boosted_tree_regressor", "num_parallel_tree = 2", "boosted random forests are not available"),
-    ("boosted_tree_classifier", "dropout = 0.1", "dropout of trees is the DART booster"),
-    ("boosted_tree_classifier", "l1_reg = 1", "no L1 penalty on leaf weights"),
-    ("boosted_tree_classifier", "tree_method = 'EXACT'", "no exact or sketch-based split search"),
-    ("boosted_tree_regressor", "tree_method = 'APPROX'", "no exact or sketch-based split search"),
-    ("boosted_tree_classifier", "colsample_bytree = 0.5", "not per tree or per level"),
-    ("boosted_tree_classifier", "min_split_loss = 1", "no minimum loss reduction per split"),
-    ("boosted_tree_classifier", "subsample = 0.85", "it has no row subsampling"),
-    ("boosted_tree_classifier", "min_rel_progress = 0.1", "not on a relative progress per iteration"),
+    ("boosted_tree_regressor", "category_encoding_method = 'ONE_HOT_ENCODING'", "split on by XGBoost as a categorical"),
     # reference: bigqueryml-syntax-create-random-forest
     ("random_forest_classifier", "l1_reg = 1", "no L1 penalty on leaf weights"),
     ("random_forest_regressor", "l2_reg = 1", "no leaf weights to penalize"),
@@ -207,11 +230,12 @@ def test_a_bigquery_option_sqlml_cannot_honour_is_refused_with_why(conn, model_t
 
 
 @pytest.mark.parametrize("options, message", [
-    # reference: bigqueryml-syntax-create-boosted-tree (SUBSAMPLE: default 1.0)
-    ("model_type = 'boosted_tree_regressor', subsample = 0.5",
-     "subsample = 0.5 is a BigQuery ML option sqlml cannot honour for model_type 'boosted_tree_regressor': "
-     "HistGradientBoosting (scikit-learn 1.9) fits every tree on all the training rows; it has no row subsampling. "
-     "Leave it out or set it to 1.0."),
+    # reference: bigqueryml-syntax-create-boosted-tree (CATEGORY_ENCODING_METHOD)
+    ("model_type = 'boosted_tree_regressor', category_encoding_method = 'TARGET_ENCODING'",
+     "category_encoding_method = 'TARGET_ENCODING' is a BigQuery ML option sqlml cannot honour for model_type "
+     "'boosted_tree_regressor': sqlml gives boosted trees one ordinal code per category column, split on by XGBoost "
+     "as a categorical feature; one-hot and target encoding are not implemented. Leave it out or set it to "
+     "'LABEL_ENCODING'."),
     # reference: bigqueryml-syntax-create-dnn-models (ACTIVATION_FN = HPARAM_CANDIDATES([...])): the candidate at fault
     ("model_type = 'dnn_regressor', num_trials = 2, activation_fn = HPARAM_CANDIDATES(['RELU', 'SELU'])",
      "activation_fn = 'SELU' is a BigQuery ML option sqlml cannot honour for model_type 'dnn_regressor': "
@@ -245,3 +269,8 @@ def test_the_example_runs_in_the_bigquery_dialect(penguins):
     counts = penguins.sql("SELECT centroid_id, count(*) FROM ML.PREDICT(MODEL bqml_tutorial.penguin_clusters, "
                           "(SELECT * FROM penguins WHERE body_mass_g IS NOT NULL)) GROUP BY 1 ORDER BY 1").fetchall()
     assert sum(n for _, n in counts) == 342 and len(counts) == 3
+    dart = penguins.executor.load("bqml_tutorial.species_dart").estimator
+    config = dart.config()["learner"]["gradient_booster"]
+    assert config["name"] == "dart" and config["dart_train_param"]["normalize_type"] == "forest"
+    assert float(config["gbtree"]["tree_train_param"]["subsample"]) == pytest.approx(0.85)
+    assert dart.booster.num_boosted_rounds() == 30

@@ -1,9 +1,7 @@
 """The sqlml command line, driven in-process with click's CliRunner."""
 
-import io
 import json
 import re
-import threading
 import time
 
 import duckdb
@@ -12,7 +10,7 @@ from click.testing import CliRunner
 
 import sqlml
 from sqlml import datasets
-from sqlml.cli import Spinner, main
+from sqlml.cli import main
 
 TRAIN = ("CREATE MODEL m OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g']) AS "
          "SELECT * EXCLUDE (year) FROM penguins WHERE body_mass_g IS NOT NULL;\n")
@@ -140,31 +138,6 @@ def test_a_model_that_does_not_beat_its_baseline_is_flagged(runner):
     assert "does NOT beat" not in good.stderr
 
 
-class Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_spinner_keeps_turning_while_the_data_checks_report_from_their_thread(capsys):
-    terminal = Terminal()
-    spinner = Spinner(terminal)
-    spinner.say("Training logistic_reg 'm' on 990 rows × 3 features…")
-    checks = threading.Thread(target=spinner.say, args=("Data check: 'id' is unique on every row",))
-    checks.start()
-    checks.join()
-    deadline = time.monotonic() + 10
-    while "training…" not in terminal.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "training…" in terminal.getvalue()  # still turning after the other thread's message
-    spinner.say("Trained 'm' in 0.4 s (990 rows).")
-    drawn = terminal.getvalue()
-    time.sleep(0.3)
-    assert terminal.getvalue() == drawn  # stopped: nothing drawn after "Trained"
-    assert capsys.readouterr().err.splitlines() == [
-        "Training logistic_reg 'm' on 990 rows × 3 features…", "Data check: 'id' is unique on every row",
-        "Trained 'm' in 0.4 s (990 rows)."]
-
-
 @pytest.fixture(scope="module")
 def flights_db(tmp_path_factory):
     """A database file with EWR's flights of the 1st and 15th of each month and a delay classifier."""
@@ -204,3 +177,21 @@ def test_card_time_column_that_is_not_a_time_names_its_type(runner, flights_db, 
                  "SELECT * FROM ewr", "--time-column", "distance")
     assert result.exit_code == 1
     assert "time_column 'distance' is int64, not a DATE or TIMESTAMP; cast it in the input query" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["models"], ["card", "m"]])
+def test_models_and_card_say_no_database_was_given(runner, command):
+    result = run(runner, *command)
+    assert result.exit_code == 2
+    assert f"No database given: name the file whose models to read, e.g. sqlml {' '.join(command)} --db " \
+           "warehouse.duckdb." in result.stderr
+    assert "No models yet" not in result.output
+
+
+@pytest.mark.parametrize("command", [["models"], ["card", "m"]])
+def test_models_and_card_name_a_missing_database_file_in_cli_terms(runner, tmp_path, command):
+    missing = tmp_path / "missing.duckdb"
+    result = run(runner, *command, "--db", str(missing))
+    assert result.exit_code == 1
+    assert f"Error: No database file at '{missing}'" in result.stderr and "`sqlml run FILE --db PATH`" in result.stderr
+    assert "create=True" not in result.output and not missing.exists()

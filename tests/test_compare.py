@@ -138,3 +138,86 @@ def test_refusals(cancer):
     for call, error, message in cases:
         with pytest.raises(error, match=re.escape(message)):
             cancer.sql(f"SELECT * FROM {call}")
+
+
+# --- the vectorized bootstrap, metric by metric, against scikit-learn on the drawn rows --------------------
+
+def _sklearn_metric(name: str, y: np.ndarray, predicted: np.ndarray, probs: np.ndarray | None) -> float:
+    """One metric as docs/evaluation.md defines it, by scikit-learn on rows given; NaN where undefined."""
+    if probs is None:
+        if name == "mean_squared_log_error" and ((y < 0).any() or (predicted < 0).any()):
+            return np.nan
+        if name in ("r2_score", "explained_variance") and len(y) < 2:
+            return np.nan
+        return getattr(skm, {"r2_score": "r2_score", "explained_variance": "explained_variance_score"}.get(name, name))(
+            y, predicted)
+    classes = probs.shape[1]
+    binary = classes == 2
+    averaged = {"average": "binary"} if binary else {"average": "macro", "labels": np.arange(classes)}
+    present = len(np.unique(y))
+    if name in ("precision", "recall", "f1_score"):
+        return getattr(skm, {"f1_score": "f1_score"}.get(name, f"{name}_score"))(y, predicted, zero_division=0, **averaged)
+    if name == "accuracy":
+        return skm.accuracy_score(y, predicted)
+    if name == "log_loss":
+        return skm.log_loss(y, probs, labels=np.arange(classes))
+    if present < classes:
+        return np.nan
+    if name == "pr_auc":
+        return skm.average_precision_score(y, probs[:, 1])
+    return skm.roc_auc_score(y, probs[:, 1]) if binary else skm.roc_auc_score(y, probs, multi_class="ovr")
+
+
+def _reference_differences(a, b, names, count, seed):
+    """The paired bootstrap as docs/evaluation.md states it, one resample at a time."""
+    rng = np.random.default_rng(seed)
+    found = {m: [] for m in names}
+    for _ in range(count):
+        rows = rng.integers(0, len(a.y), size=len(a.y))
+        for m in names:
+            one, two = (_sklearn_metric(m, s.y[rows], s.predicted[rows], None if s.probs is None else s.probs[rows])
+                        for s in (a, b))
+            if np.isfinite(one) and np.isfinite(two):
+                found[m].append(one - two)
+    return found
+
+
+def _fitted_pair(dataset: str, columns: tuple[slice, slice], rows: slice = slice(None)):
+    """Two scikit-learn models of a real dataset on different columns, scored as sqlml's Scored."""
+    from sklearn import datasets as skd
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from sqlml.model.metrics import Scored
+    X, y = getattr(skd, f"load_{dataset}")(return_X_y=True)
+    X, y = (X[rows] - X.mean(axis=0)) / X.std(axis=0), y[rows]  # standardized: lbfgs converges in a few steps
+    pair = []
+    for chosen in columns:
+        if dataset == "diabetes":
+            pair.append(Scored(y.astype(float), LinearRegression().fit(X[:, chosen], y).predict(X[:, chosen])))
+        else:
+            probs = LogisticRegression(max_iter=5000).fit(X[:, chosen], y).predict_proba(X[:, chosen])
+            decided = (probs[:, 1] >= 0.5).astype(int) if probs.shape[1] == 2 else probs.argmax(axis=1)
+            pair.append(Scored(y, decided, probs))
+    return pair
+
+
+@pytest.mark.parametrize("dataset, columns, rows, count", [
+    ("breast_cancer", (slice(0, 30), slice(0, 1)), slice(0, 200), 15),   # binary
+    ("iris", (slice(0, 4), slice(0, 1)), slice(None), 15),               # three classes
+    ("diabetes", (slice(0, 10), slice(2, 3)), slice(0, 200), 15),         # regression
+    ("breast_cancer", (slice(0, 30), slice(0, 1)), slice(17, 23), 60),    # 6 rows, 3 benign: one-class resamples
+    ("diabetes", (slice(0, 2), slice(2, 3)), slice(0, 3), 60),            # 3 rows: resamples of one row, r2 forced finite
+])
+def test_the_vectorized_bootstrap_equals_scikit_learn_on_each_resample(dataset, columns, rows, count):
+    from sqlml.model import bootstrap
+    from sqlml.model.metrics import OBJECTIVES
+    a, b = _fitted_pair(dataset, columns, rows)
+    names = [m for m in OBJECTIVES["regression" if a.probs is None else "classification"]
+             if not (m == "pr_auc" and a.probs.shape[1] > 2)]
+    got = bootstrap.differences(a, b, names, count, 11)
+    expected = _reference_differences(a, b, names, count, 11)
+    for m in names:
+        assert len(got[m]) == len(expected[m]), m
+        np.testing.assert_allclose(got[m], expected[m], rtol=1e-9, atol=1e-12, err_msg=m)
+    if rows == slice(17, 23):  # the check can tell: some resamples drew one class only, and were left out
+        assert 0 < len(got["roc_auc"]) < count

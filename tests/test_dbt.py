@@ -139,7 +139,8 @@ def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
 
 def test_each_build_trains_a_new_version(db):
     versions = db.sql("SELECT name, list(version ORDER BY version) FROM sqlml.models GROUP BY name ORDER BY name").fetchall()
-    assert versions == [("wt.main.bigquery_weight", [1]), (DELAY, [1]), ("wt.main.delay_model_noise", [1]), (SPECIES, [1]),
+    assert versions == [("wt.main.bigquery_weight", [1]), (DELAY, [1]), ("wt.main.delay_model_noise", [1]),
+                        ("wt.main.movie_model", [1]), (SPECIES, [1]),
                         (WEIGHT, [1, 2]), (RELEASE, [1, 2, 3]), ("wt.main.weighted_species", [1])]
 
 
@@ -462,6 +463,21 @@ def test_estimate_and_review_macros_equal_the_same_sql_run_directly(db):
     assert [r[1] for r in review] == sorted(r[1] for r in review) and review[-1][1] <= 0.6
 
 
+def test_recommend_macro_equals_ml_recommend_run_directly(db):
+    """movie_recommendations (sqlml.recommend with top_k and exclude_rated) holds what ML.RECOMMEND returns."""
+    table = db.sql("SELECT * FROM movie_recommendations ORDER BY user_id, predicted_rating DESC, movie_id").fetchall()
+    direct = db.sql("SELECT * FROM ML.RECOMMEND(MODEL wt.main.movie_model, STRUCT(5 AS top_k, TRUE AS exclude_rated)) "
+                    "ORDER BY user_id, predicted_rating DESC, movie_id").fetchall()
+    rated = set(db.sql("""SELECT user_id, movie_id FROM (SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY
+                          "timestamp" DESC, movie_id) <= greatest(1, round(0.2 * count(*) OVER (PARTITION BY user_id)))
+                          AS held_out FROM movie_ratings) WHERE NOT held_out""").fetchall())
+    assert len(table) == 15 * 5 and table == [tuple(pytest.approx(v) if isinstance(v, float) else v for v in r)
+                                              for r in direct]
+    assert not any((user, movie) in rated for _, user, movie in table)  # none rated in training
+    columns = db.sql("SELECT * FROM movie_recommendations LIMIT 0").columns
+    assert columns == ["predicted_rating", "user_id", "movie_id"]
+
+
 # ---- audit table and registry views ----
 
 def test_audit_table_has_one_row_per_training_run_appended_never_rewritten(built, db):
@@ -491,7 +507,7 @@ def test_registry_views_list_every_model_and_version(db):
     assert versions == db.sql("SELECT name, version, metrics FROM sqlml.models ORDER BY 1, 2").fetchall()
     models = dict((n, (latest, count)) for n, latest, count in db.sql(
         "SELECT model_name, latest_version, versions FROM sqlml_models").fetchall())
-    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 7
+    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 8
 
 
 # ---- threads ----
@@ -503,7 +519,7 @@ def test_models_trained_in_parallel_threads(built, db):
         if r.node.config.materialized == "sqlml_model" and r.status == "success":
             (execute,) = [t for t in r.timing if t.name == "execute"]
             spans.append((execute.started_at, execute.completed_at, r.thread_id))
-    assert len(spans) == 6  # bigquery_weight and release_model too
+    assert len(spans) == 7  # bigquery_weight, release_model and movie_model too
     overlapping = [(a, b) for a in spans for b in spans if a is not b and a[0] < b[1] and b[0] < a[1]]
     assert overlapping and all(a[2] != b[2] for a, b in overlapping)
     assert db.sql(f"SELECT count(*) FROM sqlml.models WHERE name IN ('{DELAY}', '{SPECIES}', '{WEIGHT}')").fetchall() == [(4,)]

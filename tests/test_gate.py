@@ -25,7 +25,7 @@ def train(conn, query: str, extra: str = "") -> list[str]:
 
 def log(conn) -> list[tuple]:
     return conn.sql("SELECT version, previous_version, action, metric, new_value, old_value, eval_rows "
-                    "FROM sqlml.deployments WHERE model = 'late' ORDER BY seq").fetchall()
+                    "FROM sqlml.deployments WHERE model = 'late' AND action <> 'create' ORDER BY seq").fetchall()
 
 
 def probabilities(conn, model: str) -> list:
@@ -147,3 +147,58 @@ def test_deploy_significance_deploys_only_a_significantly_better_version(flights
     assert log(flights)[-1][2] == "trained_not_deployed"
     with pytest.raises(OptionError, match="deploy_significance"):
         train(flights, GOOD, ", deploy_significance = 0")
+
+
+# --- retrains the gate cannot compare (docs/release.md: CREATE OR REPLACE always stores the new version) ---
+
+HEAVY = "CREATE OR REPLACE MODEL g OPTIONS (model_type = {kind}, input_label_cols = ['heavy']{extra}) AS " \
+        "SELECT island, {bill} AS bill_length_mm, {label} AS heavy FROM penguins WHERE body_mass_g IS NOT NULL"
+HEAVY_PREDICTIONS = ("SELECT predicted_heavy FROM ML.PREDICT(MODEL g{version}, (SELECT island, {bill} AS bill_length_mm "
+                     "FROM penguins)) ORDER BY ALL")
+
+
+def retrain(conn, kind="'logistic_reg'", label="body_mass_g > 4000", bill="bill_length_mm", extra="") -> str:
+    said: list[str] = []
+    conn.executor.progress = said.append
+    conn.sql(HEAVY.format(kind=kind, label=label, bill=bill, extra=extra))
+    return next(m for m in said if "deployed" in m)
+
+
+@pytest.mark.parametrize("kind, label, bill, why", [
+    ("'linear_reg'", "body_mass_g / 1000", "bill_length_mm",
+     "it is a regression model (linear_reg) and the deployed version a classification model (logistic_reg): a "
+     "different task cannot be compared"),
+    ("'boosted_tree_regressor', max_iterations = 10", "(body_mass_g > 4000)::INT", "bill_length_mm",
+     "it is a regression model (boosted_tree_regressor) and the deployed version a classification model "
+     "(logistic_reg): a different task cannot be compared"),
+    ("'logistic_reg'", "(body_mass_g > 4000)::INT", "bill_length_mm",
+     "its label 'heavy' is int64 and the deployed version's bool: labels of another type cannot be compared"),
+    ("'logistic_reg'", "body_mass_g > 4000", "bill_length_mm::VARCHAR",
+     "the deployed version cannot be scored on the current rows (DataError: Column 'bill_length_mm' must be a "
+     "number, as in training"),
+])
+def test_a_retrain_of_another_task_or_type_is_stored_and_gated_by_what_deploy_says(penguins, kind, label, bill, why):
+    retrain(penguins)
+    first = penguins.sql(HEAVY_PREDICTIONS.format(version="", bill="bill_length_mm")).fetchall()
+    said = retrain(penguins, kind, label, bill)
+    assert said.startswith(f"Model 'g' version 2 stored but NOT deployed: {why}")
+    assert "To deploy it anyway: ALTER MODEL g DEPLOY VERSION 2." in said
+    assert penguins.sql(HEAVY_PREDICTIONS.format(version="", bill="bill_length_mm")).fetchall() == first  # nothing lost
+    stored = penguins.sql(HEAVY_PREDICTIONS.format(version=" VERSION 2", bill=bill)).fetchall()
+    assert len(stored) == 344 and [repr(r) for r in stored] != [repr(r) for r in first]  # 0 == False in Python
+    assert retrain(penguins, kind, label, bill, ", deploy = 'always'") == "Model 'g' version 3 deployed: deploy = 'always'."
+    assert penguins.sql(HEAVY_PREDICTIONS.format(version="", bill=bill)).fetchall() == \
+        penguins.sql(HEAVY_PREDICTIONS.format(version=" VERSION 3", bill=bill)).fetchall()
+    assert penguins.sql("SELECT action FROM sqlml.deployments WHERE model = 'g' ORDER BY seq").fetchall() == [
+        ("create",), ("trained_deployed",), ("trained_not_deployed",), ("trained_deployed",)]
+
+
+def test_a_retrain_predicting_another_label_says_how_to_replace_the_model(penguins):
+    retrain(penguins)
+    said: list[str] = []
+    penguins.executor.progress = said.append
+    penguins.sql("CREATE OR REPLACE MODEL g OPTIONS (model_type = 'logistic_reg', input_label_cols = ['island']) AS "
+                 "SELECT bill_length_mm, island FROM penguins")
+    assert ("Model 'g' version 2 stored but NOT deployed: it predicts 'island' and the deployed version 'heavy': other "
+            "labels cannot be compared, so deploy = 'if_not_worse' does not deploy it. To deploy it anyway: retrain it "
+            "with deploy = 'always' to replace the model (as BigQuery does), or train it as another model.") in said

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import typing as t
 
 import numpy as np
 import pandas as pd
@@ -136,11 +139,11 @@ def test_classes_absent_from_the_training_split_are_named(conn):
 
 
 def test_early_stopping_is_turned_off_when_the_rows_cannot_be_split_for_it(conn):
-    conn.sql("CREATE TABLE many AS SELECT (range % 1000)::VARCHAR AS cls, (range % 7)::DOUBLE AS x FROM range(3000)")
+    conn.sql("CREATE TABLE many AS SELECT (range % 12)::VARCHAR AS cls, (range % 7)::DOUBLE AS x FROM range(48)")
     conn.sql("CREATE MODEL b OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['cls'], "
              "data_split_method = 'NO_SPLIT', max_iterations = 2) AS SELECT * FROM many")
     notes = conn.sql("SELECT DISTINCT notes FROM ML.TRAINING_INFO(MODEL b)").fetchall()[0][0]
-    assert ("early_stop turned off: 3,000 training row(s) are too few to hold out the 10 % validation rows it needs "
+    assert ("early_stop turned off: 48 training row(s) are too few to hold out the 10 % validation rows it needs "
             "(at least two rows per class).") in notes
 
 
@@ -149,7 +152,7 @@ def test_early_stopping_is_turned_off_when_the_rows_cannot_be_split_for_it(conn)
     ("dnn_regressor", "1.0"), ("logistic_reg", "1"), ("boosted_tree_classifier", "1"),
     ("random_forest_classifier", "1"), ("dnn_classifier", "1"), ("kmeans", None)])
 def test_one_row_training_for_every_model_type(conn, model_type, label):
-    statement = (f"CREATE MODEL one OPTIONS (model_type = '{model_type}'"
+    statement = (f"CREATE MODEL one OPTIONS (model_type = '{model_type}', random_seed = 1"  # the MLP's start
                  + (", input_label_cols = ['y']) AS SELECT 2.0 AS x, " + label + " AS y" if label else
                     ") AS SELECT 2.0 AS x"))
     if model_type == "kmeans":
@@ -249,34 +252,46 @@ def test_a_fit_bigger_than_the_memory_limit_is_refused_before_it_starts():
 
 
 def test_ctrl_c_during_training_stops_cleanly_and_stores_nothing(tmp_path):
+    """SIGINT as soon as the CLI says the fit starts. Robust on a busy machine: the first version is made
+    in this process (no second CLI start), the child's stderr is read by a thread so no wait can block
+    for ever, and the deadlines are generous because a child that behaves ends at once anyway."""
     db = str(tmp_path / "w.duckdb")
-    first = tmp_path / "first.sql"
-    first.write_text("CREATE MODEL slow OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target']) AS "
-                     "SELECT * FROM breast_cancer;")
-    cli = [sys.executable, "-c", "from sqlml.cli import main; main()"]
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    subprocess.run([*cli, "run", str(first), "--db", db, "--dataset", "breast_cancer"], check=True, env=env,
-                   capture_output=True, timeout=120)
+    with sqlml.connect(db, progress=lambda message: None) as conn:
+        datasets.load(conn.duckdb, "breast_cancer")
+        conn.sql("CREATE MODEL slow OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target']) AS "
+                 "SELECT * FROM breast_cancer")
     second = tmp_path / "second.sql"
     second.write_text("CREATE OR REPLACE MODEL slow OPTIONS (model_type = 'boosted_tree_classifier', "
                       "input_label_cols = ['target'], max_iterations = 10000, early_stop = FALSE, learn_rate = 0.01, "
                       "max_tree_depth = 8) AS SELECT * FROM breast_cancer;")
-    child = subprocess.Popen([*cli, "run", str(second), "--db", db], env=env, stderr=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-    seen = ""
-    while "Training boosted_tree_classifier" not in seen:
-        line = child.stderr.readline()
-        assert line, f"the CLI ended before training: {seen}"
-        seen += line
-    time.sleep(0.5)
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
-    assert child.returncode == 130
-    assert err.strip() == "Interrupted: nothing was stored." and "Traceback" not in err
+    child = subprocess.Popen([sys.executable, "-c", "from sqlml.cli import main; main()", "run", str(second), "--db", db],
+                             env={**os.environ, "PYTHONPATH": os.getcwd()}, stderr=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_forward, args=(child.stderr, lines), daemon=True).start()
+    seen = []
+    try:
+        while not (seen and "Training boosted_tree_classifier" in seen[-1]):
+            line = lines.get(timeout=600)
+            assert line is not None, f"the CLI ended before training: {''.join(seen)}"
+            seen.append(line)
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=600) == 130
+    finally:
+        child.kill()
+    after = "".join(iter(lines.get, None))
+    assert after.strip() == "Interrupted: nothing was stored." and "Traceback" not in after
     import duckdb
     with duckdb.connect(db, read_only=True) as check:
         assert check.sql("SELECT version, model_type FROM sqlml.models WHERE name = 'slow'").fetchall() == \
             [(1, "logistic_reg")]
+
+
+def _forward(stream: t.TextIO, into: queue.Queue) -> None:
+    """Each line of ``stream``, then None at its end."""
+    for line in stream:
+        into.put(line)
+    into.put(None)
 
 
 def test_default_logistic_reg_is_as_good_as_sklearns_default_pipeline(conn):

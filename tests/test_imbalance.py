@@ -146,13 +146,22 @@ def test_auto_class_weights_are_sklearns_balanced_weights(rare):
     assert (ours.argmax(1) != unweighted.argmax(1)).sum() > 100  # the weights changed the model
 
 
-def test_class_weights_on_boosted_trees_equal_sklearn_sample_weight(rare):
+def test_class_weights_on_boosted_trees_equal_xgboost_sample_weight(rare):
+    import xgboost as xgb
     query = f"SELECT * EXCLUDE (month) FROM rare WHERE {TRAIN_WHERE}"
-    train(rare, "listed", "boosted_tree_classifier",
-          ", class_weights = [STRUCT('TRUE', 12.5), STRUCT(FALSE, 0.5)], data_split_method = 'NO_SPLIT'")
+    train(rare, "listed", "boosted_tree_classifier", ", class_weights = [STRUCT('TRUE', 12.5), STRUCT(FALSE, 0.5)], "
+                                                     "data_split_method = 'NO_SPLIT', early_stop = FALSE")
     model, X, y, _ = training_matrix(rare, "listed", query)
-    by_hand = clone(model.estimator).fit(X, y, sample_weight=np.where(y == 1, 12.5, 0.5)).predict_proba(X)
-    np.testing.assert_allclose(probabilities(rare, "listed", query), by_hand, rtol=1e-7, atol=1e-9)
+    types = ["c" if c["kind"] == "categorical" else "q" for c in model.preprocessor.columns]
+
+    def fitted(weight):
+        data = xgb.QuantileDMatrix(X, y, weight=weight, feature_types=types, enable_categorical=True)
+        positive = xgb.train({"objective": "binary:logistic", "seed": 3}, data, 20).predict(
+            xgb.DMatrix(X, feature_types=types, enable_categorical=True))
+        return np.column_stack([1 - positive, positive])
+    ours = probabilities(rare, "listed", query)
+    np.testing.assert_allclose(ours, fitted(np.where(y == 1, 12.5, 0.5)), atol=1e-6)
+    assert np.abs(ours - fitted(None)).max() > 0.1  # the weights changed the model
 
 
 def test_instance_weight_col_weights_rows_and_is_not_a_feature(rare):

@@ -289,8 +289,8 @@ def test_the_example_runs_the_loop_end_to_end():
     datasets.load(conn.duckdb, "flights")
     with open("examples/monitoring_flights.sql") as f:
         log = conn.sql(f.read()).fetchall()
-    assert [(seq, action, version) for seq, action, version, _ in log] == [(1, "trained_deployed", 1),
-                                                                            (2, "trained_deployed", 2)]
+    assert [(seq, action, version) for seq, action, version, _ in log] == [(1, "create", None), (2, "trained_deployed", 1),
+                                                                            (3, "trained_deployed", 2)]
     queued = conn.sql("SELECT flight_id, confidence FROM to_label ORDER BY confidence, flight_id").fetchall()
     july = conn.sql("SELECT * FROM ML.PREDICT(MODEL late VERSION 1, (SELECT * FROM flights_2013 "
                     "WHERE month(flight_date) = 7))").arrow().read_all()

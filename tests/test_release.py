@@ -40,8 +40,9 @@ def state(conn):
 
 
 def log(conn, model="m"):
+    """The model's decisions (without the genesis entry each incarnation begins with: tests/test_release_chain.py)."""
     return conn.sql(f"SELECT action, version, previous_version, alias FROM sqlml.deployments WHERE model = '{model}' "
-                    "ORDER BY seq").fetchall()
+                    "AND action <> 'create' ORDER BY seq").fetchall()
 
 
 def subset(conn):
@@ -213,7 +214,8 @@ def in_new_process(path, queries):
     """)
     child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**os.environ})
     assert child.returncode == 0, child.stderr[-2000:]
-    return [[tuple(r) for r in rows] for rows in json.loads(child.stdout)]
+    # The last line: DuckDB prints a progress bar on stdout while a query runs for over 2 s (a busy machine).
+    return [[tuple(r) for r in rows] for rows in json.loads(child.stdout.splitlines()[-1])]
 
 
 def open_released(path):
@@ -291,7 +293,8 @@ def test_deployments_log_is_plain_sql_and_survives_reopening(tmp_path):
                 ("enable", 1, None, None), ("rollback", 3, 1, None), ("drop_version", 2, None, None)]
     assert log(conn) == expected
     # What was live at time T: the version of the last deploying entry at or before T (docs/release.md).
-    times = [r[0] for r in conn.sql("SELECT created_at FROM sqlml.deployments ORDER BY seq").fetchall()]
+    times = [r[0] for r in conn.sql("SELECT created_at FROM sqlml.deployments WHERE action <> 'create' "
+                                    "ORDER BY seq").fetchall()]
     live_at = """SELECT version FROM sqlml.deployments WHERE model = 'm' AND created_at <= ?
                  AND action IN ('trained_deployed', 'deploy', 'rollback') ORDER BY seq DESC LIMIT 1"""
     assert [conn.duckdb.execute(live_at, [t]).fetchall()[0][0] for t in times] == [1, 2, 3, 1, 1, 1, 1, 3, 3]
@@ -398,8 +401,12 @@ def test_kill_during_release_statements_leaves_log_and_serving_consistent(tmp_pa
         assert serving.disabled == (toggles[-1] == "disable")
         aliases = [e for e in entries if e["action"] in ("alias", "unalias")]
         assert serving.aliases == ({"challenger": 2} if aliases[-1]["action"] == "alias" else {})
-        served = predictions(conn) if not serving.disabled else None
-        assert served is None or served == predictions(conn, f"MODEL m VERSION {serving.deployed}")
+        expected = predictions(conn, f"MODEL m VERSION {serving.deployed}")
+        if serving.disabled:  # the baseline: version n's training rows' majority class, with the class prior
+            prior = conn.sql("SELECT avg(is_late::INT) FROM f" + ("" if serving.deployed < 3 else " WHERE month = 2"))
+            share = prior.fetchall()[0][0]
+            expected = [(k, share > 0.5, pytest.approx(share, rel=1e-12)) for k, *_ in expected]
+        assert predictions(conn) == expected
 
 
 def test_models_listing_shows_deployed_aliases_and_kill_switch(released, tmp_path):
@@ -430,3 +437,35 @@ def test_ml_predict_reads_the_serving_state_once(released, monkeypatch):
     prior = released.sql("SELECT avg(is_late::INT) FROM f").fetchall()[0][0]
     served = released.sql("SELECT DISTINCT predicted_is_late_probs[2].prob FROM ML.PREDICT(MODEL m, TABLE f)").fetchall()
     assert read == ["m"] and served == [(pytest.approx(prior, rel=1e-12),)]  # version 3's training rows: all of f
+
+
+RELEASE_STATEMENTS = [
+    "CREATE OR REPLACE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) AS "
+    "SELECT island, sex FROM penguins",
+    "CREATE MODEL n OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex']) AS SELECT island, sex FROM penguins",
+    "ALTER MODEL m DEPLOY VERSION 1", "ALTER MODEL m ROLLBACK", "ALTER MODEL m DISABLE",
+    "ALTER MODEL m VERSION 1 SET ALIAS challenger", "ALTER MODEL m SET OPTIONS (threshold = 0.3)",
+    "DROP MODEL m VERSION 1", "DROP MODEL m",
+]
+
+
+@pytest.mark.parametrize("statement", RELEASE_STATEMENTS, ids=[s.split(" AS ")[0][:40] for s in RELEASE_STATEMENTS])
+def test_model_statements_in_an_open_transaction_are_refused_before_any_work(penguins, statement, monkeypatch):
+    for columns in ("island, bill_length_mm", "island, body_mass_g"):
+        penguins.sql(f"""CREATE OR REPLACE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['sex'],
+                         deploy = 'always') AS SELECT {columns}, sex FROM penguins""")
+    before = state(penguins), penguins.sql("SELECT name, version FROM sqlml.models ORDER BY ALL").fetchall()
+    from sqlml.train import tune
+    monkeypatch.setattr(tune, "read", lambda *a, **k: pytest.fail("training started"))
+    penguins.sql("CREATE TABLE kept (x INTEGER)")
+    penguins.sql("BEGIN TRANSACTION")
+    penguins.sql("INSERT INTO kept VALUES (1)")
+    word = statement.split(" MODEL")[0].replace(" OR REPLACE", "")
+    with pytest.raises(SqlmlError, match=f"^{word} MODEL cannot run inside an open transaction: sqlml writes a model's "
+                                         "versions, its deployments log and its serving state in one transaction of its "
+                                         r"own. COMMIT or ROLLBACK first \(the open transaction is untouched\).$"):
+        penguins.sql(statement)
+    penguins.sql("INSERT INTO kept VALUES (2)")  # the caller's transaction is still usable
+    penguins.sql("COMMIT")
+    assert penguins.sql("SELECT sum(x) FROM kept").fetchall() == [(3,)]
+    assert (state(penguins), penguins.sql("SELECT name, version FROM sqlml.models ORDER BY ALL").fetchall()) == before

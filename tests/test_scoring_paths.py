@@ -180,7 +180,7 @@ def test_concurrent_create_or_replace_leaves_consecutive_versions_that_all_load(
         insert = versions.Registry._insert
 
         def insert_together(self, table, values):
-            if table == versions.TABLE:
+            if table == self.tables().models:
                 try:
                     barrier.wait()
                 except threading.BrokenBarrierError:

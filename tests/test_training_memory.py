@@ -48,6 +48,11 @@ def test_matrix_equals_the_whole_table_encoding(request, dataset, label, model_t
         assert X.dtype == (np.float32 if model_type.startswith("random_forest") else np.float64)
         np.testing.assert_array_equal(X, expected.astype(X.dtype))  # NaN (unseen, for trees) equals NaN here
         assert X.flags.f_contiguous == (kind.matrix_order == "F") and X.flags.c_contiguous == (kind.matrix_order == "C")
+    if kind.xgboost:  # XGBoost reads the same rows a block at a time, as often as it makes a pass
+        batches = table.select(features).to_batches(max_chunksize=5000)
+        blocks = matrix.blocks(prep, batches, train)
+        for _ in range(2):
+            np.testing.assert_array_equal(np.concatenate(list(blocks())), expected)
 
 
 def test_reading_encodes_text_features_and_keeps_the_label(flights):
@@ -76,12 +81,35 @@ def test_feature_columns_are_freed_once_encoded(flights, monkeypatch):
         return X
 
     monkeypatch.setattr(matrix, "build", measured)
-    flights.sql("""CREATE MODEL m OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['is_late'],
+    flights.sql("""CREATE MODEL m OPTIONS (model_type = 'dnn_classifier', input_label_cols = ['is_late'],
         max_iterations = 2, data_split_method = 'NO_SPLIT') AS SELECT * EXCLUDE (dest) FROM flights""")
     assert seen["columns"] > 1_000_000  # 21,000 rows × 8 columns
     assert seen["before"] - seen["after"] <= seen["columns"] * 0.05  # NO_SPLIT: the evaluation rows hold them
-    flights.sql("""CREATE OR REPLACE MODEL m OPTIONS (model_type = 'boosted_tree_classifier',
+    flights.sql("""CREATE OR REPLACE MODEL m OPTIONS (model_type = 'dnn_classifier',
         input_label_cols = ['is_late'], max_iterations = 2, deploy = 'always') AS SELECT * EXCLUDE (dest) FROM flights""")
+    assert seen["before"] - seen["after"] >= seen["columns"] * 0.95
+
+
+def test_boosted_trees_free_the_feature_columns_once_xgboost_holds_its_own_copy(flights, monkeypatch):
+    """No matrix is built: XGBoost's quantile matrix is filled from the batches, which are then freed
+    before the trees grow."""
+    seen = {}
+    blocks, release = matrix.blocks, matrix.release
+
+    def watched(prep, batches, train, order="C"):
+        seen.update(batches=batches, columns=sum(b.nbytes for b in batches), before=pa.total_allocated_bytes())
+        return blocks(prep, batches, train, order)
+
+    def released():
+        release()
+        seen["after"] = pa.total_allocated_bytes()  # the last call: once XGBoost holds the rows
+
+    monkeypatch.setattr(matrix, "blocks", watched)
+    monkeypatch.setattr(matrix, "release", released)
+    monkeypatch.setattr(matrix, "build", lambda *args: pytest.fail("boosted trees built the whole matrix"))
+    flights.sql("""CREATE MODEL m OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['is_late'],
+        max_iterations = 2) AS SELECT * EXCLUDE (dest) FROM flights""")
+    assert seen["batches"] == [] and seen["columns"] > 1_000_000
     assert seen["before"] - seen["after"] >= seen["columns"] * 0.95
 
 

@@ -307,3 +307,29 @@ def test_pr_auc_objective_needs_a_binary_label(conn):
     with pytest.raises(OptionError, match="'pr_auc' needs a binary label; 'target' has 3 classes"):
         conn.sql("""CREATE MODEL x OPTIONS (model_type = 'logistic_reg', input_label_cols = ['target'], num_trials = 2,
                     l2_reg = HPARAM_RANGE(0, 1), hparam_tuning_objectives = ['PR_AUC']) AS SELECT * FROM iris""")
+
+
+def test_kmeans_num_trials_searches_num_clusters_by_davies_bouldin_index(bc):
+    # reference: bigqueryml-syntax-create-kmeans (NUM_TRIALS with HPARAM_TUNING_OBJECTIVES = 'DAVIES_BOULDIN_INDEX'
+    # and no search space: BigQuery's default space, num_clusters over its range)
+    source = "(SELECT * EXCLUDE (target) FROM breast_cancer LIMIT 400)"  # under 500 rows: no evaluation split
+    bc.sql(f"""CREATE OR REPLACE MODEL segments OPTIONS (model_type = 'kmeans', num_trials = 4, random_seed = 1,
+               hparam_tuning_objectives = ['DAVIES_BOULDIN_INDEX']) AS SELECT * FROM {source}""")
+    trials = trial_info(bc, "segments")
+    clusters = [t["hyperparameters"]["num_clusters"] for t in trials]
+    assert clusters[0] == 4 and all(2 <= k <= 100 for k in clusters) and len(set(clusters)) > 1
+    _, validation, _ = rows_of(bc, source, seed=1)
+    bc.duckdb.register("validation_rows", bc.duckdb.sql(f"SELECT * FROM {source}").to_arrow_table().take(validation))
+    model = bc.executor.load("segments")
+    X = model.features(bc.duckdb.sql("SELECT * FROM validation_rows").to_arrow_table())
+    scores = {}
+    for t in trials:
+        assigned = [r[0] for r in bc.sql(f"SELECT centroid_id FROM ML.PREDICT(MODEL segments, TABLE validation_rows, "
+                                         f"STRUCT({t['trial_id']} AS trial_id))").fetchall()]
+        defined = 1 < len(set(assigned)) < len(assigned)
+        expected = skm.davies_bouldin_score(X, assigned) if defined else None
+        assert t["hparam_tuning_evaluation_metrics"]["davies_bouldin_index"] == (
+            pytest.approx(expected, rel=1e-9) if defined else None)
+        if t["status"] == "SUCCEEDED":
+            scores[t["trial_id"]] = expected
+    assert [t["trial_id"] for t in trials if t["is_optimal"]] == [min(scores, key=scores.get)]

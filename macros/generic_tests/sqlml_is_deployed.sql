@@ -16,7 +16,7 @@
 
 {% macro duckdb__test_sqlml_is_deployed(model) -%}
 with log as (
-  select * from sqlml.deployments where model = {{ sqlml.sql_literal(sqlml.model_name(model)) }}
+  select * from {{ sqlml.registry_table('deployments') }} where model = {{ sqlml.sql_literal(sqlml.model_name(model)) }}
 ), latest as (
   select version, action, reason from log where action in ('trained_deployed', 'trained_not_deployed')
   order by seq desc limit 1

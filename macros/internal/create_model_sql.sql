@@ -15,7 +15,7 @@ OPTIONS (
     {'version': n, 'deployed': true/false, 'reason': the gate's sentence, 'message': for dbt's run result}. -#}
 {% macro trained_version(relation) -%}
   {%- set name = sqlml.model_name(relation) -%}
-  {%- set result = run_query("select version, action = 'trained_deployed', reason from sqlml.deployments where model = "
+  {%- set result = run_query("select version, action = 'trained_deployed', reason from " ~ sqlml.registry_table('deployments') ~ " where model = "
       ~ sqlml.sql_literal(name) ~ " and action in ('trained_deployed', 'trained_not_deployed') order by seq desc limit 1") -%}
   {%- set row = result.rows[0] -%}
   {%- set version = row[0] | int -%}
@@ -30,10 +30,10 @@ OPTIONS (
     version just trained, whether the gate deployed it and why, and its ML.EVALUATE metrics. -#}
 {% macro model_relation_sql(relation, trained) -%}
   {%- set name = sqlml.sql_literal(sqlml.model_name(relation)) -%}
-INSERT INTO sqlml.training_runs
+INSERT INTO {{ sqlml.registry_table('training_runs') }}
 SELECT uuid()::VARCHAR, name, version, model_type, label, options, metrics, training_rows, eval_rows, fingerprint,
        created_at, {{ sqlml.sql_literal(invocation_id) }}, {{ sqlml.sql_literal(model.unique_id) }}, 1
-FROM sqlml.models WHERE name = {{ name }} AND version = {{ trained.version }}
+FROM {{ sqlml.registry_table('models') }} WHERE name = {{ name }} AND version = {{ trained.version }}
 ;
 CREATE OR REPLACE TABLE {{ relation }} AS
 SELECT {{ name }} AS model_name, {{ trained.version }} AS model_version, {{ sqlml.sql_literal(trained.deployed) }} AS deployed,

@@ -32,8 +32,7 @@ _connection: duckdb.DuckDBPyConnection | None = None
 
 # One row per training run of a sqlml_model, appended by the materialization, never rewritten.
 # Schema version 1; columns are only ever added at the end.
-AUDIT_TABLE = "sqlml.training_runs"
-AUDIT_DDL = f"""CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+AUDIT_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     run_id VARCHAR NOT NULL,
     model_name VARCHAR NOT NULL,
     model_version INTEGER NOT NULL,
@@ -56,6 +55,7 @@ class Plugin(BasePlugin):
         import sqlml
 
         from ..engines.duckdb import DuckDBEngine
+        from ..registry.schema import qualified
         from ..registry.versions import Registry
         from . import macro_sql
         global _connection
@@ -63,8 +63,8 @@ class Plugin(BasePlugin):
             ((read_only,),) = conn.execute("SELECT readonly FROM duckdb_databases() "
                                            "WHERE database_name = current_database()").fetchall()
             if not read_only:  # a read-only target reads the tables of an earlier run, or none
-                Registry(DuckDBEngine(conn)).ensure()
-                conn.execute(AUDIT_DDL)
+                tables = Registry(DuckDBEngine(conn)).ensure()  # qualified: the file may be sqlml.duckdb
+                conn.execute(AUDIT_DDL.format(table=qualified(tables.catalog, "training_runs")))
             sqlml.register(conn)
             macro_sql.define(conn)
             _connection = conn

@@ -22,6 +22,10 @@ class Engine(t.Protocol):
     def execute(self, sql: str, params: list | None = None) -> t.Any:
         """Run one statement; a query's result comes back in the engine's own lazy form (shown to users)."""
 
+    def bound(self, parameters: dict) -> t.ContextManager[None]:
+        """Bind ``$name`` values to every query run inside the block (a statement and the queries derived
+        from it, each given the values it names); ``{}`` when the statement has none."""
+
     def fetch(self, sql: str, params: list | None = None) -> list[tuple]:
         """Run a small query (the registry's), its rows as tuples."""
 
@@ -56,6 +60,9 @@ class Engine(t.Protocol):
 
     def transaction(self) -> t.ContextManager[None]:
         """One short write transaction, rolled back on any failure."""
+
+    def in_transaction(self) -> bool:
+        """Whether the caller has a transaction open on this engine's connection."""
 
     def define_scoring_function(self, name: str, function: ScoringFunction, features: list[tuple[str, str]],
                                 extra: list[str], output: pa.Schema) -> None:

@@ -13,7 +13,8 @@ import typing as t
 
 import duckdb
 import pyarrow as pa
-from sqlglot import exp
+from sqlglot import Dialect, exp
+from sqlglot.tokens import TokenType
 
 from .. import errors
 from ..errors import DatabaseBusyError, DataError, SqlmlError, StorageError
@@ -21,6 +22,7 @@ from .base import ScoringFunction
 
 BATCH_ROWS = 122_880  # DuckDB's natural record-batch size: 60 vectors of 2,048 rows
 OUTPUT = "__sqlml_out"
+HTML_ROWS = 50  # rows of a result Jupyter shows
 NAME = re.compile(r'"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_]*)')
 #: This connection's own objects, which another connection (a cursor) does not see.
 TEMPORARY = ("SELECT table_name FROM duckdb_tables() WHERE temporary UNION ALL SELECT view_name FROM duckdb_views() "
@@ -50,27 +52,46 @@ class DuckDBEngine:
     def __init__(self, connection: duckdb.DuckDBPyConnection):
         self.connection = connection
         self._lock = threading.RLock()
+        self._parameters: dict = {}  # values bound to the statement being run (see bound)
         # DuckDB's replacement scans would resolve an unknown table name to a variable of the Python
         # frame calling DuckDB: sqlml's own (`t` is the typing module). Connection.sql registers the
         # caller's data frames by name instead.
         connection.execute("SET python_enable_replacements = false")
+
+    @contextlib.contextmanager
+    def bound(self, parameters: dict) -> t.Iterator[None]:
+        """Bind ``$name`` parameters to every query run until the block ends: the user's statement and
+        the queries sqlml derives from it (an ML.* function's input), each given the values it names."""
+        self._parameters = dict(parameters)
+        try:
+            yield
+        finally:
+            self._parameters = {}
+
+    def _bind(self, sql: str, params: list | dict | None = None) -> list | dict | None:
+        """The values ``sql`` names, when none were given explicitly (DuckDB refuses unused ones)."""
+        if params or not self._parameters:
+            return params
+        return {name: self._parameters[name] for name in parameter_names(sql) if name in self._parameters} or None
 
     def guarded(self, action: t.Callable[[], t.Any]) -> t.Any:
         """``action``'s value, DuckDB's errors turned into sqlml errors (with this database's views in view)."""
         return wrap_errors(action, self.connection)
 
     def execute(self, sql: str, params: list | None = None) -> Result | None:
+        params = self._bind(sql, params)
         relation = self.guarded(lambda: self.connection.sql(sql, params=params) if params else self.connection.sql(sql))
         return None if relation is None else Result(relation, self)
 
     def fetch(self, sql: str, params: list | None = None) -> list[tuple]:
+        params = self._bind(sql, params)
         return self.guarded(lambda: self.connection.execute(sql, params or []).fetchall())
 
     def read_arrow(self, sql: str) -> pa.Table:
-        return self.guarded(lambda: self.connection.sql(sql).to_arrow_table())
+        return self.guarded(lambda: self.connection.sql(sql, params=self._bind(sql)).to_arrow_table())
 
     def read_batches(self, sql: str, batch_rows: int = BATCH_ROWS) -> t.Iterator[pa.RecordBatch]:
-        reader = self.guarded(lambda: self.connection.sql(sql).to_arrow_reader(batch_rows))
+        reader = self.guarded(lambda: self.connection.sql(sql, params=self._bind(sql)).to_arrow_reader(batch_rows))
         while (batch := self.guarded(lambda: next(reader, None))) is not None:  # DuckDB runs the query as it is read
             yield batch
 
@@ -82,7 +103,7 @@ class DuckDBEngine:
         cursor = self._cursor_for(sql)
         if cursor is not None:
             try:
-                return _read(cursor.sql(sql).to_arrow_reader(batch_rows), cursor)
+                return _read(cursor.sql(sql, params=self._bind(sql)).to_arrow_reader(batch_rows), cursor)
             except duckdb.Error:  # what only this connection sees, or the query's own error: raised below
                 cursor.close()
         return iter(self.read_arrow(sql).to_batches(batch_rows))
@@ -105,8 +126,11 @@ class DuckDBEngine:
         """Whether an explicit transaction is open: out of one, every statement gets a new transaction id."""
         return self.fetch("SELECT txid_current()") == self.fetch("SELECT txid_current()")
 
+    in_transaction = _in_transaction
+
     def schema(self, sql: str) -> pa.Schema:
-        return self.guarded(lambda: self.connection.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema)
+        query = f"SELECT * FROM ({sql}) LIMIT 0"
+        return self.guarded(lambda: self.connection.sql(query, params=self._bind(query)).to_arrow_table().schema)
 
     def temp_name(self, prefix: str = "sqlml") -> str:
         return f"__{prefix}_{next(self._names)}"
@@ -193,6 +217,12 @@ def identifiers(text: str) -> set[str]:
     return {quoted.replace('""', '"') if quoted else plain for quoted, plain in NAME.findall(text)}
 
 
+def parameter_names(sql: str) -> list[str]:
+    """The ``$name`` parameters ``sql`` uses (read by sqlglot's tokenizer: never inside a string)."""
+    tokens = Dialect.get_or_raise("duckdb").tokenize(sql)
+    return [b.text for a, b in zip(tokens, tokens[1:]) if a.token_type == TokenType.PARAMETER]
+
+
 def _quote(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql("duckdb")
 
@@ -238,6 +268,12 @@ class Result:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the first rows as a table (read once; the relation is not run whole)."""
+        shown = self._engine.guarded(lambda: self._relation.limit(HTML_ROWS + 1).df())
+        more = f"<p>first {HTML_ROWS} rows</p>" if len(shown) > HTML_ROWS else ""
+        return shown.head(HTML_ROWS).to_html(index=False) + more
+
     def __len__(self) -> int:
         return self._engine.guarded(lambda: len(self._relation))
 
@@ -268,7 +304,9 @@ BUSY = ("Database busy: another process has '{path}' open for writing. While it 
         "process open the file, not even read-only (several processes may read it only when none writes). "
         "Close the other program (a notebook, a dbt run, another sqlml run) or wait until it ends, then retry.")
 UDF_ERROR = re.compile(r"Python exception occurred while executing the UDF: (?:(\w+): )?(.*)", re.DOTALL)
+RAISED_IN_SQL = re.compile(r"^Invalid Input Error: (\w+Error): (.*)", re.DOTALL)  # error('ModelNotFoundError: …')
 MISSING_COLUMN = re.compile(r'Referenced column "([^"]+)" not found')
+UNDEFINED = re.compile(r"Scalar Function with name (sqlml_serve_[0-9a-f]{16}) does not exist")
 
 
 def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = None) -> SqlmlError:
@@ -285,12 +323,18 @@ def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = No
     if isinstance(e, duckdb.IOException) and "lock" in message.lower():
         path = re.search(r'file "([^"]+)"', message)
         return DatabaseBusyError(BUSY.format(path=path.group(1) if path else "the database"))
-    udf = UDF_ERROR.search(message)
+    udf = UDF_ERROR.search(message) or RAISED_IN_SQL.search(message)
     if udf:
         kind = getattr(errors, udf.group(1) or "", None)
         if isinstance(kind, type) and issubclass(kind, SqlmlError):
             return kind(udf.group(2))  # the sqlml error the scoring function raised, as it was raised
         return SqlmlError(message[udf.start(1) if udf.group(1) else udf.start(2):])
+    undefined = UNDEFINED.search(message)
+    if undefined:
+        return SqlmlError(f"A view calls sqlml's scoring function {undefined.group(1)}, which this connection has not "
+                          "defined: open the database with sqlml.connect, or call sqlml.register on the connection. If "
+                          "it was, the function's record in sqlml.scoring_functions is missing or was modified outside "
+                          "sqlml: recreate the view.")
     missing = MISSING_COLUMN.search(message)
     views = _scoring_views(connection, missing.group(1)) if missing and connection is not None else []
     if views:

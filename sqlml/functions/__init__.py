@@ -8,8 +8,10 @@ from __future__ import annotations
 import typing as t
 
 from . import (
+    anomalies,
     card,
     compare,
+    components,
     describe,
     drift,
     estimate,
@@ -19,10 +21,14 @@ from . import (
     generate_sql,
     info,
     predict,
+    recommend,
     review,
     transform,
     trials,
 )
+from .applies import check_applies
+
+__all__ = ["HANDLERS", "check_applies"]
 
 if t.TYPE_CHECKING:
     import pyarrow as pa
@@ -53,5 +59,11 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table | Stream"]] = {
     "REVIEW_QUEUE": review.review_queue,
     "VALIDATE_DATA_DRIFT": drift.validate_data_drift,
     "VALIDATE_DATA_SKEW": drift.validate_data_skew,
+    "RECOMMEND": recommend.recommend,
+    "GENERATE_EMBEDDING": recommend.generate_embedding,
+    "PRINCIPAL_COMPONENTS": components.principal_components,
+    "PRINCIPAL_COMPONENT_INFO": components.principal_component_info,
+    "RECONSTRUCTION_LOSS": components.reconstruction_loss,
+    "DETECT_ANOMALIES": anomalies.detect_anomalies,
     "GENERATE_SQL": generate_sql.generate_sql,
 }

@@ -29,7 +29,8 @@ from ..errors import SqlmlError
 from ..model import metrics
 from ..model.kinds import CLASSIFICATION
 from ..model.loaded import LoadedModel
-from . import drift, evaluate, explain, fairness
+from . import drift, evaluate, explain, fairness, figures
+from .applies import check_applies
 from .base import Call, Data
 from .info import feature_info
 
@@ -144,17 +145,15 @@ def curves(run, model: "LoadedModel") -> dict:
     """ROC/PR points (binary classifiers) and the confusion matrix (classifiers)."""
     if model.kind.task != CLASSIFICATION:
         return {"roc": None, "confusion": None}
-    confusion = run("CONFUSION_MATRIX").to_pydict()
-    labels = [str(v) for v in confusion.pop("expected_label")]
-    matrix = [list(row) for row in zip(*confusion.values())]
     roc = run("ROC_CURVE").to_pydict() if len(model.classes) == 2 else None
-    return {"roc": roc, "confusion": {"labels": labels, "matrix": matrix}}
+    return {"roc": roc, "confusion": figures.confusion_counts(run("CONFUSION_MATRIX").to_pydict())}
 
 
 def importance(run, model: "LoadedModel", notes: list[str]) -> dict | None:
     """Global importance: split gain for trees (ML.FEATURE_IMPORTANCE), else mean |attribution|
     (ML.GLOBAL_EXPLAIN, which re-runs the training query: a card must not fail if that is gone)."""
     try:
+        check_applies("GLOBAL_EXPLAIN", model)
         if model.kind.trees:
             rows = run("FEATURE_IMPORTANCE", with_data=False).to_pylist()
             return {"source": "ML.FEATURE_IMPORTANCE", "measure": "importance_gain",
@@ -226,82 +225,24 @@ def warnings(context: dict) -> list[str]:
 
 
 def plots(context: dict) -> dict[str, str]:
-    """PNG ``data:`` URIs of the card's plots, by name (None where a plot does not apply)."""
-    import matplotlib
-    matplotlib.use("Agg")  # no display; the images are bytes
-    from matplotlib import pyplot as plt
-
+    """PNG ``data:`` URIs of the card's plots, by name (None where a plot does not apply), drawn by
+    :mod:`sqlml.functions.figures` as ``sqlml.plot`` draws them."""
     drawn = dict.fromkeys(PLOTS)
     if context["roc"]:
-        drawn["roc"] = _roc(plt, context)
-        drawn["pr"] = _pr(plt, context)
+        drawn["roc"] = _png(figures.roc(context["roc"], context["evaluation_row"].get("roc_auc")))
+        drawn["pr"] = _png(figures.precision_recall(context["roc"], context["evaluation_row"].get("pr_auc")))
     if context["confusion"]:
-        drawn["confusion"] = _confusion(plt, context["confusion"])
+        drawn["confusion"] = _png(figures.confusion_matrix(context["confusion"]))
     if context["importance"] and context["importance"]["rows"]:
-        drawn["importance"] = _importance(plt, context["importance"])
+        ranked = context["importance"]
+        drawn["importance"] = _png(figures.feature_importance(ranked["rows"], ranked["measure"], ranked["source"]))
     return drawn
 
 
-def _png(plt, figure) -> str:
+def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _roc(plt, context: dict) -> str:
-    roc = context["roc"]
-    figure, ax = plt.subplots(figsize=(4.5, 4))
-    points = sorted(zip(roc["false_positive_rate"], roc["recall"]))
-    ax.plot([0, 1], [0, 1], ls="--", color="#999999", label="baseline (class prior)")
-    ax.plot([p[0] for p in points], [p[1] for p in points], color="#1f77b4", lw=2,
-            label=f"model (roc_auc {_value(context, 'roc_auc')})")
-    ax.set(xlabel="false positive rate", ylabel="recall (true positive rate)", title="ROC curve", xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc="lower right", fontsize=8)
-    return _png(plt, figure)
-
-
-def _pr(plt, context: dict) -> str:
-    roc = context["roc"]
-    figure, ax = plt.subplots(figsize=(4.5, 4))
-    points = sorted((r, p) for r, p in zip(roc["recall"], roc["precision"]) if p is not None)
-    positives = roc["true_positives"][0] + roc["false_negatives"][0]
-    total = positives + roc["false_positives"][0] + roc["true_negatives"][0]
-    ax.axhline(positives / total, ls="--", color="#999999", label="baseline (positive rate)")
-    ax.plot([p[0] for p in points], [p[1] for p in points], color="#d62728", lw=2,
-            label=f"model (pr_auc {_value(context, 'pr_auc')})")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall curve", xlim=(0, 1), ylim=(0, 1.02))
-    ax.legend(loc="lower left", fontsize=8)
-    return _png(plt, figure)
-
-
-def _confusion(plt, confusion: dict) -> str:
-    labels, matrix = confusion["labels"], confusion["matrix"]
-    size = 2.5 + 0.5 * len(labels)
-    figure, ax = plt.subplots(figsize=(size, size * 0.85))
-    image = ax.imshow(matrix, cmap="Blues")
-    peak = max(max(row) for row in matrix) or 1
-    for i, row in enumerate(matrix):
-        for j, count in enumerate(row):
-            ax.text(j, i, f"{count:,}", ha="center", va="center", color="white" if count > peak / 2 else "black")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set(xlabel="predicted", ylabel="expected", title="Confusion matrix")
-    figure.colorbar(image, ax=ax, fraction=0.046)
-    return _png(plt, figure)
-
-
-def _importance(plt, ranked: dict) -> str:
-    rows = ranked["rows"][:15][::-1]
-    figure, ax = plt.subplots(figsize=(5.5, 0.35 * len(rows) + 1.2))
-    ax.barh([r["feature"] for r in rows], [r["value"] for r in rows], color="#2ca02c")
-    ax.set(xlabel=ranked["measure"], title=f"Global feature importance ({ranked['source']})")
-    return _png(plt, figure)
-
-
-def _value(context: dict, metric: str) -> str:
-    value = context["evaluation_row"].get(metric)
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def fmt(value: t.Any) -> str:

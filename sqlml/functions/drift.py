@@ -25,7 +25,8 @@ DEFAULT_THRESHOLD = 0.3
 def validate_data_drift(call: Call) -> pa.Table:
     """ML.VALIDATE_DATA_DRIFT(TABLE base | (query), TABLE study | (query) [, STRUCT(...)])."""
     base, study = call.require_input(), call.data_b  # the planner insists on both (catalog.check_inputs)
-    kinds = shared_kinds(_kinds(base), _kinds(study), "the base and the study data", call.function)
+    kinds = shared_kinds(_kinds(base), _kinds(study), "the base and the study data", call.function,
+                         {**_types(study), **_types(base)})
     thresholds = column_thresholds(call, kinds)
     settings = {"buckets": call.param("num_histogram_buckets", drift.NUM_BUCKETS),
                 "rank": call.param("num_rank_histogram_buckets", drift.NUM_RANK)}
@@ -40,7 +41,7 @@ def validate_data_skew(call: Call) -> pa.Table:
     stored = training_statistics(model)
     serving = call.require_input()
     kinds = shared_kinds({name: s["kind"] for name, s in stored.items()}, _kinds(serving),
-                         f"model '{model.info.name}''s training data and the serving data", call.function)
+                         f"model '{model.info.name}''s training data and the serving data", call.function, _types(serving))
     thresholds = column_thresholds(call, kinds)
     return compare({name: stored[name] for name in kinds}, drift.statistics(serving.batches, kinds), call, thresholds)
 
@@ -59,8 +60,12 @@ def _kinds(data: Data) -> dict[str, str | None]:
     return {f.name: drift.kind_of(f.type) for f in data.schema()}
 
 
+def _types(data: Data) -> dict[str, pa.DataType]:
+    return {f.name: f.type for f in data.schema()}
+
+
 def shared_kinds(base: dict[str, str | None], study: dict[str, str | None], sides: str,
-                 function: str) -> dict[str, str]:
+                 function: str, types: dict[str, pa.DataType]) -> dict[str, str]:
     """The columns in both ({name: kind}, None for a type without statistics), in ``base``'s order. A column
     numeric on one side and categorical on the other is left out (BigQuery leaves it out of its
     Jensen-Shannon report); a shared column of a type without statistics is refused."""
@@ -70,9 +75,11 @@ def shared_kinds(base: dict[str, str | None], study: dict[str, str | None], side
                         f"{', '.join(study) or 'none'}. Select the same column names on both sides.")
     unusable = [name for name in common if base[name] is None or study[name] is None]
     if unusable:
-        raise DataError(f"Column '{unusable[0]}' is neither a number nor a string, boolean, date or time (an ARRAY, "
-                        f"STRUCT or BLOB), which ML.{function} cannot compare. Convert it in the "
-                        "query or leave it out.")
+        name = unusable[0]
+        raise DataError(f"Column '{name}' is neither a number nor a string, boolean, date or time: its type is "
+                        f"{types.get(name, 'unknown')} (an INTERVAL, BLOB, BIT, LIST or STRUCT has no statistics), "
+                        f"which ML.{function} cannot compare. Convert it in the query (e.g. epoch({name}) for an "
+                        f"INTERVAL, CAST({name} AS VARCHAR)) or leave it out.")
     return {name: base[name] for name in common if base[name] == study[name]}
 
 

@@ -17,21 +17,21 @@ from ..model.baseline import (
     metric_values,
     primary_metric,
 )
-from ..model.kinds import CLASSIFICATION, CLUSTERING
+from ..model.kinds import CLASSIFICATION, RECOMMENDATION, UNSUPERVISED
 from ..model.loaded import LoadedModel
 from ..train import distill
-from . import over_time, slices
+from . import over_time, recommend, slices
 from .base import Call, Data, as_table
 from .trials import with_trial_id
 
 
 def evaluate_overall(model: "LoadedModel", data: Data | None, params: dict) -> pa.Table:
     """ML.EVALUATE without slices: one row, on ``data`` or (None) the stored evaluation split."""
-    wanted = params.get("baselines", True) and model.kind.task != CLUSTERING
+    wanted = params.get("baselines", True) and model.kind.task not in UNSUPERVISED
     threshold = params.get("threshold")
     if data is None:
         return as_table([stored_row(model, params) if wanted else _without_baseline(model.info.metrics)])
-    if model.kind.task == CLUSTERING:  # k-means metrics need the whole feature matrix
+    if model.kind.task in UNSUPERVISED:  # k-means, PCA and autoencoder metrics need the whole feature matrix
         return as_table([metrics.evaluate(model, data.table(), threshold)])
     scored = scored_rows(model, data, threshold)
     if not wanted:
@@ -66,6 +66,8 @@ def evaluate(call: Call) -> pa.Table:
     """ML.EVALUATE: one row of metrics with the baseline's beside them (:mod:`sqlml.baselines`), on the
     given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
     model = call.require_model()
+    if model.kind.task == RECOMMENDATION and (call.data is not None or call.param("top_k") is not None):
+        return with_trial_id(recommend.evaluation(model, call.data, call.params), call)
     if call.param("time_column") is not None or call.param("time_window") is not None:
         return with_trial_id(over_time.evaluate(model, call.require_input(), call.params), call)
     if call.param("slice_by") is not None:

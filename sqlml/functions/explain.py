@@ -15,7 +15,7 @@ from ..model.explain import (
     hgb_columns,
     targets,
 )
-from ..model.kinds import BOOSTED, CLASSIFICATION, CLUSTERING, FOREST
+from ..model.kinds import CLASSIFICATION, CLUSTERING, INTEGRATED_GRADIENTS
 from ..model.loaded import LoadedModel
 from .base import Call, Stream
 
@@ -29,9 +29,18 @@ def explain_predict(call: "Call") -> Stream:
     model = call.require_model()
     top_k = _top_k(call.param("top_k_features", TOP_K_DEFAULT))
     threshold = call.param("threshold")
+    steps = _steps(model, call.param("integrated_gradients_num_steps"))
     data = call.require_input()
-    return Stream((_explain_batch(model, rows, top_k, threshold) for rows in data.tables()),
-                  lambda: _explain_batch(model, data.empty(), top_k, threshold))
+    return Stream((_explain_batch(model, rows, top_k, threshold, steps) for rows in data.tables()),
+                  lambda: _explain_batch(model, data.empty(), top_k, threshold, steps))
+
+
+def _steps(model: "LoadedModel", steps: int | None) -> int | None:
+    """integrated_gradients_num_steps, which only a DNN's explanation (integrated gradients) has."""
+    if steps is not None and model.kind.explainer != INTEGRATED_GRADIENTS:
+        raise DataError(f"integrated_gradients_num_steps applies to DNN models (dnn_classifier, dnn_regressor), "
+                        f"explained by integrated gradients; '{model.info.name}' is a {model.kind.name}. Leave it out.")
+    return steps
 
 
 def _top_k(value) -> int:
@@ -40,9 +49,9 @@ def _top_k(value) -> int:
     return int(value)
 
 
-def _explain_batch(model: "LoadedModel", table: pa.Table, top_k: int, threshold) -> pa.Table:
+def _explain_batch(model: "LoadedModel", table: pa.Table, top_k: int, threshold, steps: int | None) -> pa.Table:
     X = model.features(table)
-    explained = explain(model, X, targets(model, X))
+    explained = explain(model, X, targets(model, X), steps)
     per_column = explained.per_column(model)
     front = _prediction_columns(model, X, table, threshold)
     front = front.append_column("top_feature_attributions",
@@ -151,31 +160,40 @@ def _permutation(model: "LoadedModel", table: pa.Table) -> pa.Table:
 
 
 def feature_importance(call: "Call") -> pa.Table:
-    """ML.FEATURE_IMPORTANCE for tree models, per input column (trees use one feature per column):
-    ``importance_weight`` = number of splits on it; ``importance_gain`` = its mean split gain (HGB)
-    or impurity-based ``feature_importances_`` (random forest); ``importance_cover`` = mean number
-    of training rows reaching its splits."""
+    """ML.FEATURE_IMPORTANCE for tree models, per input column (trees use one feature per column), as
+    BigQuery defines it (XGBoost's importance types): ``importance_weight`` = number of splits on it;
+    ``importance_gain`` = its mean split gain; ``importance_cover`` = mean number of training rows
+    (hessian weight for XGBoost) reaching its splits."""
     model = call.require_model()
-    estimator = model.estimator
-    if model.kind.family == BOOSTED:
+    if not model.kind.trees:
+        raise DataError(f"ML.FEATURE_IMPORTANCE needs a tree model (boosted_tree_*, random_forest_*); "
+                        f"'{model.info.name}' is a {model.kind.name}. Use ML.GLOBAL_EXPLAIN or ML.WEIGHTS.")
+    columns = model.preprocessor.input_columns
+    weight, gain, cover = _importances(model.estimator, len(columns))
+    table = pa.table({"feature": pa.array(columns, type=pa.string()), "importance_weight": pa.array(weight, pa.int64()),
+                      "importance_gain": pa.array(gain, pa.float64()), "importance_cover": pa.array(cover, pa.float64())})
+    return table.take(np.argsort(-np.asarray(gain), kind="stable"))
+
+
+def _importances(estimator, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weight, gain, cover) per feature: XGBoost's own scores, or for the scikit-learn trees stored
+    before sqlml moved to XGBoost, the same figures from their nodes (impurity-based
+    ``feature_importances_`` as a forest's gain)."""
+    if hasattr(estimator, "booster"):
+        scores = [estimator.booster.get_score(importance_type=kind) for kind in ("weight", "gain", "cover")]
+        return tuple(np.array([score.get(f"f{i}", 0.0) for i in range(width)]) for score in scores)
+    if hasattr(estimator, "_predictors"):  # HistGradientBoosting
         splits = np.concatenate([p.nodes[~p.nodes["is_leaf"].astype(bool)]
                                  for per_class in estimator._predictors for p in per_class])
         features, gains, counts = splits["feature_idx"].astype(np.int64), splits["gain"], splits["count"]
         order = hgb_columns(estimator)
         features = features if order is None else order[features]
-    elif model.kind.family == FOREST:
+    else:  # RandomForest
         trees = [e.tree_ for e in estimator.estimators_]
         features = np.concatenate([tr.feature[tr.feature >= 0] for tr in trees])
         counts = np.concatenate([tr.n_node_samples[tr.feature >= 0] for tr in trees])
         gains = None
-    else:
-        raise DataError(f"ML.FEATURE_IMPORTANCE needs a tree model (boosted_tree_*, random_forest_*); "
-                        f"'{model.info.name}' is a {model.kind.name}. Use ML.GLOBAL_EXPLAIN or ML.WEIGHTS.")
-    columns = model.preprocessor.input_columns
-    weight = np.bincount(features, minlength=len(columns))
+    weight = np.bincount(features, minlength=width)
     used = np.maximum(weight, 1)
-    gain = estimator.feature_importances_ if gains is None else np.bincount(features, gains, len(columns)) / used
-    cover = np.bincount(features, counts.astype(np.float64), len(columns)) / used
-    table = pa.table({"feature": pa.array(columns, type=pa.string()), "importance_weight": pa.array(weight, pa.int64()),
-                      "importance_gain": pa.array(gain, pa.float64()), "importance_cover": pa.array(cover, pa.float64())})
-    return table.take(np.argsort(-np.asarray(gain), kind="stable"))
+    gain = estimator.feature_importances_ if gains is None else np.bincount(features, gains, width) / used
+    return weight, gain, np.bincount(features, counts.astype(np.float64), width) / used

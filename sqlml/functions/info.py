@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DataError
-from ..model.kinds import CLUSTERING
+from ..model.kinds import CLUSTERING, MATRIX_FACTORIZATION
 from ..model.loaded import LoadedModel
+from . import recommend
 from .base import Call
 from .trials import with_trial_id
 
@@ -52,6 +53,8 @@ def weights(call: Call) -> pa.Table:
     """ML.WEIGHTS for linear models: one row per input column, categories as ``category_weights``.
     Weights apply to the raw inputs unless ``STRUCT(TRUE AS standardize)``."""
     model = call.require_model()
+    if model.kind.family == MATRIX_FACTORIZATION:
+        return recommend.weights(call)
     coef = getattr(model.estimator, "coef_", None)
     if coef is None or model.kind.task == CLUSTERING:
         raise DataError(f"ML.WEIGHTS needs a linear model (linear_reg, logistic_reg); '{model.info.name}' is a {model.kind.name}.")

@@ -19,7 +19,6 @@ import pyarrow as pa
 from ..errors import DataError, ParameterError, SqlmlError
 from ..model import metrics
 from ..model.baseline import primary_metric
-from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
 from . import slices, windows
 from .base import Data, as_table
@@ -29,7 +28,7 @@ DEGRADATION_MARGIN = 0.05
 
 def evaluate(model: LoadedModel, data: Data, params: dict) -> pa.Table:
     """ML.EVALUATE with ``time_column``: one row per window, oldest first."""
-    if model.kind.task == CLUSTERING:
+    if not model.kind.supervised:
         raise SqlmlError(f"Evaluation over time needs a classifier or regressor; '{model.info.name}' is a "
                          f"{model.kind.name} (no label to evaluate against).")
     if params.get("slice_by") is not None:

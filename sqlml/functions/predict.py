@@ -42,17 +42,16 @@ def _scored(call: Call, rows: pa.Table) -> pa.Table:
     model, threshold = call.model, call.param("threshold")
     if call.challenger is None:
         return model.predict(rows, threshold)
-    key = call.param("split_key")
-    if key is None or key not in rows.column_names:
+    if serve.SPLIT_KEY not in rows.column_names:  # the executor adds the canonical key of split_key
         raise DataError(f"A/B serving needs split_key, a column of the input whose hash decides each row's arm; "
-                        f"got {key!r}. Columns: {', '.join(rows.column_names)}.")
-    arms = serve.challenger_rows(rows[key], call.param("challenger_fraction"))
+                        f"got {call.param('split_key')!r}. Columns: {', '.join(rows.column_names)}.")
+    arms = serve.challenger_rows(rows[serve.SPLIT_KEY], call.param("challenger_fraction"))
     return serve.ab_output(model, call.challenger, rows, arms, model.info.version, call.challenger.info.version,
                            threshold, threshold)
 
 
 def _with_predictions(predictions: pa.Table, inputs: pa.Table) -> pa.Table:
-    """Prediction columns, then the input columns they do not replace."""
-    kept = [name for name in inputs.column_names if name not in predictions.column_names]
+    """Prediction columns, then the input columns they do not replace (not the canonical split key)."""
+    kept = [name for name in inputs.column_names if name not in predictions.column_names and name != serve.SPLIT_KEY]
     return pa.Table.from_arrays(predictions.columns + [inputs[name] for name in kept],
                                 names=predictions.column_names + kept)

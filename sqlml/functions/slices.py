@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 from ..errors import DataError, SqlmlError
 from ..model import baseline as baselines
 from ..model import metrics
-from ..model.kinds import CLUSTERING
 from ..model.loaded import LoadedModel
 from .base import as_table
 
@@ -83,8 +82,9 @@ def _joined(values: tuple) -> str | None:
 
 def evaluate(model: "LoadedModel", data: pa.Table, params: dict) -> pa.Table:
     """ML.EVALUATE with ``slice_by``: the overall row, then one row per slice."""
-    if model.kind.task == CLUSTERING:
-        raise SqlmlError("slice_by needs a classifier or regressor: clustering has no label to evaluate against.")
+    if not model.kind.supervised:
+        raise SqlmlError(f"slice_by needs a classifier or regressor: a {model.kind.name} model has no label to "
+                         "evaluate against.")
     columns = slice_columns(params, data)
     data = metrics.labelled_rows(model, data)
     if data.num_rows == 0:

@@ -6,7 +6,8 @@ import pyarrow as pa
 
 from ..errors import SqlmlError
 from ..model.loaded import LoadedModel
-from ..model.metrics import DEFAULT_OBJECTIVE, lower_is_better
+from ..model import metrics
+from ..model.metrics import lower_is_better
 from .base import Call
 
 TRIAL_INFO_COLUMNS = ("trial_id", "hyperparameters", "hparam_tuning_evaluation_metrics", "training_loss", "eval_loss",
@@ -39,7 +40,7 @@ def leaderboard(call: "Call") -> pa.Table:
 
 def _stored_objective(model: LoadedModel) -> str:
     names = model.info.options.get("hparam_tuning_objectives")
-    return names[0].lower() if names else DEFAULT_OBJECTIVE[model.kind.task]
+    return names[0].lower() if names else metrics.objectives(model.kind, model.info.options)[0]
 
 
 def _trials(call: "Call") -> list[dict]:

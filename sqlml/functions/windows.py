@@ -3,7 +3,9 @@
 A window is the time column truncated to the start of its day, ISO week (Monday), month, quarter or
 year — DuckDB's ``date_trunc`` on the same values, computed on each record batch with Arrow's
 ``floor_temporal`` as the batch is scored, so only the window (not the time column) is kept per row.
-Rows whose time is NULL form one window of their own, ``window_start`` NULL, listed last.
+Rows whose time is NULL form one window of their own, ``window_start`` NULL, listed last. A time
+outside the years 1 to 9999 (DuckDB's ``'infinity'`` and ``'-infinity'`` among them) starts no window:
+the statement is refused, naming the column.
 """
 
 from __future__ import annotations
@@ -33,7 +35,35 @@ class Windows:
 
     def of(self, rows: pa.Table) -> pa.ChunkedArray:
         """Each row's window start (the time column's own type)."""
-        return pc.floor_temporal(rows[self.column], unit=self.unit)
+        times = rows[self.column]
+        if outside_years(times):
+            raise DataError(f"time_column '{self.column}' holds a time outside the years 1 to 9999 (such as "
+                            f"'infinity'), which starts no {self.unit}: leave such rows out of the input, e.g. "
+                            f"WHERE isfinite({self.column}).")
+        return pc.floor_temporal(times, unit=self.unit)
+
+
+#: The first and last moments of the years 1 to 9999, in seconds (timestamps) and days (dates) from 1970-01-01.
+YEARS_1_TO_9999 = {"s": (-62_135_596_800, 253_402_300_799), "d": (-719_162, 2_932_896)}
+PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def outside_years(times: pa.ChunkedArray) -> int:
+    """How many DATE or TIMESTAMP values fall outside the years 1 to 9999 (a day or a week before
+    0001-01-01 would start there too), compared as the stored integers, which hold any value."""
+    dtype = times.type
+    if pa.types.is_timestamp(dtype):
+        low, high = (bound * PER_SECOND[dtype.unit] for bound in YEARS_1_TO_9999["s"])
+        high += PER_SECOND[dtype.unit] - 1  # the last second's fractions
+        values = pc.cast(times, pa.int64())
+    elif pa.types.is_date32(dtype):
+        (low, high), values = YEARS_1_TO_9999["d"], pc.cast(times, pa.int32())
+    else:  # date64: milliseconds
+        low, high = (bound * 86_400_000 for bound in YEARS_1_TO_9999["d"])
+        high += 86_400_000 - 1
+        values = pc.cast(times, pa.int64())
+    low, high = max(low, -2**63), min(high, 2**63 - 1)
+    return pc.sum(pc.or_(pc.less(values, low), pc.greater(values, high))).as_py() or 0
 
 
 def from_params(function: str, params: dict, schema: pa.Schema) -> Windows | None:

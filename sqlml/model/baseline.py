@@ -10,6 +10,8 @@ regressor          training mean (DummyRegressor 'mean'); also
                    ``baseline_median_*`` from the training median
 ``SEQ`` split      label of the last training row in                classifiers: the class prior
                    ``data_split_col`` order (persistence)
+recommender        explicit feedback: the global mean with user and item biases, fitted like the model
+                   with no factors; implicit: the most popular items (sqlml.model.factorization)
 =================  ===============================================  ==================================
 
 The statistics are taken from the training rows when the model is trained (before any resampling)
@@ -33,9 +35,9 @@ import pyarrow.compute as pc
 
 from ..errors import DataError, OptionError
 from . import metrics
-from .kinds import CLASSIFICATION, CLUSTERING
+from .kinds import CLASSIFICATION, RECOMMENDATION, UNSUPERVISED
 from .loaded import LoadedModel
-from .metrics import DEFAULT_OBJECTIVE, LOWER_IS_BETTER, Scored
+from .metrics import LOWER_IS_BETTER, Scored
 from .preprocess import to_float64
 
 STORED_KEY = "baseline"  # key of the baseline in the registry's metrics JSON
@@ -111,9 +113,15 @@ def training_statistics(model: "LoadedModel", train_rows: pa.Table) -> dict:
 
 def at_training(model: "LoadedModel", train_rows: pa.Table, eval_rows: pa.Table) -> dict:
     """The ``"baseline"`` entry of a new version's metrics: training statistics plus the baseline's
-    metrics on the evaluation split. Clustering models have no baseline."""
-    if model.kind.task == CLUSTERING:
+    metrics on the evaluation split. Clustering and dimensionality reduction have no baseline; a
+    recommender's is fitted with it and kept in its bytes."""
+    if model.kind.task in UNSUPERVISED:
         return {}
+    if model.kind.task == RECOMMENDATION:
+        strategy = "user_item_bias" if model.estimator.explicit else "most_popular"
+        return {STORED_KEY: {"statistics": {"strategy": strategy},
+                             "metrics": {k: metrics.finite(v) for k, v in
+                                         metrics.recommendation_metrics(model, eval_rows, baseline=True).items()}}}
     statistics = training_statistics(model, train_rows)
     baseline = Baseline.from_statistics(model, statistics)
     eval_rows = metrics.labelled_rows(model, eval_rows)
@@ -129,11 +137,14 @@ def primary_metric(model: "LoadedModel", chosen: str | None, available: t.Iterab
     """The model's primary metric — what ``beats_baseline``, slices and the deploy gate judge on:
     ``chosen`` (the ``primary_metric`` option or parameter), else roc_auc for a binary classifier,
     log_loss for a multiclass one (its roc_auc is undefined on rows that lack a class), r2_score for a
-    regressor, davies_bouldin_index for k-means. It must be one of ``available`` (the task's metrics)."""
+    regressor, davies_bouldin_index for k-means, total_explained_variance_ratio for PCA, mean_squared_error
+    for an autoencoder or an explicit recommender,
+    mean_average_precision for an implicit one. It must be one of ``available`` (the model's metrics)."""
     task = model.kind.task
-    available = list(metrics.OBJECTIVES[task] if available is None else available)
+    own = metrics.objectives(model.kind, model.info.options)
+    available = list(own if available is None else available)
     if chosen is None:
-        chosen = "log_loss" if task == CLASSIFICATION and len(model.classes) > 2 else DEFAULT_OBJECTIVE[task]
+        chosen = "log_loss" if task == CLASSIFICATION and len(model.classes) > 2 else own[0]
     if chosen not in available:
         raise OptionError(f"primary_metric {chosen!r} is not a metric of a {task} model; "
                           f"choose one of: {', '.join(available)}.")

@@ -3,9 +3,11 @@
 sqlml's own table (:data:`sqlml.model.options.OPTIONS`) declares every option once; the options here
 are BigQuery's beyond the ones every kind already took. For each, :data:`RULES` says which model
 types take it and at which values: any value (honoured through a scikit-learn parameter in
-:mod:`sqlml.model.kinds`, or a no-op where it changes nothing sqlml computes), or only the value that
+:mod:`sqlml.model.kinds` or an XGBoost one in :mod:`sqlml.model.boosted`, or a no-op where it changes
+nothing sqlml computes), or only the value that
 changes nothing, the others refused with why (docs/bigquery.md has the table). Pages: the reference
-pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmeans}``. Also ALTER MODEL's
+pages ``bigqueryml-syntax-create-{glm,boosted-tree,random-forest,dnn-models,kmeans,pca,autoencoder,
+matrix-factorization}``. Also ALTER MODEL's
 ``labels`` and ``expiration_timestamp`` (``bigqueryml-syntax-alter-model``), and the expiration rule.
 """
 
@@ -18,7 +20,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from ..errors import ModelExpiredError, OptionError
-from .kinds import BOOSTED, DNN, FOREST, KMEANS, LINEAR, MODEL_KINDS
+from .kinds import AUTOENCODER, BOOSTED, DNN, FOREST, KMEANS, LINEAR, MODEL_KINDS
 
 EVERY = "every"  # a rule for every model type
 
@@ -49,13 +51,20 @@ def timestamp(value: t.Any) -> str | None:
     """a TIMESTAMP literal: TIMESTAMP '2027-01-01 00:00:00 UTC'"""
     match = _MOMENT.fullmatch(value.strip()) if isinstance(value, str) else None
     if match is None:
-        return None
+        return _out_of_range(value) if isinstance(value, str) and "infinity" in value.lower() else None
     try:
         moment = dt.datetime.fromisoformat(match["moment"])
         zone = zoneinfo.ZoneInfo(match["zone"]) if match["zone"] else dt.timezone.utc  # BigQuery's default: UTC
+        return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(dt.timezone.utc).isoformat()
+    except OverflowError:  # 9999-12-31 23:00 in a zone west of UTC is in the year 10000 there
+        return _out_of_range(value)
     except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(dt.timezone.utc).isoformat()
+        return _out_of_range(value) if re.match(r"\s*[+-]?\d{5,}-", match["moment"]) else None
+
+
+def _out_of_range(value: str) -> t.NoReturn:
+    raise OptionError(f"The 'expiration_timestamp' option must be a moment from 0001-01-01 to 9999-12-31 UTC (BigQuery's "
+                      f"TIMESTAMP range); got {value!r}. For a model that never expires, leave the option out.")
 
 
 def refuse_expired(name: str, version: int, options: dict) -> None:
@@ -83,15 +92,15 @@ SPECS: dict[str, dict] = {
     "warm_start": {"kind": bool},
     "enable_global_explain": {"kind": bool, "scope": "all"},
     "approx_global_feature_contrib": {"kind": bool},
-    "booster_type": {"kind": str, "choices": ("GBTREE", "DART")},
-    "dart_normalize_type": {"kind": str, "choices": ("TREE", "FOREST")},
-    "dropout": {"kind": float, "low": 0.0, "high": 1.0},
-    "tree_method": {"kind": str, "choices": ("AUTO", "EXACT", "APPROX", "HIST")},
+    "booster_type": {"kind": str, "choices": ("GBTREE", "DART"), "tunable": True},
+    "dart_normalize_type": {"kind": str, "choices": ("TREE", "FOREST"), "tunable": True},
+    "dropout": {"kind": float, "low": 0.0, "high": 1.0, "tunable": True},
+    "tree_method": {"kind": str, "choices": ("AUTO", "EXACT", "APPROX", "HIST"), "tunable": True},
     "min_tree_child_weight": {"kind": int, "low": 0, "high": 10**9, "tunable": True},
-    "colsample_bytree": {"kind": float, "low": 0.0, "high": 1.0},
-    "colsample_bylevel": {"kind": float, "low": 0.0, "high": 1.0},
+    "colsample_bytree": {"kind": float, "low": 0.0, "high": 1.0, "low_open": True, "tunable": True},
+    "colsample_bylevel": {"kind": float, "low": 0.0, "high": 1.0, "low_open": True, "tunable": True},
     "colsample_bynode": {"kind": float, "low": 0.0, "high": 1.0, "low_open": True, "tunable": True},
-    "min_split_loss": {"kind": float, "low": 0.0, "high": 1e12},
+    "min_split_loss": {"kind": float, "low": 0.0, "high": 1e12, "tunable": True},
     "subsample": {"kind": float, "low": 0.0, "high": 1.0, "low_open": True, "tunable": True},
     "xgboost_version": {"kind": str, "choices": ("0.9", "1.1")},
     "optimizer": {"kind": str, "choices": ("ADAGRAD", "ADAM", "FTRL", "RMSPROP", "SGD"), "tunable": True},
@@ -113,15 +122,20 @@ SPECS: dict[str, dict] = {
 
 ANY = Rule()
 NO_WARM_START = Rule((False,), "sqlml trains every version from scratch; it does not continue from the previous one")
+FOREST_NO_L1 = Rule((0.0,), "scikit-learn's random forests have no L1 penalty on leaf weights")
+NO_COLSAMPLE = Rule((1.0,), "scikit-learn's random forests sample features per split only (colsample_bynode → "
+                            "max_features), not per tree or per level")
+NO_MIN_SPLIT_LOSS = Rule((0.0,), "scikit-learn's random forests have no minimum loss reduction per split "
+                                 "(XGBoost's gamma)")
 SKLEARN_TOLERANCE = Rule((0.01,), "scikit-learn stops on its own tolerance (an absolute change, tol), not on a relative "
                                   "progress per iteration; only BigQuery's default 0.01 is accepted, as a no-op")
 NO_VERTEX = Rule((), "sqlml's registry is the sqlml.models table of the database; it does not register models with "
                      "Vertex AI")
-TREES_NO_L1 = Rule((0.0,), "scikit-learn's tree ensembles have no L1 penalty on leaf weights")
-NO_COLSAMPLE = Rule((1.0,), "scikit-learn's tree ensembles sample features per split only (colsample_bynode → "
-                            "max_features), not per tree or per level")
-NO_MIN_SPLIT_LOSS = Rule((0.0,), "scikit-learn's tree ensembles have no minimum loss reduction per split "
-                                 "(XGBoost's gamma)")
+MLP_NO_DROPOUT = Rule((0.0,), "scikit-learn's MLP has no dropout layers; it regularizes with l2_reg (alpha) and "
+                             "early_stop")
+MLP_SOLVERS = Rule(("ADAM", "SGD"), "scikit-learn's MLP has the adam and sgd solvers, not ADAGRAD, FTRL or RMSPROP")
+MLP_ACTIVATIONS = Rule(("RELU", "SIGMOID", "TANH"), "scikit-learn's MLP has the relu, logistic (sigmoid), tanh and "
+                                                    "identity activations only")
 
 #: Option → {model type or family or EVERY: rule}. Options of sqlml's table (l1_reg, early_stop, …)
 #: appear for the model types that take them only because BigQuery documents them there.
@@ -143,42 +157,29 @@ RULES: dict[str, dict[str, Rule]] = {
         LINEAR: Rule(("ONE_HOT_ENCODING",), "sqlml one-hot encodes the categories of linear models (NULL as its "
                      "own category); it has no dummy encoding"),
         BOOSTED: Rule(("LABEL_ENCODING",), "sqlml gives boosted trees one ordinal code per category column, "
-                      "split on as a categorical feature; one-hot and target encoding are not implemented")},
-    "warm_start": {LINEAR: NO_WARM_START, DNN: NO_WARM_START, KMEANS: NO_WARM_START},
+                     "split on by XGBoost as a categorical feature; one-hot and target encoding are not implemented")},
+    "warm_start": {LINEAR: NO_WARM_START, DNN: NO_WARM_START, KMEANS: NO_WARM_START, AUTOENCODER: NO_WARM_START},
     "enable_global_explain": {EVERY: ANY},  # ML.GLOBAL_EXPLAIN is computed when asked, for any model
     "approx_global_feature_contrib": {BOOSTED: ANY, FOREST: ANY},  # tree explanations are exact Tree SHAP
-    "booster_type": {BOOSTED: Rule(("GBTREE",), "scikit-learn's HistGradientBoosting has no DART booster "
-                                   "(dropout of trees)")},
-    "dart_normalize_type": {BOOSTED: ANY},  # applies to DART only, refused above
-    "num_parallel_tree": {BOOSTED: Rule((1,), "HistGradientBoosting grows one tree per iteration; boosted random "
-                                        "forests are not available")},
-    "dropout": {BOOSTED: Rule((0.0,), "dropout of trees is the DART booster, which HistGradientBoosting has not"),
-                DNN: Rule((0.0,), "scikit-learn's MLP has no dropout layers; it regularizes with l2_reg (alpha) and "
-                          "early_stop")},
-    "l1_reg": {BOOSTED: TREES_NO_L1, FOREST: TREES_NO_L1,
-               DNN: Rule((0.0,), "scikit-learn's MLP has an L2 penalty only (l2_reg → alpha)")},
+    # Boosted trees take XGBoost's parameters as their own options (sqlml.model.boosted.PARAMETERS): booster_type,
+    # dart_normalize_type, dropout, tree_method, min_tree_child_weight, subsample, colsample_*, min_split_loss.
+    "dropout": {DNN: MLP_NO_DROPOUT, AUTOENCODER: MLP_NO_DROPOUT},
+    "l1_reg": {FOREST: FOREST_NO_L1, DNN: Rule((0.0,), "scikit-learn's MLP has an L2 penalty only (l2_reg → alpha)")},
     "l2_reg": {FOREST: Rule((0.0,), "scikit-learn's random forests average unregularized trees: there are no leaf "
                             "weights to penalize")},
-    "tree_method": {BOOSTED: Rule(("AUTO", "HIST"), "HistGradientBoosting bins every feature into at most 255 "
-                                  "histogram bins; it has no exact or sketch-based split search"),
-                    FOREST: ANY},  # scikit-learn's forests search exact splits, at least as fine as any method
-    "min_tree_child_weight": {BOOSTED: ANY, FOREST: ANY},  # → min_samples_leaf
-    "colsample_bytree": {BOOSTED: NO_COLSAMPLE, FOREST: NO_COLSAMPLE},
-    "colsample_bylevel": {BOOSTED: NO_COLSAMPLE, FOREST: NO_COLSAMPLE},
-    "colsample_bynode": {BOOSTED: ANY, FOREST: ANY},  # → max_features
-    "min_split_loss": {BOOSTED: NO_MIN_SPLIT_LOSS, FOREST: NO_MIN_SPLIT_LOSS},
-    "subsample": {BOOSTED: Rule((1.0,), "HistGradientBoosting (scikit-learn 1.9) fits every tree on all the "
-                                "training rows; it has no row subsampling"),
-                  FOREST: ANY},  # → max_samples
-    "xgboost_version": {BOOSTED: ANY, FOREST: ANY},  # the trees are scikit-learn's
+    "tree_method": {FOREST: ANY},  # scikit-learn's forests search exact splits, at least as fine as any method
+    "min_tree_child_weight": {FOREST: ANY},  # → min_samples_leaf
+    "colsample_bytree": {FOREST: NO_COLSAMPLE},
+    "colsample_bylevel": {FOREST: NO_COLSAMPLE},
+    "colsample_bynode": {FOREST: ANY},  # → max_features
+    "min_split_loss": {FOREST: NO_MIN_SPLIT_LOSS},
+    "subsample": {FOREST: ANY},  # → max_samples
+    "xgboost_version": {BOOSTED: ANY, FOREST: ANY},  # the installed XGBoost (3.x) trains; forests are scikit-learn's
     "early_stop": {FOREST: ANY, KMEANS: ANY},  # forests have no iterations; k-means: FALSE → tol = 0
-    "min_rel_progress": {BOOSTED: SKLEARN_TOLERANCE, DNN: SKLEARN_TOLERANCE, KMEANS: SKLEARN_TOLERANCE,
-                         FOREST: ANY},
-    "optimizer": {DNN: Rule(("ADAM", "SGD"), "scikit-learn's MLP has the adam and sgd solvers, not ADAGRAD, FTRL "
-                            "or RMSPROP")},  # → solver
-    "activation_fn": {DNN: Rule(("RELU", "SIGMOID", "TANH"), "scikit-learn's MLP has the relu, logistic (sigmoid), "
-                                "tanh and identity activations only")},  # → activation
-    "batch_size": {DNN: ANY},  # → batch_size
+    "min_rel_progress": {DNN: SKLEARN_TOLERANCE, KMEANS: SKLEARN_TOLERANCE, FOREST: ANY},
+    "optimizer": {DNN: MLP_SOLVERS, AUTOENCODER: MLP_SOLVERS},  # → solver
+    "activation_fn": {DNN: MLP_ACTIVATIONS, AUTOENCODER: MLP_ACTIVATIONS},  # → activation
+    "batch_size": {DNN: ANY, AUTOENCODER: ANY},  # → batch_size
     "integrated_gradients_num_steps": {DNN: ANY},  # sqlml explains DNNs with sampled Shapley values
     "tf_version": {DNN: ANY},  # the networks are scikit-learn's
     "kmeans_init_method": {KMEANS: ANY},  # → init
@@ -216,6 +217,9 @@ def check(options: dict, model_type: str | None) -> None:
             why = found.refusal(candidate)
             if why is not None:
                 raise OptionError(_refused(name, candidate, model_type, found, why))
+    if "num_principal_components" in options and "pca_explained_variance_ratio" in options:
+        raise OptionError("num_principal_components and pca_explained_variance_ratio both say how many principal "
+                          "components to keep; give one of them.")
     method, column = options.get("kmeans_init_method"), options.get("kmeans_init_col")
     if (method == "CUSTOM") != (column is not None):
         raise OptionError("kmeans_init_method = 'CUSTOM' and kmeans_init_col go together: the column (BOOL) marks "

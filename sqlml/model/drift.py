@@ -9,7 +9,10 @@ A column's statistics are plain JSON (they are stored in a model's signed header
 * numeric: ``{"kind": "numeric", "edges": [...], "counts": [...], "nan": n, "-inf": n, "+inf": n}``,
   ``buckets`` equal-width buckets over the column's own finite [min, max] (``numpy.histogram``'s: each
   bucket [low, high), the last one closed); a column whose finite values are all equal has one point
-  bucket, edges ``[v, v]``. NULLs are in neither.
+  bucket, edges ``[v, v]``. NULLs are in neither. A range wider than the largest double (-1e308 to
+  1e308) is cut without computing its width.
+
+Other types (INTERVAL, BLOB, BIT, nested LIST and STRUCT) have no statistics: :func:`kind_of` says None.
 
 They are computed from record batches in two passes (ranges and value counts, then histograms), so
 no input is held in memory whole.
@@ -17,6 +20,7 @@ no input is held in memory whole.
 
 from __future__ import annotations
 
+import math
 import typing as t
 from collections import Counter
 
@@ -32,11 +36,14 @@ NUM_BUCKETS, NUM_RANK = 10, 50  # BigQuery's num_histogram_buckets and num_rank_
 
 
 def kind_of(dtype: pa.DataType) -> str | None:
-    """'numeric' for numbers, 'categorical' for strings, booleans, dates and times, None for other types."""
+    """'numeric' for numbers, 'categorical' for strings, booleans, dates, times and timestamps (compared as
+    their text, so 'infinity' is a value like any other), None for other types (an INTERVAL has months,
+    days and nanoseconds that no one order or text compares)."""
     kind = scalar_kind(dtype)
     if kind == "numeric":
         return kind
-    return "categorical" if kind in ("categorical", "null") or pa.types.is_temporal(dtype) else None
+    moment = pa.types.is_date(dtype) or pa.types.is_time(dtype) or pa.types.is_timestamp(dtype)
+    return "categorical" if kind in ("categorical", "null") or moment else None
 
 
 def comparable(schema: pa.Schema, excluded: t.Iterable[str | None] = ()) -> dict[str, str]:
@@ -97,7 +104,7 @@ def _histograms(batches: Batches, ranges: dict[str, list], buckets: int) -> dict
     """Second pass: each numeric column's equal-width histogram over its own finite range."""
     stats = {}
     for name, (low, high, nan, minus, plus) in ranges.items():
-        edges = [] if low > high else [low, high] if low == high else np.linspace(low, high, buckets + 1).tolist()
+        edges = [] if low > high else [low, high] if low == high else equal_width(low, high, buckets)
         stats[name] = {"kind": "numeric", "edges": edges, "counts": [0] * max(len(edges) - 1, 0),
                        "nan": nan, "-inf": minus, "+inf": plus}
     ranged = [name for name, s in stats.items() if s["edges"]]
@@ -111,9 +118,21 @@ def _histograms(batches: Batches, ranges: dict[str, list], buckets: int) -> dict
             if edges[0] == edges[-1]:
                 stats[name]["counts"][0] += len(values)
                 continue
-            found, _ = np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1]))
+            found, _ = (np.histogram(values, bins=len(edges) - 1, range=(edges[0], edges[-1]))
+                        if np.isfinite(edges[-1] - edges[0]) else np.histogram(values, bins=np.asarray(edges)))
             stats[name]["counts"] = (np.asarray(stats[name]["counts"]) + found).tolist()
     return stats
+
+
+def equal_width(low: float, high: float, buckets: int) -> list[float]:
+    """``buckets + 1`` equally spaced edges from ``low`` to ``high`` (``numpy.linspace``'s), also when
+    ``high - low`` overflows a double (-1e308 to 1e308): then each edge is a weighted mean of the ends."""
+    if np.isfinite(high - low):
+        return np.linspace(low, high, buckets + 1).tolist()
+    share = np.arange(buckets + 1) / buckets
+    edges = low * (1 - share) + high * share
+    edges[0], edges[-1] = low, high
+    return edges.tolist()
 
 
 def present(stats: dict) -> int:
@@ -152,7 +171,9 @@ def aligned(base: dict, study: dict) -> tuple[np.ndarray, np.ndarray]:
         cut = np.zeros(max(len(union) - 1, 0))
         if _spans(s):
             cumulative = np.concatenate([[0.0], np.cumsum(s["counts"], dtype=float)])
-            cut = np.diff(np.interp(union, s["edges"], cumulative))
+            # Interpolation is scale-free: scaled, no width between edges overflows (-1e308 to 1e308).
+            scale = 1.0 if math.isfinite(float(union[-1]) - float(union[0])) else float(np.abs(union).max())
+            cut = np.diff(np.interp(union / scale, np.asarray(s["edges"]) / scale, cumulative))
         point = [float(s["counts"][0]) if _point(s) and s["edges"][0] == v else 0.0 for v in points]
         out.append(np.concatenate([cut, point, [s["nan"], s["-inf"], s["+inf"]]]).astype(float))
     return out[0], out[1]

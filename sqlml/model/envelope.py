@@ -2,7 +2,12 @@
 
 A model blob read from a database is untrusted input: it is never unpickled. The envelope is::
 
-    b"SQLML" | format version (1 byte) | HMAC-SHA256 tag (32 bytes) | header length (4 bytes) | header JSON | skops bytes
+    b"SQLML" | format version (1 byte) | HMAC-SHA256 tag (32 bytes) | header length (4 bytes) | header JSON
+        | raw parts | skops bytes
+
+Raw parts are named byte strings in their library's own format (an XGBoost booster), listed with their
+lengths in the header's ``raw``; sqlml hands them back as bytes once the tag verifies and never
+deserializes them here. The skops bytes are empty when there is nothing else to store.
 
 The tag covers everything after it, and is checked before any byte is deserialized. The key comes
 from ``SQLML_SECRET_KEY``, else from the file named by ``SQLML_KEY_FILE``, else from
@@ -10,6 +15,10 @@ from ``SQLML_SECRET_KEY``, else from the file named by ``SQLML_KEY_FILE``, else 
 a key must have at least 32 bytes. A database moved to another machine needs the same key there.
 Registry rows are signed with the same key (:func:`sign`), binding the bytes to their name,
 version, type, label, schema and options.
+
+Signing and verifying need only ``hashlib`` and ``hmac``: skops (and with it scikit-learn, scipy and
+pandas) is imported when bytes are written or read back as a model, so opening a database and running
+plain SQL never loads it.
 """
 
 from __future__ import annotations
@@ -22,9 +31,6 @@ import secrets
 import struct
 import typing as t
 from pathlib import Path
-
-import skops.io as sio
-from skops.io.exceptions import UntrustedTypesFoundException
 
 from ..errors import ModelIntegrityError, SecretKeyError
 
@@ -70,6 +76,11 @@ def secret_key() -> bytes:
     return _checked(text, str(path))
 
 
+def key_source() -> str:
+    """Where the key comes from, as a message names it."""
+    return "SQLML_SECRET_KEY" if os.environ.get("SQLML_SECRET_KEY") is not None else f"the key file {key_path()}"
+
+
 def key_exists() -> bool:
     return os.environ.get("SQLML_SECRET_KEY") is not None or key_path().exists()
 
@@ -113,17 +124,21 @@ def signed(fields: dict, signature: str | None) -> bool:
     return signature is not None and hmac.compare_digest(sign(fields), signature)
 
 
-def dumps(estimator: t.Any, header: dict, parts: dict | None = None) -> bytes:
+def dumps(estimator: t.Any, header: dict, parts: dict | None = None, raw: dict[str, bytes] | None = None) -> bytes:
     """Serialize ``estimator`` with its JSON ``header`` (preprocessing, classes) and sign both.
-    ``parts``: other fitted objects kept beside it (a CBPE calibrator), named in the header's ``parts``."""
+    ``parts``: other fitted objects kept beside it (a CBPE calibrator), named in the header's ``parts``.
+    ``raw``: named bytes stored as they are (``estimator`` is then None when they are the model)."""
+    import skops.io as sio
+    if raw:
+        header = {**header, "raw": {name: len(data) for name, data in raw.items()}}
     if parts:
         estimator, header = {"estimator": estimator, **parts}, {**header, "parts": sorted(parts)}
-    body = sio.dumps(estimator)
-    untrusted = set(sio.get_untrusted_types(data=body)) - set(TRUSTED_TYPES)
+    body = b"" if estimator is None else sio.dumps(estimator)
+    untrusted = set(sio.get_untrusted_types(data=body)) - set(TRUSTED_TYPES) if body else set()
     if untrusted:
         raise ModelIntegrityError(f"Refusing to store types outside the allow-list: {sorted(untrusted)}")
     header_bytes = json.dumps(header).encode()
-    payload = struct.pack(">I", len(header_bytes)) + header_bytes + body
+    payload = struct.pack(">I", len(header_bytes)) + header_bytes + b"".join((raw or {}).values()) + body
     return MAGIC + bytes([FORMAT_VERSION]) + _tag(payload) + payload
 
 
@@ -134,7 +149,8 @@ def loads(blob: bytes) -> tuple[t.Any, dict]:
 
 
 def loads_parts(blob: bytes) -> tuple[t.Any, dict, dict]:
-    """:func:`loads`, with the ``parts`` stored beside the estimator (empty for a blob without them)."""
+    """:func:`loads`, with the ``parts`` stored beside the estimator (empty for a blob without them) and
+    the raw parts, as bytes, under their names."""
     blob = bytes(blob)
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 37:
         raise ModelIntegrityError("These bytes are not a sqlml model.")
@@ -150,13 +166,19 @@ def loads_parts(blob: bytes) -> tuple[t.Any, dict, dict]:
         )
     (length,) = struct.unpack(">I", payload[:4])
     header = json.loads(payload[4:4 + length])
+    start, raw = 4 + length, {}
+    for name, size in header.get("raw", {}).items():
+        raw[name], start = payload[start:start + size], start + size
+    body = payload[start:]
+    import skops.io as sio  # only once the tag verified: bytes sqlml wrote
+    from skops.io.exceptions import UntrustedTypesFoundException
     try:
-        loaded = sio.loads(payload[4 + length:], trusted=TRUSTED_TYPES)
+        loaded = sio.loads(body, trusted=TRUSTED_TYPES) if body else None
     except UntrustedTypesFoundException as e:
         raise ModelIntegrityError(f"Refusing to load a model holding types outside the allow-list: {e}") from None
     if not header.get("parts"):
-        return loaded, header, {}
-    return loaded["estimator"], header, {name: loaded[name] for name in header["parts"]}
+        return loaded, header, raw
+    return loaded["estimator"], header, {**{name: loaded[name] for name in header["parts"]}, **raw}
 
 
 def fingerprint(blob: bytes) -> str:

@@ -7,30 +7,37 @@ predicted class for multiclass ones (random forests average probabilities, so th
 probability). How each model type is explained:
 
 * linear_reg, logistic_reg: exact, ``coef × (x − mean of the encoded training rows)``.
-* boosted trees, random forests: exact Tree SHAP (shap's TreeExplainer, path-dependent). shap reads
-  HistGradientBoosting's categorical splits as numeric ones, so those models are first rewritten
-  into an equivalent tree (see :func:`_hgb_tree`) that shap explains exactly.
-* dnn_*, kmeans: approximate, shap's PermutationExplainer against a small background sample of
-  training rows; ``approximation_error`` reports how far the sum is from the prediction.
+* boosted trees: exact Tree SHAP (path-dependent), XGBoost's own ``pred_contribs`` (what shap's
+  TreeExplainer computes for the same booster).
+* random forests, and boosted trees stored before sqlml moved to XGBoost: exact Tree SHAP, shap's
+  TreeExplainer. shap reads HistGradientBoosting's categorical splits as numeric ones, so those models
+  are first rewritten into an equivalent tree (see :func:`_hgb_tree`) that shap explains exactly.
+* dnn_*: integrated gradients, as BigQuery explains DNNs: from the mean encoded training row to each
+  row, the network's gradients (computed by hand from its weights) averaged over ``steps`` + 1 points
+  of the straight path (trapezoid rule); the sum misses the prediction by the integral's error,
+  reported as ``approximation_error``, which shrinks as ``integrated_gradients_num_steps`` grows.
+* kmeans: approximate, shap's PermutationExplainer against a small background sample of training
+  rows; ``approximation_error`` reports how far the sum is from the prediction.
 
 Attributions of one-hot parts are summed back to their input column.
 """
 
 from __future__ import annotations
 
-import typing as t
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
+from scipy import special
 from threadpoolctl import threadpool_limits
 
 from ..errors import DataError
-from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION, SAMPLED, TREE_SHAP
+from .kinds import CLASSIFICATION, CLUSTERING, INTEGRATED_GRADIENTS, REGRESSION, SAMPLED, TREE_SHAP
 from .loaded import LoadedModel
 
 BACKGROUND_ROWS = 50  # encoded training rows kept in the model header for sampled explanations
+INTEGRATED_GRADIENTS_STEPS = 15  # BigQuery's default integrated_gradients_num_steps
 SEED = 0
 UNREACHED = 1e6  # category codes never reach this (sklearn keeps at most 255 per column)
 ATTRIBUTION = pa.struct([("feature", pa.string()), ("attribution", pa.float64())])
@@ -72,8 +79,9 @@ def background(X: np.ndarray | sp.csr_matrix, encoding: str) -> dict | None:
             "sample": (sample.toarray() if sp.issparse(sample) else sample).tolist()}
 
 
-def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None) -> Explanation:
-    """Explain the raw output for class ``target[i]`` of each row (None: regression).
+def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None, steps: int | None = None) -> Explanation:
+    """Explain the raw output for class ``target[i]`` of each row (None: regression). ``steps``: the
+    integrated gradients' steps for a DNN (default: the model's integrated_gradients_num_steps, else 15).
 
     For a binary classifier whose raw output is the positive class's log-odds, class 0 is the
     negated explanation of class 1."""
@@ -85,6 +93,9 @@ def explain(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None) -> E
             explained = _tree_shap(estimator, X, target)
         elif model.kind.explainer == SAMPLED:
             return _sampled(model, X, target, _background(model))
+        elif model.kind.explainer == INTEGRATED_GRADIENTS:
+            steps = steps or model.info.options.get("integrated_gradients_num_steps", INTEGRATED_GRADIENTS_STEPS)
+            explained = integrated_gradients(estimator, X, target, np.asarray(_background(model)["mean"]), steps)
         else:
             explained = _linear(estimator, X, target, np.asarray(_background(model)["mean"]))
     if model.kind.task == REGRESSION:  # back to the label's units, as ML.PREDICT reports it
@@ -134,6 +145,18 @@ def _trees(explainers: list, raw: np.ndarray, X: np.ndarray, target: np.ndarray 
     return Explanation(expected[index] * sign, values[rows, :, index] * sign[:, None], raw[rows, index] * sign)
 
 
+def _xgboost(trees, X: np.ndarray, target: np.ndarray | None) -> Explanation:
+    """XGBoost's exact Tree SHAP of its margin (the bias column is the baseline), per class when there
+    are several."""
+    values = trees.contributions(X)
+    values = values[:, None, :] if values.ndim == 2 else values  # (rows, outputs, features + bias)
+    index, sign = _pick(values.shape[1], target, len(X))
+    rows = np.arange(len(X))
+    chosen = values[rows, index] * sign[:, None]
+    margin = trees.decision_function(X).reshape(len(X), -1)
+    return Explanation(chosen[:, -1], chosen[:, :-1], margin[rows, index] * sign)
+
+
 def _tree_raw(estimator, X: np.ndarray) -> np.ndarray:
     """What Tree SHAP explains: HGB's decision function (log-odds), a forest's averaged probabilities,
     a regressor's prediction; one column per output."""
@@ -145,7 +168,10 @@ def _tree_shap(estimator, X: np.ndarray, target: np.ndarray | None) -> Explanati
     """shap explains the trees directly unless an HGB has categorical features. Then scikit-learn's trees
     split an internal matrix (categorical columns first, re-coded by an OrdinalEncoder) with
     categorical splits shap would misread as numeric thresholds; so each class's trees are
-    rewritten by :func:`_hgb_tree`, explained on that internal matrix and mapped back."""
+    rewritten by :func:`_hgb_tree`, explained on that internal matrix and mapped back. XGBoost explains
+    its own trees."""
+    if hasattr(estimator, "contributions"):
+        return _xgboost(estimator, X, target)
     raw = _tree_raw(estimator, X)
     order = hgb_columns(estimator)
     if order is None:
@@ -258,39 +284,76 @@ def _runs(bitset: np.ndarray) -> list[tuple[bool, float]]:
     return runs
 
 
-def _sampled(model: "LoadedModel", X: np.ndarray, target: np.ndarray | None, reference: dict) -> Explanation:
-    """shap's PermutationExplainer, rows grouped by the output they explain. Masked features take
-    their values from the background rows (one-hot parts independently), so this is an estimate."""
+#: An MLP's hidden activations (scikit-learn's), and each one's derivative written from its output.
+ACTIVATIONS = {"relu": lambda z: np.maximum(z, 0), "logistic": special.expit, "tanh": np.tanh, "identity": lambda z: z}
+ACTIVATION_SLOPES = {"relu": lambda a: (a > 0).astype(np.float64), "logistic": lambda a: a * (1 - a),
+                     "tanh": lambda a: 1 - a * a, "identity": np.ones_like}
+
+
+def integrated_gradients(net, X: np.ndarray, target: np.ndarray | None, baseline: np.ndarray,
+                         steps: int) -> Explanation:
+    """Integrated gradients of an MLP's raw output (see :func:`mlp_output`) from ``baseline`` to each row:
+    (x − baseline) × the gradient averaged over ``steps`` + 1 evenly spaced points of the straight path,
+    by the trapezoid rule."""
+    alphas = np.linspace(0.0, 1.0, steps + 1)
+    weights = np.full(steps + 1, 1.0 / steps)
+    weights[[0, -1]] /= 2
+    index, sign = _pick(net.coefs_[-1].shape[1], target, len(X))
+    path = (baseline + alphas[:, None, None] * (X - baseline)).reshape(-1, X.shape[1])
+    _, gradients = mlp_output(net, path, np.tile(index, steps + 1))
+    mean_gradient = np.tensordot(weights, gradients.reshape(steps + 1, *X.shape), axes=1)
+    at_baseline, _ = mlp_output(net, np.tile(baseline, (len(X), 1)), index)
+    at_rows, _ = mlp_output(net, X, index)
+    return Explanation(at_baseline * sign, (X - baseline) * mean_gradient * sign[:, None], at_rows * sign)
+
+
+def mlp_output(net, X: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A scikit-learn MLP's raw output per row and its gradient with respect to the row, backpropagated
+    by hand through its weights: the output unit (a regressor's prediction, a binary classifier's
+    log-odds), or for several classes the log-odds of class ``output[i]``: z_k − log Σ_{j≠k} exp(z_j)."""
+    layers = [X]
+    for W, b in zip(net.coefs_[:-1], net.intercepts_[:-1]):
+        z = layers[-1] @ W + b
+        layers.append(ACTIVATIONS[net.activation](z))
+    z = layers[-1] @ net.coefs_[-1] + net.intercepts_[-1]
+    rows = np.arange(len(X))
+    if z.shape[1] == 1:
+        value, slope = z[:, 0], np.ones_like(z)
+    else:
+        others = z.copy()
+        others[rows, output] = -np.inf
+        rest = special.logsumexp(others, axis=1)
+        value = z[rows, output] - rest
+        slope = -np.exp(others - rest[:, None])
+        slope[rows, output] = 1.0
+    for W, activation in zip(reversed(net.coefs_), reversed(layers)):
+        slope = slope @ W.T
+        if activation is not X:
+            slope *= ACTIVATION_SLOPES[net.activation](activation)
+    return value, slope
+
+
+def _sampled(model: "LoadedModel", X: np.ndarray, target: np.ndarray, reference: dict) -> Explanation:
+    """shap's PermutationExplainer of k-means' distance to each row's centroid, rows grouped by centroid.
+    Masked features take their values from the background rows (one-hot parts independently), so this
+    is an estimate. The caller has capped threads once: entering threadpool_limits on each of shap's
+    many calls costs more."""
     shap = _shap()
     sample = np.asarray(reference["sample"])
     masker = shap.maskers.Independent(sample, max_samples=len(sample))
     result = Explanation(np.zeros(len(X)), np.zeros(X.shape), np.zeros(len(X)))
-    groups = [None] if target is None else np.unique(target)
-    for group in groups:
-        rows = np.arange(len(X)) if group is None else np.flatnonzero(target == group)
-        output = _raw_output(model, None if group is None else int(group))
+    for group in np.unique(target):
+        rows = np.flatnonzero(target == group)
+        centroid = model.estimator.cluster_centers_[group]
+
+        def output(Z: np.ndarray, centroid: np.ndarray = centroid) -> np.ndarray:
+            return np.linalg.norm(Z - centroid, axis=1)
         explained = shap.PermutationExplainer(output, masker, seed=SEED)(
             X[rows], max_evals=2 * X.shape[1] + 1, silent=True)
         result.baseline[rows] = explained.base_values
         result.attributions[rows] = explained.values
         result.prediction[rows] = output(X[rows])
     return result
-
-
-def _raw_output(model: "LoadedModel", group: int | None) -> t.Callable[[np.ndarray], np.ndarray]:
-    """The single output a sampled explainer explains: the prediction (regression), the log-odds of
-    class ``group`` (classifiers), or the distance to centroid ``group`` (k-means). The caller has
-    capped threads once: entering threadpool_limits on each of shap's many calls costs more."""
-    if model.kind.task == CLUSTERING:
-        centroid = model.estimator.cluster_centers_[group]
-        return lambda X: np.linalg.norm(X - centroid, axis=1)
-    if model.kind.task == CLASSIFICATION:
-        def log_odds(X: np.ndarray) -> np.ndarray:
-            p = np.clip(model.estimator.predict_proba(X)[:, group], 1e-12, 1 - 1e-12)
-            return np.log(p) - np.log1p(-p)
-        return log_odds
-    mean, std = model.target_scale
-    return lambda X: model.estimator.predict(X) * std + mean
 
 
 def _background(model: "LoadedModel") -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import threading
 import typing as t
 from collections import OrderedDict
@@ -16,22 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from scipy import special
-from threadpoolctl import ThreadpoolController
 
-from . import envelope
-from .kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
+from . import envelope, reduction
+from .kinds import CLASSIFICATION, CLUSTERING, MATRIX_FACTORIZATION, MODEL_KINDS, REDUCTION, ModelKind
 from .preprocess import Preprocessor
 from .version import ModelVersion
 
-#: Created once: discovering the BLAS/OpenMP libraries costs ~20 ms, limiting them then ~50 µs.
-THREADPOOLS = ThreadpoolController()
 SMALL_BATCH_ROWS = 20_000  # below this, one thread per call: OpenMP start-up swamps the work
+
+
+@functools.cache
+def threadpools() -> t.Any:
+    """Created once, on first use: discovering the BLAS/OpenMP libraries costs ~20 ms (and imports
+    threadpoolctl), limiting them then ~50 µs."""
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
 
 
 def thread_limit(rows: int):
     """Cap native thread pools for small batches (the 2,048-row UDF calls); big batches use them all."""
-    return THREADPOOLS.limit(limits=1) if rows < SMALL_BATCH_ROWS else contextlib.nullcontext()
+    return threadpools().limit(limits=1) if rows < SMALL_BATCH_ROWS else contextlib.nullcontext()
 
 
 LABEL_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_()}
@@ -52,7 +57,10 @@ def label_type_name(dtype: pa.DataType) -> str:
 
 def output_schema(info: ModelVersion) -> pa.Schema:
     """The columns ML.PREDICT adds for a model version, in BigQuery's names."""
-    task = MODEL_KINDS[info.model_type].task
+    kind = MODEL_KINDS[info.model_type]
+    task = kind.task
+    if task == REDUCTION:
+        return pa.schema([(name, pa.float64()) for name in reduction.column_names(kind.family, info.options, kind.defaults)])
     if task == CLUSTERING:
         distance = pa.struct([("centroid_id", pa.int64()), ("distance", pa.float64())])
         return pa.schema([("centroid_id", pa.int64()), ("nearest_centroids_distance", pa.list_(distance))])
@@ -93,10 +101,20 @@ class LoadedModel:
 
     @classmethod
     def from_parts(cls, info: ModelVersion, estimator: t.Any, header: dict, parts: dict) -> "LoadedModel":
-        """The model of a blob's deserialized ``estimator``, JSON ``header`` and ``parts``."""
+        """The model of a blob's deserialized ``estimator``, JSON ``header`` and ``parts``. A blob whose
+        model is stored in its library's own format (XGBoost's, header ``raw``) has no skops estimator:
+        it is read from its raw part; older blobs hold a scikit-learn estimator (HistGradientBoosting,
+        RandomForest) and are served as they are."""
+        if estimator is None and header.get("raw"):
+            from .boosted import Trees  # imports xgboost, which takes seconds
+            estimator = Trees.from_raw_parts(parts)
+        kind = MODEL_KINDS[header["model_type"]]
+        if kind.family == MATRIX_FACTORIZATION:
+            from .factorization import Factorization  # scipy: not loaded by connecting
+            estimator = Factorization.from_state(estimator)
         return cls(
             info=info,
-            kind=MODEL_KINDS[header["model_type"]],
+            kind=kind,
             estimator=estimator,
             preprocessor=Preprocessor.from_dict(header["preprocess"]),
             classes=header.get("classes"),
@@ -143,6 +161,7 @@ class LoadedModel:
 
     def linear_probabilities(self, data: pa.Table) -> np.ndarray:
         """LogisticRegression.predict_proba from :meth:`linear_decision`."""
+        from scipy import special
         decision = self.linear_decision(data)
         if decision.shape[1] == 1:
             positive = special.expit(decision[:, 0])
@@ -161,6 +180,11 @@ class LoadedModel:
             return self.output_schema().empty_table()
         if self.kind.task == CLUSTERING:
             return self._clusters(self.features(data))
+        if self.kind.task == REDUCTION:
+            X = self.features(data)
+            with thread_limit(len(X)):
+                reduced = reduction.reduce(self.kind.family, self.estimator, X)
+            return pa.Table.from_arrays([pa.array(column) for column in reduced.T], schema=self.output_schema())
         if self.kind.task == CLASSIFICATION:
             probs = self.class_probabilities(data)
             return self.classification_output(probs, self.decide(probs, threshold))
@@ -230,7 +254,11 @@ class ModelCache:
                 # The caller's registry row: ALTER MODEL may have changed the threshold since. A copy,
                 # so callers holding other rows (a view's UDF, another thread) are not affected.
                 return dataclasses.replace(model, info=info)
-        model = LoadedModel.from_blob(info, load_blob(info.fingerprint))
+        blob = load_blob(info.fingerprint)
+        try:
+            model = LoadedModel.from_blob(info, blob)
+        except envelope.ModelIntegrityError as e:  # say which model
+            raise envelope.ModelIntegrityError(f"Model '{info.name}' version {info.version} cannot be loaded: {e}") from None
         with self._lock:
             self._models[info.fingerprint] = model
             while len(self._models) > self._size:

@@ -1,4 +1,5 @@
-"""ML.EVALUATE, ML.CONFUSION_MATRIX and ML.ROC_CURVE, computed with sklearn.metrics.
+"""ML.EVALUATE, ML.CONFUSION_MATRIX and ML.ROC_CURVE, computed with sklearn.metrics (imported where a
+metric is computed: serving and plain SQL never load scikit-learn).
 
 Classifiers: binary metrics are for the positive class (the second class in sorted order);
 multiclass precision, recall, f1 and roc_auc are macro averages and accuracy is micro.
@@ -14,10 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sklearn import metrics as skm
 
 from ..errors import DataError
-from .kinds import CLASSIFICATION, CLUSTERING, REGRESSION
+from . import ranking, reduction
+from .kinds import (
+    AUTOENCODER,
+    CLASSIFICATION,
+    CLUSTERING,
+    MATRIX_FACTORIZATION,
+    PCA,
+    RECOMMENDATION,
+    REDUCTION,
+    REGRESSION,
+    ModelKind,
+)
 from .loaded import LoadedModel
 from .preprocess import check_unique_names, to_float64
 
@@ -43,11 +54,36 @@ METRICS = (
     Metric("median_absolute_error", REGRESSION, lower_is_better=True), Metric("explained_variance", REGRESSION),
     Metric("davies_bouldin_index", CLUSTERING, lower_is_better=True),
     Metric("mean_squared_distance", CLUSTERING, lower_is_better=True, loss=True),
+    Metric("mean_squared_error", REDUCTION, lower_is_better=True, loss=True),
+    Metric("mean_absolute_error", REDUCTION, lower_is_better=True),
+    Metric("mean_squared_log_error", REDUCTION, lower_is_better=True),
+    Metric("total_explained_variance_ratio", REDUCTION),
+    Metric("mean_squared_error", RECOMMENDATION, lower_is_better=True, loss=True),
+    Metric("mean_average_precision", RECOMMENDATION), Metric("normalized_discounted_cumulative_gain", RECOMMENDATION),
+    Metric("average_rank", RECOMMENDATION, lower_is_better=True),
+    Metric("mean_absolute_error", RECOMMENDATION, lower_is_better=True),
+    Metric("mean_squared_log_error", RECOMMENDATION, lower_is_better=True),
+    Metric("median_absolute_error", RECOMMENDATION, lower_is_better=True), Metric("r2_score", RECOMMENDATION),
+    Metric("explained_variance", RECOMMENDATION),
 )
 LOWER_IS_BETTER = frozenset(m.name for m in METRICS if m.lower_is_better)
-OBJECTIVES = {task: tuple(m.name for m in METRICS if m.task == task) for task in (CLASSIFICATION, REGRESSION, CLUSTERING)}
+OBJECTIVES = {task: tuple(m.name for m in METRICS if m.task == task)
+              for task in (CLASSIFICATION, REGRESSION, CLUSTERING, REDUCTION, RECOMMENDATION)}
 DEFAULT_OBJECTIVE = {task: names[0] for task, names in OBJECTIVES.items()}
 EVAL_LOSS = {m.task: m.name for m in METRICS if m.loss}
+#: The metrics of model types that report only some of their task's, the default objective first.
+FAMILY_OBJECTIVES = {PCA: ("total_explained_variance_ratio",),
+                     AUTOENCODER: ("mean_squared_error", "mean_absolute_error", "mean_squared_log_error")}
+FEEDBACK_OBJECTIVES = {"EXPLICIT": ("mean_squared_error", "mean_absolute_error", "mean_squared_log_error",
+                                    "median_absolute_error", "r2_score", "explained_variance"),
+                       "IMPLICIT": ranking.NAMES}
+
+
+def objectives(kind: ModelKind, options: dict) -> tuple[str, ...]:
+    """The metrics ML.EVALUATE reports for a model type with these options, its default objective first."""
+    if kind.family == MATRIX_FACTORIZATION:
+        return FEEDBACK_OBJECTIVES[options.get("feedback_type", kind.default("feedback_type"))]
+    return FAMILY_OBJECTIVES.get(kind.family, OBJECTIVES[kind.task])
 
 
 def lower_is_better(objective: str) -> bool:
@@ -125,6 +161,12 @@ class Scored:
 def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = None,
              scored: Scored | None = None) -> dict:
     """One row of BigQuery's ML.EVALUATE metrics for ``data`` (already ``scored``, for a classifier)."""
+    if model.kind.task == RECOMMENDATION:
+        return recommendation_metrics(model, data)
+    if model.kind.task == REDUCTION:
+        if data.num_rows == 0:
+            raise DataError(f"The evaluation data has no rows; the metrics of '{model.info.name}' need at least one.")
+        return reduction.evaluation(model.kind.family, model.estimator, model.features(data))
     if model.kind.task == CLUSTERING:
         if data.num_rows == 0:
             raise DataError(f"The evaluation data has no rows; k-means metrics of '{model.info.name}' need at least one.")
@@ -144,6 +186,7 @@ def scored_metrics(model: "LoadedModel", scored: Scored, threshold: float | None
 def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray,
                            names: t.Collection[str] | None = None) -> dict:
     """sklearn.metrics of a classifier's rows; ``names``: only those (a bootstrap needs one)."""
+    from sklearn import metrics as skm
     labels = np.arange(probs.shape[1])
     binary = probs.shape[1] == 2
     average = "binary" if binary else "macro"
@@ -170,6 +213,7 @@ def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarr
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
+    from sklearn import metrics as skm
     nonnegative = (y >= 0).all() and (predicted >= 0).all()
     return {
         "mean_absolute_error": skm.mean_absolute_error(y, predicted),
@@ -181,12 +225,37 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
+def recommendation_metrics(model: "LoadedModel", data: pa.Table, baseline: bool = False,
+                           top_k: int | None = None) -> dict:
+    """A matrix factorization's metrics (or its baseline's) on rows of (user, item, rating): explicit feedback
+    the regression metrics of the predicted ratings, implicit feedback the ranking metrics of
+    :mod:`sqlml.model.ranking` (``top_k``: of the first k places only). A row with a NULL rating is left
+    out; a NULL or unseen user or item gets the intercepts, as in ML.RECOMMEND."""
+    factorization, options = model.estimator, model.info.options
+    columns = [options["user_col"], options["item_col"], options["rating_col"]]
+    missing = [c for c in columns if c not in data.column_names]
+    if missing:
+        raise DataError(f"The evaluation data of '{model.info.name}' needs the columns {', '.join(columns)}; "
+                        f"it lacks {', '.join(missing)}.")
+    data = labelled_rows(model, data)
+    users = factorization.user_index(data[columns[0]], columns[0])
+    items = factorization.item_index(data[columns[1]], columns[1])
+    ratings = to_float64(data[columns[2]]).to_numpy()
+    if not factorization.explicit:
+        return ranking.ranking_metrics(factorization, users, items, ratings, top_k, baseline)
+    if not len(ratings):
+        raise DataError("The evaluation data has no rows with a non-NULL rating.")
+    return regression_metrics(ratings, factorization.pairs(users, items, baseline))
+
+
 def clustering_metrics(X: np.ndarray, estimator: t.Any) -> dict:
+    from sklearn import metrics as skm
     distances = estimator.transform(X)
     assigned = distances.argmin(axis=1)
-    several = len(np.unique(assigned)) > 1
+    # The index compares clusters: it needs two at least, and is undefined when each row is its own.
+    defined = 1 < len(np.unique(assigned)) < len(X)
     return {
-        "davies_bouldin_index": skm.davies_bouldin_score(X, assigned) if several else None,
+        "davies_bouldin_index": skm.davies_bouldin_score(X, assigned) if defined else None,
         "mean_squared_distance": float(np.mean(distances.min(axis=1) ** 2)),
     }
 
@@ -195,6 +264,7 @@ def confusion_matrix(model: "LoadedModel", data: pa.Table, threshold: float | No
                      scored: Scored | None = None) -> pa.Table:
     """ML.CONFUSION_MATRIX: ``expected_label`` and one count column per predicted class."""
     _require_classifier(model, "ML.CONFUSION_MATRIX")
+    from sklearn import metrics as skm
     scored = scored or Scored.of(model, data)
     matrix = skm.confusion_matrix(scored.y, model.decide(scored.probs, threshold), labels=np.arange(len(model.classes)))
     columns = {"expected_label": pa.array(model.classes, type=model.label_type)}

@@ -68,6 +68,18 @@ OPTIONS: dict[str, Option] = {
     "num_parallel_tree": Option(int, TAKEN, low=1, high=10_000, tunable=True),
     "hidden_units": Option("int_list", TAKEN, low=1, high=100_000, tunable=True),
     "num_clusters": Option(int, TAKEN, low=2, high=100, tunable=True),
+    # Matrix factorization (sqlml.train.families); BigQuery's names, ranges and defaults.
+    "feedback_type": Option(str, TAKEN, choices=("EXPLICIT", "IMPLICIT")),
+    "num_factors": Option(int, TAKEN, low=1, high=1000, tunable=True),
+    "user_col": Option(str, TAKEN),
+    "item_col": Option(str, TAKEN),
+    "rating_col": Option(str, TAKEN),
+    "wals_alpha": Option(float, TAKEN, low=0.0, high=1e6, tunable=True),
+    # PCA.
+    "num_principal_components": Option(int, TAKEN, low=1, high=10_000),
+    "pca_explained_variance_ratio": Option(float, TAKEN, low=0.0, high=1.0, low_open=True),
+    "scale_features": Option(bool, TAKEN),
+    "pca_solver": Option(str, TAKEN, choices=("FULL", "RANDOMIZED", "AUTO")),
     "random_seed": Option(int, low=0, high=2**32 - 1),
     # Training on part of the training split (sqlml.sampling).
     "max_training_rows": Option(int, low=1, high=10**12),
@@ -117,7 +129,24 @@ def validate(options: dict[str, t.Any], model_type: str | None, extra: dict[str,
             )
         checked[name] = check_space(name, option, value) if is_space(value) else check_value(name, option, value)
     bigquery.check(checked, model_type)
+    if "primary_metric" in checked and model_type:
+        checked["primary_metric"] = primary_metric(checked["primary_metric"], model_type)
     return checked
+
+
+def primary_metric(name: str, model_type: str) -> str:
+    """``primary_metric`` as a metric of ``model_type``'s task (model_type 'auto': of a classifier or a
+    regressor), refused at CREATE MODEL with the names it may be, not stored to fail at the first evaluation."""
+    from .metrics import OBJECTIVES
+    kind = MODEL_KINDS.get(model_type)
+    valid = OBJECTIVES[kind.task] if kind else OBJECTIVES[CLASSIFICATION] + OBJECTIVES[REGRESSION]
+    if name.lower() in valid:
+        return name.lower()
+    close = difflib.get_close_matches(name.lower(), valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    what = f"a {kind.task} model ({model_type})" if kind else "model_type 'auto' (a classifier or a regressor)"
+    raise OptionError(f"primary_metric {name!r} is not a metric of {what}.{hint} Valid primary metrics: "
+                      f"{', '.join(valid)}.")
 
 
 def applies_to(name: str, option: Option) -> tuple[str, ...] | str:

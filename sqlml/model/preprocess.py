@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
 from ..errors import DataError
+
+if t.TYPE_CHECKING:
+    import scipy.sparse as sp
 
 MAX_CATEGORIES = 254  # HistGradientBoosting's native categorical limit, used for every model type
 ROW_TILE = 16_384  # rows written at a time by Preprocessor.transform (a tile of 50 float64 columns is 6 MB)
@@ -193,6 +195,7 @@ class Preprocessor:
                     codes = values[tile]
                     data[tile, j], indices[tile, j] = codes >= 0, offsets[j] + np.maximum(codes, 0)
         indptr = np.arange(0, rows * per_row + 1, per_row, dtype=index_type)
+        import scipy.sparse as sp  # here: connecting and serving plain SQL never need scipy
         return sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(rows, offsets[-1]))
 
     def _encoded(self, table: pa.Table) -> list[np.ndarray]:

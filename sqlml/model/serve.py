@@ -12,8 +12,9 @@ import typing as t
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlglot import exp
 
-from ..errors import SqlmlError
+from ..errors import DataError, SqlmlError
 from .baseline import Baseline
 from .kinds import CLUSTERING
 
@@ -21,6 +22,7 @@ if t.TYPE_CHECKING:
     from .loaded import LoadedModel
 
 FNV_OFFSET, FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+SPLIT_KEY = "__sqlml_split_key"  # ML.PREDICT's input column holding the canonical split key (not returned)
 
 
 def baseline_output(model: "LoadedModel", rows: int) -> pa.Table:
@@ -34,13 +36,29 @@ def baseline_output(model: "LoadedModel", rows: int) -> pa.Table:
     return pa.Table.from_arrays([pa.array(predicted)], schema=model.output_schema())
 
 
+def split_key_sql(column: str, dtype: pa.DataType, dialect: str) -> str:
+    """The canonical text of an A/B split key, as SQL over the input: the value cast to VARCHAR by the
+    engine (a TIMESTAMPTZ first converted to UTC, so the session's time zone changes nothing; NULL as
+    ''). ML.PREDICT and views both hash this text, so a key lands in the same arm in both, whatever its
+    type. A LIST, STRUCT or MAP key has no one value to hash: it is refused."""
+    if pa.types.is_nested(dtype):
+        kind = "STRUCT" if pa.types.is_struct(dtype) else "MAP" if pa.types.is_map(dtype) else "LIST"
+        raise DataError(f"split_key '{column}' is a {kind} column; A/B serving hashes one value per row. Use a scalar "
+                        f"column, or make one in the input query (e.g. CAST({column} AS VARCHAR), or {column}[1]).")
+    value: exp.Expression = exp.column(column, quoted=True)
+    if pa.types.is_timestamp(dtype) and dtype.tz is not None:
+        value = exp.func("timezone", exp.Literal.string("UTC"), value)
+    return exp.func("coalesce", exp.cast(value, "VARCHAR"), exp.Literal.string("")).sql(dialect)
+
+
 def challenger_rows(keys: pa.Array | pa.ChunkedArray, fraction: float) -> np.ndarray:
-    """Which rows the challenger scores: a row's key, as text, hashed with 64-bit FNV-1a and mixed by
+    """Which rows the challenger scores: a row's key, as text (:func:`split_key_sql`), hashed with 64-bit FNV-1a and mixed by
     MurmurHash3's 64-bit finalizer, falls in the lowest ``fraction`` of the hash range. The same key
     lands in the same arm in every run, session and process (no DuckDB or Python hash, whose values may
     change between versions or runs). The finalizer matters: FNV-1a alone leaves the high bits of short
     keys such as '1' … '3566' clustered, which put 45 % of them below a 30 % cut."""
-    return mixed(key_hashes(keys)) < np.uint64(min(max(fraction, 0.0), 1.0) * float(np.iinfo(np.uint64).max))
+    cut = min(max(fraction, 0.0), 1.0) * 2.0 ** 64  # the hash range is [0, 2^64); 2^64 itself is no uint64
+    return mixed(key_hashes(keys)) < np.uint64(cut) if cut < 2.0 ** 64 else np.ones(len(keys), dtype=bool)
 
 
 def mixed(hashes: np.ndarray) -> np.ndarray:

@@ -27,4 +27,7 @@ class ModelVersion:
     query: str
     created_at: t.Any
     fingerprint: str
+    incarnation: str | None = None  # the model's life (from CREATE to DROP) it belongs to; None before 0.4
     damage: str | None = None  # why the registry refuses this row (edited outside sqlml), if it does
+    legacy: bool = False  # signed by sqlml before 0.4: its signature covers only the columns that steer scoring
+    key_problem: bool = False  # ``damage`` is that the registry was signed with another key

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ModelNotFoundError, SqlmlError
+from ..errors import SqlmlError
 from ..model.version import ModelVersion
 from .deployments import Decision, Serving, rollback_target
-from .schema import TABLE, TRIALS
 from .versions import Registry
 
 ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -27,7 +26,7 @@ class Release:
     def deploy(self, name: str, version: int | str) -> Serving:
         target = self.registry.resolve(name, version)
         with self.engine.transaction():
-            serving = self._serving(name)
+            serving = self.registry.serving_state(name)
             if serving.deployed == target.version:
                 raise SqlmlError(f"Model '{name}' version {target.version} is already deployed.")
             self._check_label(serving, target)
@@ -37,9 +36,9 @@ class Release:
         return serving
 
     def rollback(self, name: str) -> Serving:
-        stored = {v.version for v in self.registry.versions(name)}
+        stored = set(self.registry.numbers(name))
         with self.engine.transaction():
-            serving = self._serving(name)
+            serving = self.registry.serving_state(name)
             target = rollback_target(self.registry.deployments.log(name), stored)
             if target is None:
                 raise SqlmlError(f"Model '{name}' has no earlier deployment to roll back to: version "
@@ -51,7 +50,7 @@ class Release:
 
     def set_disabled(self, name: str, disabled: bool) -> Serving:
         with self.engine.transaction():
-            serving = self._serving(name)
+            serving = self.registry.serving_state(name)
             if serving.disabled == disabled:
                 raise SqlmlError(f"Model '{name}' is already {'disabled' if disabled else 'enabled'}.")
             serving.disabled = disabled
@@ -63,7 +62,7 @@ class Release:
         _check_alias(alias)
         target = self.registry.resolve(name, version)
         with self.engine.transaction():
-            serving = self._serving(name)
+            serving = self.registry.serving_state(name)
             previous = serving.aliases.get(alias)
             serving.aliases[alias] = target.version
             self.registry.record(serving, Decision("alias", target.version, previous, alias=alias,
@@ -72,7 +71,7 @@ class Release:
 
     def unset_alias(self, name: str, alias: str) -> Serving:
         with self.engine.transaction():
-            serving = self._serving(name)
+            serving = self.registry.serving_state(name)
             if alias not in serving.aliases:
                 known = ", ".join(sorted(serving.aliases)) or "none"
                 raise SqlmlError(f"Model '{name}' has no alias '{alias}' (its aliases: {known}).")
@@ -83,8 +82,9 @@ class Release:
     def drop_version(self, name: str, version: int | str) -> ModelVersion:
         """Delete one version; the deployed one is refused, and aliases naming it go with it."""
         target = self.registry.resolve(name, version)
+        tables = self.registry.tables()
         with self.engine.transaction():
-            serving = self._serving(name)
+            serving = self.registry.serving_state(name)
             if serving.deployed == target.version:
                 raise SqlmlError(f"Version {target.version} of model '{name}' is deployed, so it cannot be dropped. "
                                  f"Deploy another first (ALTER MODEL {name} DEPLOY VERSION n, or ALTER MODEL {name} "
@@ -93,21 +93,11 @@ class Release:
             for alias in gone:
                 del serving.aliases[alias]
             self.registry.note_dropped([target])
-            self.engine.fetch(f"DELETE FROM {TABLE} WHERE name = ? AND version = ?", [name, target.version])
-            self.engine.fetch(f"DELETE FROM {TRIALS} WHERE name = ? AND version = ?", [name, target.version])
+            self.engine.fetch(f"DELETE FROM {tables.models} WHERE name = ? AND version = ?", [name, target.version])
+            self.engine.fetch(f"DELETE FROM {tables.trials} WHERE name = ? AND version = ?", [name, target.version])
             reason = f"dropped{'; aliases unset: ' + ', '.join(gone) if gone else ''}"
             self.registry.record(serving, Decision("drop_version", target.version, reason=reason))
         return target
-
-    def _serving(self, name: str) -> Serving:
-        """The model's serving state; a model trained before deployments were recorded serves its latest."""
-        serving = self.registry.deployments.serving(name)
-        if serving is not None:
-            return serving
-        versions = self.registry.versions(name)
-        if not versions:
-            raise ModelNotFoundError(f"Model '{name}' does not exist.")
-        return Serving(name, deployed=versions[-1].version)
 
     def _check_label(self, serving: Serving, target: ModelVersion) -> None:
         if serving.deployed is None:

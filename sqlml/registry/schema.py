@@ -2,25 +2,57 @@
 
 Each migration is a list of statements; ``sqlml.schema_version`` records which ran, so a later
 release adds its tables (or columns) to existing databases by appending one migration.
+
+Every name is qualified with the database's catalog (:class:`Tables`): a database file named
+``sqlml.duckdb`` is a catalog called ``sqlml`` holding a schema called ``sqlml``, and DuckDB refuses
+the two-part name ``sqlml.models`` there as ambiguous.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import typing as t
+
+from sqlglot import exp
 
 if t.TYPE_CHECKING:
     from ..engines.base import Engine
 
 SCHEMA = "sqlml"
-TABLE = f"{SCHEMA}.models"
-TRIALS = f"{SCHEMA}.trials"  # one row per tuning trial of a version (sqlml.train.tune); trial 0 is the baseline
-DROPPED = f"{SCHEMA}.dropped"  # a note of every dropped version, so views over it can name it
-DEPLOYMENTS = f"{SCHEMA}.deployments"  # append-only: every deployment decision (registry/deployments.py)
-SERVING = f"{SCHEMA}.serving"  # per model: what the log adds up to, read by views when they run
-FUNCTIONS = f"{SCHEMA}.scoring_functions"  # the scoring function each view calls (sqlml/views.py)
-VERSION_TABLE = f"{SCHEMA}.schema_version"
 
-MODELS_DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+
+@dataclasses.dataclass(frozen=True)
+class Tables:
+    """The registry's tables in one database, each as a catalog-qualified SQL name."""
+
+    catalog: str
+    models: str  # one row per model version, with its signed bytes (registry/versions.py)
+    trials: str  # one row per tuning trial of a version (sqlml.train.tune); trial 0 is the baseline
+    dropped: str  # a note of every dropped version, so views over it can name it
+    deployments: str  # append-only, a hash chain per model: every deployment decision (registry/deployments.py)
+    serving: str  # per model: what the log adds up to, read by views when they run
+    scoring_functions: str  # the scoring function each view calls (sqlml/views.py)
+    key_check: str  # one row: a tag of a constant under the key that signed the registry (a wrong key is named)
+    schema_version: str
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def of(catalog: str) -> "Tables":
+        names = {f.name: qualified(catalog, f.name) for f in dataclasses.fields(Tables) if f.name != "catalog"}
+        return Tables(catalog, **names)
+
+
+def qualified(catalog: str, table: str) -> str:
+    """``"catalog".sqlml.table`` as DuckDB SQL."""
+    return exp.table_(table, db=SCHEMA, catalog=catalog, quoted=True).sql("duckdb")
+
+
+def migrations(t: Tables) -> list[list[str]]:
+    """Migration n (1-based) brings a database from schema version n - 1 to n. IF NOT EXISTS in the
+    first: databases written before schema versions were recorded already have those tables."""
+    return [
+        [f"""CREATE TABLE IF NOT EXISTS {t.models} (
     name VARCHAR NOT NULL,
     version INTEGER NOT NULL,
     model_type VARCHAR NOT NULL,
@@ -40,9 +72,7 @@ MODELS_DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
     fingerprint VARCHAR NOT NULL,
     model BLOB NOT NULL,
     PRIMARY KEY (name, version)
-)"""
-
-TRIALS_DDL = f"""CREATE TABLE IF NOT EXISTS {TRIALS} (
+)""", f"""CREATE TABLE IF NOT EXISTS {t.trials} (
     name VARCHAR NOT NULL,
     version INTEGER NOT NULL,
     trial_id INTEGER NOT NULL,
@@ -61,15 +91,10 @@ TRIALS_DDL = f"""CREATE TABLE IF NOT EXISTS {TRIALS} (
     fingerprint VARCHAR,
     model BLOB,
     PRIMARY KEY (name, version, trial_id)
-)"""
-
-#: Migration n (1-based) brings a database from schema version n - 1 to n. IF NOT EXISTS in the
-#: first: databases written before schema versions were recorded already have those tables.
-MIGRATIONS: list[list[str]] = [
-    [MODELS_DDL, TRIALS_DDL],
-    [f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS signature VARCHAR",
-     f"ALTER TABLE {TRIALS} ADD COLUMN IF NOT EXISTS signature VARCHAR",
-     f"""CREATE TABLE IF NOT EXISTS {DROPPED} (
+)"""],
+        [f"ALTER TABLE {t.models} ADD COLUMN IF NOT EXISTS signature VARCHAR",
+         f"ALTER TABLE {t.trials} ADD COLUMN IF NOT EXISTS signature VARCHAR",
+         f"""CREATE TABLE IF NOT EXISTS {t.dropped} (
     name VARCHAR NOT NULL,
     version INTEGER NOT NULL,
     model_type VARCHAR,
@@ -79,7 +104,7 @@ MIGRATIONS: list[list[str]] = [
     fingerprint VARCHAR NOT NULL,
     dropped_at TIMESTAMP DEFAULT current_timestamp
 )"""],
-    [f"""CREATE TABLE IF NOT EXISTS {DEPLOYMENTS} (
+        [f"""CREATE TABLE IF NOT EXISTS {t.deployments} (
     model VARCHAR NOT NULL,
     seq BIGINT NOT NULL,  -- per model: sessions training other models at the same moment never collide
     version INTEGER,
@@ -95,18 +120,25 @@ MIGRATIONS: list[list[str]] = [
     signature VARCHAR NOT NULL,
     PRIMARY KEY (model, seq)
 )""",
-     f"""CREATE TABLE IF NOT EXISTS {SERVING} (
+         f"""CREATE TABLE IF NOT EXISTS {t.serving} (
     model VARCHAR PRIMARY KEY,
     state JSON NOT NULL,
     signature VARCHAR NOT NULL
 )""",
-     f"""CREATE TABLE IF NOT EXISTS {FUNCTIONS} (
+         f"""CREATE TABLE IF NOT EXISTS {t.scoring_functions} (
     name VARCHAR PRIMARY KEY,
     model VARCHAR NOT NULL,
     features JSON NOT NULL,
     ab BOOLEAN NOT NULL
 )"""],
-]
+        # The release chain: each log entry belongs to one incarnation of its model (a random id its
+        # genesis entry draws), and so does each version stored since; a scoring function records its
+        # output columns, so it is defined at connect without reading (or trusting) any model.
+        [f"ALTER TABLE {t.deployments} ADD COLUMN IF NOT EXISTS incarnation VARCHAR",
+         f"ALTER TABLE {t.models} ADD COLUMN IF NOT EXISTS incarnation VARCHAR",
+         f"ALTER TABLE {t.scoring_functions} ADD COLUMN IF NOT EXISTS output JSON",
+         f"CREATE TABLE IF NOT EXISTS {t.key_check} (tag VARCHAR NOT NULL, created_at TIMESTAMP DEFAULT current_timestamp)"],
+    ]
 
 
 def table_exists(engine: "Engine", table: str) -> bool:
@@ -115,24 +147,26 @@ def table_exists(engine: "Engine", table: str) -> bool:
                              "AND table_schema = ? AND table_name = ?", [SCHEMA, table]))
 
 
-def current_version(engine: "Engine") -> int:
+def current_version(engine: "Engine", tables: Tables) -> int:
     """How many migrations this database has run (0 for one sqlml never wrote to)."""
-    return (engine.fetch(f"SELECT max(version) FROM {VERSION_TABLE}")[0][0] or 0) \
+    return (engine.fetch(f"SELECT max(version) FROM {tables.schema_version}")[0][0] or 0) \
         if table_exists(engine, "schema_version") else 0
 
 
-def migrate(engine: "Engine") -> None:
-    """Run the migrations this database has not run yet, each in its own transaction. A read-only
-    database is left as it is (reading it works; writing needs a read-write open)."""
-    done = current_version(engine)
-    if done >= len(MIGRATIONS) or engine.fetch("SELECT readonly FROM duckdb_databases() "
-                                               "WHERE database_name = current_database()")[0][0]:
+def migrate(engine: "Engine", tables: Tables) -> None:
+    """Run the migrations this database has not run yet, each in its own transaction (or inside the
+    caller's, when one is open). A read-only database is left as it is (reading it works; writing
+    needs a read-write open)."""
+    steps = migrations(tables)
+    done = current_version(engine, tables)
+    if done >= len(steps) or engine.fetch("SELECT readonly FROM duckdb_databases() "
+                                          "WHERE database_name = current_database()")[0][0]:
         return
-    engine.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    engine.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL, "
+    engine.execute(f"CREATE SCHEMA IF NOT EXISTS {exp.table_(SCHEMA, db=tables.catalog, quoted=True).sql('duckdb')}")
+    engine.execute(f"CREATE TABLE IF NOT EXISTS {tables.schema_version} (version INTEGER NOT NULL, "
                    "applied_at TIMESTAMP DEFAULT current_timestamp)")
-    for number, statements in enumerate(MIGRATIONS[done:], done + 1):
+    for number, statements in enumerate(steps[done:], done + 1):
         with engine.transaction():
             for statement in statements:
                 engine.fetch(statement)
-            engine.fetch(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)", [number])
+            engine.fetch(f"INSERT INTO {tables.schema_version} (version) VALUES (?)", [number])

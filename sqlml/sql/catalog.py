@@ -82,8 +82,9 @@ SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "sl
 PARAMETERS: dict[str, dict[str, Param]] = {
     "PREDICT": {"threshold": THRESHOLD, "challenger_fraction": Param("number", 0.0, 1.0), "split_key": Param("string"),
                 **TRIAL},
-    "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1), **TRIAL},
-    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, **TRIAL},
+    "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1),
+                        "integrated_gradients_num_steps": Param("integer", 1, 30), **TRIAL},
+    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, "top_k": Param("integer", 1), **TRIAL},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
     "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
     "THRESHOLD_METRICS": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
@@ -112,6 +113,12 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                      **TRIAL},
     "COMPARE": {"num_bootstrap": Param("integer", 100, 100_000), "random_seed": Param("integer", 0),
                 "threshold": THRESHOLD},
+    "RECOMMEND": {"top_k": Param("integer", 1), "exclude_rated": Param("boolean"), **TRIAL},
+    "GENERATE_EMBEDDING": dict(TRIAL),
+    "PRINCIPAL_COMPONENTS": dict(TRIAL),
+    "PRINCIPAL_COMPONENT_INFO": dict(TRIAL),
+    "RECONSTRUCTION_LOSS": dict(TRIAL),
+    "DETECT_ANOMALIES": {"contamination": Param("number", 0.0, 0.5), **TRIAL},
     "GENERATE_SQL": {"dialect": Param("string", choices=SQL_DIALECTS), "input_table": Param("string")},
 }
 AVAILABLE = frozenset(PARAMETERS)
@@ -122,7 +129,7 @@ ARGUMENTS = {"ROC_CURVE": "thresholds", "THRESHOLD_METRICS": "thresholds"}
 
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
-                        "TRIAL_INFO", "LEADERBOARD"})
+                        "TRIAL_INFO", "LEADERBOARD", "PRINCIPAL_COMPONENTS", "PRINCIPAL_COMPONENT_INFO"})
 
 #: Functions that take two models: ``ML.COMPARE(MODEL a, MODEL b, data)``.
 TWO_MODELS = frozenset({"COMPARE"})
@@ -138,7 +145,8 @@ READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD", "EVALUATE", "WEIGHTS"})
 
 
 def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
-    """``params`` if every field is one ``function`` takes, with a value of the right type and range."""
+    """``params`` if every field is one ``function`` takes, with a value of the right type and range;
+    a NULL field is left out, so it means the parameter's default (``STRUCT(NULL AS top_k)`` is ``STRUCT()``)."""
     known = PARAMETERS[function]
     for name, value in params.items():
         param = known.get(name)
@@ -149,7 +157,7 @@ def check_params(function: str, params: dict[str, t.Any]) -> dict[str, t.Any]:
             raise ParameterError(f"ML.{function} has no parameter '{name}'.{hint} {takes}")
         if value is not None and not param.accepts(value):
             raise ParameterError(f"The '{name}' parameter of ML.{function} must be {param.describe()}. Got {value!r}.")
-    return params
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def check_models(function: str, model: bool, model_b: bool, data: bool) -> None:

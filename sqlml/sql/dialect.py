@@ -14,12 +14,10 @@ from __future__ import annotations
 import typing as t
 
 from sqlglot import exp
-from sqlglot.dialects.bigquery import BigQuery
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError
 from sqlglot.generators.duckdb import DuckDBGenerator
 from sqlglot.helper import seq_get
-from sqlglot.parsers.bigquery import BigQueryParser
 from sqlglot.parsers.duckdb import DuckDBParser
 from sqlglot.tokens import TokenType
 
@@ -48,8 +46,16 @@ ML_FUNCTIONS = (
     "COMPARE",
     "ESTIMATE_PERFORMANCE",
     "REVIEW_QUEUE",
+    "RECOMMEND",
+    "GENERATE_EMBEDDING",
+    "PRINCIPAL_COMPONENTS",
+    "PRINCIPAL_COMPONENT_INFO",
+    "RECONSTRUCTION_LOSS",
+    "DETECT_ANOMALIES",
     "GENERATE_SQL",
 )
+#: ``AI.<name>(...)``: BigQuery's newer prefix for these, parsed as their ``ML.`` names.
+AI_FUNCTIONS = ("GENERATE_EMBEDDING",)
 
 
 class ModelRef(exp.Expression):
@@ -109,7 +115,8 @@ class AlterModel(exp.Expression):
 
 def _parse_ml_call(self: DuckDBParser, name: str) -> exp.Expr:
     """Parse the argument list of ``ML.<name>(``; other functions with the same name parse as usual."""
-    if not (self._index >= 4 and self._tokens[self._index - 4].text.upper() == "ML"):
+    prefix = self._tokens[self._index - 4].text.upper() if self._index >= 4 else ""
+    if not (prefix == "ML" or (prefix == "AI" and name in AI_FUNCTIONS)):
         return self.expression(exp.Anonymous(this=name, expressions=self._parse_csv(self._parse_lambda)))
     call = MLCall(this=exp.var(name))
     while self._curr and not self._match(TokenType.R_PAREN, advance=False):
@@ -294,10 +301,6 @@ class SqlmlParser(DuckDBParser):
 
     def _parse_table_parts(self, *args: t.Any, **kwargs: t.Any) -> exp.Expr | None:
         return _split_backtick_path(self, lambda: super(SqlmlParser, self)._parse_table_parts(*args, **kwargs))
-class SqlmlBigQueryParser(BigQueryParser):  # BigQuery's parser already splits backtick paths
-    FUNCTIONS, FUNCTION_PARSERS, STATEMENT_PARSERS = _sqlml_parsers(BigQueryParser)
-
-
 def _options_sql(self: DuckDBGenerator, options: list[exp.Expr]) -> str:
     return f" OPTIONS ({self.expressions(sqls=[self.sql(o) for o in options], flat=True)})" if options else ""
 
@@ -318,7 +321,7 @@ def _ml_call_sql(self: DuckDBGenerator, e: MLCall) -> str:
         args.append(self.sql(e, "params"))
     # Inside FROM, sqlglot keeps the ``ML.`` prefix on the enclosing Table node.
     parent = e.parent
-    prefix = "" if isinstance(parent, exp.Table) and parent.text("db").upper() == "ML" else "ML."
+    prefix = "" if isinstance(parent, exp.Table) and parent.text("db").upper() in ("ML", "AI") else "ML."
     return f"{prefix}{e.function}({', '.join(args)})"
 
 
@@ -382,13 +385,6 @@ class Sqlml(DuckDB):
     Generator = SqlmlGenerator
 
 
-class SqlmlBigQuery(BigQuery):
-    """BigQuery's own dialect as an input (``sqlml run --dialect bigquery``) with sqlml's statements and
-    ML.* functions parsed exactly as in :class:`Sqlml`; statements are written out for the engine in
-    :class:`Sqlml` (DuckDB), which sqlglot transpiles to (quoting, SAFE_CAST, UNNEST, date functions)."""
-
-    Parser = SqlmlBigQueryParser
-
-
-#: The input dialects users name (``--dialect``, ``sqlml.connect(dialect=...)``) → sqlglot dialect names.
+#: The input dialects users name (``--dialect``, ``sqlml.connect(dialect=...)``) → sqlglot dialect names
+#: ('sqlmlbigquery' is defined in sql/dialect_bigquery.py, imported when a statement is read as BigQuery).
 INPUT_DIALECTS = {"duckdb": "sqlml", "bigquery": "sqlmlbigquery"}

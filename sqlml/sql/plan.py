@@ -122,7 +122,8 @@ NO_ROWS = (exp.Create, exp.Drop, exp.Alter, exp.Set, exp.Use, exp.Transaction, e
 
 #: The same for statements sqlglot keeps as text (exp.Command), by their first word.
 NO_ROWS_COMMANDS = {"ALTER", "ANALYZE", "ATTACH", "CHECKPOINT", "CREATE", "DETACH", "DROP", "EXPORT", "FORCE",
-                    "IMPORT", "INSTALL", "LOAD", "RESET", "SET", "USE", "VACUUM"}
+                    "IMPORT", "INSTALL", "LOAD", "RESET", "SET", "USE", "VACUUM",
+                    "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"}  # plain statements are kept as text
 
 
 def returns_rows(statement: exp.Expr) -> bool:

@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 import sklearn
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import mean_squared_error
 
 from ..errors import DataError, OptionError
 from ..model import baseline as baselines
@@ -28,10 +27,11 @@ from ..model.kinds import (
     CLASSIFICATION,
     KMEANS,
     MODEL_KINDS,
+    PCA,
     ModelKind,
     build_estimator,
 )
-from ..model.loaded import LABEL_TYPES, LoadedModel, label_type_name, thread_limit
+from ..model.loaded import LABEL_TYPES, LoadedModel, label_type_name
 from ..model.preprocess import (
     Preprocessor,
     as_float,
@@ -116,7 +116,7 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     with ThreadPoolExecutor(1, thread_name_prefix="sqlml-data-checks") as beside:
         profiling = beside.submit(_profile_beside_the_fit, table, label, options, features, profile, progress)
         preprocessor = matrix.fit_preprocessor(table, split.train, features, kind,
-                                               options.get("standardize_features", True))
+                                               options.get("standardize_features", options.get("scale_features", True)))
         training_stats = training_stats or drift.statistics(  # also while the checks run
             functools.partial(matrix.training_batches, table.select(features), split.train),
             drift.comparable(pa.schema([schema.field(f) for f in features])))
@@ -128,8 +128,9 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     matrix.release()  # what the data checks and the preprocessing's statistics freed
     estimator, X, y, target_scale, (fit_notes, losses) = _preprocess_and_fit(
         kind, options, name, preprocessor, batches, split.train, train_rows, label, classes, progress, custom_centroids)
+    options = {**options, **kind.fitted_options(estimator)}  # what the fit decided (PCA's component count)
     duration = time.perf_counter() - started
-    progress(f"Trained '{name}' in {duration:.1f} s ({X.shape[0]:,} rows).")
+    progress(f"Trained '{name}' in {duration:.1f} s ({len(split.train):,} rows).")
     header = {"model_type": kind.name, "preprocess": preprocessor.to_dict(), "classes": classes, "label_type": label_type,
               "target_scale": target_scale, "background": explain.background(X, kind.encoding), "transform": transform,
               "training_stats": training_stats}
@@ -141,10 +142,12 @@ def train(rows: reading.Rows | pa.Table, raw_options: dict, name: str, query: st
     measured, eval_tables, scored = _measure(model, train_rows, eval_rows)
     # Stored beside the estimator: the CBPE calibrator, fitted on held-out rows only (sqlml.model.cbpe).
     parts = cbpe.parts(scored if split.eval is not None else None)
-    blob = envelope.dumps(estimator, header, parts)
+    # Boosted trees are stored in XGBoost's own format, beside (not inside) the skops bytes.
+    blob = envelope.dumps(None, header, parts, estimator.raw_parts()) if kind.xgboost else \
+        envelope.dumps(estimator, header, parts)
     info = dataclasses.replace(info, fingerprint=envelope.fingerprint(blob))
-    row = _registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
-                        training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
+    row = registry_row(info, blob, eval_rows.num_rows, measured, eval_tables, profile.feature_info,
+                       training_info(estimator, duration, fit_notes + data_notes + profile.notes, X, y, losses))
     # The rows the version was evaluated on, for the deploy gate to score the deployed version on too
     # (not stored: the executor takes it off the row), and what the blob holds, for tune.loaded to skip reading it.
     return {**row, "eval_data": eval_rows, "evaluated_on_training_rows": split.eval is None,
@@ -169,8 +172,8 @@ def _measure(model: LoadedModel, train_rows: pa.Table, eval_rows: pa.Table) -> t
     return {**evaluation, **baseline}, evaluation_tables(model, eval_rows, scored), scored
 
 
-def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dict, eval_tables: dict,
-                  feature_info: list[dict], training_info: list[dict]) -> dict:
+def registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dict, eval_tables: dict,
+                 feature_info: list[dict], training_info: list[dict]) -> dict:
     """The registry row of a new version (the registry numbers it and stamps its time)."""
     return {
         "name": info.name,
@@ -185,7 +188,8 @@ def _registry_row(info: ModelVersion, blob: bytes, eval_rows: int, measured: dic
         "eval_tables": eval_tables,
         "feature_info": feature_info,
         "training_info": training_info,
-        "library_versions": {"sklearn": sklearn.__version__, "pyarrow": pa.__version__, "sqlml": _version()},
+        "library_versions": {"sklearn": sklearn.__version__, "pyarrow": pa.__version__, "sqlml": _version(),
+                             **_engine_version(info.model_type)},
         "query": info.query,
         "fingerprint": info.fingerprint,
         "model": blob,
@@ -196,22 +200,23 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor:
                         batches: list[pa.RecordBatch], train: np.ndarray, train_rows: pa.Table,
                         label: str | None, classes: list | None, progress: t.Callable[[str], None],
                         custom_centroids: tuple[str, pa.Table] | None = None) -> tuple:
-    """Build the matrix of the training rows ``train`` from ``batches`` (emptied as it is built) and
-    fit the estimator, started at ``custom_centroids`` (:func:`sqlml.train.centroids.marked_rows`) for
-    CUSTOM k-means. ``train_rows``: the label and weight columns of those rows. Returns the estimator,
-    the training matrix and labels as they really are (before weights or resampling), the target
-    scaling and the notes for ML.TRAINING_INFO."""
+    """Fit the estimator on the training rows ``train`` of ``batches`` (emptied as they are read), started
+    at ``custom_centroids`` (:func:`sqlml.train.centroids.marked_rows`) for CUSTOM k-means. ``train_rows``:
+    the label and weight columns of those rows. Boosted trees (XGBoost) read the batches block by block
+    and never hold the whole matrix, unless resampling needs it; the others get the matrix, built once.
+    Returns the estimator, the training matrix (None when not built) and labels as they really are
+    (before weights or resampling), the target scaling and the notes for ML.TRAINING_INFO."""
     model_options = {k: v for k, v in options.items() if k in opts.OPTIONS}
     check_fit_size(kind, {**kind.penalties, **kind.defaults, **model_options}, name, len(train),
                    preprocessor, classes)
     estimator = build_estimator(kind, model_options)
-    if kind.encoding == "ordinal" and hasattr(estimator, "categorical_features"):
-        estimator.set_params(categorical_features=preprocessor.categorical_mask)
+    streamed = kind.xgboost and "sampling" not in options
     # Resampling interpolates in the matrix's dtype: it gets float64, as the estimator's own input would be.
-    X = matrix.build(preprocessor, kind, batches, train, kind.matrix_dtype if "sampling" not in options else "float64")
+    X = None if streamed else matrix.build(preprocessor, kind, batches, train,
+                                           kind.matrix_dtype if "sampling" not in options else "float64")
     centroids.use_custom(estimator, preprocessor, custom_centroids)
     y = label_codes(train_rows[label], classes) if classes else (
-        as_float(train_rows, label).to_numpy() if kind.supervised else None)
+        as_float(train_rows, label).to_numpy() if kind.supervised else X if kind.reconstructs else None)
 
     target_scale = (float(y.mean()), float(y.std()) or 1.0) if kind.scale_target else (0.0, 1.0)
     if kind.scale_target:
@@ -221,9 +226,19 @@ def _preprocess_and_fit(kind: ModelKind, options: dict, name: str, preprocessor:
     X_fit, y_fit, sample_weight, notes = imbalance.prepare(options, classes, label, train_rows, X, y,
                                                            preprocessor.categorical_mask, progress)
     notes += stopping.without_impossible_early_stop(estimator, y_fit, kind.task == CLASSIFICATION)
-    progress(f"Training {kind.name} '{name}' on {X_fit.shape[0]:,} rows × {X_fit.shape[1]} features…")
-    stop_options = {**kind.defaults, **options} if kind.stops_early else None
-    fit_notes, losses = _fit(estimator, X_fit, y_fit, sample_weight, stop_options)
+    width = sum(preprocessor.width(c) for c in preprocessor.columns)
+    progress(f"Training {kind.name} '{name}' on {len(train) if X_fit is None else X_fit.shape[0]:,} rows × "
+             f"{width} features…")
+    if streamed:  # the batches are freed once XGBoost holds its own binned copy of the rows
+        estimator.fit_blocks(matrix.blocks(preprocessor, batches, train), y_fit, sample_weight,
+                             preprocessor.categorical_mask, built=lambda: (batches.clear(), matrix.release()))
+        fit_notes, losses = [], estimator.training_losses
+    elif kind.xgboost:
+        estimator.fit(X_fit, y_fit, sample_weight, preprocessor.categorical_mask)
+        fit_notes, losses = [], estimator.training_losses
+    else:
+        stop_options = {**kind.defaults, **options} if kind.stops_early else None
+        fit_notes, losses = _fit(estimator, X_fit, y_fit, sample_weight, stop_options)
     return estimator, X, y, target_scale, (fit_notes + notes, losses)
 
 
@@ -247,6 +262,10 @@ def check_fit_size(kind: ModelKind, options: dict, name: str, rows: int, preproc
                         f"'{name}': k-means needs at least one row per cluster. Lower num_clusters or train on "
                         "more rows.")
     width = sum(preprocessor.width(c) for c in preprocessor.columns)
+    if kind.family == PCA and options.get("num_principal_components", 0) > min(rows, width):
+        raise DataError(f"num_principal_components = {options['num_principal_components']} is more than the "
+                        f"{min(rows, width):,} components that {rows:,} training row(s) of {width:,} feature(s) have. "
+                        "Lower it.")
     resources.check_memory(kind, options, name, rows, width, len(classes or ()))
 
 
@@ -340,12 +359,12 @@ def _median(column: pa.ChunkedArray) -> float | None:
     return float(np.median(present)) if len(present) else None
 
 
-def training_info(estimator: t.Any, duration: float, notes: list[str], X: np.ndarray, y: np.ndarray | None,
+def training_info(estimator: t.Any, duration: float, notes: list[str], X: np.ndarray | None, y: np.ndarray | None,
                   losses: list[float] | None = None) -> list[dict]:
     """ML.TRAINING_INFO rows: one per iteration where the estimator records a loss curve (per block of
-    iterations for logistic regression: ``losses``, measured while it trained)."""
+    iterations for logistic regression, per iteration for trees: ``losses``, measured while it trained)."""
     if losses is None:
-        losses = _loss_curve(estimator) if not _unscored_boosting(estimator) else _staged_losses(estimator, X, y)
+        losses = _loss_curve(estimator)
     per_iteration_ms = int(duration * 1000 / max(1, len(losses)))
     eval_losses = _eval_curve(estimator)
     clusters = {"cluster_info": _cluster_info(estimator, X)} if hasattr(estimator, "cluster_centers_") else {}
@@ -370,32 +389,7 @@ def _cluster_info(estimator: t.Any, X: np.ndarray) -> list[dict]:
     return info
 
 
-LOSS_SAMPLE_ROWS = 2_000
-
-
-def _unscored_boosting(estimator: t.Any) -> bool:
-    return hasattr(estimator, "train_score_") and not len(estimator.train_score_)
-
-
-def _staged_losses(estimator: t.Any, X: np.ndarray, y: np.ndarray) -> list[float]:
-    """Per-iteration training loss of a boosted model fitted without early stopping (which then
-    records none), measured on at most LOSS_SAMPLE_ROWS training rows."""
-    X, y = X[:LOSS_SAMPLE_ROWS], y[:LOSS_SAMPLE_ROWS]
-    with thread_limit(len(X)):  # one small predict per stage: thread start-up would dominate
-        if hasattr(estimator, "predict_proba"):
-            return [_log_loss(y, p) for p in estimator.staged_predict_proba(X)]
-        return [float(mean_squared_error(y, p)) / 2 for p in estimator.staged_predict(X)]  # HGB's half squared error
-
-
-def _log_loss(y: np.ndarray, probs: np.ndarray) -> float:
-    """sklearn.metrics.log_loss for class codes ``y``, without its input checks (run once per boosting stage)."""
-    eps = np.finfo(probs.dtype).eps
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], eps, 1 - eps)).mean())
-
-
 def _loss_curve(estimator: t.Any) -> list[float | None]:
-    if hasattr(estimator, "train_score_") and len(estimator.train_score_):
-        return [float(-s) for s in estimator.train_score_[1:]]  # HGB stores negative loss
     if hasattr(estimator, "loss_curve_"):
         return [float(v) for v in estimator.loss_curve_]
     if hasattr(estimator, "inertia_"):
@@ -404,11 +398,19 @@ def _loss_curve(estimator: t.Any) -> list[float | None]:
 
 
 def _eval_curve(estimator: t.Any) -> list[float]:
-    if hasattr(estimator, "validation_score_") and len(estimator.validation_score_):
-        return [float(-s) for s in estimator.validation_score_[1:]]
+    if getattr(estimator, "validation_losses", None):  # XGBoost's held-out loss under early_stop
+        return list(estimator.validation_losses)
     if getattr(estimator, "validation_scores_", None):
         return [float(v) for v in estimator.validation_scores_]
     return []
+
+
+def _engine_version(model_type: str) -> dict:
+    """The XGBoost that trained a boosted tree model (already imported by its fit)."""
+    if not MODEL_KINDS[model_type].xgboost:
+        return {}
+    import xgboost
+    return {"xgboost": xgboost.__version__}
 
 
 def _version() -> str:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ..errors import OptionError
+from ..errors import DataError, OptionError, SqlmlError
 from ..model import bootstrap, metrics
 from ..model.baseline import Baseline, metric_values, primary_metric
-from ..model.kinds import CLUSTERING
+from ..model.kinds import RECOMMENDATION, UNSUPERVISED
 from ..model.loaded import LoadedModel
 from ..model.metrics import Scored
 from .labels import prepare_label
@@ -39,6 +39,7 @@ class Verdict:
     new_value: float | None = None
     old_value: float | None = None
     eval_rows: int | None = None
+    remedy: str | None = None  # how to deploy it anyway, when ALTER MODEL ... DEPLOY VERSION would not
 
 
 @dataclass
@@ -74,6 +75,47 @@ def shared_rows(new_model: LoadedModel, deployed: LoadedModel, eval_rows: pa.Tab
     return _kept(eval_rows, old.take(positions), None if held is None else held[positions])
 
 
+def unsigned_query_rows(deployed: LoadedModel, eval_rows: pa.Table) -> Rows:
+    """The new version's evaluation rows, for a deployed version stored by an older sqlml, whose
+    training query its signature does not cover: which of them it held out is not recomputed from it."""
+    readable = set(deployed.preprocessor.input_columns) | {deployed.label} <= set(eval_rows.column_names)
+    return Rows(eval_rows, eval_rows if readable else None,
+                " (the deployed version was stored by an older sqlml, which did not sign its training query, so which "
+                "rows it held out is not recomputed: it may have been trained on some of them)")
+
+
+def guarded(compare: t.Callable[[], Verdict]) -> Verdict:
+    """``compare``'s verdict; when the deployed version cannot score the current rows (a feature whose
+    type changed, a table its training query read is gone), the new version is stored, not deployed,
+    and the line says why. A registry that does not verify still refuses the statement."""
+    try:
+        return compare()
+    except SqlmlError as e:
+        if not isinstance(e, DataError) and type(e) is not SqlmlError:  # bad options, a registry that does not verify
+            raise
+        return Verdict(False, f"the deployed version cannot be scored on the current rows ({e.__class__.__name__}: "
+                       f"{str(e).rstrip('.')}), so the two cannot be compared")
+
+
+def incomparable(new: LoadedModel, deployed: LoadedModel) -> str | None:
+    """Why the new version cannot be compared with the deployed one on one metric, or None: another task,
+    another label, label type or classes (CREATE OR REPLACE MODEL with another model type, or a label
+    whose type changed)."""
+    if new.kind.task != deployed.kind.task:
+        return (f"it is a {new.kind.task} model ({new.kind.name}) and the deployed version a {deployed.kind.task} model "
+                f"({deployed.kind.name}): a different task cannot be compared")
+    if new.label != deployed.label:
+        return f"it predicts '{new.label}' and the deployed version '{deployed.label}': other labels cannot be compared"
+    if new.label_type != deployed.label_type:
+        return (f"its label '{new.label}' is {new.label_type} and the deployed version's {deployed.label_type}: labels "
+                "of another type cannot be compared")
+    if new.classes is not None and deployed.classes is not None \
+            and sorted(map(str, new.classes)) != sorted(map(str, deployed.classes)):
+        return (f"it predicts the classes {', '.join(map(str, new.classes))} and the deployed version "
+                f"{', '.join(map(str, deployed.classes))}: other classes cannot be compared on one metric")
+    return None
+
+
 def _labelled(model: LoadedModel, table: pa.Table) -> pa.Table:
     return table if model.label is None else prepare_label(table, model.label, model.kind)[0]
 
@@ -96,6 +138,11 @@ def decide(options: dict, new: LoadedModel, deployed: LoadedModel | None, rows: 
         return Verdict(True, "deploy = 'always'")
     if mode == "never":
         return Verdict(False, "deploy = 'never': stored for comparison only")
+    why = incomparable(new, deployed)
+    if why is not None:
+        remedy = None if new.label == deployed.label else (
+            "retrain it with deploy = 'always' to replace the model (as BigQuery does), or train it as another model")
+        return Verdict(False, f"{why}, so deploy = 'if_not_worse' does not deploy it", remedy=remedy)
     metric = primary_metric(new, options.get("primary_metric"))
     if rows.deployed is None:
         return Verdict(False, "the deployed version reads columns the new training query does not select, and its "
@@ -124,9 +171,9 @@ def significantly_better(new: LoadedModel, deployed: LoadedModel, rows: Rows, me
     """``deploy_significance``: whether the new version is better than the deployed one with the
     paired bootstrap of ML.COMPARE (:mod:`sqlml.model.bootstrap`, seed 0, :data:`BOOTSTRAP_RESAMPLES`
     resamples): its (1 − significance) interval of new − deployed lies wholly on the better side of 0."""
-    if new.kind.task == CLUSTERING:
-        raise OptionError("deploy_significance compares labelled predictions; a k-means model has none. "
-                          "Leave it out (the gate still compares the two versions).")
+    if not new.kind.supervised:
+        raise OptionError(f"deploy_significance compares labelled predictions row by row; a {new.kind.name} model "
+                          "has none. Leave it out (the gate still compares the two versions).")
     drawn = bootstrap.differences(Scored.of(new, rows.new), Scored.of(deployed, rows.deployed), [metric],
                                   BOOTSTRAP_RESAMPLES, 0)[metric]
     found = bootstrap.interval(drawn, 1 - significance)
@@ -147,10 +194,13 @@ def score(model: LoadedModel, rows: pa.Table, metric: str) -> float:
 
 
 def beats_baseline(model: LoadedModel, rows: pa.Table, metric: str, value: float) -> bool:
-    if model.kind.task == CLUSTERING:
+    if model.kind.task in UNSUPERVISED:
         return True
-    labelled = metrics.labelled_rows(model, rows)
-    baseline = metric_values(Baseline.of(model).on(metrics.true_labels(model, labelled))).get(metric)
+    if model.kind.task == RECOMMENDATION:  # its baseline is kept in its bytes
+        baseline = metrics.finite(metrics.recommendation_metrics(model, rows, baseline=True).get(metric))
+    else:
+        labelled = metrics.labelled_rows(model, rows)
+        baseline = metric_values(Baseline.of(model).on(metrics.true_labels(model, labelled))).get(metric)
     if baseline is None:
         return True
     return value < baseline if metrics.lower_is_better(metric) else value > baseline

@@ -74,6 +74,26 @@ def _rows_in(train: np.ndarray, start: int, count: int) -> np.ndarray:
     return train[np.searchsorted(train, start):np.searchsorted(train, start + count)] - start
 
 
+BLOCK_ROWS = 65_536  # rows encoded at a time by :func:`blocks`
+
+
+def blocks(prep: Preprocessor, batches: list[pa.RecordBatch], train: np.ndarray,
+           order: str = "C") -> t.Callable[[], t.Iterator[np.ndarray]]:
+    """The training rows ``train`` (ascending) of ``batches``, encoded a block of rows at a time, anew on
+    each call: for a fit that reads its data more than once without the whole matrix in memory
+    (XGBoost's ``QuantileDMatrix``). The values are :meth:`~Preprocessor.transform`'s."""
+    def encoded() -> t.Iterator[np.ndarray]:
+        start = 0
+        for batch in batches:
+            mine = _rows_in(train, start, batch.num_rows)
+            part = pa.Table.from_batches([batch])
+            part = part if len(mine) == batch.num_rows else rows_at(part, mine)
+            for offset in range(0, part.num_rows, BLOCK_ROWS):
+                yield prep.transform(part.slice(offset, BLOCK_ROWS), order)
+            start += batch.num_rows
+    return encoded
+
+
 def training_matrix(preprocessor: Preprocessor, kind: ModelKind, rows: pa.Table) -> np.ndarray | sp.csr_matrix:
     """The matrix the estimator is fitted on, of a table of training rows encoded at once: CSR where the
     kind's solver gains from it and the one-hot columns make the matrix mostly zeros, else dense in the

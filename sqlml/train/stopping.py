@@ -5,9 +5,10 @@
   (mean log loss plus the L2 penalty, as scikit-learn minimizes it) is measured; training stops when
   the block improved it by less than ``min_rel_progress`` per iteration (relative), when the solver
   converged inside a block, or at ``max_iterations``.
-* Boosted trees and DNNs stop on a held-out 10 % of the training rows (scikit-learn's
-  ``early_stopping``). With too few rows for that split (one row, a class with one row) early
-  stopping is turned off, with a note, instead of failing inside scikit-learn.
+* Boosted trees (:mod:`sqlml.model.boosted`, on relative progress, as BigQuery) and DNNs
+  (scikit-learn's ``early_stopping``) stop on a held-out 10 % of the training rows. With too few rows
+  for that split (one row, a class with one row) early stopping is turned off, with a note, instead of
+  failing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 BLOCK = 10  # lbfgs iterations between two measurements of the objective
-VALIDATION_FRACTION = 0.1  # HistGradientBoosting's and MLP's validation_fraction
+VALIDATION_FRACTION = 0.1  # the MLP's validation_fraction, and the boosted trees' held-out rows
 
 
 def validation_split_possible(y: np.ndarray | None, classifier: bool) -> bool:

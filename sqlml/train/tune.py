@@ -31,7 +31,15 @@ from sklearn import metrics as skm
 from ..errors import DataError, SqlmlError
 from ..model import baseline as baselines
 from ..model import metrics
-from ..model.kinds import CLASSIFICATION, CLUSTERING, MODEL_KINDS, ModelKind
+from ..model.kinds import (
+    CLASSIFICATION,
+    CLUSTERING,
+    MODEL_KINDS,
+    RECOMMENDATION,
+    REDUCTION,
+    UNSUPERVISED,
+    ModelKind,
+)
 from ..model.loaded import LoadedModel
 from ..model.metrics import EVAL_LOSS, lower_is_better
 from ..model.version import ModelVersion
@@ -87,8 +95,8 @@ def train(rows: Rows, raw: dict, name: str, query: str, progress: t.Callable[[st
     # The data checks and column statistics look at the whole training query: once, not once per trial.
     features = training.feature_columns(table, label, the_plan.fixed)
     train_args = {"profile": training.profile_data(table, label, the_plan.fixed, features), **train_args}
-    runner = _Runner(the_plan, objective, table, schema, splits.Split(fit, split.eval, split.fraction), table.take(validation),
-                     name, query, progress, train_args)
+    runner = Runner(the_plan, objective, table, schema, splits.Split(fit, split.eval, split.fraction), table.take(validation),
+                    name, query, progress, train_args)
     runner.run()
     return runner.version_row()
 
@@ -108,14 +116,15 @@ def validation_rows(table: pa.Table, split: splits.Split, options: dict) -> tupl
     return split.train[inner.train], split.train[inner.eval]
 
 
-class _Runner:
-    """Runs the trials of one CREATE MODEL and keeps their records."""
+class Runner:
+    """Runs the trials of one CREATE MODEL and keeps their records; each trial is a call of ``fit`` (a family
+    with its own trainer passes it: :mod:`sqlml.train.families`)."""
 
     def __init__(self, plan_: search.Plan, objective: str, table: pa.Table, schema: pa.Schema,
                  split: splits.Split, validation: pa.Table, name: str, query: str, progress: t.Callable[[str], None],
-                 train_args: dict):
+                 train_args: dict, fit: t.Callable[..., dict] = training.train):
         self.plan, self.objective, self.table, self.schema, self.split = plan_, objective, table, schema, split
-        self.train_args = train_args
+        self.train_args, self.fit = train_args, fit
         self.validation, self.name, self.query, self.progress = validation, name, query, progress
         self.trials: list[dict] = []
         self.rows: dict[int, dict] = {}  # trial_id → registry row of the trials that succeeded
@@ -184,8 +193,8 @@ class _Runner:
         options = {**self.plan.fixed, "model_type": model_type, **hyperparameters}
         started = time.perf_counter()
         try:
-            row = training.train(Rows(self.table, self.schema), options, self.name, self.query,
-                                 self.progress if number == 1 else _ignore, split=self.split, **self.train_args)
+            row = self.fit(Rows(self.table, self.schema), options, self.name, self.query,
+                           self.progress if number == 1 else _ignore, split=self.split, **self.train_args)
             model = loaded(row)
             validation = validation_metrics(model, self.validation)
         except Exception as error:  # noqa: BLE001  a failing trial is recorded, the others go on
@@ -208,10 +217,10 @@ class _Runner:
         return record
 
     def _report(self, number: int, total: int, record: dict, value: float | None) -> None:
-        best = self.best()
-        if value is None:
+        if value is None:  # before best(): no trial may have succeeded yet
             self.progress(f"Trial {number}/{total} failed: {record['error_message']}")
             return
+        best = self.best()
         kind = f" {record['model_type']}" if self.plan.auto else ""
         self.progress(f"Trial {number}/{total}{kind}: {self.objective}={value:.4g} "
                       f"(best {best['hparam_tuning_evaluation_metrics'][self.objective]:.4g})")
@@ -236,7 +245,7 @@ class _Runner:
 
     def _baseline(self, model: LoadedModel) -> dict | None:
         """Trial 0: the trivial baseline fitted on the same rows and scored on the same validation rows."""
-        if model.kind.task == CLUSTERING:
+        if model.kind.task in UNSUPERVISED:
             return None
         stored = baselines.at_training(model, self.table.take(self.split.train), self.validation)[baselines.STORED_KEY]
         values = stored["metrics"]
@@ -273,9 +282,14 @@ def loaded(row: dict) -> LoadedModel:
 
 
 def loss(model: LoadedModel, rows: pa.Table) -> float:
-    """The trial's loss on ``rows``: log loss, mean squared error, or mean squared distance to the centroid."""
+    """The trial's loss on ``rows``: log loss, mean squared error, mean squared distance to the centroid, or
+    reconstruction error; a recommender's: its training loss after the last iteration (ML.TRAINING_INFO's)."""
     if model.kind.task == CLUSTERING:
         return float(metrics.clustering_metrics(model.features(rows), model.estimator)["mean_squared_distance"])
+    if model.kind.task == RECOMMENDATION:
+        return float(model.info.training_info[-1]["loss"])
+    if model.kind.task == REDUCTION:
+        return float(metrics.evaluate(model, rows)["mean_squared_error"])
     rows = metrics.labelled_rows(model, rows)
     y = metrics.true_labels(model, rows)
     if model.kind.task == CLASSIFICATION:
@@ -286,5 +300,5 @@ def loss(model: LoadedModel, rows: pa.Table) -> float:
 def validation_metrics(model: LoadedModel, validation: pa.Table) -> dict:
     """Every metric of the model on the validation rows (None where undefined)."""
     values = (baselines.metric_values(metrics.Scored.of(model, validation))
-              if model.kind.task != CLUSTERING else metrics.evaluate(model, validation))
+              if model.kind.supervised else metrics.evaluate(model, validation))
     return {k: metrics.finite(v) for k, v in values.items()}

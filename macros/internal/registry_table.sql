@@ -1,0 +1,6 @@
+{#- A table of sqlml's registry (models, deployments, training_runs …) in the target database, named
+    with its catalog: in a database file named sqlml.duckdb, `sqlml.models` is ambiguous
+    (sqlml.registry.schema.Tables). -#}
+{% macro registry_table(name) -%}
+  {{- adapter.quote(target.database) ~ '.sqlml.' ~ name -}}
+{%- endmacro %}
