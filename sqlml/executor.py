@@ -132,6 +132,7 @@ class Executor:
         """A student's training rows: its query's rows scored by the teacher version it distills."""
         from .train import distill
         teacher = self.load(options["distill_from"], options.get("distill_from_version"))
+        distill.check_teacher(teacher, kind)
         scored = self.compute(TableFunction("__sqlml_teacher", "PREDICT", (teacher.info.name, teacher.info.version),
                                             query_sql))
         return distill.lesson(teacher, scored.table(), kind, options), teacher

@@ -45,6 +45,10 @@ CASES = {
                            "input_label_cols = ['species'], max_iterations = 10)", "penguins"),
     "boosted_regressor": (PENGUINS_TRAIN, f"{TRANSFORMED} OPTIONS (model_type = 'boosted_tree_regressor', "
                           "input_label_cols = ['body_mass_g'], max_iterations = 15)", "penguins"),
+    "boosted_dart": (FLIGHTS_TRAIN, "OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['is_late'], "
+                     "booster_type = 'DART', dropout = 0.3, max_iterations = 12, max_tree_depth = 4)", "flights_small"),
+    "boosted_exact": (PENGUINS_TRAIN, "OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['species'], "
+                      "tree_method = 'EXACT', max_iterations = 10)", "penguins"),
     "forest_classifier": (FLIGHTS_TRAIN, "OPTIONS (model_type = 'random_forest_classifier', input_label_cols = "
                           "['is_late'], num_parallel_tree = 12, max_tree_depth = 6)", "flights_small"),
     "forest_multiclass": (PENGUINS_TRAIN, "OPTIONS (model_type = 'random_forest_classifier', input_label_cols = "
@@ -58,8 +62,14 @@ CASES = {
     "dnn_regressor": (PENGUINS_TRAIN, f"{TRANSFORMED} OPTIONS (model_type = 'dnn_regressor', input_label_cols = "
                       "['body_mass_g'], hidden_units = [6], activation_fn = 'SIGMOID', random_seed = 1)", "penguins"),
     "kmeans": (PENGUINS_TRAIN, "OPTIONS (model_type = 'kmeans', num_clusters = 4, random_seed = 1)", "penguins"),
+    "pca": (PENGUINS_TRAIN, "OPTIONS (model_type = 'pca', num_principal_components = 3)", "penguins"),
+    "pca_unscaled": (PENGUINS_TRAIN, f"{TRANSFORMED} OPTIONS (model_type = 'pca', num_principal_components = 2, "
+                     "scale_features = FALSE)", "penguins"),
+    "autoencoder": (PENGUINS_TRAIN, "OPTIONS (model_type = 'autoencoder', hidden_units = [6, 2, 6], "
+                    "activation_fn = 'TANH', max_iterations = 50, random_seed = 1)", "penguins"),
 }
-LINEAR_CASES = {"linear_reg", "linear_reg_transform", "logistic_binary", "logistic_threshold", "logistic_multiclass"}
+LINEAR_CASES = {"linear_reg", "linear_reg_transform", "logistic_binary", "logistic_threshold", "logistic_multiclass",
+                "pca", "pca_unscaled"}
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +179,7 @@ def _without_shadowed_input_columns(names: list[str], rows: list[tuple], lite, t
 
 #: One model of each family, and each kind of output (binary, multiclass, values, clusters), with TRANSFORM.
 PARSED = ["linear_reg_transform", "logistic_binary", "boosted_multiclass", "forest_regressor", "dnn_binary",
-          "dnn_regressor", "kmeans"]
+          "dnn_regressor", "kmeans", "pca", "autoencoder"]
 
 
 @pytest.mark.parametrize("name", PARSED)
@@ -266,7 +276,8 @@ def test_a_model_type_that_does_not_compile_is_refused_by_name(trained):
     conn, _ = trained
     model = conn.executor.load("kmeans")
     other = dataclasses.replace(model, kind=dataclasses.replace(model.kind, name="arima_plus", family="arima"))
-    with pytest.raises(NotCompilableError, match="model_type 'arima_plus' does not compile to SQL"):
+    with pytest.raises(NotCompilableError, match="model_type 'arima_plus' does not compile to SQL: sqlml compiles "
+                                                 r"linear_reg, .*, kmeans, pca, autoencoder\. Score 'kmeans' with ML.PREDICT"):
         compile_predict(other, sqlglot.exp.to_table("penguins"), "duckdb")
 
 
@@ -332,3 +343,60 @@ def test_xgboost_boosters_compile_through_the_same_neutral_form(trained, name, t
     np.testing.assert_allclose(probs, wanted, atol=1e-6, rtol=0)
     chosen = (wanted[:, 1] >= model.threshold).astype(int) if len(model.classes) == 2 else wanted.argmax(axis=1)
     assert got.column(0).to_pylist() == [model.classes[k] for k in chosen]
+
+
+def test_boosted_models_are_xgboosts_with_dart_weights_and_codes_split_as_numbers(trained):
+    """The boosted cases above are trained by CREATE MODEL on XGBoost (sqlml.model.boosted) and cover what its
+    trees hold beyond plain splits: DART's dropout weights, and (tree_method EXACT) category codes split as
+    numbers; each case's compiled SQL equals ML.PREDICT in the tests above."""
+    from sqlml.model import trees as exported
+    from sqlml.model.boosted import Trees
+
+    conn, _ = trained
+    ensembles = {}
+    for name in ("boosted_classifier", "boosted_multiclass", "boosted_regressor", "boosted_dart", "boosted_exact"):
+        model = conn.executor.load(name)
+        assert type(model.estimator) is Trees, name
+        ensembles[name] = exported.of(model.estimator)
+    assert not np.allclose(ensembles["boosted_dart"].weight, 1.0)
+    exact_model = conn.executor.load("boosted_exact")
+    categorical = np.flatnonzero(exact_model.preprocessor.categorical_mask)
+    numeric_splits_on_codes = [i for tree in ensembles["boosted_exact"].trees for i, f in enumerate(tree.feature)
+                               if f in categorical and tree.categories[i] is None]
+    assert numeric_splits_on_codes
+    native = [c for tree in ensembles["boosted_multiclass"].trees for c in tree.categories if c is not None]
+    assert native  # the default method splits categories natively
+
+
+@pytest.mark.parametrize("name, table", [("boosted_classifier", "flights_small"), ("boosted_multiclass", "penguins")])
+def test_histogram_boosting_of_models_stored_before_xgboost_still_compiles(trained, name, table):
+    """A boosted model stored by sqlml before XGBoost holds a HistGradientBoosting classifier fitted on the same
+    feature matrix (category codes as categorical features): fitted here, it scores in DuckDB as its own
+    predict_proba does."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    conn, _ = trained
+    model = conn.executor.load(name)
+    rows = conn.duckdb.sql(f"SELECT * FROM {table} WHERE {model.label} IS NOT NULL").to_arrow_table()
+    estimator = HistGradientBoostingClassifier(max_iter=15, max_depth=4, random_state=0,
+                                               categorical_features=model.preprocessor.categorical_mask)
+    estimator.fit(model.features(rows), rows[model.label].to_numpy(zero_copy_only=False))
+    shell = dataclasses.replace(model, estimator=estimator)
+    sql = compile_predict(shell, sqlglot.exp.to_table(table), "duckdb", rows.column_names).sql("duckdb")
+    got = conn.duckdb.sql(f"SELECT * FROM ({sql}) WHERE {model.label} IS NOT NULL").to_arrow_table()
+    expected = estimator.predict_proba(model.features(got))  # the very rows the SQL scored, as they came back
+    probs = np.array([[p["prob"] for p in row] for row in got.column(1).to_pylist()])
+    np.testing.assert_allclose(probs, expected, atol=OTHER_TOLERANCE, rtol=0)
+    chosen = (expected[:, 1] >= 0.5).astype(int) if expected.shape[1] == 2 else expected.argmax(axis=1)
+    assert got.column(0).to_pylist() == [estimator.classes_[k] for k in chosen]
+
+
+def test_a_matrix_factorization_is_refused_by_name(trained):
+    """Its predictions are ML.RECOMMEND's over pairs of ids, not a SELECT over feature rows."""
+    conn, _ = trained
+    conn.sql("CREATE MODEL mf OPTIONS (model_type = 'matrix_factorization', user_col = 'island', item_col = 'species', "
+             "rating_col = 'kg', num_factors = 2) AS SELECT island, species, avg(body_mass_g) / 1000 AS kg "
+             "FROM penguins GROUP BY ALL")
+    with pytest.raises(sqlml.errors.SqlmlError, match="ML.GENERATE_SQL does not apply to 'mf', a matrix_factorization "
+                                                      "model. It answers .*ML.RECOMMEND"):
+        conn.sql("SELECT * FROM ML.GENERATE_SQL(MODEL mf)")

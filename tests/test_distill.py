@@ -144,6 +144,17 @@ def test_a_student_with_a_transform_is_refused(penguins):
                      "distill_from = 'teacher') AS SELECT * EXCLUDE (species) FROM penguins")
 
 
+def test_a_teacher_of_another_task_is_refused_before_it_scores(penguins, monkeypatch):
+    """A PCA (or matrix factorization) predicts no label a student could learn: refused before any row is scored."""
+    penguins.sql("CREATE MODEL reducer OPTIONS (model_type = 'pca', num_principal_components = 2) AS "
+                 "SELECT bill_length_mm, bill_depth_mm, flipper_length_mm FROM penguins")
+    monkeypatch.setattr(penguins.executor, "compute", lambda *args: pytest.fail("the teacher scored rows"))
+    with pytest.raises(OptionError, match="A logistic_reg student cannot learn from 'reducer', a pca: distill a "
+                                          "dimensionality_reduction model into a classification model"):
+        penguins.sql("CREATE MODEL student OPTIONS (model_type = 'logistic_reg', distill_from = 'reducer') "
+                     "AS SELECT bill_length_mm, bill_depth_mm, flipper_length_mm FROM penguins")
+
+
 @pytest.mark.parametrize("split", ["NO_SPLIT", "RANDOM"])
 def test_a_retrained_student_goes_through_the_deploy_gate_on_rows_both_versions_read(penguins, split):
     penguins.sql("CREATE MODEL teacher OPTIONS (model_type = 'boosted_tree_classifier', input_label_cols = ['species'], "

@@ -4,7 +4,9 @@ The arithmetic follows :class:`sqlml.model.loaded.LoadedModel`: a linear model's
 intercept plus each column's weight times its standardized value (a one-hot block: its category's
 weight); logistic probabilities are ``1 / (1 + e^-d)`` and ``1 - p`` (binary) or a softmax shifted by
 the row's largest score; a network's dense layers are sums of products with their activation;
-k-means' distances are Euclidean in the standardized one-hot space, the nearest first.
+k-means' distances are Euclidean in the standardized one-hot space, the nearest first; PCA's scores
+are the projection ``X @ components.T - mean @ components.T`` (as scikit-learn computes it), an
+autoencoder's latent columns its narrowest hidden layer's activations.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import typing as t
 import numpy as np
 from sqlglot import exp
 
-from ..model.kinds import BOOSTED, CLASSIFICATION, CLUSTERING, DNN, FOREST, KMEANS, LINEAR
+from ..model.kinds import AUTOENCODER, BOOSTED, CLASSIFICATION, DNN, FOREST, KMEANS, LINEAR, PCA
 from ..model.loaded import LoadedModel, output_schema
 from . import expressions as x
 from .expressions import NotCompilableError
@@ -25,6 +27,8 @@ from .trees import compile_ensemble, ensemble_of
 #: Weights (and biases) a compiled network may hold: each one is a term of the SQL.
 MAX_NETWORK_WEIGHTS = 50_000
 ACTIVATIONS = ("identity", "relu", "logistic", "tanh")
+#: The model types ML.GENERATE_SQL compiles, named in the refusal of the others.
+COMPILED = ("linear_reg", "logistic_reg", "boosted_tree_*", "random_forest_*", "dnn_*", "kmeans", "pca", "autoencoder")
 
 
 def predictions(model: LoadedModel, inputs: Inputs, dialect: str, threshold: float | None = None) -> Program:
@@ -34,6 +38,10 @@ def predictions(model: LoadedModel, inputs: Inputs, dialect: str, threshold: flo
     inputs.compute(program, codes=family in (BOOSTED, FOREST))
     if family == KMEANS:
         _clusters(program, model, inputs, dialect)
+        return program
+    if family in (PCA, AUTOENCODER):
+        reduced = _projection(program, model, inputs) if family == PCA else _latent(program, model, inputs)
+        program.outputs += list(zip(output_schema(model.info).names, reduced))
         return program
     if family == LINEAR:
         scores = _linear(program, model, inputs)
@@ -48,7 +56,8 @@ def predictions(model: LoadedModel, inputs: Inputs, dialect: str, threshold: flo
         if task == CLASSIFICATION and link == "identity":  # a forest's averaged class fractions
             link = "fractions"
     else:
-        raise NotCompilableError(f"model_type '{model.kind.name}' does not compile to SQL.")
+        raise NotCompilableError(f"model_type '{model.kind.name}' does not compile to SQL: sqlml compiles "
+                                 f"{', '.join(COMPILED)}. Score '{model.info.name}' with ML.PREDICT.")
     if task == CLASSIFICATION:
         _classes(program, model, scores, link, dialect, model.threshold if threshold is None else threshold)
     else:
@@ -65,21 +74,43 @@ def _linear(program: Program, model: LoadedModel, inputs: Inputs) -> list[exp.Ex
 def _network(program: Program, model: LoadedModel, inputs: Inputs) -> tuple[list[exp.Expr], str]:
     """A fitted MLP: each hidden layer one step of its units, the output layer's scores last."""
     estimator = model.estimator
-    size = sum(w.size + b.size for w, b in zip(estimator.coefs_, estimator.intercepts_))
+    units = _layers(program, estimator, inputs, len(estimator.coefs_))
+    link = {"logistic": "logistic", "softmax": "softmax", "identity": "identity"}[estimator.out_activation_]
+    return units, link
+
+
+def _latent(program: Program, model: LoadedModel, inputs: Inputs) -> list[exp.Expr]:
+    """An autoencoder's latent columns (:func:`sqlml.model.reduction.reduce`): its layers up to the narrowest
+    hidden one (the first of the narrowest), activated."""
+    estimator = model.estimator
+    units = _layers(program, estimator, inputs, int(np.argmin(estimator.hidden_layer_sizes)) + 1)
+    return program.step([_activation(u, estimator.activation) for u in units], "a")
+
+
+def _layers(program: Program, estimator: t.Any, inputs: Inputs, count: int) -> list[exp.Expr]:
+    """The units of the ``count``-th dense layer of a fitted MLP before its activation (the layers before it
+    activated), one step per layer; refused over :data:`MAX_NETWORK_WEIGHTS`."""
+    coefs, intercepts = estimator.coefs_[:count], estimator.intercepts_[:count]
+    size = sum(w.size + b.size for w, b in zip(coefs, intercepts))
     if size > MAX_NETWORK_WEIGHTS:
         raise NotCompilableError(
             f"The network has {size:,} weights and biases; sqlml compiles at most {MAX_NETWORK_WEIGHTS:,} to SQL "
             "(each is a term of the SQL). Use fewer hidden_units, or score with ML.PREDICT.")
     if estimator.activation not in ACTIVATIONS:
         raise NotCompilableError(f"The network's activation '{estimator.activation}' does not compile to SQL.")
-    units = program.step(inputs.weighted_sums(estimator.coefs_[0], estimator.intercepts_[0]), "u")
-    for weights, biases in zip(estimator.coefs_[1:], estimator.intercepts_[1:]):
+    units = program.step(inputs.weighted_sums(coefs[0], intercepts[0]), "u")
+    for weights, biases in zip(coefs[1:], intercepts[1:]):
         units = program.step([_activation(u, estimator.activation) for u in units], "a")
         units = program.step([x.balanced_sum([x.number(b)] + [x.times(x.number(w), u.copy()) for w, u in
                                                              zip(weights[:, k], units) if w != 0.0])
                               for k, b in enumerate(biases)], "u")
-    link = {"logistic": "logistic", "softmax": "softmax", "identity": "identity"}[estimator.out_activation_]
-    return units, link
+    return units
+
+
+def _projection(program: Program, model: LoadedModel, inputs: Inputs) -> list[exp.Expr]:
+    """PCA's scores, as scikit-learn's ``transform`` computes them (no whitening: BigQuery's PCA has none)."""
+    weights = model.estimator.components_.T  # matrix columns × components
+    return program.step(inputs.weighted_sums(weights, -(model.estimator.mean_ @ weights)), "d")
 
 
 def _activation(node: exp.Expr, name: str) -> exp.Expr:

@@ -6,7 +6,9 @@ says how trees add up to scores. One small adapter per library fills them in: sc
 HistGradientBoosting (:func:`from_histogram_boosting`, its ``_predictors`` nodes) and its decision
 trees (:func:`from_forest`, each ``tree_``; :func:`from_gradient_boosting`, the trees of
 GradientBoosting*, which orbital also compiles: benchmarks/compiled.py compares the two on it), and
-XGBoost's boosters (:func:`from_xgboost`, their JSON model).
+XGBoost's boosters, sqlml's boosted trees since it moved to XGBoost (:func:`from_xgboost`, from the
+exported form :func:`sqlml.model.trees.of`); HistGradientBoosting still compiles the boosted models
+stored before.
 :func:`compile_ensemble` writes any ensemble as SQL.
 
 Fast form (measured in docs/compiled_sql.md): every distinct split condition is computed once, in its
@@ -154,55 +156,36 @@ def _decision_tree(tree: t.Any, scale: float = 1.0) -> Tree:
         value=values * scale if scale != 1.0 else values, outputs=tuple(range(values.shape[1])))
 
 
-def from_xgboost(booster: t.Any) -> Ensemble:
-    """An XGBoost booster (sqlml's boosted trees hold one as ``Trees.booster``), read from its JSON model.
+def from_xgboost(estimator: t.Any) -> Ensemble:
+    """sqlml's boosted trees on XGBoost (:class:`sqlml.model.boosted.Trees`, or anything holding a
+    ``booster``), from their exported form :func:`sqlml.model.trees.of` (XGBoost's JSON model read once).
 
-    XGBoost compares float32 values: a row goes left when ``float32(x) < split_condition``, written as
-    ``x <= t`` with :func:`float32_threshold` of the float32 just below the condition. A categorical split
-    sends the categories it lists right and every other code left; NaN follows ``default_left``. A leaf's
-    value is its ``split_conditions`` entry (the learning rate already applied); a DART booster weighs
-    each tree by its ``weight_drop``. The base margin is XGBoost's ``base_score`` (a probability for
-    ``binary:logistic``, margins otherwise)."""
-    import json
+    XGBoost compares float32 values: a row goes left when ``float32(x) < threshold``, written as
+    ``x <= t`` with :func:`float32_threshold` of the float32 just below the threshold. A categorical split
+    sends the categories it lists right and every other code left; NaN (a category unseen in training, a
+    NULL) follows ``missing_left``. A DART booster's trees carry their dropout weights; the base margins
+    are the exported ``base_score``."""
+    from ..model import trees as exported
 
-    learner = json.loads(bytes(booster.save_raw("json")))["learner"]
-    gradient_booster = learner["gradient_booster"]
-    weights = gradient_booster.get("weight_drop")
-    model = gradient_booster["gbtree"]["model"] if weights is not None else gradient_booster["model"]
-    objective = learner["objective"]["name"]
-    trees = [_xgboost_tree(tree, (int(k),), 1.0 if weights is None else float(weights[i]))
-             for i, (tree, k) in enumerate(zip(model["trees"], model["tree_info"]))]
-    base = [float(v) for v in json.loads(learner["learner_model_param"]["base_score"].replace("E", "e"))]
-    if objective == "binary:logistic":
-        return Ensemble(trees, [float(np.log(base[0] / (1.0 - base[0])))], 1.0, "logistic")
-    if objective.startswith("multi:"):
-        classes = int(learner["learner_model_param"]["num_class"])
-        return Ensemble(trees, base if len(base) == classes else base * classes, 1.0, "softmax")
-    if objective != "reg:squarederror":
-        raise NotCompilableError(f"sqlml cannot compile XGBoost's objective '{objective}' to SQL yet.")
-    return Ensemble(trees, base, 1.0, "identity")
+    ensemble = exported.of(estimator)
+    trees = [_xgboost_tree(tree, (int(k),), float(w))
+             for tree, k, w in zip(ensemble.trees, ensemble.output, ensemble.weight)]
+    return Ensemble(trees, [float(v) for v in ensemble.base_score], 1.0, ensemble.link)
 
 
 ALL_CODES = frozenset(range(256))  # every category code sqlml gives (at most 254 categories per column)
 
 
-def _xgboost_tree(tree: dict, outputs: tuple[int, ...], weight: float) -> Tree:
-    left, right = np.asarray(tree["left_children"]), np.asarray(tree["right_children"])
-    leaf = left < 0
-    conditions = np.asarray(tree["split_conditions"], dtype=np.float32)
-    below = np.nextafter(conditions, np.float32(-np.inf))  # float32(x) < c  ⇔  float32(x) <= the float32 below c
-    listed = dict(zip(tree["categories_nodes"], zip(tree["categories_segments"], tree["categories_sizes"])))
-    going_right = {node: frozenset(tree["categories"][start:start + size]) for node, (start, size) in listed.items()}
-    categorical = np.asarray(tree["split_type"]) == 1
-    lefts = [ALL_CODES - going_right.get(i, frozenset()) if categorical[i] and not leaf[i] else None
-             for i in range(len(leaf))]
-    rights = [going_right.get(i, frozenset()) if categorical[i] and not leaf[i] else None for i in range(len(leaf))]
+def _xgboost_tree(tree: t.Any, outputs: tuple[int, ...], weight: float) -> Tree:
+    """An exported tree (:class:`sqlml.model.trees.Tree`) in the compiler's form."""
+    numeric = ~np.isnan(tree.threshold)  # numeric splits (categorical splits and leaves hold NaN)
+    below = np.nextafter(tree.threshold[numeric], np.float32(-np.inf))  # float32(x) < c ⇔ float32(x) <= c's predecessor
+    threshold = np.zeros(len(tree.feature))
+    threshold[numeric] = [float32_threshold(float(b)) for b in below]
     return Tree(
-        feature=np.where(leaf, -1, np.asarray(tree["split_indices"])),
-        threshold=np.array([float32_threshold(float(b)) for b in below]), left=left.astype(np.int64),
-        right=right.astype(np.int64), missing_left=np.asarray(tree["default_left"], dtype=bool),
-        left_codes=lefts, right_codes=rights,
-        value=(conditions.astype(np.float64) * weight)[:, None], outputs=outputs)
+        feature=tree.feature, threshold=threshold, left=tree.left, right=tree.right, missing_left=tree.missing_left,
+        left_codes=[None if right is None else ALL_CODES - right for right in tree.categories],
+        right_codes=list(tree.categories), value=(tree.value * weight)[:, None], outputs=outputs)
 
 
 def float32_threshold(threshold: float) -> float:
@@ -223,7 +206,7 @@ def float32_threshold(threshold: float) -> float:
 def ensemble_of(estimator: t.Any) -> Ensemble:
     """The neutral form of a fitted tree ensemble, by library."""
     if hasattr(estimator, "booster") and hasattr(estimator.booster, "save_raw"):
-        return from_xgboost(estimator.booster)
+        return from_xgboost(estimator)
     if hasattr(estimator, "_predictors"):
         return from_histogram_boosting(estimator)
     if hasattr(estimator, "init_") and hasattr(estimator, "estimators_"):

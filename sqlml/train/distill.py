@@ -69,15 +69,19 @@ def check(kind: ModelKind, options: dict, transform: bool) -> None:
                           "query's columns as they are.")
 
 
-def lesson(teacher: LoadedModel, scored: pa.Table, kind: ModelKind, options: dict) -> Lesson:
-    """The student's training rows from ``scored``: ML.PREDICT of the teacher over the student's query
-    (prediction columns first, then the query's columns)."""
+def check_teacher(teacher: LoadedModel, kind: ModelKind) -> None:
+    """Refuse, before it scores any row, a teacher the student cannot learn from."""
     if teacher.kind.task != kind.task:
         raise OptionError(f"A {kind.name} student cannot learn from '{teacher.info.name}', a {teacher.kind.name}: "
                           f"distill a {teacher.kind.task} model into a {kind.task} model.")
     if teacher.transform:
         raise OptionError(f"'{teacher.info.name}' has a TRANSFORM clause; distill_from needs a teacher that reads the "
                           "query's columns as they are (not supported yet).")
+
+
+def lesson(teacher: LoadedModel, scored: pa.Table, kind: ModelKind, options: dict) -> Lesson:
+    """The student's training rows from ``scored``: ML.PREDICT of the teacher (checked by
+    :func:`check_teacher`) over the student's query (prediction columns first, then the query's columns)."""
     label = teacher.label
     predicted = scored.column_names[:2 if kind.task == CLASSIFICATION else 1]
     features = scored.drop_columns(predicted + ([label] if label in scored.column_names else []))
