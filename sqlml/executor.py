@@ -117,8 +117,12 @@ class Executor:
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
         on_training_rows = on_training_rows or (lesson is not None and not lesson.held_out)
         row.pop("fitted", None)  # a tuned row has none
-        verdict = self._gate(step.name, checked, new, eval_data, on_training_rows,
-                             (lambda: lesson.decided) if lesson else lambda: self.engine.read_arrow(query_sql))
+        own_gate = row.pop("gate", None)  # a family that judges a retrain its own way (sqlml.train.families)
+        if own_gate is not None:
+            verdict = own_gate(new, self._deployed(step.name))
+        else:
+            verdict = self._gate(step.name, checked, new, eval_data, on_training_rows,
+                                 (lambda: lesson.decided) if lesson else lambda: self.engine.read_arrow(query_sql))
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
                                                   None, reason=verdict.reason, metric=verdict.metric,
                                                   new_value=verdict.new_value, old_value=verdict.old_value,
@@ -148,11 +152,14 @@ class Executor:
         rows both held out (``table`` reads the new training query's rows again, where the gate finds them:
         only a retrain gated against a deployed version needs them)."""
         from .train import gate
-        deployed = self.load(name) if self.registry.numbers(name) else None
+        deployed = self._deployed(name)
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse" \
                 or gate.incomparable(new, deployed):
             return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
         return gate.guarded(lambda: self._compared(options, new, deployed, eval_data, on_training_rows, table))
+
+    def _deployed(self, name: str) -> LoadedModel | None:
+        return self.load(name) if self.registry.numbers(name) else None
 
     def _compared(self, options: dict, new: LoadedModel, deployed: LoadedModel, eval_data: pa.Table,
                   on_training_rows: bool, table: t.Callable[[], pa.Table]) -> gate.Verdict:

@@ -18,6 +18,7 @@ from . import (
     evaluate,
     explain,
     fairness,
+    forecast,
     generate_sql,
     info,
     predict,
@@ -65,5 +66,10 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table | Stream"]] = {
     "PRINCIPAL_COMPONENT_INFO": components.principal_component_info,
     "RECONSTRUCTION_LOSS": components.reconstruction_loss,
     "DETECT_ANOMALIES": anomalies.detect_anomalies,
+    "FORECAST": forecast.forecast,
+    "EXPLAIN_FORECAST": forecast.explain_forecast,
+    "ARIMA_EVALUATE": forecast.arima_evaluate,
+    "ARIMA_COEFFICIENTS": forecast.arima_coefficients,
+    "HOLIDAY_INFO": forecast.holiday_info,
     "GENERATE_SQL": generate_sql.generate_sql,
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..errors import DataError
+from ..errors import DataError, ParameterError
 from ..model import metrics
 from ..model.baseline import (
     STORED_KEY,
@@ -17,10 +17,10 @@ from ..model.baseline import (
     metric_values,
     primary_metric,
 )
-from ..model.kinds import CLASSIFICATION, RECOMMENDATION, UNSUPERVISED
+from ..model.kinds import ARIMA, CLASSIFICATION, RECOMMENDATION, UNSUPERVISED
 from ..model.loaded import LoadedModel
 from ..train import distill
-from . import over_time, recommend, slices
+from . import forecast_evaluate, over_time, recommend, slices
 from .base import Call, Data, as_table
 from .trials import with_trial_id
 
@@ -66,6 +66,12 @@ def evaluate(call: Call) -> pa.Table:
     """ML.EVALUATE: one row of metrics with the baseline's beside them (:mod:`sqlml.baselines`), on the
     given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
     model = call.require_model()
+    if model.kind.family == ARIMA:  # forecasts against later actuals, or the fit (BigQuery's ARIMA evaluation)
+        return forecast_evaluate.evaluate(call)
+    forecasting = sorted(set(call.params) & {"horizon", "confidence_level", "perform_aggregation"})
+    if forecasting:
+        raise ParameterError(f"ML.EVALUATE's {', '.join(forecasting)} apply to time series models only; "
+                             f"'{model.info.name}' is a {model.info.model_type} model.")
     if model.kind.task == RECOMMENDATION and (call.data is not None or call.param("top_k") is not None):
         return with_trial_id(recommend.evaluation(model, call.data, call.params), call)
     if call.param("time_column") is not None or call.param("time_window") is not None:
