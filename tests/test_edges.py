@@ -112,6 +112,7 @@ CALLS = {
     "FORECAST": "ML.FORECAST(MODEL ts{})",
     "EXPLAIN_FORECAST": "ML.EXPLAIN_FORECAST(MODEL ts{})",
     "ARIMA_EVALUATE": "ML.ARIMA_EVALUATE(MODEL ts{})",
+    "GENERATE_SQL": "ML.GENERATE_SQL(MODEL m, TABLE p{})",
 }
 #: Functions above that time series models answer with parameters of their own, called on ts.
 SERIES_CALLS = {"EVALUATE": "ML.EVALUATE(MODEL ts{})", "DETECT_ANOMALIES": "ML.DETECT_ANOMALIES(MODEL ts{})"}

@@ -19,6 +19,7 @@ from . import (
     explain,
     fairness,
     forecast,
+    generate_sql,
     info,
     predict,
     recommend,
@@ -70,4 +71,5 @@ HANDLERS: dict[str, t.Callable[["Call"], "pa.Table | Stream"]] = {
     "ARIMA_EVALUATE": forecast.arima_evaluate,
     "ARIMA_COEFFICIENTS": forecast.arima_coefficients,
     "HOLIDAY_INFO": forecast.holiday_info,
+    "GENERATE_SQL": generate_sql.generate_sql,
 }

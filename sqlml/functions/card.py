@@ -40,7 +40,7 @@ SLICE_SETTINGS = ("min_slice_size", "slice_margin", "primary_metric", "slice_com
 WORST_SLICES = 3
 #: How the training notes that only say what training did (class weights, resampling, training on a
 #: sample: sqlml.train.imbalance and .sample) begin; every other note is a warning.
-INFORMATION = ("auto_class_weights: ", "class_weights: ", "sampling = ", "Training on ")
+INFORMATION = ("auto_class_weights: ", "class_weights: ", "sampling = ", "Training on ", "Distilled from ")
 #: Where one note ends in ML.TRAINING_INFO's notes, which joins them with "; ".
 NOTE_START = re.compile("; (?=" + "|".join(re.escape(s) for s in ("Data check: ", "Warning: ", *INFORMATION)) + ")")
 PLOTS = ("roc", "pr", "confusion", "importance")

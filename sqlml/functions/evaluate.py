@@ -19,6 +19,7 @@ from ..model.baseline import (
 )
 from ..model.kinds import ARIMA, CLASSIFICATION, RECOMMENDATION, UNSUPERVISED
 from ..model.loaded import LoadedModel
+from ..train import distill
 from . import forecast_evaluate, over_time, recommend, slices
 from .base import Call, Data, as_table
 from .trials import with_trial_id
@@ -49,11 +50,12 @@ def scored_rows(model: "LoadedModel", data: Data, threshold: float | None = None
 def stored_row(model: "LoadedModel", params: dict) -> dict:
     """The evaluation split's row kept at training, with the baseline kept beside it."""
     model_values = _without_baseline(model.info.metrics)
+    agreement = {k: model_values.pop(k) for k in [distill.AGREEMENT] if k in model_values}  # no baseline has one
     stored = model.info.metrics.get(STORED_KEY)
     if not stored:  # trained before baselines existed
-        return model_values
-    return compare(model_values, stored["metrics"], stored.get("median_metrics"), stored["statistics"]["strategy"],
-                   primary_metric(model, params.get("primary_metric"), model_values))
+        return {**model_values, **agreement}
+    return {**compare(model_values, stored["metrics"], stored.get("median_metrics"), stored["statistics"]["strategy"],
+                      primary_metric(model, params.get("primary_metric"), model_values)), **agreement}
 
 
 def _without_baseline(stored: dict) -> dict:
@@ -76,7 +78,11 @@ def evaluate(call: Call) -> pa.Table:
         return with_trial_id(over_time.evaluate(model, call.require_input(), call.params), call)
     if call.param("slice_by") is not None:
         return with_trial_id(slices.evaluate(model, call.input_table(), call.params), call)
-    return with_trial_id(evaluate_overall(model, call.data, call.params), call)
+    overall = evaluate_overall(model, call.data, call.params)
+    if call.teacher is not None:  # a distilled model (sqlml.train.distill), evaluated on rows given
+        agreement = distill.agreement(model, call.teacher, call.require_input().tables())
+        overall = overall.append_column(distill.AGREEMENT, pa.array([agreement], pa.float64()))
+    return with_trial_id(overall, call)
 
 
 def confusion_matrix(call: Call) -> pa.Table:

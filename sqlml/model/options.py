@@ -105,6 +105,9 @@ OPTIONS: dict[str, Option] = {
     "deploy_tolerance": Option(float, low=0.0, high=1e12),
     "deploy_significance": Option(float, low=0.0, high=1.0, low_open=True),
     "primary_metric": Option(str),
+    # Distillation: the teacher whose predictions a student learns (sqlml.train.distill).
+    "distill_from": Option(str, SUPERVISED),
+    "distill_from_version": Option(int, SUPERVISED, low=1),
     "description": Option(str),
     "intended_use": Option(str),
     "limitations": Option(str),

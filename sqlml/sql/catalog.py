@@ -75,6 +75,8 @@ WINDOWS = {"time_column": Param("string"),
 OVER_TIME = {**WINDOWS, "degradation_margin": Param("number", 0.0)}
 #: Time series forecasts (sqlml.functions.forecast): points ahead and the prediction intervals' level.
 FORECASTING = {"horizon": Param("integer", 1, 10_000), "confidence_level": Param("number", 0.0, 1.0, below=True)}
+#: The dialects ML.GENERATE_SQL writes (sqlml.compile).
+SQL_DIALECTS = ("duckdb", "spark", "postgres", "snowflake", "bigquery", "sqlite")
 SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "slice_margin": Param("number", 0.0),
           "slice_combinations": Param("boolean"), "primary_metric": Param("string"), "baselines": Param("boolean")}
 
@@ -127,6 +129,7 @@ PARAMETERS: dict[str, dict[str, Param]] = {
     "ARIMA_EVALUATE": {"show_all_candidate_models": Param("boolean")},
     "ARIMA_COEFFICIENTS": {},
     "HOLIDAY_INFO": {},
+    "GENERATE_SQL": {"dialect": Param("string", choices=SQL_DIALECTS), "input_table": Param("string")},
 }
 AVAILABLE = frozenset(PARAMETERS)
 
@@ -146,7 +149,7 @@ TWO_MODELS = frozenset({"COMPARE"})
 TWO_INPUTS = frozenset({"VALIDATE_DATA_DRIFT"})
 
 #: Functions that read their input as the query gives it, not through the model's TRANSFORM.
-RAW_INPUT = frozenset({"VALIDATE_DATA_SKEW"})
+RAW_INPUT = frozenset({"VALIDATE_DATA_SKEW", "GENERATE_SQL"})
 
 #: Functions that read the tuning trials of a version.
 READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD", "EVALUATE", "WEIGHTS"})

@@ -57,6 +57,7 @@ ML_FUNCTIONS = (
     "ARIMA_EVALUATE",
     "ARIMA_COEFFICIENTS",
     "HOLIDAY_INFO",
+    "GENERATE_SQL",
 )
 #: ``AI.<name>(...)``: BigQuery's newer prefix for these, parsed as their ``ML.`` names.
 AI_FUNCTIONS = ("GENERATE_EMBEDDING",)
