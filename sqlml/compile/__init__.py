@@ -20,13 +20,15 @@ from sqlglot import exp
 from ..errors import DataError
 from .expressions import DIALECTS, JSON_LISTS, NotCompilableError
 from .inputs import Inputs, relation
-from .models import predictions
+from .arms import challenger_arm
+from .models import baseline, predictions
 from .program import render
 
 if t.TYPE_CHECKING:
     from ..model.loaded import LoadedModel
 
-__all__ = ["DIALECTS", "JSON_LISTS", "NotCompilableError", "compile_predict", "generate_sql", "PLACEHOLDER"]
+__all__ = ["DIALECTS", "JSON_LISTS", "NotCompilableError", "compile_predict", "compile_baseline", "challenger_arm",
+           "generate_sql", "source_of", "PLACEHOLDER"]
 
 #: Where the input goes in SQL generated without one.
 PLACEHOLDER = "{input}"
@@ -52,6 +54,12 @@ def compile_predict(model: "LoadedModel", source: exp.Expr, dialect: str, column
         return render(program, relation(source, model.transform, columns), dialect)
 
 
+def compile_baseline(model: "LoadedModel", source: exp.Expr, dialect: str, columns: list[str] | None = None) -> exp.Select:
+    """The SELECT returning what ML.PREDICT returns while the model's kill switch is on (its baseline's
+    constants, then the input's columns), over ``source`` as :func:`compile_predict` reads it."""
+    return render(baseline(model, dialect), relation(source, model.transform, columns), dialect)
+
+
 def generate_sql(model: "LoadedModel", dialect: str = "duckdb", input_table: str | None = None,
                  input_sql: str | None = None, columns: list[str] | None = None, pretty: bool = True) -> str:
     """ML.GENERATE_SQL's text: over the table named ``input_table`` (as ``dialect`` spells names), else
@@ -59,7 +67,7 @@ def generate_sql(model: "LoadedModel", dialect: str = "duckdb", input_table: str
     if input_table is not None:
         source: exp.Expr = exp.to_table(input_table, dialect=dialect)
     elif input_sql is not None:
-        source = _source_of(input_sql)
+        source = source_of(input_sql)
     else:
         source = exp.to_table(_PLACEHOLDER_TABLE)
     select = compile_predict(model, source, dialect, columns)
@@ -82,7 +90,7 @@ def _collection_paused() -> t.Iterator[None]:
             gc.enable()
 
 
-def _source_of(input_sql: str) -> exp.Expr:
+def source_of(input_sql: str) -> exp.Expr:
     """A query's table when it only selects all of one (``TABLE t`` arrives as ``SELECT * FROM t``), else the query."""
     query = sqlglot.parse_one(input_sql, read="sqlml")
     used = {key for key, value in query.args.items() if value}

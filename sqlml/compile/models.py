@@ -16,7 +16,9 @@ import typing as t
 import numpy as np
 from sqlglot import exp
 
-from ..model.kinds import AUTOENCODER, BOOSTED, CLASSIFICATION, DNN, FOREST, KMEANS, LINEAR, PCA
+from ..model.baseline import Baseline
+from ..model.kinds import (AUTOENCODER, BOOSTED, CLASSIFICATION, DNN, FOREST, KMEANS, LINEAR, PCA,
+                           UNSUPERVISED)
 from ..model.loaded import LoadedModel, output_schema
 from . import expressions as x
 from .expressions import NotCompilableError
@@ -62,6 +64,23 @@ def predictions(model: LoadedModel, inputs: Inputs, dialect: str, threshold: flo
         _classes(program, model, scores, link, dialect, model.threshold if threshold is None else threshold)
     else:
         _values(program, model, scores)
+    return program
+
+
+def baseline(model: LoadedModel, dialect: str) -> Program:
+    """The program of ML.PREDICT's columns while the kill switch is on: the model's trivial baseline
+    (:class:`sqlml.model.baseline.Baseline`) as constants — the majority class with the class prior,
+    or the training mean."""
+    if model.kind.task in UNSUPERVISED:
+        raise NotCompilableError(f"'{model.info.name}' is a {model.kind.name} model: it has no baseline to serve.")
+    served = Baseline.of(model)
+    program, name = Program(), output_schema(model.info).names[0]
+    if model.kind.task != CLASSIFICATION:
+        program.outputs.append((name, x.number(served.prediction)))
+        return program
+    labels = [x.literal(c, model.info.label_type) for c in model.classes]
+    items = [[("label", label.copy()), ("prob", x.number(p))] for label, p in zip(labels, served.prior)]
+    program.outputs += [(name, labels[served.prediction]), (f"{name}_probs", x.struct_list(items, dialect))]
     return program
 
 
