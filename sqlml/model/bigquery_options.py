@@ -72,10 +72,14 @@ def refuse_expired(name: str, version: int, options: dict) -> None:
     (DROP MODEL deletes it, a later expiration_timestamp serves it again)."""
     expires = options.get("expiration_timestamp")
     if expires and dt.datetime.fromisoformat(expires) <= dt.datetime.now(dt.timezone.utc):
-        raise ModelExpiredError(f"Model '{name}' version {version} expired at {expires} (its expiration_timestamp); "
-                                "BigQuery would have deleted it. Drop it with DROP MODEL, or serve it again with a later "
-                                f"expiration: ALTER MODEL {name} SET OPTIONS (expiration_timestamp = "
-                                "TIMESTAMP '2030-01-01 00:00:00 UTC').")
+        raise ModelExpiredError(expiry_message(name, version, expires))
+
+
+def expiry_message(name: str, version: int, expires: str) -> str:
+    """Why version ``version`` is not served (also what a compiled view says when it expires)."""
+    return (f"Model '{name}' version {version} expired at {expires} (its expiration_timestamp); BigQuery would have "
+            "deleted it. Drop it with DROP MODEL, or serve it again with a later expiration: ALTER MODEL "
+            f"{name} SET OPTIONS (expiration_timestamp = TIMESTAMP '2030-01-01 00:00:00 UTC').")
 
 
 #: Declarations of the options new to sqlml's table, as keyword arguments of ``Option``.

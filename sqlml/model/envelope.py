@@ -151,19 +151,7 @@ def loads(blob: bytes) -> tuple[t.Any, dict]:
 def loads_parts(blob: bytes) -> tuple[t.Any, dict, dict]:
     """:func:`loads`, with the ``parts`` stored beside the estimator (empty for a blob without them) and
     the raw parts, as bytes, under their names."""
-    blob = bytes(blob)
-    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 37:
-        raise ModelIntegrityError("These bytes are not a sqlml model.")
-    version = blob[len(MAGIC)]
-    if version != FORMAT_VERSION:
-        raise ModelIntegrityError(f"Unknown model format version {version}; this sqlml reads version {FORMAT_VERSION}.")
-    start = len(MAGIC) + 1
-    tag, payload = blob[start:start + 32], blob[start + 32:]
-    if not hmac.compare_digest(tag, _tag(payload)):
-        raise ModelIntegrityError(
-            "Model bytes failed verification: they were modified, or written with another secret key "
-            "(set SQLML_SECRET_KEY or SQLML_KEY_FILE to the key used when the model was trained)."
-        )
+    payload = verified(blob)
     (length,) = struct.unpack(">I", payload[:4])
     header = json.loads(payload[4:4 + length])
     start, raw = 4 + length, {}
@@ -179,6 +167,24 @@ def loads_parts(blob: bytes) -> tuple[t.Any, dict, dict]:
     if not header.get("parts"):
         return loaded, header, raw
     return loaded["estimator"], header, {**{name: loaded[name] for name in header["parts"]}, **raw}
+
+
+def verified(blob: bytes) -> bytes:
+    """The payload of a blob written by :func:`dumps`, once its tag verifies (nothing is deserialized)."""
+    blob = bytes(blob)
+    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 37:
+        raise ModelIntegrityError("These bytes are not a sqlml model.")
+    version = blob[len(MAGIC)]
+    if version != FORMAT_VERSION:
+        raise ModelIntegrityError(f"Unknown model format version {version}; this sqlml reads version {FORMAT_VERSION}.")
+    start = len(MAGIC) + 1
+    tag, payload = blob[start:start + 32], blob[start + 32:]
+    if not hmac.compare_digest(tag, _tag(payload)):
+        raise ModelIntegrityError(
+            "Model bytes failed verification: they were modified, or written with another secret key "
+            "(set SQLML_SECRET_KEY or SQLML_KEY_FILE to the key used when the model was trained)."
+        )
+    return payload
 
 
 def fingerprint(blob: bytes) -> str:

@@ -33,6 +33,7 @@ class Tables:
     deployments: str  # append-only, a hash chain per model: every deployment decision (registry/deployments.py)
     serving: str  # per model: what the log adds up to, read by views when they run
     scoring_functions: str  # the scoring function each view calls (sqlml/views.py)
+    views: str  # the views over ML.PREDICT sqlml owns: their definition and text, signed (sqlml/compiled_views.py)
     key_check: str  # one row: a tag of a constant under the key that signed the registry (a wrong key is named)
     schema_version: str
 
@@ -138,6 +139,17 @@ def migrations(t: Tables) -> list[list[str]]:
          f"ALTER TABLE {t.models} ADD COLUMN IF NOT EXISTS incarnation VARCHAR",
          f"ALTER TABLE {t.scoring_functions} ADD COLUMN IF NOT EXISTS output JSON",
          f"CREATE TABLE IF NOT EXISTS {t.key_check} (tag VARCHAR NOT NULL, created_at TIMESTAMP DEFAULT current_timestamp)"],
+        # Views sqlml owns: stored as plain SQL where the served versions compile, rewritten by every
+        # release in its transaction; the text each holds is recorded, signed, to be checked against.
+        [f"""CREATE TABLE IF NOT EXISTS {t.views} (
+    schema_name VARCHAR NOT NULL,
+    view_name VARCHAR NOT NULL,
+    definition JSON NOT NULL,  -- the view's query with each ML.PREDICT as a placeholder, and each ML.PREDICT
+    sql VARCHAR NOT NULL,  -- the view's text as DuckDB stores it (duckdb_views().sql), as sqlml last wrote it
+    reflects JSON NOT NULL,  -- per model read, the deployments log entry (its signature) the text was written for
+    signature VARCHAR NOT NULL,
+    PRIMARY KEY (schema_name, view_name)
+)"""],
     ]
 
 

@@ -53,6 +53,9 @@ class Registry:
         self.engine = engine
         self.deployments = Deployments(engine, self.tables, self._refuse_key)
         self._migrated: set[str] = set()
+        #: Called with a model's name inside every transaction that changes what it serves, after the
+        #: change (the executor rewrites the views sqlml owns over it: sqlml/compiled_views.py).
+        self.on_change: t.Callable[[str], None] = lambda model: None
 
     def tables(self) -> Tables:
         """The registry's tables in the current database (USE may switch databases between statements)."""
@@ -226,6 +229,7 @@ class Registry:
         the key the registry is signed with if there is none yet (a database of an older sqlml)."""
         self.deployments.record(self._refreshed(serving), decision)
         self._note_key(self.tables())
+        self.on_change(serving.model)
 
     def _refreshed(self, serving: Serving) -> Serving:
         """``serving`` with the fingerprint, threshold and expiry of every version it names, as a view needs them."""
@@ -276,6 +280,7 @@ class Registry:
             self.engine.fetch(f"DELETE FROM {tables.models} WHERE name = ?", [name])
             self.engine.fetch(f"DELETE FROM {tables.trials} WHERE name = ?", [name])
             self.deployments.drop(name)
+            self.on_change(name)
         return dropped
 
     def pinned(self, info: ModelVersion) -> tuple[str, str]:
