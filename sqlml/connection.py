@@ -9,7 +9,7 @@ import typing as t
 import duckdb
 import pyarrow as pa
 
-from . import views
+from . import compiled_views, views
 from .engines.duckdb import DuckDBEngine, Result, connect_duckdb, identifiers
 from .errors import SqlmlError
 from .executor import Executor
@@ -146,6 +146,7 @@ def register(connection: duckdb.DuckDBPyConnection) -> Connection:
     except SqlmlError:  # one opened read-only cannot be: the statements that read it say so
         return Connection(connection)
     views.define_for_views(engine, registry)
+    compiled_views.attach(engine, registry)
     return Connection(connection)
 
 

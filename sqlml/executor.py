@@ -10,7 +10,7 @@ import typing as t
 
 import pyarrow as pa
 
-from . import outputs, views
+from . import compiled_views, outputs, views
 from .engines.base import Engine
 from .errors import DataError, SecretKeyError, SqlmlError
 from .model import drift, envelope, loaded, serve
@@ -41,6 +41,7 @@ class Executor:
         self.engine = engine
         self.dialect = dialect  # the dialect statements are written in; the engine's is engine.dialect
         self.registry = Registry(engine)
+        self.registry.on_change = lambda model: compiled_views.follow(engine, self.registry, model)
         self.planner = Planner(engine.dialect)
         self.progress = progress or (lambda message: print(message, file=sys.stderr))
 
@@ -240,6 +241,9 @@ class Executor:
 
     def query(self, step: Query) -> t.Any:
         views.refusal(self.engine, step.sql)
+        compiled_views.refusal(self.engine, self.registry, step.sql, step.created_view)
+        if step.created_view is not None:
+            return self._create_view(step)
         sql = step.sql
         for view in step.views:
             sql = sql.replace(view.placeholder,
@@ -258,6 +262,16 @@ class Executor:
             result = exposed.run(lambda: self.engine.execute(sql))
             return result if step.returns_rows else None
 
+    def _create_view(self, step: Query) -> None:
+        """CREATE VIEW over ML.PREDICT, owned by sqlml: plain SQL where the model compiles, rewritten by
+        every release (sqlml/compiled_views.py)."""
+        def filled(sql: str) -> str:
+            return preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql)
+        view = dataclasses.replace(step.created_view, body_sql=filled(step.created_view.body_sql))
+        scored = [dataclasses.replace(self._view_scoring(v.model, filled(v.input_sql), v.params, view.name),
+                                      placeholder=v.placeholder) for v in step.views]
+        compiled_views.create(self.engine, self.registry, view, scored)
+
     def _filled(self, step: Query, tf: TableFunction) -> TableFunction:
         """``tf`` with the preprocessing functions of its input (``ML.STANDARD_SCALER(x) OVER ()`` …) compiled."""
         return dataclasses.replace(tf, input_sql=preprocessing.fill(step.analytics, self.engine.fetch,
@@ -267,6 +281,10 @@ class Executor:
         """The SQL a view holds for its ``ML.PREDICT(MODEL model, input[, A/B parameters])``, after defining
         the scoring function it calls (the input goes through the model's TRANSFORM first). ``MODEL m``
         serves whatever is deployed when the view runs; ``MODEL m VERSION n`` always serves version n."""
+        return self._view_scoring(model, input_sql, params, view).fallback_sql
+
+    def _view_scoring(self, model: ModelName, input_sql: str, params: dict | None, view: str) -> compiled_views.Scored:
+        """:meth:`view_scoring_sql`, with what a view sqlml owns records of it (sqlml/compiled_views.py)."""
         name, version = model
         if isinstance(version, str):
             raise SqlmlError(f"A view serves MODEL {name} (the deployed version, whatever it is when the view runs) "
@@ -291,14 +309,20 @@ class Executor:
         if ab and key not in columns.names:
             raise DataError(f"A/B serving needs split_key, a column of the input whose hash decides each row's arm; "
                             f"got {key!r}. Columns: {', '.join(columns.names)}.")
+        scored_sql = input_sql
         if model_state.transform:
             transform.wrap_sql(model_state.transform, input_sql, columns.names)
-            input_sql = transform.wrap_sql(model_state.transform, input_sql, None)
+            scored_sql = transform.wrap_sql(model_state.transform, input_sql, None)
         else:
             model_state.preprocessor.check_columns(columns.empty_table())
         pinned = self.registry.pinned(info) if version is not None else None
-        return views.scoring_sql(self.engine, function, input_sql, view, key, columns.field(key).type if ab else None,
-                                 params.get("challenger_fraction"), pinned)
+        key_type = columns.field(key).type if ab else None
+        fallback = views.scoring_sql(self.engine, function, scored_sql, view, key, key_type,
+                                     params.get("challenger_fraction"), pinned)
+        return compiled_views.Scored(
+            "", name, version, info.fingerprint if version is not None else None, input_sql,
+            [list(c) for c in function.features], function.shape, params.get("challenger_fraction"),
+            serve.split_key_sql(key, key_type, self.engine.dialect) if ab else None, fallback)
 
     def compute(self, tf: TableFunction) -> pa.Table | Stream:
         params = dict(tf.params)

@@ -156,8 +156,14 @@ def define_for_views(engine: Engine, registry: Registry) -> None:
     for _, view, sql in engine.view_definitions():
         for name in CALLED.findall(sql):
             called.setdefault(name, []).append(view)
-    if not called:
-        return
+    if called:
+        define_called(engine, registry, called)
+
+
+def define_called(engine: Engine, registry: Registry, called: dict[str, list[str]]) -> None:
+    """Define the scoring functions ``called`` names (each with the views calling it) from their records in
+    ``sqlml.scoring_functions``; a function whose record is missing or edited makes its views refused."""
+    catalog = engine.current_database()
     rows, columns = [], []
     if registry.exists("scoring_functions"):
         tables = registry.ensure()
@@ -178,7 +184,7 @@ def define_for_views(engine: Engine, registry: Registry) -> None:
             "is missing or was modified outside sqlml, so it cannot be defined. Recreate the view (CREATE OR REPLACE "
             "VIEW ... ML.PREDICT(...)).")
     if refused:
-        _REFUSED[catalog] = refused
+        _REFUSED.setdefault(catalog, {}).update(refused)
     for model, functions in models.items():
         try:
             refresh(registry, model)

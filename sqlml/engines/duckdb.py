@@ -347,11 +347,14 @@ def translate(e: duckdb.Error, connection: duckdb.DuckDBPyConnection | None = No
 
 def _scoring_views(connection: duckdb.DuckDBPyConnection, column: str) -> list[str]:
     """The views whose ML.PREDICT packs ``column`` into a scoring function's features (see scoring_sql;
-    DuckDB stores a view's SQL re-written, quoting names only where needed)."""
+    DuckDB stores a view's SQL re-written, quoting names only where needed), or reads it in SQL compiled
+    from the model."""
     name = f"(?:{re.escape(column)}|{re.escape(_quote(column))})"
     packed = re.compile(rf"{name} := CAST\({name} AS ")
     try:
         views = connection.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
     except duckdb.Error:
         return []
-    return sorted(view for view, sql in views if "sqlml_serve_" in sql and packed.search(sql))
+    compiled = re.compile(rf"(?<![\w\"]){name}(?![\w\"])")  # SQL compiled from the model reads it by name
+    return sorted(view for view, sql in views if ("sqlml_serve_" in sql and packed.search(sql))
+                  or ("__sqlml_in" in sql and compiled.search(sql)))

@@ -48,6 +48,18 @@ class ViewScoring:
 
 
 @dataclass
+class CreatedView:
+    """A persistent ``CREATE VIEW`` over ML.PREDICT in the current database: sqlml owns its text."""
+
+    name: str
+    schema: str | None  # as written; None: the current schema
+    columns: list[str] | None  # ``CREATE VIEW v (a, b)``
+    body_sql: str  # the view's query, each ML.PREDICT a placeholder table (ViewScoring.placeholder)
+    replace: bool
+    if_not_exists: bool
+
+
+@dataclass
 class Query:
     """Run ``sql`` after computing ``tables`` and filling in ``views``."""
 
@@ -58,6 +70,7 @@ class Query:
     passthrough: str | None = None  # the statement is ``SELECT * FROM <this table function>``
     analytics: list[preprocessing.Analytic] = field(default_factory=list)  # ML.STANDARD_SCALER(x) OVER () ...
     rescanned: set[str] = field(default_factory=set)  # the tables ``sql`` may read more than once
+    created_view: CreatedView | None = None  # the statement is a CREATE VIEW sqlml owns
 
 
 @dataclass
@@ -113,6 +126,17 @@ def _version(node: exp.Expr) -> int | str:
 def _name_part(text: str) -> str:
     return text if PLAIN_NAME.fullmatch(text) else '"' + text.replace('"', '""') + '"'
 
+
+def _owned_view(statement: exp.Create, dialect: str) -> CreatedView | None:
+    """The view a CREATE VIEW over ML.PREDICT makes, if sqlml owns it: persistent, and named in the
+    current database (a temporary view, or one in another catalog, keeps a scoring function's call)."""
+    target = statement.this
+    table = target.this if isinstance(target, exp.Schema) else target
+    if statement.find(exp.TemporaryProperty) or table.catalog:
+        return None
+    columns = [c.name for c in target.expressions] if isinstance(target, exp.Schema) else None
+    return CreatedView(table.name, table.db or None, columns, statement.expression.sql(dialect),
+                       bool(statement.args.get("replace")), bool(statement.args.get("exists")))
 
 
 #: Statements DuckDB answers with an empty "Success" or "Count" relation: they have nothing to show.
@@ -199,6 +223,8 @@ class Planner:
         preprocessing.finish(step.analytics, self.dialect)
         step.rescanned = scans.read_more_than_once(statement, [table.name for table in step.tables])
         step.sql = statement.sql(self.dialect)
+        if lazy and step.views:
+            step.created_view = _owned_view(statement, self.dialect)
         if len(step.tables) == 1 and step.sql == f"SELECT * FROM {step.tables[0].name}":
             step.passthrough = step.tables[0].name
         return step
