@@ -118,3 +118,17 @@ def random_split():
         evaluation = held_out(table, fraction, seed)
         return np.setdiff1d(np.arange(table.num_rows), evaluation), evaluation
     return split
+
+
+def same_predictions(got: list, expected: list, tolerance: float = 1e-9) -> bool:
+    """Rows of predictions agree as a view compiled to SQL agrees with ML.PREDICT (docs/compiled_sql.md):
+    labels, versions and every other value equal; floats (probabilities, values) within ``tolerance``."""
+    def agree(a, b) -> bool:
+        if isinstance(a, float) and isinstance(b, float):
+            return abs(a - b) <= tolerance * max(1.0, abs(b))
+        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+            return len(a) == len(b) and all(agree(x, y) for x, y in zip(a, b))
+        if isinstance(a, dict) and isinstance(b, dict):
+            return a.keys() == b.keys() and all(agree(a[k], b[k]) for k in a)
+        return a == b and isinstance(a, bool) == isinstance(b, bool)
+    return agree(list(got), list(expected))

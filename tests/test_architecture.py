@@ -284,13 +284,15 @@ assert conn.sql("SELECT 42").fetchall() == [(42,)]
 print(loaded())
 assert conn.sql("SELECT count(predicted_y) FROM v").fetchall() == [(60,)]
 print(loaded())
+assert conn.sql("SELECT count(predicted_y) FROM ML.PREDICT(MODEL m, TABLE t)").fetchall() == [(60,)]
+print(loaded())
 """
 NOT_AT_CONNECT = {"sklearn", "skops", "scipy", "pandas"}
 
 
 def test_connect_and_plain_sql_load_no_heavy_library(tmp_path):
-    """In memory, and on a database holding a model and a view over it (whose scoring function is
-    defined at connect: it holds the signed bytes, but loads no model until a row is scored)."""
+    """In memory, and on a database holding a model and a view over it (compiled to SQL: reading it loads
+    no model either; sqlml checks its text and the model's signed row and bytes with hashlib)."""
     path = str(tmp_path / "models.duckdb")
     with sqlml.connect(path, progress=lambda message: None) as conn:
         conn.sql("CREATE TABLE t AS SELECT range % 7 AS x, range % 3 = 0 AS y FROM range(60)")
@@ -298,5 +300,5 @@ def test_connect_and_plain_sql_load_no_heavy_library(tmp_path):
         conn.sql("CREATE VIEW v AS SELECT * FROM ML.PREDICT(MODEL m, TABLE t)")
     out = subprocess.run([sys.executable, "-c", CONNECT_PROBE.format(path=path, heavy=NOT_AT_CONNECT)],
                          capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out[0] == "[]"
-    assert "sklearn" in out[-1] and "skops" in out[-1]  # the probe can fail: scoring through the view loads them
+    assert out[0] == "[]" and out[1] == "[]"
+    assert "sklearn" in out[-1] and "skops" in out[-1]  # the probe can fail: ML.PREDICT loads them

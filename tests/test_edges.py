@@ -9,6 +9,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 
 import sqlml
+from conftest import same_predictions
 from sqlml import datasets
 from sqlml.errors import DataError, OptionError, ParameterError, SqlmlError
 from sqlml.sql import catalog
@@ -77,7 +78,7 @@ def test_challenger_fraction_bounds_serve_every_row_by_one_arm(db, unchanged, fr
     db.sql(f"CREATE OR REPLACE VIEW ab AS SELECT * FROM ML.PREDICT(MODEL m, TABLE p{ab})")
     viewed = db.sql("SELECT id, model_version, predicted_sex, predicted_sex_probs[2].prob FROM ab ORDER BY id").fetchall()
     db.sql("DROP VIEW ab")
-    assert viewed == rows
+    assert same_predictions(viewed, rows)
 
 
 # --- NULL parameters: the default, or refused with a message ---------------------------------------------
@@ -153,7 +154,7 @@ def test_null_challenger_fraction_is_plain_predict_and_null_split_key_is_refused
     null_fraction = ", STRUCT(NULL AS challenger_fraction, 'id' AS split_key)"
     assert db.sql(f"SELECT * FROM ML.PREDICT(MODEL m, TABLE p{null_fraction}) ORDER BY id").fetchall() == plain
     db.sql(f"CREATE OR REPLACE VIEW plain AS SELECT * FROM ML.PREDICT(MODEL m, TABLE p{null_fraction})")
-    assert db.sql("SELECT * FROM plain ORDER BY id").fetchall() == plain
+    assert same_predictions(db.sql("SELECT * FROM plain ORDER BY id").fetchall(), plain)
     db.sql("DROP VIEW plain")
     with pytest.raises(DataError, match="A/B serving needs split_key, a column of the input whose hash decides each "
                                         "row's arm; got None"):

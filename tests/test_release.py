@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import sqlml
+from conftest import same_predictions
 from sqlml import cli, datasets
 from sqlml.errors import DataError, ModelIntegrityError, ModelNotFoundError, SqlmlError
 
@@ -245,11 +246,11 @@ def test_views_follow_the_serving_state_in_this_and_a_new_process(tmp_path):
     for statement, expected in [("ALTER MODEL m DEPLOY VERSION 1", versions[1]), ("ALTER MODEL m ROLLBACK", versions[3]),
                                 ("ALTER MODEL m DISABLE", baseline), ("ALTER MODEL m ENABLE", versions[3])]:
         conn.sql(statement)
-        assert conn.sql(VIEWS.format("live")).fetchall() == expected, statement
-        assert conn.sql(VIEWS.format("pinned")).fetchall() == versions[2]
+        assert same_predictions(conn.sql(VIEWS.format("live")).fetchall(), expected), statement
+        assert same_predictions(conn.sql(VIEWS.format("pinned")).fetchall(), versions[2])
         conn.close()
         live, pinned = in_new_process(path, [VIEWS.format("live"), VIEWS.format("pinned")])
-        assert live == expected and pinned == versions[2], statement
+        assert same_predictions(live, expected) and same_predictions(pinned, versions[2]), statement
         conn = sqlml.connect(str(path), progress=lambda m: None)
     conn.close()
 

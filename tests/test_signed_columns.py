@@ -173,7 +173,7 @@ def make_legacy(path):
         columns = [d[0] for d in raw.description]
         serving = raw.execute("SELECT model, state FROM sqlml.serving").fetchall()
         for table in ("models", "trials", "dropped", "deployments", "serving", "scoring_functions", "key_check",
-                      "schema_version"):
+                      "views", "schema_version"):
             raw.execute(f"DROP TABLE IF EXISTS sqlml.{table}")
         for statements in migrations(Tables.of(catalog))[:3]:
             for statement in statements:
@@ -216,10 +216,10 @@ def test_a_registry_written_by_an_older_sqlml_keeps_working_and_begins_its_chain
     make_legacy(path)
     with sqlml.connect(str(path), read_only=True, progress=lambda m: None) as conn:  # it cannot be migrated
         with pytest.raises(SqlmlError, match=r"This database's registry was written by an older sqlml \(schema "
-                                             r"version 3; this sqlml reads version 4\), and it is open read-only"):
+                                             r"version 3; this sqlml reads version 5\), and it is open read-only"):
             conn.sql(PREDICT.format("m", ROWS)).fetchall()
     with open_() as conn:  # migrated on connect
-        assert conn.sql("SELECT max(version) FROM sqlml.schema_version").fetchall() == [(4,)]
+        assert conn.sql("SELECT max(version) FROM sqlml.schema_version").fetchall() == [(5,)]
         assert {name: conn.sql(PREDICT.format(name, ROWS)).fetchall() for name in served} == served
         statuses = {r[0] for r in conn.models().select("status").fetchall()}
         assert statuses == {"ok, but signed by an older sqlml, which did not sign its training query, feature "

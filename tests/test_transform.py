@@ -8,6 +8,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder
 
+from conftest import same_predictions
 from sqlml.errors import SqlmlError
 
 CLEAN = """CREATE TABLE clean AS SELECT row_number() OVER (ORDER BY species, island, bill_length_mm, bill_depth_mm,
@@ -97,7 +98,7 @@ def test_view_equals_eager_scoring(trained):
     trained.sql("CREATE VIEW scored AS SELECT * FROM ML.PREDICT(MODEL w, TABLE clean)")
     lazy = trained.sql("SELECT * FROM scored ORDER BY id").fetchall()
     eager = trained.sql("SELECT * FROM ML.PREDICT(MODEL w, TABLE clean) ORDER BY id").fetchall()
-    assert lazy == eager
+    assert same_predictions(lazy, eager)
     assert trained.sql("SELECT * FROM scored").columns == trained.sql("SELECT * FROM ML.PREDICT(MODEL w, TABLE clean)").columns
 
 
