@@ -124,7 +124,8 @@ def _write(engine: Engine, registry: Registry, schema: str, name: str, definitio
     for item in definition["scored"]:
         scored, served = Scored(**item), []
         sql, reflects["heads"][scored.model] = _scoring_sql(engine, registry, scored, name, served)
-        reflects["versions"] += [[v.name, v.version, v.fingerprint] for v in served]
+        reflects["versions"] += [[v.name, v.version, v.fingerprint] for v in served
+                                 if [v.name, v.version, v.fingerprint] not in reflects["versions"]]
         body = re.sub(rf"\b{re.escape(scored.placeholder)}\b", lambda _: f"({sql})", body)
     target: exp.Expr = exp.table_(name, db=schema, quoted=True)
     if definition["columns"]:

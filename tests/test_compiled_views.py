@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -243,3 +244,18 @@ def test_a_view_dropped_by_hand_loses_its_record_at_the_next_release(db):
         assert connection.execute("SELECT view_name FROM sqlml.views ORDER BY 1").fetchall() == [("ab",), ("trees",),
                                                                                                   ("v",)]
         assert connection.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'pinned'").fetchall() == [(0,)]
+
+
+def test_the_example_runs_and_a_client_without_sqlml_reads_its_views(tmp_path):
+    path = tmp_path / "penguins.duckdb"
+    example = Path(__file__).parent.parent / "examples" / "compiled_view.sql"
+    done = subprocess.run([sys.executable, "-m", "sqlml.cli", "run", str(example), "--dataset", "penguins", "--db", str(path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "same_as_version_1  344" in done.stdout  # the view follows the rollback to version 1
+    query = "SELECT id, predicted_sex, predicted_sex_probs{} FROM {} ORDER BY id"
+    assert same_predictions(plain(path, query.format("", "sex_scored")),
+                            served(path, query.format("", "ML.PREDICT(MODEL sex, TABLE birds)")))
+    ab = "STRUCT(0.3 AS challenger_fraction, 'id' AS split_key)"
+    assert same_predictions(plain(path, query.format(", model_version", "sex_ab")),
+                            served(path, query.format(", model_version", f"ML.PREDICT(MODEL sex, TABLE birds, {ab})")))
