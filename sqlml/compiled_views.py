@@ -200,7 +200,8 @@ def _served(registry: Registry, scored: Scored, state: Serving, version: int | N
 
 
 def _checked(info: ModelVersion, scored: Scored) -> ModelVersion:
-    if [list(c) for c in views.features(info)] != [list(c) for c in scored.features] or views.shape(info) != scored.shape:
+    taken = [list(c) for c in views.features(info)]
+    if taken != [list(c) for c in scored.features] or views.shape(info) != scored.shape:
         raise DataError(f"Model '{info.name}' version {info.version} takes other columns or predicts otherwise.")
     return info
 
@@ -227,7 +228,8 @@ def _until_expiry(select: exp.Select, served: list[ModelVersion]) -> exp.Select:
         return select
     tests = [exp.If(this=exp.GTE(this=exp.CurrentTimestamp(),
                                  expression=exp.cast(exp.Literal.string(str(when)), exp.DataType.build("timestamptz"))),
-                    true=exp.func("error", exp.Literal.string(f"ModelExpiredError: {expiry_message(v.name, v.version, when)}")))
+                    true=exp.func("error", exp.Literal.string(
+                        f"ModelExpiredError: {expiry_message(v.name, v.version, when)}")))
              for v, when in guards]
     return exp.select("*").from_(select.subquery("__sqlml_expiring")).where(exp.Case(ifs=tests, default=exp.true()))
 
@@ -280,7 +282,8 @@ def refusal(engine: Engine, registry: Registry, sql: str, creating: "CreatedView
             _check_versions(key[1], owned[key][1], registry)
             continue
         owned[key] = None
-        rows = engine.fetch(f"SELECT * FROM {registry.tables().views} WHERE schema_name = ? AND view_name = ?", list(key))
+        rows = engine.fetch(f"SELECT * FROM {registry.tables().views} WHERE schema_name = ? AND view_name = ?",
+                            list(key))
         if not rows:
             raise _edited(key[1], "its record in sqlml.views is missing")
         record = _record(rows[0])

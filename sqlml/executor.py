@@ -242,7 +242,7 @@ class Executor:
     def query(self, step: Query) -> t.Any:
         views.refusal(self.engine, step.sql)
         compiled_views.refusal(self.engine, self.registry, step.sql, step.created_view)
-        if step.created_view is not None:
+        if step.created_view is not None and step.created_view.catalog in (None, self.engine.current_database()):
             return self._create_view(step)
         sql = step.sql
         for view in step.views:

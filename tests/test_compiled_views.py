@@ -16,10 +16,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import sqlglot
 
 import sqlml
 from conftest import fmix64, fnv1a, same_predictions
 from sqlml import datasets
+from sqlml.compile import challenger_arm
 from sqlml.errors import ModelIntegrityError, ModelNotFoundError
 
 PLAIN = textwrap.dedent("""
@@ -159,6 +161,17 @@ def test_a_b_arms_of_the_view_are_ml_predicts(db):
     disabled = served(db, predicted)
     assert {r[3] for r in disabled} == {1} and len({json.dumps(r[1:3]) for r in disabled}) == 1  # the baseline
     assert same_predictions(plain(db, query.format("ab")), disabled)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.999999, 1.0])
+def test_the_arm_in_sql_is_the_one_docs_release_md_defines_for_keys_of_every_utf8_width(fraction):
+    """sqlml.compile.arms in DuckDB against FNV-1a + fmix64 computed here, on keys of 1- to 4-byte characters."""
+    keys = ["", "a", "e\u0301x", "ß", "€uro", "\U0001d11e", "🇫🇷", "\u07ff\u0800\uffff\U00010000"] + \
+        [f"k{n}" for n in range(2000)]
+    arm = challenger_arm(sqlglot.exp.column("k"), fraction).sql("duckdb")
+    got = duckdb.sql(f"SELECT {arm} FROM (SELECT unnest(?) AS k, generate_subscripts(?, 1) AS n) ORDER BY n",
+                     params=[keys, keys]).fetchall()
+    assert [a for (a,) in got] == [fmix64(fnv1a(k)) < fraction * 2**64 or fraction == 1.0 for k in keys]
 
 
 def test_an_edited_view_is_refused_by_sqlml_naming_it(db):

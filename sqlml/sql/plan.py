@@ -53,6 +53,7 @@ class CreatedView:
 
     name: str
     schema: str | None  # as written; None: the current schema
+    catalog: str | None  # as written: sqlml owns the view only in the current database
     columns: list[str] | None  # ``CREATE VIEW v (a, b)``
     body_sql: str  # the view's query, each ML.PREDICT a placeholder table (ViewScoring.placeholder)
     replace: bool
@@ -128,14 +129,14 @@ def _name_part(text: str) -> str:
 
 
 def _owned_view(statement: exp.Create, dialect: str) -> CreatedView | None:
-    """The view a CREATE VIEW over ML.PREDICT makes, if sqlml owns it: persistent, and named in the
-    current database (a temporary view, or one in another catalog, keeps a scoring function's call)."""
+    """The view a CREATE VIEW over ML.PREDICT makes, if sqlml may own it: a persistent one (a temporary
+    view keeps a scoring function's call)."""
     target = statement.this
     table = target.this if isinstance(target, exp.Schema) else target
-    if statement.find(exp.TemporaryProperty) or table.catalog:
+    if statement.find(exp.TemporaryProperty):
         return None
     columns = [c.name for c in target.expressions] if isinstance(target, exp.Schema) else None
-    return CreatedView(table.name, table.db or None, columns, statement.expression.sql(dialect),
+    return CreatedView(table.name, table.db or None, table.catalog or None, columns, statement.expression.sql(dialect),
                        bool(statement.args.get("replace")), bool(statement.args.get("exists")))
 
 
