@@ -183,16 +183,15 @@ class Executor:
             sql = sql.replace(view.placeholder,
                               f"({self.view_scoring_sql(view.model, view.input_sql, view.params, view.view)})")
         if step.passthrough:  # nothing for the engine to do: hand the computed rows back as they are
-            return self.engine.result(outputs.as_table(self.compute(self._filled(step, step.tables[0]))))
+            return self.engine.result(self.compute(self._filled(step, step.tables[0])))
         with outputs.Exposed(self.engine) as exposed:
             for table_function in step.tables:
                 # Analytic preprocessing reads the ML.* tables for its statistics before the statement does.
                 once = table_function.name not in step.rescanned and not step.analytics
                 exposed.add(table_function.name, self.compute(self._filled(step, table_function)), once)
             sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql)
-            if exposed.names and step.returns_rows:
-                # The outputs are dropped below, so a result that reads them is materialized now.
-                return self.engine.result(exposed.run(lambda: self.engine.read_arrow(sql)))
+            if exposed.names and step.returns_rows:  # the outputs are dropped below
+                return exposed.run(lambda: self.engine.detached(sql))
             result = exposed.run(lambda: self.engine.execute(sql))
             return result if step.returns_rows else None
 
@@ -260,5 +259,6 @@ class Executor:
         (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
             sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
-        return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
-                    lambda: self.engine.read_arrow(sql), source=sql)
+        return Data(lambda: self.engine.input_batches(sql), lambda: self.engine.schema(sql),
+                    lambda: self.engine.read_arrow(sql), source=sql,
+                    apply=lambda function, empty: self.engine.apply(sql, function, empty))
