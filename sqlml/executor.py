@@ -85,7 +85,7 @@ class Executor:
             fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,
                                    label_of(kind, checked), keep=role_columns(kind, checked)[1:],
                                    dialect=self.engine.dialect)
-            query_sql = transform.training_sql(fitted, step.query_sql)
+            query_sql = transform.training_sql(fitted, step.query_sql, self.engine.dialect)
         rows = tune.read(self.engine, query_sql, kind, checked)
         row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted,
                          training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
@@ -220,7 +220,7 @@ class Executor:
         columns = self.engine.schema(input_sql)  # a missing column is named now, not as DuckDB's binder error
         if model_state.transform:
             transform.wrap_sql(model_state.transform, input_sql, columns.names)
-            input_sql = transform.wrap_sql(model_state.transform, input_sql, None)
+            input_sql = transform.wrap_sql(model_state.transform, input_sql, None, dialect=self.engine.dialect)
         else:
             model_state.preprocessor.check_columns(columns.empty_table())
         pinned = self.registry.pinned(info) if version is not None else None
@@ -258,7 +258,8 @@ class Executor:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training
         (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
-            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
+            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape,
+                                     self.engine.dialect)
         return Data(lambda: self.engine.input_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql,
                     apply=lambda function, empty: self.engine.apply(sql, function, empty))

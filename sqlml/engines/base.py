@@ -111,6 +111,9 @@ class Engine(t.Protocol):
 
     def unregister_table(self, name: str) -> None: ...
 
+    def create_table(self, name: str, table: pa.Table) -> None:
+        """A table ``name`` of the current database holding ``table``'s rows, replacing one of that name."""
+
     def result(self, rows: pa.Table | Output) -> t.Any:
         """Rows in the form :meth:`execute` returns query results in."""
 

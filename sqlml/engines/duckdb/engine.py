@@ -145,6 +145,15 @@ class DuckDBEngine:
     def unregister_table(self, name: str) -> None:
         self.connection.unregister(name)
 
+    def create_table(self, name: str, table: pa.Table) -> None:
+        rows = self.temp_name("sqlml_rows")
+        self.register_table(rows, table)
+        try:
+            self.fetch(exp.Create(this=exp.to_table(exp.to_identifier(name, quoted=True)), kind="TABLE", replace=True,
+                                  expression=exp.select("*").from_(rows)).sql(self.dialect))
+        finally:
+            self.unregister_table(rows)
+
     def result(self, rows: pa.Table | Stream) -> Result:
         return Result(self.connection.from_arrow(rows.table() if isinstance(rows, Stream) else rows), self)
 
