@@ -111,6 +111,12 @@ class Engine(t.Protocol):
 
     def unregister_table(self, name: str) -> None: ...
 
+    def training_sample(self, sql: str, size: int | None, seed: int, stratify: str | None) -> tuple[pa.Table, str] | None:
+        """The rows CREATE MODEL trains on, when the engine keeps them elsewhere and the query has more than
+        ``size`` (None: the engine's own limit): a sample the engine draws, seeded by ``seed`` (each value of
+        column ``stratify`` keeping its share), and a note saying so for the training output and
+        ML.TRAINING_INFO. None when every row is read into this process (DuckDB)."""
+
     def create_table(self, name: str, table: pa.Table) -> None:
         """A table ``name`` of the current database holding ``table``'s rows, replacing one of that name."""
 

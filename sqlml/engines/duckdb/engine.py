@@ -145,6 +145,10 @@ class DuckDBEngine:
     def unregister_table(self, name: str) -> None:
         self.connection.unregister(name)
 
+    def training_sample(self, sql: str, size: int | None, seed: int, stratify: str | None) -> None:
+        """None: CREATE MODEL reads the rows in this process, and samples them there (sqlml.train.sample)."""
+        return None
+
     def create_table(self, name: str, table: pa.Table) -> None:
         rows = self.temp_name("sqlml_rows")
         self.register_table(rows, table)
