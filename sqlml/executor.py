@@ -262,4 +262,5 @@ class Executor:
                                      self.engine.dialect)
         return Data(lambda: self.engine.input_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql,
-                    apply=lambda function, empty: self.engine.apply(sql, function, empty))
+                    apply=lambda function, empty: self.engine.apply(sql, function, empty),
+                    count=lambda function, empty: self.engine.counted(sql, function, empty))

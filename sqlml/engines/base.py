@@ -92,6 +92,11 @@ class Engine(t.Protocol):
         work: DuckDB in this process, as the statement reading the output pulls it; Spark on its
         executors. ``empty()`` is the output of no rows (its schema, for an input without rows)."""
 
+    def counted(self, input_sql: str, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> pa.Table | None:
+        """The distinct rows of ``function``'s output over the rows of ``input_sql``, each with its number
+        (column ``count``), computed where the engine runs row-level work; None on an engine that reads
+        the rows into this process anyway (DuckDB)."""
+
     def expose(self, name: str, output: Output, read_once: bool) -> None:
         """Make ``output`` readable by the next statement under ``name`` (``read_once``: the statement
         reads it at most once, so it need not be kept). Dropped with :meth:`unregister_table`."""

@@ -26,6 +26,9 @@ class Data:
     #: The engine's row-level work over these rows (:meth:`sqlml.engines.base.Engine.apply`); None for rows
     #: in memory, which are mapped here.
     apply: t.Callable[[BatchFunction, t.Callable[[], pa.Table]], Output] | None = None
+    #: The engine's count of distinct output rows (:meth:`sqlml.engines.base.Engine.counted`); None where
+    #: the rows are read into this process.
+    count: t.Callable[[BatchFunction, t.Callable[[], pa.Table]], pa.Table | None] | None = None
 
     def tables(self) -> t.Iterator[pa.Table]:
         """The batches, each as a table, read in this process."""
@@ -38,6 +41,13 @@ class Data:
         if self.apply is not None:
             return self.apply(function, empty)
         return Stream((function(rows) for rows in self.tables()), empty)
+
+    def counted(self, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> pa.Table | None:
+        """The distinct rows of ``function``'s output over these rows, each with its number (column
+        ``count``), counted where the rows are (Spark's executors), so only those reach this process;
+        None where the engine reads rows into this process anyway (DuckDB, rows in memory): then the
+        caller reads them batch by batch."""
+        return self.count(function, empty) if self.count is not None else None
 
     def empty(self) -> pa.Table:
         return self.schema().empty_table()

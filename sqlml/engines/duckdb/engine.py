@@ -84,6 +84,10 @@ class DuckDBEngine:
         tables = (pa.Table.from_batches([batch]) for batch in self._stream_batches(input_sql))
         return Stream((function(rows) for rows in tables), empty)
 
+    def counted(self, input_sql: str, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> None:
+        """None: the caller reads the rows batch by batch in this process, where DuckDB runs Python."""
+        return None
+
     def expose(self, name: str, output: Stream, read_once: bool) -> None:
         """A stream the statement pulls as it runs (``read_once``), else its rows registered as a table."""
         if read_once:

@@ -9,7 +9,7 @@ from sqlglot import exp
 from sqlglot.dialects.spark import Spark
 from sqlglot.generators.spark import SparkGenerator
 
-from ...errors import SqlmlError
+from ...errors import SqlmlError, UnsupportedError
 
 
 def _generate_array(self: SparkGenerator, e: exp.Func) -> str:
@@ -32,7 +32,7 @@ def _row_numbers(self: SparkGenerator, e: exp.Func) -> str:
 
 
 def _other_columns(self: SparkGenerator, e: exp.Func) -> str:
-    raise SqlmlError("Spark cannot select 'every column but these' without knowing the columns (DuckDB's COLUMNS): "
+    raise UnsupportedError("Spark cannot select 'every column but these' without knowing the columns (DuckDB's COLUMNS): "
                      "a view over ML.PREDICT of a model with TRANSFORM needs that, and views are not served on Spark yet.")
 
 

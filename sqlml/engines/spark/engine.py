@@ -17,7 +17,7 @@ import typing as t
 import pyarrow as pa
 from sqlglot import exp
 
-from ...errors import SqlmlError
+from ...errors import SqlmlError, UnsupportedError
 from ..base import BatchFunction, Stream
 from . import batches as shipped
 from .dialect import NAME as DIALECT
@@ -116,6 +116,12 @@ class SparkEngine:
         work = functools.partial(shipped.run, self.spark.sparkContext.broadcast(shipped.dumps(function)), schema)
         return SparkRows(guarded(lambda: frame.mapInArrow(work, shipped.spark_schema(schema))), schema)
 
+    def counted(self, input_sql: str, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> pa.Table:
+        """``function`` on the executors, its distinct output rows counted by Spark: the driver receives
+        one row per distinct output (for metrics, per distinct label, prediction and probabilities)."""
+        frame = self.apply(input_sql, function, empty).frame
+        return shipped.normalized(guarded(frame.groupBy(*frame.columns).count().toArrow))
+
     def expose(self, name: str, output: SparkRows | Stream, read_once: bool) -> None:
         if isinstance(output, SparkRows):
             output.frame.createOrReplaceTempView(name)
@@ -165,13 +171,13 @@ class SparkEngine:
         return []  # Spark's views are temporary: none survives a session, so none needs its scoring function
 
     def define_scoring_function(self, *args: t.Any) -> None:
-        raise SqlmlError(VIEWS)
+        raise UnsupportedError(VIEWS)
 
     def drop_scoring_function(self, name: str) -> None:
         """No scoring functions are ever defined on Spark."""
 
     def scoring_sql(self, *args: t.Any) -> str:
-        raise SqlmlError(VIEWS)
+        raise UnsupportedError(VIEWS)
 
 
 VIEWS = ("CREATE VIEW … AS SELECT … FROM ML.PREDICT(…) is not available on Spark yet: a persistent Spark view "
