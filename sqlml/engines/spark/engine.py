@@ -102,9 +102,10 @@ class SparkEngine:
         self.spark.catalog.dropTempView(name)
 
     def create_table(self, name: str, table: pa.Table) -> None:
-        """A table of Spark's current catalog (Parquet in its warehouse folder), replacing one of that name."""
+        """A table of Spark's current catalog (Parquet in its warehouse folder), replacing one of that name;
+        written as one file, so that reading it gives the rows in their order (as DuckDB does)."""
         target = exp.to_identifier(name, quoted=True).sql(self.dialect)
-        guarded(lambda: self._frame_of(table).write.mode("overwrite").saveAsTable(target))
+        guarded(lambda: self._frame_of(table).coalesce(1).write.mode("overwrite").saveAsTable(target))
 
     def apply(self, input_sql: str, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> SparkRows:
         """``function`` on the executors over the rows of ``input_sql`` (``mapInArrow``), the function and

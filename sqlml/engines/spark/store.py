@@ -4,9 +4,12 @@ registry writes today (DuckDB's: ``CREATE TABLE``, ``INSERT [OR REPLACE | OR IGN
 
 Spark's default (Parquet) tables refuse UPDATE, DELETE and MERGE, and need neither Hive nor Delta
 here: each registry table is a list of immutable Parquet files, and the registry's state is the
-newest of numbered manifests (``_log/00000042.json``) naming every table's files. Queries run on
-Spark over those files; a write changes the tables in this process and commits them as one new
-manifest (appended rows in a new file; an UPDATE or DELETE rewrites its table into one file).
+newest of numbered manifests (``_log/00000042.json``) naming every table's files. The registry's
+tables are small (a row per version, deployment and trial), so the store reads them into this process
+and answers the registry's own statements here, with sqlglot's SQL executor (milliseconds, where a
+Spark job takes a second); a query a user writes over them runs on Spark. A write changes the tables
+here and commits them as one new manifest (appended rows in a new file; an UPDATE or DELETE rewrites
+its table into one file).
 
 Concurrency rule: one writer wins. A commit creates the next manifest number exclusively; when
 another session took it first, the commit fails with a conflict (nothing of it is kept, and the
@@ -119,10 +122,31 @@ class Store:
             if isinstance(statement, exp.Create) and statement.kind.upper() == "SCHEMA":
                 return None  # the folder is the schema
             if isinstance(statement, exp.Query):
-                return [tuple(_python(v) for v in row) for row in self.frame(sql, params).collect()]
+                self._refresh()
+                return self._select(_literals(_bound(statement, params)))
             with self.transaction():
                 self._write(_bound(statement, params))
             return None
+
+    def _select(self, query: exp.Query, extra: dict[str, pa.Table] | None = None) -> list[tuple]:
+        """A query's rows, computed here over the columns of the registry tables (and ``extra``) it reads."""
+        from sqlglot.executor import execute
+        names = {t.name.lower() for t in query.find_all(exp.Table) if t.text("db").lower() == SCHEMA}
+        read = None if query.find(exp.Star) else {c.name for c in query.find_all(exp.Column)}
+        tables = {name: self._rows(name) for name in names if name in self.tables}
+        unknown = names - set(tables)
+        if unknown:
+            raise SqlmlError(f"The registry has no table '{SCHEMA}.{sorted(unknown)[0]}' yet.")
+        if extra:  # one level of names, as sqlglot's executor wants every table named alike
+            query = query.transform(lambda n: exp.to_table(n.name) if isinstance(n, exp.Table) and n.text("db") else n)
+            tables = {**tables, **extra}
+        read_tables = {name: rows.select([c for c in rows.column_names if read is None or c in read])
+                       for name, rows in tables.items()}
+        types = {name: {f.name: _sql_type(f.type) for f in rows.schema} for name, rows in read_tables.items()}
+        values = {name: rows.to_pylist() for name, rows in read_tables.items()}
+        if not extra:
+            types, values = {SCHEMA: types}, {SCHEMA: values}
+        return [tuple(row) for row in execute(query, schema=types, dialect="duckdb", tables=values).rows]
 
     def _refresh(self) -> None:
         """Read the newest manifest when another session committed one (not inside a transaction, which
@@ -301,21 +325,19 @@ class Store:
         table.rows, table.rewritten, table.appended = self._rows(name).filter(pa.array(kept)), True, []
 
     def _hits(self, name: str, where: exp.Where | None) -> t.Any:
-        """Which rows of table ``name`` satisfy ``where`` (all, without one), computed by Spark."""
+        """Which rows of table ``name`` satisfy ``where`` (all, without one)."""
         import numpy as np
         rows = self._rows(name)
         if where is None:
             return np.ones(rows.num_rows, dtype=bool)
         hits = np.zeros(rows.num_rows, dtype=bool)
         if rows.num_rows:
-            numbered = rows.append_column(POSITION, pa.array(range(rows.num_rows), pa.int64()))
-            view = f"__sqlml_registry_where_{uuid.uuid4().hex[:8]}"
-            self.spark.createDataFrame(numbered).createOrReplaceTempView(view)
-            try:
-                query = exp.select(POSITION).from_(view).where(_literals(where.this.copy()))
-                hits[[r[0] for r in self.spark.sql(query.sql("spark")).collect()]] = True
-            finally:
-                self.spark.catalog.dropTempView(view)
+            condition = _literals(where.this.copy())
+            read = {c.name for c in condition.find_all(exp.Column)}
+            numbered = rows.select([c for c in rows.column_names if c in read])
+            numbered = numbered.append_column(POSITION, pa.array(range(rows.num_rows), pa.int64()))
+            query = exp.select(POSITION).from_("__sqlml_rows").where(condition)
+            hits[[row[0] for row in self._select(query, {"__sqlml_rows": numbered})]] = True
         return hits
 
     def _changed(self, name: str) -> Table:
@@ -365,6 +387,12 @@ class Store:
             json.dump(manifest, f)
 
 
+def _sql_type(kind: pa.DataType) -> str:
+    names = {pa.string(): "VARCHAR", pa.int32(): "INT", pa.int64(): "BIGINT", pa.float64(): "DOUBLE",
+             pa.bool_(): "BOOLEAN", pa.binary(): "VARBINARY", pa.timestamp("us"): "TIMESTAMP"}
+    return names[kind]
+
+
 def _column(definition: exp.ColumnDef, kinds: list[exp.Expr]) -> tuple[str, str, bool, bool]:
     kind = TYPES[definition.args["kind"].this]
     not_null = any(isinstance(k, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint)) for k in kinds)
@@ -408,10 +436,6 @@ def _value(node: exp.Expr) -> t.Any:
     if isinstance(node, exp.Literal):
         return node.this if node.is_string else (float(node.this) if re.search(r"[.eE]", node.this) else int(node.this))
     return node.to_py()
-
-
-def _python(value: t.Any) -> t.Any:
-    return bytes(value) if isinstance(value, bytearray) else value
 
 
 def _spark_schema(schema: pa.Schema) -> t.Any:
