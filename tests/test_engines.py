@@ -8,10 +8,13 @@ engine (module-scoped), since every Spark job costs seconds."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import ENGINES as ENGINE_NAMES
 from conftest import connect_on
 from sklearn import metrics as skm
 
@@ -307,3 +310,20 @@ def test_the_registry_persists_and_refuses_a_forged_row(engine, request, tmp_pat
 def test_a_view_over_predict_serves_the_model(lab, engine):
     lab.sql("CREATE OR REPLACE VIEW species_view AS SELECT * FROM ML.PREDICT(MODEL species_model, TABLE penguins)")
     assert rows(lab.sql("SELECT * FROM species_view")).num_rows == 344
+
+
+def test_sqlml_run_on_spark_prints_duckdbs_answers(spark_session, tmp_path):
+    from click.testing import CliRunner
+
+    from sqlml.cli import main
+    script = ("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species']) AS "
+              "SELECT species, island, bill_length_mm, flipper_length_mm FROM penguins;\n"
+              "SELECT predicted_species, count(*) AS n FROM ML.PREDICT(MODEL m, TABLE penguins) "
+              "GROUP BY predicted_species ORDER BY predicted_species")
+    printed = {}
+    for engine in ENGINE_NAMES:
+        result = CliRunner().invoke(main, ["run", "-", "--dataset", "penguins", "--format", "json", "--engine", engine,
+                                           "--registry", str(tmp_path / "registry")], input=script)
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+        printed[engine] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert printed["spark"] == printed["duckdb"] and sum(row["n"] for row in printed["spark"]) == 344
