@@ -313,17 +313,16 @@ def test_a_view_over_predict_serves_the_model(lab, engine):
 
 
 def test_sqlml_run_on_spark_prints_duckdbs_answers(spark_session, tmp_path):
+    """examples/penguins.sql (BigQuery's tutorial) run by ``sqlml run --engine spark``."""
     from click.testing import CliRunner
 
     from sqlml.cli import main
-    script = ("CREATE MODEL m OPTIONS (model_type = 'logistic_reg', input_label_cols = ['species']) AS "
-              "SELECT species, island, bill_length_mm, flipper_length_mm FROM penguins;\n"
-              "SELECT predicted_species, count(*) AS n FROM ML.PREDICT(MODEL m, TABLE penguins) "
-              "GROUP BY predicted_species ORDER BY predicted_species")
     printed = {}
     for engine in ENGINE_NAMES:
-        result = CliRunner().invoke(main, ["run", "-", "--dataset", "penguins", "--format", "json", "--engine", engine,
-                                           "--registry", str(tmp_path / "registry")], input=script)
+        result = CliRunner().invoke(main, ["run", "examples/penguins.sql", "--dataset", "penguins", "--format", "json",
+                                           "--engine", engine, "--registry", str(tmp_path / "registry")])
         assert result.exit_code == 0 and "Traceback" not in result.output, result.output
         printed[engine] = [json.loads(line) for line in result.stdout.splitlines()]
-    assert printed["spark"] == printed["duckdb"] and sum(row["n"] for row in printed["spark"]) == 344
+    assert len(printed["spark"]) == len(printed["duckdb"]) == 1 + 9 + 5  # ML.EVALUATE, ML.WEIGHTS, 5 predictions
+    for got, expected in zip(printed["spark"], printed["duckdb"]):
+        assert got == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in expected.items()}

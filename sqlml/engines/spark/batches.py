@@ -72,9 +72,10 @@ def plain(table: pa.Table) -> pa.Table:
 
 
 def arrow_schema(spark_schema: t.Any) -> pa.Schema:
+    """The Arrow schema of Spark's, as the rows read come (every column nullable, as ``toArrow`` gives them)."""
     from pyspark.sql.pandas.types import to_arrow_schema
     schema = to_arrow_schema(spark_schema, timezone="UTC")
-    return pa.schema([pa.field(f.name, _plain_type(f.type), f.nullable) for f in schema])
+    return pa.schema([pa.field(f.name, _plain_type(f.type)) for f in schema])
 
 
 def spark_schema(schema: pa.Schema) -> t.Any:

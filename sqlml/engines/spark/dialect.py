@@ -9,7 +9,7 @@ from sqlglot import exp
 from sqlglot.dialects.spark import Spark
 from sqlglot.generators.spark import SparkGenerator
 
-from ...errors import SqlmlError, UnsupportedError
+from ...errors import UnsupportedError
 
 
 def _generate_array(self: SparkGenerator, e: exp.Func) -> str:

@@ -17,7 +17,7 @@ import typing as t
 import pyarrow as pa
 from sqlglot import exp
 
-from ...errors import SqlmlError, UnsupportedError
+from ...errors import UnsupportedError
 from ..base import BatchFunction, Stream
 from . import batches as shipped
 from .dialect import NAME as DIALECT
