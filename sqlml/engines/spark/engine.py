@@ -63,9 +63,8 @@ class SparkEngine:
         return guarded(lambda: self.spark.sql(sql, args=params) if params else self.spark.sql(sql))
 
     def execute(self, sql: str, params: list | None = None) -> t.Any:
-        if self.store.handles(sql):
-            rows = guarded(lambda: self.store.run(sql, params))
-            return None if rows is None else self.store.frame(sql, params)
+        if self.store.handles(sql):  # a query of the registry's tables runs on Spark; a write in the store
+            return guarded(lambda: self.store.execute(sql, params))
         return self._frame(sql, params)
 
     def fetch(self, sql: str, params: list | None = None) -> list[tuple]:

@@ -98,11 +98,18 @@ class Store:
 
     # --- reading ---------------------------------------------------------------------------------
 
+    def execute(self, sql: str, params: list | None = None) -> t.Any:
+        """A statement sent to the engine: a query as a Spark DataFrame, a write run here (None)."""
+        if isinstance(_parsed(sql), exp.Query):
+            return self.frame(sql, params)
+        self.run(sql, params)
+        return None
+
     def frame(self, sql: str, params: list | None = None) -> t.Any:
         """A registry query as a Spark DataFrame over the current rows."""
         with self._lock:
             self._refresh()
-            statement = _literals(_bound(sqlglot.parse_one(sql, read="duckdb"), params))
+            statement = _literals(_bound(_parsed(sql), params))
             for table in list(statement.find_all(exp.Table)):
                 if table.text("db").lower() == SCHEMA:
                     alias = exp.TableAlias(this=exp.to_identifier(table.alias_or_name))
@@ -118,7 +125,7 @@ class Store:
                 return [(1,)] if params and params[-1] in self.tables else []
             if "duckdb_databases()" in lowered:  # read-only? (never: the folder is written as needed)
                 return [(False,)]
-            statement = sqlglot.parse_one(sql, read="duckdb")
+            statement = _parsed(sql)
             if isinstance(statement, exp.Create) and statement.kind.upper() == "SCHEMA":
                 return None  # the folder is the schema
             if isinstance(statement, exp.Query):
@@ -398,6 +405,14 @@ def _column(definition: exp.ColumnDef, kinds: list[exp.Expr]) -> tuple[str, str,
     not_null = any(isinstance(k, (exp.NotNullColumnConstraint, exp.PrimaryKeyColumnConstraint)) for k in kinds)
     default = any(isinstance(k, exp.DefaultColumnConstraint) for k in kinds)
     return definition.name, str(kind), not_null, default
+
+
+def _parsed(sql: str) -> exp.Expr:
+    """A statement of the registry (DuckDB's dialect), or one a user wrote that the planner wrote for Spark."""
+    try:
+        return sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError:
+        return sqlglot.parse_one(sql, read="spark")
 
 
 class Held(exp.Expression):
