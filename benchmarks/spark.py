@@ -133,7 +133,7 @@ def main() -> None:
         spark = child("spark", directory, args.master, *map(str, sizes))
     print(f"\nML.PREDICT of every row written to Parquet — Spark {args.master} beside DuckDB (threads = 2)")
     print(f"{'model':<24} {'rows':>11} {'DuckDB s':>9} {'Spark s':>8} {'Spark/DuckDB':>13} "
-          f"{'DuckDB RSS MB':>14} {'Spark driver RSS MB':>20}")
+          f"{'DuckDB RSS MB':>14} {'Spark driver RSS MB':>20}  (DuckDB without memory_limit: its buffer pool caches)")
     for key in (f"{model} {rows}" for model in MODELS for rows in sizes):
         model, rows = key.split()
         d, s = duck[key], spark[key]

@@ -37,6 +37,25 @@ def run(broadcast: t.Any, schema: pa.Schema, batches: t.Iterator[pa.RecordBatch]
             yield from (out if out.schema == schema else out.cast(schema)).to_batches()
 
 
+def streamed(frame: t.Any) -> t.Iterator[pa.RecordBatch]:
+    """The rows of a DataFrame brought to the driver a partition at a time, as record batches: each
+    executor writes its batches in Arrow's IPC format into one binary value, which Spark's local
+    iterator hands over (``toArrow`` would hold every row at once)."""
+    packed = frame.mapInArrow(_packed, "ipc binary")
+    for row in packed.toLocalIterator(prefetchPartitions=True):
+        with pa.ipc.open_stream(row[0]) as reader:
+            yield from (normalized(pa.Table.from_batches([batch])).to_batches()[0] for batch in reader
+                        if batch.num_rows)
+
+
+def _packed(batches: t.Iterator[pa.RecordBatch]) -> t.Iterator[pa.RecordBatch]:
+    for batch in batches:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_batch(batch)
+        yield pa.record_batch([pa.array([sink.getvalue().to_pybytes()], pa.binary())], names=["ipc"])
+
+
 def _function(value: bytes) -> "BatchFunction":
     held = _LOADED.get(id(value))
     if held is None or held[0] is not value:

@@ -76,8 +76,8 @@ class SparkEngine:
         return shipped.normalized(guarded(self._frame(sql).toArrow))
 
     def read_batches(self, sql: str) -> t.Iterator[pa.RecordBatch]:
-        """Collected whole, then handed out in batches: every row comes to the driver."""
-        return iter(self.read_arrow(sql).to_batches())
+        """Every row comes to the driver, a partition at a time (so they are not all in its memory at once)."""
+        return _reported(shipped.streamed(self._frame(sql)))
 
     def input_batches(self, sql: str) -> t.Iterator[pa.RecordBatch]:
         return self.read_batches(sql)
@@ -178,6 +178,12 @@ class SparkEngine:
 
     def scoring_sql(self, *args: t.Any) -> str:
         raise UnsupportedError(VIEWS)
+
+
+def _reported(batches: t.Iterator[pa.RecordBatch]) -> t.Iterator[pa.RecordBatch]:
+    """``batches``, with Spark's errors while reading them as sqlml errors."""
+    while (batch := guarded(lambda: next(batches, None))) is not None:
+        yield batch
 
 
 VIEWS = ("CREATE VIEW … AS SELECT … FROM ML.PREDICT(…) is not available on Spark yet: a persistent Spark view "
