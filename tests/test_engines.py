@@ -323,6 +323,6 @@ def test_sqlml_run_on_spark_prints_duckdbs_answers(spark_session, tmp_path):
                                            "--engine", engine, "--registry", str(tmp_path / "registry")])
         assert result.exit_code == 0 and "Traceback" not in result.output, result.output
         printed[engine] = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(printed["spark"]) == len(printed["duckdb"]) == 1 + 9 + 5  # ML.EVALUATE, ML.WEIGHTS, 5 predictions
+    assert len(printed["spark"]) == len(printed["duckdb"]) == 1 + 7 + 5  # ML.EVALUATE, 7 ML.WEIGHTS, 5 predictions
     for got, expected in zip(printed["spark"], printed["duckdb"]):
         assert got == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in expected.items()}
