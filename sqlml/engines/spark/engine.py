@@ -62,6 +62,13 @@ class SparkEngine:
             return self.store.frame(sql, params)
         return guarded(lambda: self.spark.sql(sql, args=params) if params else self.spark.sql(sql))
 
+    @contextlib.contextmanager
+    def bound(self, parameters: dict) -> t.Iterator[None]:
+        """``$name`` parameters of a statement (the Engine protocol on main has this): not bound on Spark yet."""
+        if parameters:
+            raise UnsupportedError("Parameters ($name) are not bound on Spark yet: write the values into the statement.")
+        yield
+
     def execute(self, sql: str, params: list | None = None) -> t.Any:
         if self.store.handles(sql):  # a query of the registry's tables runs on Spark; a write in the store
             return guarded(lambda: self.store.execute(sql, params))
