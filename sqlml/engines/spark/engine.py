@@ -64,7 +64,7 @@ class SparkEngine:
 
     @contextlib.contextmanager
     def bound(self, parameters: dict) -> t.Iterator[None]:
-        """``$name`` parameters of a statement (the Engine protocol on main has this): not bound on Spark yet."""
+        """``$name`` parameters of a statement: not bound on Spark yet (Spark names them ``:name``)."""
         if parameters:
             raise UnsupportedError("Parameters ($name) are not bound on Spark yet: write the values into the statement.")
         yield
