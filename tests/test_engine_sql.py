@@ -15,7 +15,7 @@ from sqlglot import exp
 import sqlml.sql.dialect  # noqa: F401 (registers the sqlml dialect)
 from sqlml.engines.duckdb.dialect import NAME as DUCKDB
 from sqlml.engines.spark.dialect import NAME as SPARK
-from sqlml.engines.spark.store import ConflictError, Store
+from sqlml.engines.spark.store import CATALOG, ConflictError, Store
 from sqlml.errors import SqlmlError, UnsupportedError
 from sqlml.registry import schema
 from sqlml.sql import nodes, transform
@@ -78,7 +78,9 @@ def test_a_stored_transform_is_written_for_the_engine_that_runs_it():
 def migrated(path) -> Store:
     """A store at ``path`` with the registry's own tables (its migrations, as the registry runs them)."""
     store = Store(None, str(path))
-    for statements in schema.MIGRATIONS:
+    tables = schema.Tables.of(CATALOG)
+    store.run(f"CREATE SCHEMA IF NOT EXISTS {exp.table_(schema.SCHEMA, db=CATALOG, quoted=True).sql('duckdb')}")
+    for statements in schema.migrations(tables):
         with store.transaction():
             for statement in statements:
                 store.run(statement)
@@ -87,28 +89,40 @@ def migrated(path) -> Store:
 
 def test_the_registrys_statements_round_trip_through_parquet(tmp_path):
     store = migrated(tmp_path)
-    store.run("INSERT INTO sqlml.serving (model, state, signature) VALUES (?, ?, ?)", ["m", '{"a": 1}', "s1"])
+    serving = schema.Tables.of(CATALOG).serving  # the registry names its tables with their catalog
+    store.run(f"INSERT INTO {serving} (model, state, signature) VALUES (?, ?, ?)", ["m", '{"a": 1}', "s1"])
     store.run("INSERT OR REPLACE INTO sqlml.serving (model, state, signature) VALUES (?, ?, ?)", ["m", '{"a": 2}', "s2"])
     store.run("INSERT OR IGNORE INTO sqlml.serving (model, state, signature) VALUES (?, ?, ?)", ["m", '{"a": 3}', "s3"])
     store.run("INSERT INTO sqlml.serving (model, state, signature) VALUES (?, ?, ?)", ["n", "{}", "t"])
-    with pytest.raises(ConflictError, match="Duplicate key"):
+    with pytest.raises(SqlmlError, match="Duplicate key"):
         store.run("INSERT INTO sqlml.serving (model, state, signature) VALUES (?, ?, ?)", ["n", "{}", "u"])
     store.run("UPDATE sqlml.serving SET signature = ? WHERE model = ?", ["t2", "n"])
     blob = os.urandom(100_000)
     store.run("INSERT INTO sqlml.models (name, version, model_type, fingerprint, model) VALUES (?, ?, ?, ?, ?)",
               ["m", 1, "linear_reg", "f", blob])
     reopened = Store(None, str(tmp_path))  # another session reads what was committed
-    assert reopened.run("SELECT model, state, signature FROM sqlml.serving ORDER BY model") == \
+    assert reopened.run("SELECT model, CAST(state AS VARCHAR), signature FROM sqlml.serving ORDER BY model") == \
         [("m", '{"a": 2}', "s2"), ("n", "{}", "t2")]
     assert reopened.run("SELECT model FROM sqlml.models WHERE name = ? AND version = ?", ["m", 1]) == [(blob,)]
     assert reopened.run("SELECT coalesce(max(version), 0) + 1 FROM sqlml.models WHERE name = ?", ["x"]) == [(1,)]
     reopened.run("DELETE FROM sqlml.serving WHERE model = ?", ["m"])
     assert store.run("SELECT model FROM sqlml.serving") == [("n",)]
-    assert reopened.run("SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
-                        "AND table_schema = ? AND table_name = ?", ["sqlml", "trials"]) == [(1,)]
+    assert reopened.has_table("trials") and not reopened.has_table("nothing")
     files = {f for d in os.listdir(tmp_path) if d != "_log" for f in os.listdir(tmp_path / d)}
     assert files and all(pq.read_table(tmp_path / d / f) is not None for d in os.listdir(tmp_path) if d != "_log"
                          for f in os.listdir(tmp_path / d))
+
+
+def test_an_insert_appends_a_file_and_another_change_rewrites_the_table(tmp_path):
+    """A new version's bytes are written once: the models table grows by a file per INSERT."""
+    store = migrated(tmp_path)
+    for version in (1, 2):
+        store.run("INSERT INTO sqlml.models (name, version, model_type, fingerprint, model) VALUES (?, ?, ?, ?, ?)",
+                  ["m", version, "linear_reg", "f", b"bytes"])
+    assert [pq.read_table(tmp_path / f)["version"].to_pylist() for f in store.manifest["models"]["files"]] == [[1], [2]]
+    store.run("DELETE FROM sqlml.models WHERE version = ?", [1])
+    assert [pq.read_table(tmp_path / f)["version"].to_pylist() for f in store.manifest["models"]["files"]] == [[2]]
+    assert Store(None, str(tmp_path)).run("SELECT version FROM sqlml.models") == [(2,)]
 
 
 def test_a_failed_transaction_keeps_nothing(tmp_path):
@@ -142,7 +156,16 @@ def _files_named(path) -> set[str]:
     return named
 
 
-def test_a_statement_the_store_does_not_run_is_refused_by_name(tmp_path):
+def test_a_row_breaking_the_registrys_constraints_is_refused_by_name(tmp_path):
     store = migrated(tmp_path)
-    with pytest.raises(SqlmlError, match="does not run DROP statements"):
-        store.run("DROP TABLE sqlml.serving")
+    with pytest.raises(SqlmlError, match="NOT NULL constraint failed: deployments.signature"):
+        store.run("INSERT INTO sqlml.deployments (model, seq, action) VALUES (?, ?, ?)", ["m", 1, "create"])
+    assert Store(None, str(tmp_path)).run("SELECT count(*) FROM sqlml.deployments") == [(0,)]
+
+
+def test_the_registrys_statements_are_routed_to_the_store_and_users_spark_sql_is_not():
+    assert Store.handles(schema.Tables.of(CATALOG).models.join(["SELECT * FROM ", ""]))
+    assert Store.handles("UPDATE sqlml.models SET label = 'x'")
+    assert Store.handles(f"CREATE SCHEMA IF NOT EXISTS {exp.table_('sqlml', db=CATALOG, quoted=True).sql('duckdb')}")
+    assert not Store.handles("SELECT sqlml_score FROM `my table` WHERE x = 'sqlml.models'")
+    assert not Store.handles("SELECT * FROM penguins")

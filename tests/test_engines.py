@@ -9,6 +9,7 @@ engine (module-scoped), since every Spark job costs seconds."""
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 
 import numpy as np
 import pyarrow as pa
@@ -17,9 +18,12 @@ import pytest
 from conftest import ENGINES as ENGINE_NAMES
 from conftest import connect_on
 from sklearn import metrics as skm
+from test_release_chain import tag
 
+import sqlml
 from sqlml import datasets
 from sqlml.errors import DataError, ModelIntegrityError, UnsupportedError
+from sqlml.registry import deployments
 from sqlml.sql import transform
 
 PENGUINS_MODEL = """CREATE MODEL penguins_model OPTIONS (model_type = 'linear_reg', input_label_cols = ['body_mass_g'])
@@ -287,22 +291,99 @@ def test_training_on_at_most_max_training_rows_says_so(lab, engine):
         assert "a sample Spark drew" in notes and info.training_rows + info.eval_rows <= 2000
 
 
+def open_registry(engine: str, request, storage) -> object:
+    """A session on the registry at ``storage`` that outlives it: a database file, or Spark's folder."""
+    if engine == "spark":
+        return connect_on(engine, request, storage)
+    return sqlml.connect(str(storage), progress=lambda message: None)
+
+
 def test_the_registry_persists_and_refuses_a_forged_row(engine, request, tmp_path):
     storage = tmp_path / ("models.duckdb" if engine == "duckdb" else "registry")
-    first = connect_on(engine, request, storage) if engine == "spark" else \
-        __import__("sqlml").connect(str(storage), progress=lambda message: None)
+    first = open_registry(engine, request, storage)
     first.executor.engine.create_table("penguins", penguins())
     first.sql(SPECIES_MODEL)
     expected = rows(first.sql("SELECT * FROM ML.PREDICT(MODEL species_model, (SELECT * FROM penguins WHERE sex IS NOT NULL))"))
     first.close()
-    again = connect_on(engine, request, storage) if engine == "spark" else \
-        __import__("sqlml").connect(str(storage), progress=lambda message: None)
+    again = open_registry(engine, request, storage)
     assert_same_rows(rows(again.sql("SELECT * FROM ML.PREDICT(MODEL species_model, "
                                     "(SELECT * FROM penguins WHERE sex IS NOT NULL))")), expected, tolerance=0)
     again.sql("UPDATE sqlml.models SET label = 'island' WHERE name = 'species_model'")
     with pytest.raises(ModelIntegrityError, match="does not match its signature"):
         again.sql("SELECT * FROM ML.PREDICT(MODEL species_model, TABLE penguins)")
     again.close()
+
+
+# --- Releases: the same registry code, the same chain of custody (docs/release.md) ---------------------
+
+SEXED = "(SELECT * FROM penguins WHERE sex IS NOT NULL)"
+
+
+def species_probabilities(conn, model: str) -> np.ndarray:
+    """P(species) of every sexed penguin, in id order, as ``MODEL <model>`` serves them."""
+    scored = rows(conn.sql(f"SELECT id, predicted_species_probs FROM ML.PREDICT(MODEL {model}, {SEXED})"))
+    return np.array([[p["prob"] for p in row] for row in scored["predicted_species_probs"].to_pylist()])
+
+
+@pytest.fixture
+def released(engine, request, tmp_path, monkeypatch):
+    """A registry where species_model was trained twice (each deployed), then rolled back to version 1 and
+    version 2 named challenger; with what versions 1 and 2 predict, and ``reopen()``, a new session that
+    has verified nothing yet (as another process)."""
+    monkeypatch.setattr(deployments, "_VERIFIED", OrderedDict())
+    storage = tmp_path / ("models.duckdb" if engine == "duckdb" else "registry")
+    conn = open_registry(engine, request, storage)
+    conn.executor.engine.create_table("penguins", penguins())
+    always = SPECIES_MODEL.replace("'logistic_reg'", "'logistic_reg', deploy = 'always'")
+    conn.sql(always)
+    conn.sql(always.replace("CREATE MODEL", "CREATE OR REPLACE MODEL").replace("'always'", "'always', l2_reg = 5.0"))
+    versions = [species_probabilities(conn, f"species_model VERSION {n}") for n in (1, 2)]
+    np.testing.assert_array_equal(species_probabilities(conn, "species_model"), versions[1])
+    conn.sql("ALTER MODEL species_model ROLLBACK")
+    conn.sql("ALTER MODEL species_model VERSION 2 SET ALIAS challenger")
+
+    def reopen():
+        conn.close()
+        deployments._VERIFIED.clear()
+        return open_registry(engine, request, storage)
+    return conn, versions, reopen
+
+
+def test_deploy_rollback_and_aliases_serve_as_the_signed_log_says(released, engine):
+    conn, (first, second), reopen = released
+    assert not np.allclose(first, second)  # the two versions are told apart by what they predict
+    np.testing.assert_array_equal(species_probabilities(conn, "species_model"), first)
+    np.testing.assert_array_equal(species_probabilities(conn, "species_model VERSION challenger"), second)
+    conn = reopen()
+    log = rows(conn.sql("SELECT * FROM sqlml.deployments WHERE model = 'species_model'"), "seq").to_pylist()
+    assert [(e["action"], e["version"], e["alias"]) for e in log] == [
+        ("create", None, None), ("trained_deployed", 1, None), ("trained_deployed", 2, None), ("rollback", 1, None),
+        ("alias", 2, "challenger")]
+    previous = ""
+    for entry in log:  # the documented chain, recomputed with hmac: each entry signs the one before it
+        fields = {k: v for k, v in entry.items() if k != "signature"}
+        assert entry["signature"] == tag({"deployment": fields, "previous": previous}), entry["seq"]
+        previous = entry["signature"]
+    conn.sql("ALTER MODEL species_model DEPLOY VERSION challenger")
+    np.testing.assert_array_equal(species_probabilities(conn, "species_model"), second)
+    assert rows(conn.models(), "version").select(["version", "deployed", "aliases"]).to_pylist() == [
+        {"version": 1, "deployed": False, "aliases": []}, {"version": 2, "deployed": True, "aliases": ["challenger"]}]
+    conn.close()
+
+
+def test_a_forged_log_entry_is_refused_and_undoing_it_serves_again(released, engine):
+    conn, (first, _), reopen = released
+    conn.sql("UPDATE sqlml.deployments SET version = 2 WHERE model = 'species_model' AND action = 'rollback'")
+    conn = reopen()
+    forged = "Entry 4 of the deployments log of model 'species_model' does not match its signature"
+    with pytest.raises(ModelIntegrityError, match=forged):
+        species_probabilities(conn, "species_model")
+    for statement in ("ALTER MODEL species_model ROLLBACK", "ALTER MODEL species_model DEPLOY VERSION 2"):
+        with pytest.raises(ModelIntegrityError, match=forged):
+            conn.sql(statement)
+    conn.sql("UPDATE sqlml.deployments SET version = 1 WHERE model = 'species_model' AND action = 'rollback'")
+    np.testing.assert_array_equal(species_probabilities(conn, "species_model"), first)
+    conn.close()
 
 
 @pytest.mark.notimpl(["spark"], raises=UnsupportedError,

@@ -151,4 +151,11 @@ class Engine(t.Protocol):
     def view_definitions(self) -> list[tuple[str, str, str]]:
         """(database, view, SQL text) of every view the engine can see."""
 
-    def current_database(self) -> str: ...
+    def current_database(self) -> str:
+        """The catalog the registry's tables are named in (:class:`sqlml.registry.schema.Tables`)."""
+
+    def has_table(self, schema: str, table: str) -> bool:
+        """Whether the current database has the table ``schema.table``."""
+
+    def read_only(self) -> bool:
+        """Whether the current database cannot be written (it is then read as it is, not migrated)."""

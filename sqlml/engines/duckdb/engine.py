@@ -205,6 +205,13 @@ class DuckDBEngine:
     def current_database(self) -> str:
         return self.fetch("SELECT current_database()")[0][0]
 
+    def has_table(self, schema: str, table: str) -> bool:
+        return bool(self.fetch("SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
+                               "AND table_schema = ? AND table_name = ?", [schema, table]))
+
+    def read_only(self) -> bool:
+        return self.fetch("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()")[0][0]
+
     def view_definitions(self) -> list[tuple[str, str, str]]:
         return self.fetch("SELECT database_name, view_name, sql FROM duckdb_views() WHERE NOT internal")
 

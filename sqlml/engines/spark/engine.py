@@ -22,7 +22,7 @@ from ..base import BatchFunction, Stream
 from . import batches as shipped
 from .dialect import NAME as DIALECT
 from .errors import guarded
-from .store import Store
+from .store import CATALOG, SCHEMA, Store
 
 #: Rows read on the driver to learn an output's columns, and to fail there (with sqlml's own error)
 #: on input the row-level work refuses.
@@ -171,8 +171,21 @@ class SparkEngine:
         with self.store.transaction():
             yield
 
+    def in_transaction(self) -> bool:
+        """Never: Spark SQL has no transactions for a caller to open."""
+        return False
+
     def current_database(self) -> str:
-        return f"spark:{self.store.path}"
+        """The registry's catalog (its tables are the store's, not Spark's)."""
+        return CATALOG
+
+    def has_table(self, schema: str, table: str) -> bool:
+        if schema.lower() == SCHEMA:
+            return self.store.has_table(table)
+        return guarded(lambda: self.spark.catalog.tableExists(f"{schema}.{table}"))
+
+    def read_only(self) -> bool:
+        return self.store.read_only()
 
     def view_definitions(self) -> list[tuple[str, str, str]]:
         return []  # Spark's views are temporary: none survives a session, so none needs its scoring function
