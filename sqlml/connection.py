@@ -1,4 +1,5 @@
-"""The Python API's connection: a DuckDB connection that also understands sqlml statements."""
+"""The Python API's connection: a DuckDB connection that also understands sqlml statements, or another
+engine's session (Spark). Only the DuckDB paths import DuckDB (:mod:`sqlml.engines.duckdb`)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,20 @@ import contextlib
 import sys
 import typing as t
 
-import duckdb
 import pyarrow as pa
 
 from . import views
 from .engines.base import Engine
-from .engines.duckdb import DuckDBEngine, Result, connect_duckdb, identifiers
 from .errors import SqlmlError
 from .executor import Executor
 from .registry.deployments import Serving
 from .model.version import ModelVersion
 from .registry.versions import INFO_COLUMNS, LEGACY_NOTE, Registry
+
+if t.TYPE_CHECKING:
+    import duckdb
+
+    from .engines.duckdb import Result
 
 #: (module, class) of the objects a statement may name as tables, as DuckDB's replacement scans take them.
 DATA_FRAMES = {("pandas", "DataFrame"), ("pyarrow", "Table"), ("pyarrow", "RecordBatch"), ("pyarrow", "RecordBatchReader"),
@@ -30,7 +34,10 @@ class Connection:
     def __init__(self, duckdb_connection: duckdb.DuckDBPyConnection | None, progress: t.Callable[[str], None] | None = None,
                  dialect: str = "duckdb", engine: Engine | None = None):
         self.duckdb = duckdb_connection
-        self.executor = Executor(engine or DuckDBEngine(duckdb_connection), progress, dialect)
+        if engine is None:
+            from .engines.duckdb import DuckDBEngine
+            engine = DuckDBEngine(duckdb_connection)
+        self.executor = Executor(engine, progress, dialect)
 
     def sql(self, text: str, params: t.Sequence | t.Mapping | None = None, *,
             namespace: t.Mapping | None = None) -> Result | None:
@@ -61,6 +68,7 @@ class Connection:
         if self.duckdb is None:  # other engines read only their own tables
             yield []
             return
+        from .engines.duckdb import identifiers
         names = identifiers(text)
         found = {name: next(s[name] for s in scopes if name in s) for name in names if any(name in s for s in scopes)}
         found = {name: value for name, value in found.items() if _is_data_frame(value)}
@@ -76,10 +84,11 @@ class Connection:
             for name in found:
                 self.duckdb.unregister(name)
 
-    def models(self) -> duckdb.DuckDBPyRelation:
+    def models(self) -> t.Any:
         """The model registry: one row per stored version, without the model bytes; ``deployed`` (the
         version ``MODEL m`` serves), ``aliases`` naming it, ``disabled`` (the model's kill switch is on),
-        and ``status``: 'ok', or why the version is refused (its row was edited outside sqlml)."""
+        and ``status``: 'ok', or why the version is refused (its row was edited outside sqlml). In the
+        engine's own form: a DuckDB relation, a Spark DataFrame."""
         registry, engine = self.executor.registry, self.executor.engine
         if not registry.exists():
             return engine.result(pa.table({"name": pa.array([], pa.string()), "version": pa.array([], pa.int32())}))
@@ -139,6 +148,7 @@ def connect(path: str = ":memory:", read_only: bool = False, progress: t.Callabl
     folder ``registry`` (default ``./sqlml_registry``). Results are then Spark DataFrames."""
     if engine != "duckdb":
         return _connect(engine, spark, registry, progress, dialect)
+    from .engines.duckdb import connect_duckdb
     connection = connect_duckdb(path, read_only=read_only, create=create)
     register(connection)
     return Connection(connection, progress, dialect)
@@ -151,6 +161,7 @@ def register(connection: duckdb.DuckDBPyConnection) -> Connection:
     DuckDB's replacement scans (an unknown table name read as a Python variable) are turned off on the
     connection, since they would find sqlml's own variables; the Connection's ``sql`` finds the caller's
     data frames by name instead, and ``connection.register(name, frame)`` works as always."""
+    from .engines.duckdb import DuckDBEngine
     engine = DuckDBEngine(connection)
     registry = Registry(engine)
     try:  # an older registry is brought up to date before any statement (and outside any transaction)

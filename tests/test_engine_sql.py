@@ -6,6 +6,8 @@ in this process; its files are plain Parquet)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -169,3 +171,10 @@ def test_the_registrys_statements_are_routed_to_the_store_and_users_spark_sql_is
     assert Store.handles(f"CREATE SCHEMA IF NOT EXISTS {exp.table_('sqlml', db=CATALOG, quoted=True).sql('duckdb')}")
     assert not Store.handles("SELECT sqlml_score FROM `my table` WHERE x = 'sqlml.models'")
     assert not Store.handles("SELECT * FROM penguins")
+
+
+def test_the_connection_imports_duckdb_only_on_duckdbs_paths():
+    """The Python API is engine-neutral: DuckDB is imported by its engine (sqlml/engines/duckdb/) when used."""
+    code = "import sys, sqlml.connection; print(sorted(m for m in sys.modules if m.split('.')[0] == 'duckdb'))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
