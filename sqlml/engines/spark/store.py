@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import typing as t
 import uuid
@@ -38,6 +39,8 @@ SCHEMA = "sqlml"
 #: The catalog the registry's tables are named in on Spark (``"sqlml_registry".sqlml.models``); users
 #: may name them ``sqlml.models``.
 CATALOG = "sqlml_registry"
+#: Text that may name the registry (parsed to be sure): the word sqlml (not sqlml_x), or the catalog.
+NAMED = re.compile(rf"\b{SCHEMA}\b|{CATALOG}", re.IGNORECASE)
 #: Statements that only read.
 READING = (exp.Query, exp.Describe, exp.Show)
 
@@ -77,7 +80,7 @@ class Store:
     @staticmethod
     def handles(sql: str) -> bool:
         """Whether ``sql`` is the registry's: it names a table of schema ``sqlml``, or the registry's catalog."""
-        if SCHEMA not in sql.lower():
+        if not NAMED.search(sql):
             return False
         parsed = _parsed(sql)
         return parsed is not None and any(_in_registry(table) for table in parsed[0].find_all(exp.Table))
