@@ -97,7 +97,7 @@ class Executor:
             fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,
                                    label_of(kind, checked), keep=role_columns(kind, checked)[1:],
                                    dialect=self.engine.dialect)
-            query_sql = transform.training_sql(fitted, step.query_sql)
+            query_sql = transform.training_sql(fitted, step.query_sql, self.engine.dialect)
         lesson, teacher = None, None
         if trainer is not None:
             row = trainer(self.engine, step, self.progress)
@@ -245,16 +245,15 @@ class Executor:
             sql = sql.replace(view.placeholder,
                               f"({self.view_scoring_sql(view.model, view.input_sql, view.params, view.view)})")
         if step.passthrough:  # nothing for the engine to do: hand the computed rows back as they are
-            return self.engine.result(outputs.as_table(self.compute(self._filled(step, step.tables[0]))))
+            return self.engine.result(self.compute(self._filled(step, step.tables[0])))
         with outputs.Exposed(self.engine) as exposed:
             for table_function in step.tables:
                 # Analytic preprocessing reads the ML.* tables for its statistics before the statement does.
                 once = table_function.name not in step.rescanned and not step.analytics
                 exposed.add(table_function.name, self.compute(self._filled(step, table_function)), once)
             sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql)
-            if exposed.names and step.returns_rows:
-                # The outputs are dropped below, so a result that reads them is materialized now.
-                return self.engine.result(exposed.run(lambda: self.engine.read_arrow(sql)))
+            if exposed.names and step.returns_rows:  # the outputs are dropped below
+                return exposed.run(lambda: self.engine.detached(sql))
             result = exposed.run(lambda: self.engine.execute(sql))
             return result if step.returns_rows else None
 
@@ -293,7 +292,7 @@ class Executor:
                             f"got {key!r}. Columns: {', '.join(columns.names)}.")
         if model_state.transform:
             transform.wrap_sql(model_state.transform, input_sql, columns.names)
-            input_sql = transform.wrap_sql(model_state.transform, input_sql, None)
+            input_sql = transform.wrap_sql(model_state.transform, input_sql, None, dialect=self.engine.dialect)
         else:
             model_state.preprocessor.check_columns(columns.empty_table())
         pinned = self.registry.pinned(info) if version is not None else None
@@ -352,10 +351,13 @@ class Executor:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training
         (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
-            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
+            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape,
+                                     self.engine.dialect)
         from .functions.base import Data
-        return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
-                    lambda: self.engine.read_arrow(sql), source=sql)
+        return Data(lambda: self.engine.input_batches(sql), lambda: self.engine.schema(sql),
+                    lambda: self.engine.read_arrow(sql), source=sql,
+                    apply=lambda function, empty: self.engine.apply(sql, function, empty),
+                    count=lambda function, empty: self.engine.counted(sql, function, empty))
 
 
 def _counted(data: Data, task: str, progress: t.Any) -> Data:
