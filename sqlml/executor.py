@@ -330,7 +330,7 @@ class Executor:
             call.challenger = self.load(model.info.name, "challenger")
             refuse_expired(call.challenger.info.name, call.challenger.info.version, call.challenger.info.options)
         if model is not None and model.info.query and not model.info.legacy:  # a query sqlml signed
-            call.training = self._data(model, model.info.query)
+            call.training = self._training(model)
         if function == "EVALUATE" and model is not None and "distill_from" in model.info.options and call.data:
             call.teacher = self.load(model.info.options["distill_from"], model.info.options.get("distill_from_version"))
         if tf.function in catalog.READS_TRIALS:
@@ -346,6 +346,16 @@ class Executor:
                             f"got {key!r}. Columns: {', '.join(columns.names)}.")
         text = serve.split_key_sql(key, columns.field(key).type, self.engine.dialect)
         return f"SELECT *, {text} AS {serve.SPLIT_KEY} FROM ({input_sql}) AS __sqlml_keyed"
+
+    def _training(self, model: LoadedModel) -> Data:
+        """The model's training rows (its signed query, through its TRANSFORM), read only when a handler
+        asks: the tables it read may be gone (or live on another engine, for a copied model)."""
+        import functools
+        data = functools.cache(lambda: self._data(model, model.info.query))
+        from .functions.base import Data
+        return Data(lambda: data().batches(), lambda: data().schema(), lambda: data().table(), source=model.info.query,
+                    apply=lambda function, empty: data().apply(function, empty),
+                    count=lambda function, empty: data().count(function, empty))
 
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training
