@@ -23,7 +23,7 @@ from test_release_chain import tag
 
 import sqlml
 from sqlml import datasets
-from sqlml.errors import DataError, ModelIntegrityError, UnsupportedError
+from sqlml.errors import DataError, ModelIntegrityError, SqlmlError
 from sqlml.registry import deployments
 from sqlml.sql import transform
 
@@ -387,11 +387,37 @@ def test_a_forged_log_entry_is_refused_and_undoing_it_serves_again(released, eng
     conn.close()
 
 
-@pytest.mark.notimpl(["spark"], raises=UnsupportedError,
-                     reason="a persistent Spark view cannot call a temporary function (second pass)")
-def test_a_view_over_predict_serves_the_model(lab, engine):
-    lab.sql("CREATE OR REPLACE VIEW species_view AS SELECT * FROM ML.PREDICT(MODEL species_model, TABLE penguins)")
-    assert rows(lab.sql("SELECT * FROM species_view")).num_rows == 344
+def test_a_view_over_predict_is_persistent_on_duckdb_and_temporary_on_spark(released, engine):
+    """DuckDB keeps the view and it serves what is deployed when it runs; a Spark view cannot call a
+    temporary function, so there the view is the session's temporary view, scoring when read with the
+    version served when it was created, and it says so (docs/scale_out.md#views)."""
+    conn, (first, second), _ = released
+    notes = []
+    conn.executor.progress = notes.append
+    view = ("CREATE {} AS SELECT id, predicted_species_probs FROM ML.PREDICT(MODEL species_model, "
+            f"{SEXED})")
+
+    def served() -> np.ndarray:
+        scored = rows(conn.sql("SELECT * FROM species_view"))
+        return np.array([[p["prob"] for p in row] for row in scored["predicted_species_probs"].to_pylist()])
+    conn.sql(view.format("VIEW species_view"))
+    np.testing.assert_array_equal(served(), first)  # version 1: the rollback's
+    conn.sql("ALTER MODEL species_model DEPLOY VERSION 2")
+    np.testing.assert_array_equal(served(), second if engine == "duckdb" else first)
+    conn.sql(view.format("OR REPLACE VIEW species_view"))
+    np.testing.assert_array_equal(served(), second)
+    conn.sql(view.format("VIEW IF NOT EXISTS species_view").replace("species_model,", "species_model VERSION 1,"))
+    np.testing.assert_array_equal(served(), second)  # kept as it was
+    with pytest.raises(SqlmlError, match="species_view"):
+        conn.sql(view.format("VIEW species_view"))  # exists already
+    if engine == "spark":
+        (table,) = [t for t in conn.executor.engine.spark.catalog.listTables() if t.name == "species_view"]
+        assert table.isTemporary
+        assert [n for n in notes if n.startswith("View 'species_view'")] == [
+            "View 'species_view' is a temporary view of this session (a Spark view cannot call sqlml's scoring "
+            "function): it scores when read, with the version of 'species_model' served now; after a DEPLOY or "
+            "ROLLBACK, create it again (docs/scale_out.md#views)."] * 2
+    conn.close()
 
 
 def test_sqlml_run_on_spark_prints_duckdbs_answers(spark_session, tmp_path):
