@@ -21,7 +21,6 @@ import sys
 import typing as t
 
 import click
-import duckdb
 
 from . import datasets
 from .errors import SqlmlError
@@ -244,6 +243,7 @@ def print_result(relation: t.Any, output_format: str) -> None:
         if table.num_rows == 1:
             print_vertical(table.to_pylist()[0])
         else:  # every column asked for, however wide; a terminal wraps the lines
+            import duckdb  # DuckDB's renderer (loaded only to print a table, on either engine)
             duckdb.connect().from_arrow(table).show(max_width=WIDEST)
         return
     rows = table.to_pylist()
