@@ -6,6 +6,7 @@
     sqlml card late_model --db models.duckdb -o card.html
     sqlml serve --db models.duckdb --port 8000
     sqlml run train.sql --engine spark --spark-master spark://host:7077 --registry /shared/sqlml_registry
+    sqlml models copy late_model --db models.duckdb --to-registry /shared/sqlml_registry
 
 Exit codes: 0 success, 1 an error in the SQL, the data or the environment (``Error: …``), 2 usage.
 """
@@ -20,7 +21,6 @@ import sys
 import typing as t
 
 import click
-import duckdb
 
 from . import datasets
 from .errors import SqlmlError
@@ -101,13 +101,17 @@ def run(file: t.TextIO, db_path: str, output_format: str, dialect: str, dataset_
                 warn_if_below_baseline(result)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @db_option
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.pass_context
 @user_errors
-def models(db_path: str, output_format: str) -> None:
+def models(ctx: click.Context, db_path: str, output_format: str) -> None:
     """List the models in the registry, one row per version: whether it is the deployed one, the
-    aliases naming it, whether the model is disabled (its kill switch), and the version's status."""
+    aliases naming it, whether the model is disabled (its kill switch), and the version's status.
+    `sqlml models copy` copies one to Spark's registry."""
+    if ctx.invoked_subcommand is not None:
+        return
     import sqlml
     existing_database(db_path, "models")
     with sqlml.connect(db_path, read_only=True, create=False) as conn:
@@ -118,6 +122,32 @@ def models(db_path: str, output_format: str) -> None:
                                       "eval_rows, created_at, options->>'expiration_timestamp' AS expiration_timestamp, "
                                       "options->'labels' AS labels, status")
         print_result(listed, output_format)
+
+
+@models.command("copy")
+@click.argument("name")
+@click.option("--db", "db_path", required=True, help="The DuckDB database the model is copied from (read only).")
+@click.option("--to-registry", "registry_path", required=True,
+              help="The folder of the Spark registry to copy it to (sqlml run --engine spark --registry PATH).")
+@click.option("--version", "version", help="The version to copy: a number or an alias (default: the deployed one).")
+@click.option("--spark-master", help="The Spark session's master URL (default: local[*], this machine).")
+@user_errors
+def models_copy(name: str, db_path: str, registry_path: str, version: str | None, spark_master: str | None) -> None:
+    """Copy model NAME from a DuckDB database to a Spark registry, verified on read and signed there with
+    the same key; it then scores on Spark as on DuckDB (docs/scale_out.md)."""
+    import sqlml
+    from .engines.spark import local_session
+    from .registry.transfer import read_version, store_copy
+    existing_database(db_path, f"models copy {name}")
+    chosen = int(version) if version is not None and version.isdigit() else version
+    with sqlml.connect(db_path, read_only=True, create=False) as source:  # verified before Spark starts
+        copied = read_version(source.executor.registry, name, chosen)
+    with sqlml.connect(engine="spark", registry=registry_path, spark=local_session(spark_master or "local[*]"),
+                       progress=lambda message: None) as target:
+        number, deployed = store_copy(target.executor.registry, copied, f"DuckDB database {os.path.abspath(db_path)}")
+    how = "deployed" if deployed else f"not deployed: deploy it with ALTER MODEL {name} DEPLOY VERSION {number}"
+    click.echo(f"Copied model '{name}' from {db_path} to the Spark registry at {registry_path} as version "
+               f"{number} ({how}).", err=True)
 
 
 @main.group()
@@ -213,6 +243,7 @@ def print_result(relation: t.Any, output_format: str) -> None:
         if table.num_rows == 1:
             print_vertical(table.to_pylist()[0])
         else:  # every column asked for, however wide; a terminal wraps the lines
+            import duckdb  # DuckDB's renderer (loaded only to print a table, on either engine)
             duckdb.connect().from_arrow(table).show(max_width=WIDEST)
         return
     rows = table.to_pylist()

@@ -110,6 +110,16 @@ class Connection:
         finally:
             engine.unregister_table("__sqlml_status")
 
+    def copy_model(self, name: str, source: Connection, version: int | str | None = None, origin: str | None = None) -> int:
+        """Copy model ``name`` (its deployed version, or ``version``: a number or an alias) from ``source``'s
+        registry into this connection's, verified on read and re-signed here with the same key (e.g. a
+        model trained on DuckDB, to score on Spark: docs/scale_out.md). Returns its version number here."""
+        from .registry.transfer import read_version, store_copy
+        origin = origin or f"database '{source.executor.engine.current_database()}'"
+        number, _ = store_copy(self.executor.registry, read_version(source.executor.registry, name, version), origin)
+        views.refresh(self.executor.registry, name)
+        return number
+
     def cursor(self) -> t.Any:
         """A DB-API (PEP 249) cursor whose ``execute`` runs sqlml statements: for JupySQL's ``%sql`` and
         other tools written against DB-API (docs/notebooks.md)."""

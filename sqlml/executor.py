@@ -9,10 +9,12 @@ import sys
 import typing as t
 
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
 from . import outputs, views
 from .engines.base import Engine
-from .errors import DataError, SecretKeyError, SqlmlError
+from .errors import DataError, SecretKeyError, SqlmlError, UnsupportedError
 from .model import drift, envelope, loaded, serve
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
@@ -240,6 +242,8 @@ class Executor:
 
     def query(self, step: Query) -> t.Any:
         views.refusal(self.engine, step.sql)
+        if step.views and not self.engine.scoring_views:
+            return self._temporary_view(step)
         sql = step.sql
         for view in step.views:
             sql = sql.replace(view.placeholder,
@@ -256,6 +260,30 @@ class Executor:
                 return exposed.run(lambda: self.engine.detached(sql))
             result = exposed.run(lambda: self.engine.execute(sql))
             return result if step.returns_rows else None
+
+    def _temporary_view(self, step: Query) -> None:
+        """CREATE VIEW over ML.PREDICT where a view cannot call a scoring function (Spark): a temporary
+        view of this session, its ML.PREDICT computed when the view is read, by the version resolved now."""
+        create = sqlglot.parse_one(step.sql, read=self.engine.dialect)
+        if not isinstance(create, exp.Create) or not isinstance(create.expression, exp.Query):
+            raise UnsupportedError("On this engine, ML.PREDICT inside a view is served only by CREATE VIEW name AS "
+                                   "SELECT … (a temporary view of the session).")
+        name = create.this.name
+        predictions = [TableFunction(v.placeholder, "PREDICT", v.model, v.input_sql, dict(v.params)) for v in step.views]
+        with outputs.Exposed(self.engine) as exposed:
+            for table_function in [*step.tables, *predictions]:
+                exposed.add(table_function.name, self.compute(self._filled(step, table_function)), False)
+            sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect,
+                                     create.expression.sql(self.engine.dialect))
+            made = exposed.run(lambda: self.engine.temporary_view(name, sql, "replace" if create.args.get("replace")
+                                                                  else "ignore" if create.args.get("exists") else "error"))
+        if not made:
+            return None
+        served = ", ".join(sorted({f"'{v.model[0]}'" for v in step.views}))
+        self.progress(f"View '{name}' is a temporary view of this session (a Spark view cannot call sqlml's scoring "
+                      f"function): it scores when read, with the version of {served} served now; after a DEPLOY or "
+                      "ROLLBACK, create it again (docs/scale_out.md#views).")
+        return None
 
     def _filled(self, step: Query, tf: TableFunction) -> TableFunction:
         """``tf`` with the preprocessing functions of its input (``ML.STANDARD_SCALER(x) OVER ()`` …) compiled."""
@@ -330,7 +358,7 @@ class Executor:
             call.challenger = self.load(model.info.name, "challenger")
             refuse_expired(call.challenger.info.name, call.challenger.info.version, call.challenger.info.options)
         if model is not None and model.info.query and not model.info.legacy:  # a query sqlml signed
-            call.training = self._data(model, model.info.query)
+            call.training = self._training(model)
         if function == "EVALUATE" and model is not None and "distill_from" in model.info.options and call.data:
             call.teacher = self.load(model.info.options["distill_from"], model.info.options.get("distill_from_version"))
         if tf.function in catalog.READS_TRIALS:
@@ -346,6 +374,16 @@ class Executor:
                             f"got {key!r}. Columns: {', '.join(columns.names)}.")
         text = serve.split_key_sql(key, columns.field(key).type, self.engine.dialect)
         return f"SELECT *, {text} AS {serve.SPLIT_KEY} FROM ({input_sql}) AS __sqlml_keyed"
+
+    def _training(self, model: LoadedModel) -> Data:
+        """The model's training rows (its signed query, through its TRANSFORM), read only when a handler
+        asks: the tables it read may be gone (or live on another engine, for a copied model)."""
+        import functools
+        data = functools.cache(lambda: self._data(model, model.info.query))
+        from .functions.base import Data
+        return Data(lambda: data().batches(), lambda: data().schema(), lambda: data().table(), source=model.info.query,
+                    apply=lambda function, empty: data().apply(function, empty),
+                    count=lambda function, empty: data().count(function, empty))
 
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training

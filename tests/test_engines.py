@@ -9,6 +9,7 @@ engine (module-scoped), since every Spark job costs seconds."""
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -22,7 +23,7 @@ from test_release_chain import tag
 
 import sqlml
 from sqlml import datasets
-from sqlml.errors import DataError, ModelIntegrityError, UnsupportedError
+from sqlml.errors import DataError, ModelIntegrityError, SqlmlError
 from sqlml.registry import deployments
 from sqlml.sql import transform
 
@@ -386,11 +387,37 @@ def test_a_forged_log_entry_is_refused_and_undoing_it_serves_again(released, eng
     conn.close()
 
 
-@pytest.mark.notimpl(["spark"], raises=UnsupportedError,
-                     reason="a persistent Spark view cannot call a temporary function (second pass)")
-def test_a_view_over_predict_serves_the_model(lab, engine):
-    lab.sql("CREATE OR REPLACE VIEW species_view AS SELECT * FROM ML.PREDICT(MODEL species_model, TABLE penguins)")
-    assert rows(lab.sql("SELECT * FROM species_view")).num_rows == 344
+def test_a_view_over_predict_is_persistent_on_duckdb_and_temporary_on_spark(released, engine):
+    """DuckDB keeps the view and it serves what is deployed when it runs; a Spark view cannot call a
+    temporary function, so there the view is the session's temporary view, scoring when read with the
+    version served when it was created, and it says so (docs/scale_out.md#views)."""
+    conn, (first, second), _ = released
+    notes = []
+    conn.executor.progress = notes.append
+    view = ("CREATE {} AS SELECT id, predicted_species_probs FROM ML.PREDICT(MODEL species_model, "
+            f"{SEXED})")
+
+    def served() -> np.ndarray:
+        scored = rows(conn.sql("SELECT * FROM species_view"))
+        return np.array([[p["prob"] for p in row] for row in scored["predicted_species_probs"].to_pylist()])
+    conn.sql(view.format("VIEW species_view"))
+    np.testing.assert_array_equal(served(), first)  # version 1: the rollback's
+    conn.sql("ALTER MODEL species_model DEPLOY VERSION 2")
+    np.testing.assert_array_equal(served(), second if engine == "duckdb" else first)
+    conn.sql(view.format("OR REPLACE VIEW species_view"))
+    np.testing.assert_array_equal(served(), second)
+    conn.sql(view.format("VIEW IF NOT EXISTS species_view").replace("species_model,", "species_model VERSION 1,"))
+    np.testing.assert_array_equal(served(), second)  # kept as it was
+    with pytest.raises(SqlmlError, match="species_view"):
+        conn.sql(view.format("VIEW species_view"))  # exists already
+    if engine == "spark":
+        (table,) = [t for t in conn.executor.engine.spark.catalog.listTables() if t.name == "species_view"]
+        assert table.isTemporary
+        assert [n for n in notes if n.startswith("View 'species_view'")] == [
+            "View 'species_view' is a temporary view of this session (a Spark view cannot call sqlml's scoring "
+            "function): it scores when read, with the version of 'species_model' served now; after a DEPLOY or "
+            "ROLLBACK, create it again (docs/scale_out.md#views)."] * 2
+    conn.close()
 
 
 def test_sqlml_run_on_spark_prints_duckdbs_answers(spark_session, tmp_path):
@@ -407,3 +434,103 @@ def test_sqlml_run_on_spark_prints_duckdbs_answers(spark_session, tmp_path):
     assert len(printed["spark"]) == len(printed["duckdb"]) == 1 + 7 + 5  # ML.EVALUATE, 7 ML.WEIGHTS, 5 predictions
     for got, expected in zip(printed["spark"], printed["duckdb"]):
         assert got == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in expected.items()}
+
+
+# --- A model trained on DuckDB, copied to Spark (sqlml models copy) -------------------------------------
+
+COPIED_HELD_OUT = "(SELECT * FROM {table} WHERE day = 15)"
+
+
+@pytest.fixture(scope="module")
+def trained_on_duckdb(tmp_path_factory):
+    """A DuckDB database file holding delay_model (with its TRANSFORM) and species_model, and what
+    ML.PREDICT of delay_model gives on DuckDB for the held-out flights."""
+    path = tmp_path_factory.mktemp("duckdb") / "trained.duckdb"
+    with sqlml.connect(str(path), progress=lambda message: None) as duck:
+        for name, table in (("penguins", penguins()), ("flights", flights())):
+            duck.executor.engine.create_table(name, table)
+        duck.sql(DELAY_MODEL)
+        duck.sql(SPECIES_MODEL)
+        expected = rows(duck.sql(f"SELECT * FROM ML.PREDICT(MODEL delay_model, {HELD_OUT})"))
+    return path, expected
+
+
+def copy_cli(*arguments: str):
+    from click.testing import CliRunner
+
+    from sqlml.cli import main
+    return CliRunner().invoke(main, ["models", "copy", *arguments])
+
+
+def manifests(registry) -> list[str]:
+    return sorted(os.listdir(registry / "_log")) if (registry / "_log").exists() else []
+
+
+def test_a_model_copied_from_duckdb_scores_on_spark_as_on_duckdb(trained_on_duckdb, spark_session, request, tmp_path):
+    path, expected = trained_on_duckdb
+    registry = tmp_path / "registry"
+    result = copy_cli("delay_model", "--db", str(path), "--to-registry", str(registry))
+    assert result.exit_code == 0, result.output
+    assert f"Copied model 'delay_model' from {path} to the Spark registry at {registry} as version 1 (deployed)." \
+        in result.output
+    spark = connect_on("spark", request, registry)
+    spark.executor.engine.register_table("copied_flights", flights())
+    got = rows(spark.sql(f"SELECT * FROM ML.PREDICT(MODEL delay_model, "
+                         f"{COPIED_HELD_OUT.format(table='copied_flights')})"))
+    assert_same_rows(got, expected)  # row by row, probabilities to 1e-9
+    with sqlml.connect(str(path), read_only=True, progress=lambda message: None) as duck:
+        (source,) = duck.executor.registry.versions("delay_model")
+    (copied,) = spark.executor.registry.versions("delay_model")
+    assert copied.damage is None and (copied.fingerprint, copied.metrics, copied.options, copied.input_schema) == \
+        (source.fingerprint, source.metrics, source.options, source.input_schema)
+    assert (source.query, copied.query) == ("SELECT * EXCLUDE (id) FROM flights WHERE day = 1",
+                                            "SELECT * EXCEPT (id) FROM flights WHERE day = 1")  # in Spark's words
+    (entry,) = rows(spark.sql("SELECT action, reason FROM sqlml.deployments WHERE model = 'delay_model' "
+                              "AND action <> 'create'"), None).to_pylist()
+    assert entry["action"] == "trained_deployed" and f"copied from DuckDB database {path}, model 'delay_model' version 1" \
+        in entry["reason"]
+    # A second copy is stored beside the deployed one, not deployed.
+    assert spark.copy_model("delay_model", sqlml.connect(str(path), read_only=True)) == 2
+    assert [(v["version"], v["deployed"]) for v in rows(spark.models(), "version").to_pylist()] == [(1, True), (2, False)]
+
+
+def tamper(path, statement: str) -> None:
+    with sqlml.connect(str(path), progress=lambda message: None) as duck:
+        duck.sql(statement)
+
+
+def test_a_tampered_source_is_refused_by_name_and_nothing_is_written(trained_on_duckdb, tmp_path):
+    source = tmp_path / "tampered.duckdb"
+    source.write_bytes(trained_on_duckdb[0].read_bytes())
+    registry = tmp_path / "registry"
+    tamper(source, "UPDATE sqlml.models SET label = 'dep_delay' WHERE name = 'delay_model'")
+    result = copy_cli("delay_model", "--db", str(source), "--to-registry", str(registry))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: Model 'delay_model' version 1 is damaged and cannot be used: its registry row does not match its " \
+           "signature" in result.output
+    # Bytes swapped for another model's (a signed envelope, but not the one the row names).
+    tamper(source, "UPDATE sqlml.models SET model = (SELECT model FROM sqlml.models WHERE name = 'delay_model') "
+                   "WHERE name = 'species_model'")
+    result = copy_cli("species_model", "--db", str(source), "--to-registry", str(registry))
+    assert result.exit_code == 1
+    assert "Error: Model bytes of 'species_model' version 1 failed verification" in result.output
+    assert manifests(registry) == []  # nothing was stored
+
+
+def test_a_copy_that_fails_while_storing_leaves_nothing(trained_on_duckdb, request, tmp_path, monkeypatch):
+    registry = tmp_path / "registry"
+    spark = connect_on("spark", request, registry)
+    source = sqlml.connect(str(trained_on_duckdb[0]), read_only=True, progress=lambda message: None)
+    spark.copy_model("species_model", source)
+    before = manifests(registry)
+    files = sorted(p.name for p in registry.rglob("*.parquet"))
+
+    def broken(*args):  # fails inside the store's transaction, after the version's row was inserted
+        raise DataError("the log could not be written")
+    monkeypatch.setattr(spark.executor.registry, "record", broken)
+    with pytest.raises(DataError, match="the log could not be written"):
+        spark.copy_model("delay_model", source)
+    monkeypatch.undo()
+    assert manifests(registry) == before and sorted(p.name for p in registry.rglob("*.parquet")) == files
+    assert [v.name for v in spark.executor.registry.versions()] == ["species_model"]
+    source.close()

@@ -69,6 +69,10 @@ class Output(t.Protocol):
 class Engine(t.Protocol):
     #: The sqlglot dialect the planner writes this engine's SQL in.
     dialect: str
+    #: Whether a view can call a scoring function, so that a view over ML.PREDICT is kept in the database
+    #: and serves what is deployed when it runs (DuckDB). Where it cannot (a Spark view cannot call a
+    #: temporary function), such a view is a temporary view of the session (:meth:`temporary_view`).
+    scoring_views: bool
 
     def execute(self, sql: str, params: list | None = None) -> t.Any:
         """Run one statement; a query's result comes back in the engine's own lazy form (shown to users)."""
@@ -147,6 +151,11 @@ class Engine(t.Protocol):
 
     def scoring_sql(self, name: str, features: list[tuple[str, str]], extra_sql: list[str], input_sql: str) -> str:
         """``SELECT <output columns>, <input columns> FROM (input_sql)`` through the scoring function ``name``."""
+
+    def temporary_view(self, name: str, sql: str, existing: str) -> bool:
+        """A view ``name`` of this session over the query ``sql``, bound now (it outlives the names
+        registered for the statement); a view of that name is replaced, kept or an error (``existing``:
+        'replace', 'ignore', 'error'). Whether it was made. Only on engines without :attr:`scoring_views`."""
 
     def view_definitions(self) -> list[tuple[str, str, str]]:
         """(database, view, SQL text) of every view the engine can see."""

@@ -48,6 +48,7 @@ class DuckDBEngine:
     """Runs SQL on one DuckDB connection (a dbt thread's cursor, a notebook's connection...)."""
 
     dialect = DIALECT  # DuckDB SQL, with sqlml's own nodes (GENERATE_ARRAY, quantiles ...) in DuckDB's words
+    scoring_views = True  # a view calls the model's scoring function (sqlml.views)
     _names = itertools.count(1)
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):

@@ -49,6 +49,7 @@ class SparkEngine:
     """Runs SQL on one SparkSession (a cluster's, or a local one :func:`local_session` starts)."""
 
     dialect = DIALECT  # Spark SQL, with sqlml's own nodes (GENERATE_ARRAY, quantiles ...) in Spark's words
+    scoring_views = False  # a persistent Spark view cannot call a temporary function: views over ML.PREDICT are temporary
     _names = itertools.count(1)
 
     def __init__(self, spark: t.Any, registry: str | None = None, max_training_rows: int = MAX_TRAINING_ROWS):
@@ -187,6 +188,15 @@ class SparkEngine:
     def read_only(self) -> bool:
         return self.store.read_only()
 
+    def temporary_view(self, name: str, sql: str, existing: str) -> bool:
+        """A DataFrame's temporary view (one CREATE TEMPORARY VIEW makes would read the statement's
+        registered names when it runs, and they are dropped when the statement ends)."""
+        if existing == "ignore" and guarded(lambda: self.spark.catalog.tableExists(name)):
+            return False
+        frame = self._frame(sql)
+        guarded(lambda: frame.createOrReplaceTempView(name) if existing == "replace" else frame.createTempView(name))
+        return True
+
     def view_definitions(self) -> list[tuple[str, str, str]]:
         return []  # Spark's views are temporary: none survives a session, so none needs its scoring function
 
@@ -206,6 +216,5 @@ def _reported(batches: t.Iterator[pa.RecordBatch]) -> t.Iterator[pa.RecordBatch]
         yield batch
 
 
-VIEWS = ("CREATE VIEW … AS SELECT … FROM ML.PREDICT(…) is not available on Spark yet: a persistent Spark view "
-         "cannot call a temporary function. Create a table instead (CREATE TABLE … AS SELECT … FROM ML.PREDICT(…)), "
-         "or read ML.PREDICT's DataFrame directly (docs/scale_out.md).")
+VIEWS = ("Spark SQL cannot call sqlml's scoring functions (a persistent Spark view cannot call a temporary function): "
+         "CREATE VIEW … AS SELECT … FROM ML.PREDICT(…) makes a temporary view of the session (docs/scale_out.md#views).")
