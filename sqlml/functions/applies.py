@@ -22,5 +22,6 @@ def check_applies(function: str, model: LoadedModel) -> None:
         raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', a matrix_factorization model.{hint} "
                          f"It answers {', '.join('ML.' + f for f in sorted(FOR_FACTORIZATION))}.")
     if model.kind.task == REDUCTION and function in NEED_A_LABEL:
-        raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', a {model.kind.name} model: it "
+        article = "an" if model.kind.name[0] in "aeiou" else "a"  # an autoencoder
+        raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', {article} {model.kind.name} model: it "
                          "predicts no label. ML.PREDICT gives its reduced columns, ML.DETECT_ANOMALIES its unusual rows.")
