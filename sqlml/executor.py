@@ -28,7 +28,7 @@ from .train.labels import label_of, role_columns
 
 if t.TYPE_CHECKING:
     from .functions.base import Data, Stream
-    from .train import gate
+    from .train import distill, gate
 
 # The handlers (functions/) and training (train/) are imported where they are used: connecting and
 # running plain SQL never load scikit-learn (tests/test_architecture.py).
@@ -47,7 +47,7 @@ class Executor:
     def run(self, text: str, params: list | dict | None = None) -> t.Any:
         """Run every statement in ``text``; return the last one's result (a relation, or None).
         ``params`` are bound, never written into the SQL: ``$name`` from a dict, ``?`` from a list."""
-        statements = parse(text, self.dialect, self.engine.dialect)
+        statements = parse(text, self.dialect, self.engine.dialect, as_written=params is None)
         result = None
         with self.engine.bound(parameters.named(statements, params)):
             for statement in statements:
@@ -83,8 +83,10 @@ class Executor:
         if exists and not step.replace:
             raise SqlmlError(f"Model '{step.name}' already exists. Use CREATE OR REPLACE MODEL to train a new "
                              "version, or CREATE MODEL IF NOT EXISTS to keep it.")
-        from .train import families, tune
+        from .train import distill, families, tune
         kind, checked = tune.resolve_options(step.options)  # fail on bad options before reading any data
+        if "distill_from" in checked:
+            distill.check(kind, checked, bool(step.transform))
         self._ensure_key()
         # ML.STANDARD_SCALER(x) OVER () ... in the training query: computed over its rows, stored as constants.
         step = dataclasses.replace(step, query_sql=preprocessing.fill(step.analytics, self.engine.fetch,
@@ -96,17 +98,31 @@ class Executor:
                                    label_of(kind, checked), keep=role_columns(kind, checked)[1:],
                                    dialect=self.engine.dialect)
             query_sql = transform.training_sql(fitted, step.query_sql)
+        lesson, teacher = None, None
         if trainer is not None:
             row = trainer(self.engine, step, self.progress)
         else:
-            rows = tune.read(self.engine, query_sql, kind, checked)
-            row = tune.train(rows, step.options, step.name, step.query_sql, self.progress, transform=fitted,
-                             training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None)
+            options = step.options
+            if "distill_from" in checked:  # the teacher's predictions are the labels (sqlml.train.distill)
+                lesson, teacher = self._lesson(kind, checked, query_sql)
+                rows, options = lesson.rows, lesson.options
+            else:
+                rows = tune.read(self.engine, query_sql, kind, checked)
+            row = tune.train(rows, options, step.name, step.query_sql, self.progress, transform=fitted,
+                             training_stats=self._raw_statistics(step.query_sql, kind, checked) if fitted else None,
+                             **({"split": lesson.split} if lesson else {}))
         new = tune.loaded(row)
+        if lesson:
+            distill.report(row, teacher, new, lesson, self.progress)
         eval_data, on_training_rows = row.pop("eval_data"), row.pop("evaluated_on_training_rows")
+        on_training_rows = on_training_rows or (lesson is not None and not lesson.held_out)
         row.pop("fitted", None)  # a tuned row has none
-        verdict = self._gate(step.name, checked, new, eval_data, on_training_rows,
-                             lambda: self.engine.read_arrow(query_sql))
+        own_gate = row.pop("gate", None)  # a family that judges a retrain its own way (sqlml.train.families)
+        if own_gate is not None:
+            verdict = own_gate(new, self._deployed(step.name))
+        else:
+            verdict = self._gate(step.name, checked, new, eval_data, on_training_rows,
+                                 (lambda: lesson.decided) if lesson else lambda: self.engine.read_arrow(query_sql))
         version = self.registry.add(row, Decision("trained_deployed" if verdict.deploy else "trained_not_deployed",
                                                   None, reason=verdict.reason, metric=verdict.metric,
                                                   new_value=verdict.new_value, old_value=verdict.old_value,
@@ -115,6 +131,15 @@ class Executor:
         views.refresh(self.registry, step.name)  # views over the model may serve the new version
         self.progress(f"Model '{step.name}' version {version} stored.")
         return None
+
+    def _lesson(self, kind: t.Any, options: dict, query_sql: str) -> tuple[distill.Lesson, LoadedModel]:
+        """A student's training rows: its query's rows scored by the teacher version it distills."""
+        from .train import distill
+        teacher = self.load(options["distill_from"], options.get("distill_from_version"))
+        distill.check_teacher(teacher, kind)
+        scored = self.compute(TableFunction("__sqlml_teacher", "PREDICT", (teacher.info.name, teacher.info.version),
+                                            query_sql))
+        return distill.lesson(teacher, scored.table(), kind, options), teacher
 
     def _raw_statistics(self, query_sql: str, kind: t.Any, options: dict) -> dict:
         """ML.VALIDATE_DATA_SKEW's statistics of a TRANSFORM model's raw input columns, over its training query."""
@@ -127,11 +152,14 @@ class Executor:
         rows both held out (``table`` reads the new training query's rows again, where the gate finds them:
         only a retrain gated against a deployed version needs them)."""
         from .train import gate
-        deployed = self.load(name) if self.registry.numbers(name) else None
+        deployed = self._deployed(name)
         if deployed is None or options.get("deploy", "if_not_worse") != "if_not_worse" \
                 or gate.incomparable(new, deployed):
             return gate.decide(options, new, deployed, gate.Rows(eval_data, None), on_training_rows)
         return gate.guarded(lambda: self._compared(options, new, deployed, eval_data, on_training_rows, table))
+
+    def _deployed(self, name: str) -> LoadedModel | None:
+        return self.load(name) if self.registry.numbers(name) else None
 
     def _compared(self, options: dict, new: LoadedModel, deployed: LoadedModel, eval_data: pa.Table,
                   on_training_rows: bool, table: t.Callable[[], pa.Table]) -> gate.Verdict:
@@ -304,6 +332,8 @@ class Executor:
             refuse_expired(call.challenger.info.name, call.challenger.info.version, call.challenger.info.options)
         if model is not None and model.info.query and not model.info.legacy:  # a query sqlml signed
             call.training = self._data(model, model.info.query)
+        if function == "EVALUATE" and model is not None and "distill_from" in model.info.options and call.data:
+            call.teacher = self.load(model.info.options["distill_from"], model.info.options.get("distill_from_version"))
         if tf.function in catalog.READS_TRIALS:
             call.trials = self.registry.trials(model.info) if model else None
         from .functions import HANDLERS

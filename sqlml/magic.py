@@ -115,20 +115,21 @@ def parse_options(line: str) -> tuple[dict, str]:
     return options, line
 
 
-def bound(text: str, dialect: str, namespace: t.Mapping) -> dict:
-    """The notebook values of the parameters ``text`` names (``$name``; ``@name`` in BigQuery's dialect)."""
+def bound(text: str, dialect: str, namespace: t.Mapping) -> dict | None:
+    """The notebook values of the parameters ``text`` names (``$name``; ``@name`` in BigQuery's dialect);
+    None when it names none (plain statements then run as written)."""
     from sqlglot import exp
 
     from .sql.parse import parse
     names = {p.this.name if isinstance(p.this, exp.Expression) else p.this
-             for statement in parse(text, dialect) for p in statement.find_all(exp.Placeholder, exp.Parameter)}
+             for statement in parse(text, dialect, as_written=False) for p in statement.find_all(exp.Placeholder, exp.Parameter)}
     missing = sorted(n for n in names if n not in namespace)
     if None in names or "" in names:
         raise SqlmlError("%%sqlml binds notebook variables by name ($name): a '?' parameter has no name to look up.")
     if missing:
         raise SqlmlError(f"No notebook variable named {', '.join(missing)} for the parameter(s) "
                          f"{', '.join('$' + m for m in missing)}.")
-    return {name: namespace[name] for name in names}
+    return {name: namespace[name] for name in names} or None
 
 
 @contextlib.contextmanager

@@ -179,7 +179,7 @@ class Models:
 def predictions(models: Models, name: str, rows: list, request: dict) -> dict:
     """What ML.PREDICT gives for ``rows``: the model (or the version, alias, A/B arms) the request asks
     for, its baseline while the kill switch is on; the prediction columns only."""
-    from .functions import HANDLERS
+    from .functions import HANDLERS, check_applies
     from .functions.base import Call, Data
 
     served = models.get(name)
@@ -196,6 +196,7 @@ def predictions(models: Models, name: str, rows: list, request: dict) -> dict:
     if version is not None and not isinstance(version, int):
         raise HTTPError(422, f"'version' is a version number; got {version!r}.")
     model = models.version(served, served.deployed if version is None else version)
+    check_applies("PREDICT", model)  # a time series or matrix factorization model predicts no rows
     params = {k: request[k] for k in ("threshold", "split_key", "challenger_fraction") if request.get(k) is not None}
     challenger = None
     if "challenger_fraction" in params or "split_key" in params:

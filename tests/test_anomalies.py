@@ -187,6 +187,6 @@ def test_refusals_name_the_problem(conn, pca, autoencoder, sql, error, message):
 def test_detect_anomalies_needs_a_model_that_scores_rows(conn):
     conn.sql("CREATE MODEL lin OPTIONS (model_type = 'linear_reg', input_label_cols = ['mean_radius']) AS "
              "SELECT * FROM tumours")
-    with pytest.raises(SqlmlError, match="answers these model types: autoencoder, kmeans, pca; 'lin' has model_type "
-                                         "'linear_reg'"):
+    with pytest.raises(SqlmlError, match="answers these model types: arima_plus, arima_plus_xreg, autoencoder, "
+                                         "kmeans, pca; 'lin' has model_type 'linear_reg'"):
         conn.sql("SELECT * FROM ML.DETECT_ANOMALIES(MODEL lin, STRUCT(0.1 AS contamination), TABLE tumours)")

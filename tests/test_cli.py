@@ -1,7 +1,10 @@
 """The sqlml command line, driven in-process with click's CliRunner."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 
 import duckdb
@@ -195,3 +198,12 @@ def test_models_and_card_name_a_missing_database_file_in_cli_terms(runner, tmp_p
     assert result.exit_code == 1
     assert f"Error: No database file at '{missing}'" in result.stderr and "`sqlml run FILE --db PATH`" in result.stderr
     assert "create=True" not in result.output and not missing.exists()
+
+
+@pytest.mark.parametrize("module", ["sqlml", "sqlml.cli"])
+def test_python_dash_m_runs_the_command_line(module, tmp_path):
+    script = tmp_path / "one.sql"
+    script.write_text("SELECT 6 * 7 AS answer;")
+    done = subprocess.run([sys.executable, "-m", module, "run", str(script)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 0 and "42" in done.stdout, done.stderr

@@ -30,6 +30,7 @@ WEIGHT = "wt.main.penguin_weight"  # registry names are the relations' full name
 SPECIES = "wt.main.penguin_species"
 DELAY = "wt.main.delay_model"
 RELEASE = "wt.main.release_model"
+FORECAST = "wt.main.flights_forecast"
 AUDIT_COLUMNS = ["run_id", "model_name", "model_version", "model_type", "label", "options", "metrics", "training_rows",
                  "eval_rows", "fingerprint", "trained_at", "dbt_invocation_id", "dbt_node", "schema_version"]
 
@@ -139,7 +140,7 @@ def test_bad_options_fail_with_sqlml_message_and_no_traceback(built):
 
 def test_each_build_trains_a_new_version(db):
     versions = db.sql("SELECT name, list(version ORDER BY version) FROM sqlml.models GROUP BY name ORDER BY name").fetchall()
-    assert versions == [("wt.main.bigquery_weight", [1]), (DELAY, [1]), ("wt.main.delay_model_noise", [1]),
+    assert versions == [("wt.main.bigquery_weight", [1]), (DELAY, [1]), ("wt.main.delay_model_noise", [1]), (FORECAST, [1]),
                         ("wt.main.movie_model", [1]), (SPECIES, [1]),
                         (WEIGHT, [1, 2]), (RELEASE, [1, 2, 3]), ("wt.main.weighted_species", [1])]
 
@@ -507,7 +508,34 @@ def test_registry_views_list_every_model_and_version(db):
     assert versions == db.sql("SELECT name, version, metrics FROM sqlml.models ORDER BY 1, 2").fetchall()
     models = dict((n, (latest, count)) for n, latest, count in db.sql(
         "SELECT model_name, latest_version, versions FROM sqlml_models").fetchall())
-    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 8
+    assert models[WEIGHT] == (2, 2) and models[DELAY] == (1, 1) and len(models) == 9
+
+
+# ---- time series: sqlml.forecast, sqlml.detect_anomalies, sqlml_forecast_mape_at_most ----
+
+def test_forecast_and_anomaly_tables_equal_the_same_sql_run_directly(db):
+    table = db.sql("SELECT * FROM december_forecast ORDER BY origin, forecast_timestamp").fetchall()
+    direct = db.sql(f"SELECT * FROM ML.FORECAST(MODEL {FORECAST}, STRUCT(31 AS horizon, 0.9 AS confidence_level)) "
+                    "ORDER BY origin, forecast_timestamp").fetchall()
+    assert len(table) == 3 * 31 and table == direct
+    anomalies = db.sql("SELECT * FROM flights_anomalies ORDER BY origin, time_series_timestamp").fetchall()
+    assert anomalies == db.sql(f"SELECT * FROM ML.DETECT_ANOMALIES(MODEL {FORECAST}, STRUCT(0.99 AS anomaly_prob_threshold)) "
+                               "ORDER BY origin, time_series_timestamp").fetchall()
+    assert len(anomalies) == 3 * 334
+
+
+def test_the_forecast_mape_test_passes_and_fails_on_what_ml_evaluate_finds(built, db):
+    def mape_tests(result) -> dict:
+        return {r.node.test_metadata.kwargs["max_mape"]: r for r in result.result.results
+                if getattr(r.node, "test_metadata", None) is not None
+                and r.node.test_metadata.name == "sqlml_forecast_mape_at_most"}
+    mape = dict(db.sql(f"SELECT origin, mean_absolute_percentage_error FROM ML.EVALUATE(MODEL {FORECAST}, "
+                       "TABLE december_flights)").fetchall())
+    assert 1 < min(mape.values()) and max(mape.values()) <= 15
+    (passing,) = mape_tests(built["first"]).values()
+    (failing,) = mape_tests(built["failing"]).values()
+    assert passing.status == "pass"
+    assert failing.status == "fail" and failing.failures == len(mape) == 3
 
 
 # ---- threads ----
@@ -519,7 +547,7 @@ def test_models_trained_in_parallel_threads(built, db):
         if r.node.config.materialized == "sqlml_model" and r.status == "success":
             (execute,) = [t for t in r.timing if t.name == "execute"]
             spans.append((execute.started_at, execute.completed_at, r.thread_id))
-    assert len(spans) == 7  # bigquery_weight, release_model and movie_model too
+    assert len(spans) == 8  # bigquery_weight, release_model, flights_forecast and movie_model too
     overlapping = [(a, b) for a in spans for b in spans if a is not b and a[0] < b[1] and b[0] < a[1]]
     assert overlapping and all(a[2] != b[2] for a, b in overlapping)
     assert db.sql(f"SELECT count(*) FROM sqlml.models WHERE name IN ('{DELAY}', '{SPECIES}', '{WEIGHT}')").fetchall() == [(4,)]

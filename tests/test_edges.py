@@ -19,7 +19,8 @@ def db(tmp_path_factory):
     """penguins as ``p`` (with an ``id`` and a ``day``); model m, version 1 fitted on the odd rows (alias
     challenger), version 2 on every row (deployed): the same columns, different predictions; and a small
     boosted tree t (for ML.FEATURE_IMPORTANCE); a PCA pc and a matrix factorization mf (islands rating
-    species by their mean body mass, in kg) for the functions of those model types."""
+    species by their mean body mass, in kg), and an ARIMA_PLUS ts (the first 60 penguins' body mass as a
+    daily series) for the functions of those model types."""
     path = str(tmp_path_factory.mktemp("edges") / "edges.duckdb")
     conn = sqlml.connect(path, progress=lambda message: None)
     datasets.load(conn.duckdb, "penguins")
@@ -37,6 +38,9 @@ def db(tmp_path_factory):
     conn.sql("CREATE MODEL mf OPTIONS (model_type = 'matrix_factorization', user_col = 'island', item_col = 'species', "
              "rating_col = 'kg', num_factors = 2) AS SELECT island, species, avg(body_mass_g) / 1000 AS kg FROM p "
              "GROUP BY ALL")
+    conn.sql("CREATE MODEL ts OPTIONS (model_type = 'arima_plus', time_series_timestamp_col = 'd', "
+             "time_series_data_col = 'kg', horizon = 10) AS "
+             "SELECT DATE '2007-01-01' + id::INTEGER AS d, body_mass_g / 1000 AS kg FROM p WHERE id <= 60")
     yield conn
     conn.close()
 
@@ -105,7 +109,13 @@ CALLS = {
     "PRINCIPAL_COMPONENT_INFO": "ML.PRINCIPAL_COMPONENT_INFO(MODEL pc{})",
     "RECONSTRUCTION_LOSS": "ML.RECONSTRUCTION_LOSS(MODEL pc, TABLE p{})",
     "DETECT_ANOMALIES": "ML.DETECT_ANOMALIES(MODEL pc, TABLE p{})",
+    "FORECAST": "ML.FORECAST(MODEL ts{})",
+    "EXPLAIN_FORECAST": "ML.EXPLAIN_FORECAST(MODEL ts{})",
+    "ARIMA_EVALUATE": "ML.ARIMA_EVALUATE(MODEL ts{})",
+    "GENERATE_SQL": "ML.GENERATE_SQL(MODEL m, TABLE p{})",
 }
+#: Functions above that time series models answer with parameters of their own, called on ts.
+SERIES_CALLS = {"EVALUATE": "ML.EVALUATE(MODEL ts{})", "DETECT_ANOMALIES": "ML.DETECT_ANOMALIES(MODEL ts{})"}
 
 
 #: Functions that refuse to run without one of their parameters (as BigQuery does), and that parameter.
@@ -124,16 +134,18 @@ def test_every_function_with_parameters_is_called_here():
     assert set(CALLS) == {f for f, params in catalog.PARAMETERS.items() if params}
 
 
-@pytest.mark.parametrize("function", sorted(CALLS))
-def test_null_parameters_mean_their_defaults(db, unchanged, function):
+@pytest.mark.parametrize("function, call", [*sorted(CALLS.items()), *sorted(SERIES_CALLS.items())],
+                         ids=[*sorted(CALLS), *(f"{f}_time_series" for f in sorted(SERIES_CALLS))])
+def test_null_parameters_mean_their_defaults(db, unchanged, function, call):
     """Every parameter of ``function`` given as NULL gives what leaving them all out gives: rows, or the
     same sqlml error (ML.FAIRNESS refuses to run without its sensitive_col either way, ML.DETECT_ANOMALIES of a
     PCA model without its contamination)."""
     nulls = ", ".join(f"NULL AS {name}" for name in catalog.PARAMETERS[function])
-    given = outcome(db, "SELECT * FROM " + CALLS[function].format(f", STRUCT({nulls})"))
-    default = outcome(db, "SELECT * FROM " + CALLS[function].format(""))
+    given = outcome(db, "SELECT * FROM " + call.format(f", STRUCT({nulls})"))
+    default = outcome(db, "SELECT * FROM " + call.format(""))
     assert given == default
-    assert given[0] == "rows" if function not in REQUIRED else REQUIRED[function] in given[2]
+    required = REQUIRED.get(function) if call == CALLS[function] else None
+    assert given[0] == "rows" if required is None else required in given[2]
 
 
 def test_null_challenger_fraction_is_plain_predict_and_null_split_key_is_refused(db, unchanged):

@@ -106,8 +106,10 @@ def test_an_unknown_ml_function_is_named_with_the_closest(sql, name, line, colum
     knows whether a preprocessing function belongs there (tests/test_transform.py)."""
     with pytest.raises(SqlmlParseError) as error:
         sqlml.parse(sql)
-    assert str(error.value).startswith(f"ML.{name} is not a function sqlml knows (line {line}, column {column}). Did "
-                                       f"you mean ML.{close}? sqlml's ML.* functions: ML.BASELINE, ")
+    message = str(error.value)
+    assert message.startswith(f"ML.{name} is not a function sqlml knows (line {line}, column {column}). Did "
+                              f"you mean ML.{close}? sqlml's ML.* functions: ML.ARIMA_COEFFICIENTS, ")
+    assert all(f" ML.{known}," in message for known in ("BASELINE", "FORECAST", "PREDICT", "RECOMMEND"))
 
 
 def test_plain_statements_for_another_engine_are_parsed_to_be_written_in_its_dialect():

@@ -10,6 +10,10 @@ error of its reconstruction — and ``is_anomaly`` is TRUE when the score is abo
 the model's TRANSFORM, when the function runs (the model's training query), as BigQuery takes the threshold
 from the training data. Output (BigQuery's): k-means ``centroid_id, is_anomaly, normalized_distance``, the
 others ``is_anomaly, mean_squared_error``; then every input column.
+
+For time series models (ARIMA_PLUS, ARIMA_PLUS_XREG; :func:`sqlml.functions.forecast_evaluate.detect_anomalies`)
+a point is unusual against the model's fit of its history, or its forecast for new points:
+``STRUCT(0.95 AS anomaly_prob_threshold)`` and an optional table (the history when none is given).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import DataError, ParameterError, SqlmlError
-from ..model.kinds import AUTOENCODER, KMEANS, PCA
+from ..model.kinds import ARIMA, AUTOENCODER, KMEANS, MODEL_KINDS, PCA
 from ..model.loaded import LoadedModel, thread_limit
+from . import forecast_evaluate
 from .base import Call, Data, Stream
 from .components import row_losses
 
@@ -30,8 +35,15 @@ def detect_anomalies(call: Call) -> pa.Table | Stream:
     model = call.require_model()
     detector = DETECTORS.get(model.kind.family)
     if detector is None:
-        raise SqlmlError(f"ML.DETECT_ANOMALIES answers these model types: {', '.join(sorted(DETECTORS))}; "
+        types = sorted(k.name for k in MODEL_KINDS.values() if k.family in DETECTORS)
+        raise SqlmlError(f"ML.DETECT_ANOMALIES answers these model types: {', '.join(types)}; "
                          f"'{model.info.name}' has model_type '{model.kind.name}'.")
+    takes = THRESHOLDS[model.kind.family]
+    for other in sorted(set(THRESHOLDS.values()) - {takes}):
+        if call.param(other) is not None:
+            users = sorted(k.name for k in MODEL_KINDS.values() if THRESHOLDS.get(k.family) == other)
+            raise ParameterError(f"ML.DETECT_ANOMALIES of a {model.kind.name} model takes {takes}, not {other} "
+                                 f"({', '.join(users)} models take that).")
     return detector(call)
 
 
@@ -118,9 +130,13 @@ def _radii(model: LoadedModel, training: Data) -> np.ndarray:
     return np.where(radius > 0, radius, 1.0)
 
 
-#: The anomaly detector of each model family. ARIMA_PLUS adds its own (sqlml.functions.forecast).
+#: The anomaly detector of each model family.
 DETECTORS: dict[str, t.Callable[[Call], pa.Table | Stream]] = {
     KMEANS: clusters,
     PCA: reconstruction,
     AUTOENCODER: reconstruction,
+    ARIMA: forecast_evaluate.detect_anomalies,
 }
+#: The STRUCT parameter that sets each family's threshold (sqlml.sql.catalog takes both for the function).
+THRESHOLDS = {KMEANS: "contamination", PCA: "contamination", AUTOENCODER: "contamination",
+              ARIMA: "anomaly_prob_threshold"}

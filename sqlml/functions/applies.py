@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from ..errors import SqlmlError
-from ..model.kinds import MATRIX_FACTORIZATION, REDUCTION
+from ..model.kinds import ARIMA, MATRIX_FACTORIZATION, REDUCTION
 from ..model.loaded import LoadedModel
 
 #: The only functions a matrix factorization answers: it has no feature matrix to predict from, explain or monitor.
 FOR_FACTORIZATION = frozenset({"RECOMMEND", "GENERATE_EMBEDDING", "EVALUATE", "WEIGHTS", "TRAINING_INFO",
                                "FEATURE_INFO", "TRIAL_INFO", "LEADERBOARD", "MODEL_CARD"})
+#: The only functions a time series model (ARIMA_PLUS, ARIMA_PLUS_XREG) answers: it forecasts series, not rows.
+FOR_FORECASTING = frozenset({"FORECAST", "EXPLAIN_FORECAST", "DETECT_ANOMALIES", "EVALUATE", "ARIMA_EVALUATE",
+                             "ARIMA_COEFFICIENTS", "HOLIDAY_INFO", "TRAINING_INFO", "FEATURE_INFO", "MODEL_CARD"})
+#: Families that answer only some functions, and the function that gives their predictions.
+ONLY = {MATRIX_FACTORIZATION: (FOR_FACTORIZATION, "ML.RECOMMEND"), ARIMA: (FOR_FORECASTING, "ML.FORECAST")}
 #: Functions that judge predictions against a label or explain them: PCA and autoencoder models predict none.
 NEED_A_LABEL = frozenset({"BASELINE", "CONFUSION_MATRIX", "ROC_CURVE", "THRESHOLD_METRICS", "FAIRNESS", "COMPARE",
                           "ESTIMATE_PERFORMANCE", "REVIEW_QUEUE", "EXPLAIN_PREDICT", "GLOBAL_EXPLAIN",
@@ -17,10 +22,11 @@ NEED_A_LABEL = frozenset({"BASELINE", "CONFUSION_MATRIX", "ROC_CURVE", "THRESHOL
 
 def check_applies(function: str, model: LoadedModel) -> None:
     """Refuse, before any work, an ML.* function the model's family cannot answer, saying what it can."""
-    if model.kind.family == MATRIX_FACTORIZATION and function not in FOR_FACTORIZATION:
-        hint = " Use ML.RECOMMEND for its predictions." if function == "PREDICT" else ""
-        raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', a matrix_factorization model.{hint} "
-                         f"It answers {', '.join('ML.' + f for f in sorted(FOR_FACTORIZATION))}.")
+    answered, predictions = ONLY.get(model.kind.family, (None, None))
+    if answered is not None and function not in answered:
+        hint = f" Use {predictions} for its predictions." if function == "PREDICT" else ""
+        raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', a {model.kind.name} model.{hint} "
+                         f"It answers {', '.join('ML.' + f for f in sorted(answered))}.")
     if model.kind.task == REDUCTION and function in NEED_A_LABEL:
         article = "an" if model.kind.name[0] in "aeiou" else "a"  # an autoencoder
         raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', {article} {model.kind.name} model: it "

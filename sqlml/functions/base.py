@@ -75,6 +75,7 @@ class Call:
     challenger: "LoadedModel | None" = None  # A/B serving: the version aliased "challenger"
     other: "Call | None" = None  # ML.COMPARE's second model with the same rows read through its own TRANSFORM
     data_b: Data | None = None  # ML.VALIDATE_DATA_DRIFT's second data argument (the study rows)
+    teacher: "LoadedModel | None" = None  # ML.EVALUATE of a distilled model given data: its teacher (sqlml.train.distill)
 
     def require_model(self) -> "LoadedModel":
         if self.model is None:

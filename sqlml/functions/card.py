@@ -27,7 +27,7 @@ from sqlglot.errors import ParseError
 
 from ..errors import SqlmlError
 from ..model import metrics
-from ..model.kinds import CLASSIFICATION
+from ..model.kinds import CLASSIFICATION, FORECASTING
 from ..model.loaded import LoadedModel
 from . import drift, evaluate, explain, fairness, figures
 from .applies import check_applies
@@ -40,7 +40,7 @@ SLICE_SETTINGS = ("min_slice_size", "slice_margin", "primary_metric", "slice_com
 WORST_SLICES = 3
 #: How the training notes that only say what training did (class weights, resampling, training on a
 #: sample: sqlml.train.imbalance and .sample) begin; every other note is a warning.
-INFORMATION = ("auto_class_weights: ", "class_weights: ", "sampling = ", "Training on ")
+INFORMATION = ("auto_class_weights: ", "class_weights: ", "sampling = ", "Training on ", "Distilled from ")
 #: Where one note ends in ML.TRAINING_INFO's notes, which joins them with "; ".
 NOTE_START = re.compile("; (?=" + "|".join(re.escape(s) for s in ("Data check: ", "Warning: ", *INFORMATION)) + ")")
 PLOTS = ("roc", "pr", "confusion", "importance")
@@ -72,12 +72,16 @@ def gather(call: "Call", params: dict) -> dict:
     run = _runner(call, data, {k: params[k] for k in ("threshold",) if params.get(k) is not None})
     context = describe(model)
     context["evaluated_on"] = call.data.source if call.has_input else None
+    series = (model.info.metrics or {}).get("time_series", 0)
+    context["evaluated_how"] = (f"On the fitted history (one step ahead), averaged over its {series:,} time series."
+                                if model.kind.task == FORECASTING else
+                                f"On the evaluation split kept at training ({model.info.eval_rows:,} rows).")
     context.update(evaluation(run))
     context.update(curves(run, model))
     context["importance"] = importance(run, model, context["warnings"])
     context["slices"] = sliced(run, slice_by, params) if slice_by else None
     context["fairness"] = run("FAIRNESS", sensitive_col=sensitive).to_pylist() if sensitive else None
-    context["drift"] = drifted(model, data) if data is not None else None
+    context["drift"] = drifted(model, data) if data is not None and model.kind.task != FORECASTING else None
     context["over_time"] = over_time(run, params) if params.get("time_column") else None
     context["warnings"] += warnings(context)
     return context
@@ -131,14 +135,30 @@ def training_notes(rows: list[dict]) -> dict[str, list[str]]:
 
 
 def evaluation(run) -> dict:
-    """ML.EVALUATE's row, regrouped as one line per metric: model, baseline, lift."""
-    row = run("EVALUATE").to_pylist()[0]
+    """ML.EVALUATE's row, regrouped as one line per metric: model, baseline, lift (a forecaster's rows, one
+    per time series, averaged)."""
+    rows = run("EVALUATE").to_pylist()
+    row = rows[0] if len(rows) == 1 else averaged(rows)
     metrics = [k for k in row if f"lift_{k}" in row]
     if not metrics:  # clustering: no baseline
         metrics = [k for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return {"evaluation": [{"metric": k, "model": row[k], "baseline": row.get(f"baseline_{k}"),
                             "lift": row.get(f"lift_{k}")} for k in metrics],
             "evaluation_row": row}
+
+
+def averaged(rows: list[dict]) -> dict:
+    """One row of several (a time series model's, one per series): each figure's mean over the rows that
+    have it; beats_baseline judged on the mean lift of the primary metric."""
+    row = dict(rows[0])
+    for name, value in rows[0].items():
+        if isinstance(value, float) or value is None:
+            values = [r[name] for r in rows if isinstance(r.get(name), (int, float)) and not isinstance(r[name], bool)]
+            row[name] = sum(values) / len(values) if values else None
+    lift = row.get(f"lift_{row.get('primary_metric')}")
+    if "beats_baseline" in row:
+        row["beats_baseline"] = None if lift is None else lift > 0
+    return row
 
 
 def curves(run, model: "LoadedModel") -> dict:
@@ -152,6 +172,8 @@ def curves(run, model: "LoadedModel") -> dict:
 def importance(run, model: "LoadedModel", notes: list[str]) -> dict | None:
     """Global importance: split gain for trees (ML.FEATURE_IMPORTANCE), else mean |attribution|
     (ML.GLOBAL_EXPLAIN, which re-runs the training query: a card must not fail if that is gone)."""
+    if model.kind.task == FORECASTING:  # its parts are ML.EXPLAIN_FORECAST's, per time point
+        return None
     try:
         check_applies("GLOBAL_EXPLAIN", model)
         if model.kind.trees:

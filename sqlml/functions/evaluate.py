@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..errors import DataError
+from ..errors import DataError, ParameterError
 from ..model import metrics
 from ..model.baseline import (
     STORED_KEY,
@@ -17,9 +17,10 @@ from ..model.baseline import (
     metric_values,
     primary_metric,
 )
-from ..model.kinds import CLASSIFICATION, RECOMMENDATION, UNSUPERVISED
+from ..model.kinds import ARIMA, CLASSIFICATION, RECOMMENDATION, UNSUPERVISED
 from ..model.loaded import LoadedModel
-from . import over_time, recommend, slices
+from ..train import distill
+from . import forecast_evaluate, over_time, recommend, slices
 from .base import Call, Data, as_table
 from .trials import with_trial_id
 
@@ -49,11 +50,12 @@ def scored_rows(model: "LoadedModel", data: Data, threshold: float | None = None
 def stored_row(model: "LoadedModel", params: dict) -> dict:
     """The evaluation split's row kept at training, with the baseline kept beside it."""
     model_values = _without_baseline(model.info.metrics)
+    agreement = {k: model_values.pop(k) for k in [distill.AGREEMENT] if k in model_values}  # no baseline has one
     stored = model.info.metrics.get(STORED_KEY)
     if not stored:  # trained before baselines existed
-        return model_values
-    return compare(model_values, stored["metrics"], stored.get("median_metrics"), stored["statistics"]["strategy"],
-                   primary_metric(model, params.get("primary_metric"), model_values))
+        return {**model_values, **agreement}
+    return {**compare(model_values, stored["metrics"], stored.get("median_metrics"), stored["statistics"]["strategy"],
+                      primary_metric(model, params.get("primary_metric"), model_values)), **agreement}
 
 
 def _without_baseline(stored: dict) -> dict:
@@ -64,13 +66,23 @@ def evaluate(call: Call) -> pa.Table:
     """ML.EVALUATE: one row of metrics with the baseline's beside them (:mod:`sqlml.baselines`), on the
     given data or the evaluation split kept at training; ``slice_by`` adds a row per group (:mod:`sqlml.slices`)."""
     model = call.require_model()
+    if model.kind.family == ARIMA:  # forecasts against later actuals, or the fit (BigQuery's ARIMA evaluation)
+        return forecast_evaluate.evaluate(call)
+    forecasting = sorted(set(call.params) & {"horizon", "confidence_level", "perform_aggregation"})
+    if forecasting:
+        raise ParameterError(f"ML.EVALUATE's {', '.join(forecasting)} apply to time series models only; "
+                             f"'{model.info.name}' is a {model.info.model_type} model.")
     if model.kind.task == RECOMMENDATION and (call.data is not None or call.param("top_k") is not None):
         return with_trial_id(recommend.evaluation(model, call.data, call.params), call)
     if call.param("time_column") is not None or call.param("time_window") is not None:
         return with_trial_id(over_time.evaluate(model, call.require_input(), call.params), call)
     if call.param("slice_by") is not None:
         return with_trial_id(slices.evaluate(model, call.input_table(), call.params), call)
-    return with_trial_id(evaluate_overall(model, call.data, call.params), call)
+    overall = evaluate_overall(model, call.data, call.params)
+    if call.teacher is not None:  # a distilled model (sqlml.train.distill), evaluated on rows given
+        agreement = distill.agreement(model, call.teacher, call.require_input().tables())
+        overall = overall.append_column(distill.AGREEMENT, pa.array([agreement], pa.float64()))
+    return with_trial_id(overall, call)
 
 
 def confusion_matrix(call: Call) -> pa.Table:

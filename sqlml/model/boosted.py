@@ -108,7 +108,10 @@ class Trees:
         held_out = self._held_out(len(y), params.get("seed", 0))
         source = _Blocks(blocks, y, sample_weight, held_out, feature_types)
         if method in ("auto", "hist"):
-            train = xgb.QuantileDMatrix(source, enable_categorical=True, max_bin=MAX_BIN)
+            try:
+                train = xgb.QuantileDMatrix(source, enable_categorical=True, max_bin=MAX_BIN)
+            except _Interrupted:
+                raise KeyboardInterrupt from None
         else:  # the exact and approx methods sketch the raw values themselves: a DMatrix of all the rows
             train = xgb.DMatrix(**source.whole(), feature_types=feature_types, enable_categorical=True)
         evals = [(train, "train")]
@@ -234,6 +237,10 @@ class _RelativeProgress(xgb.callback.TrainingCallback):
         return _relative_improvement(before, after) < self.min_rel_progress
 
 
+class _Interrupted(Exception):
+    """Ctrl-C while XGBoost reads the blocks: carried through its callback as an Exception."""
+
+
 class _Blocks(xgb.DataIter):
     """Dense blocks of training rows handed to XGBoost one at a time, with their labels and weights;
     each block's held-out rows are kept aside instead (on the first pass)."""
@@ -250,6 +257,12 @@ class _Blocks(xgb.DataIter):
         self.current, self.start = None, 0
 
     def next(self, input_data: t.Callable) -> bool:
+        try:
+            return self._next(input_data)
+        except KeyboardInterrupt as interrupt:  # XGBoost defers an Exception raised here, not a BaseException
+            raise _Interrupted() from interrupt
+
+    def _next(self, input_data: t.Callable) -> bool:
         if self.current is None:
             self.current = iter(self.blocks())
         block = next(self.current, None)

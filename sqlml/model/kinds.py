@@ -26,6 +26,8 @@ autoencoder                MLPRegressor fitted to          hidden_units, activat
                            reconstruct its input           batch_size, learn_rate, l2_reg, max_iterations
 matrix_factorization       ALS (sqlml.train.als; implicit  num_factors, l2_reg, wals_alpha, max_iterations,
                            feedback: the implicit library) early_stop, min_rel_progress
+arima_plus(_xreg)          statsforecast, per series       BigQuery's time series options
+                           (sqlml.train.arima)             (sqlml.model.arima_options)
 =========================  ==============================  =========================================
 
 ``random_seed`` becomes ``random_state`` (XGBoost's ``seed``) everywhere. BigQuery's other documented
@@ -51,6 +53,8 @@ REDUCTION, RECOMMENDATION = "dimensionality_reduction", "recommendation"
 UNSUPERVISED = (CLUSTERING, REDUCTION)
 LINEAR, BOOSTED, FOREST, DNN, KMEANS = "linear", "boosted", "forest", "dnn", "kmeans"  # families
 PCA, AUTOENCODER, MATRIX_FACTORIZATION = "pca", "autoencoder", "matrix_factorization"
+FORECASTING = "forecasting"
+ARIMA = "arima"  # trained by its own trainer (sqlml.train.families), not from a feature matrix
 #: How a family is explained (sqlml.model.explain): exactly from its coefficients, exact Tree SHAP,
 #: integrated gradients (a network's gradients, as BigQuery explains DNNs), or sampled (shap's
 #: PermutationExplainer against background rows).
@@ -223,7 +227,8 @@ def _autoencoder(o: dict):
 
 
 def _own_trainer(o: dict):
-    raise RuntimeError("matrix_factorization is trained by sqlml.train.families, not built as an estimator")
+    raise RuntimeError("matrix factorization and ARIMA models are trained by sqlml.train.families, "
+                       "not built as an estimator")
 
 
 def _ranges(**ranges: list) -> dict:
@@ -298,6 +303,10 @@ _FACTORIZATION = {"family": MATRIX_FACTORIZATION,
                   "penalties": {"l2_reg": 1.0}, "encoding": "onehot", "standardize": False, "explainer": SAMPLED,
                   "search_space": _ranges(num_factors=[2, 64], l2_reg=[0.01, 20.0])}
 
+
+#: ARIMA_PLUS(_XREG): their options are sqlml.model.arima_options' (scope 'forecasters').
+_ARIMA = {"family": ARIMA, "options": (), "defaults": {}, "encoding": "none", "standardize": False, "explainer": "none"}
+
 #: Every model type, cheapest first within a task (model_type = 'auto' tries them in this order).
 MODEL_KINDS: dict[str, ModelKind] = {
     kind.name: kind
@@ -314,6 +323,8 @@ MODEL_KINDS: dict[str, ModelKind] = {
         ModelKind("pca", REDUCTION, _pca, **_PCA),
         ModelKind("autoencoder", REDUCTION, _autoencoder, **_AUTOENCODER),
         ModelKind("matrix_factorization", RECOMMENDATION, _own_trainer, **_FACTORIZATION),
+        ModelKind("arima_plus", FORECASTING, _own_trainer, **_ARIMA),
+        ModelKind("arima_plus_xreg", FORECASTING, _own_trainer, **_ARIMA),
     )
 }
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import envelope, reduction
-from .kinds import CLASSIFICATION, CLUSTERING, MATRIX_FACTORIZATION, MODEL_KINDS, REDUCTION, ModelKind
+from .kinds import ARIMA, CLASSIFICATION, CLUSTERING, MATRIX_FACTORIZATION, MODEL_KINDS, REDUCTION, ModelKind
 from .preprocess import Preprocessor
 from .version import ModelVersion
 
@@ -112,6 +112,9 @@ class LoadedModel:
         if kind.family == MATRIX_FACTORIZATION:
             from .factorization import Factorization  # scipy: not loaded by connecting
             estimator = Factorization.from_state(estimator)
+        if kind.family == ARIMA:  # its arrays and JSON, read once into the model of its series
+            from .arima import ArimaModel
+            estimator = ArimaModel.of(estimator)
         return cls(
             info=info,
             kind=kind,

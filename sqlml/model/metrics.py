@@ -22,6 +22,7 @@ from .kinds import (
     AUTOENCODER,
     CLASSIFICATION,
     CLUSTERING,
+    FORECASTING,
     MATRIX_FACTORIZATION,
     PCA,
     RECOMMENDATION,
@@ -65,6 +66,10 @@ METRICS = (
     Metric("mean_squared_log_error", RECOMMENDATION, lower_is_better=True),
     Metric("median_absolute_error", RECOMMENDATION, lower_is_better=True), Metric("r2_score", RECOMMENDATION),
     Metric("explained_variance", RECOMMENDATION),
+    # Forecasts (ARIMA_PLUS, sqlml.model.forecast_metrics) also report mean_absolute_error and mean_squared_error.
+    Metric("mean_absolute_percentage_error", FORECASTING, lower_is_better=True),
+    Metric("root_mean_squared_error", FORECASTING, lower_is_better=True),
+    Metric("symmetric_mean_absolute_percentage_error", FORECASTING, lower_is_better=True),
 )
 LOWER_IS_BETTER = frozenset(m.name for m in METRICS if m.lower_is_better)
 OBJECTIVES = {task: tuple(m.name for m in METRICS if m.task == task)

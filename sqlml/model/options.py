@@ -12,12 +12,14 @@ import typing as t
 from dataclasses import dataclass
 
 from ..errors import OptionError
+from . import arima_options
 from . import bigquery_options as bigquery
-from .kinds import CLASSIFICATION, MODEL_KINDS, REGRESSION
+from .kinds import CLASSIFICATION, FORECASTING, MODEL_KINDS, REGRESSION
 
 #: Scopes: every model type; the types whose kind takes the option (ModelKind.options); classifiers;
-#: classifiers and regressors; model_type = 'auto' only.
+#: classifiers and regressors; model_type = 'auto' only; the forecasting types (ARIMA_PLUS, ARIMA_PLUS_XREG).
 ALL, TAKEN, CLASSIFIERS, SUPERVISED, AUTO = "all", "taken", "classifiers", "supervised", "auto"
+FORECASTERS = "forecasters"
 
 
 @dataclass(frozen=True)
@@ -103,12 +105,17 @@ OPTIONS: dict[str, Option] = {
     "deploy_tolerance": Option(float, low=0.0, high=1e12),
     "deploy_significance": Option(float, low=0.0, high=1.0, low_open=True),
     "primary_metric": Option(str),
+    # Distillation: the teacher whose predictions a student learns (sqlml.train.distill).
+    "distill_from": Option(str, SUPERVISED),
+    "distill_from_version": Option(int, SUPERVISED, low=1),
     "description": Option(str),
     "intended_use": Option(str),
     "limitations": Option(str),
 }
 # BigQuery ML's other documented options: what sqlml does with each is in sqlml.model.bigquery_options.
 OPTIONS.update({name: Option(**{"scope": TAKEN, **spec}) for name, spec in bigquery.SPECS.items()})
+# Time series models' options (sqlml.model.arima_options): they apply to the forecasting types only.
+OPTIONS.update({name: Option(**{"scope": FORECASTERS, **spec}) for name, spec in arima_options.SPECS.items()})
 
 
 def validate(options: dict[str, t.Any], model_type: str | None, extra: dict[str, Option] | None = None) -> dict:
@@ -152,6 +159,8 @@ def applies_to(name: str, option: Option) -> tuple[str, ...] | str:
         return ALL if option.scope == ALL else ("auto",)
     if option.scope == TAKEN:
         return tuple(kind.name for kind in MODEL_KINDS.values() if name in kind.options or bigquery.takes(name, kind.name))
+    if option.scope == FORECASTERS:
+        return tuple(kind.name for kind in MODEL_KINDS.values() if kind.task == FORECASTING)
     tasks = (CLASSIFICATION,) if option.scope == CLASSIFIERS else (CLASSIFICATION, REGRESSION)
     return tuple(kind.name for task in tasks for kind in MODEL_KINDS.values() if kind.task == task)
 

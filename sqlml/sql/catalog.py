@@ -73,6 +73,10 @@ DRIFT = {"categorical_default_threshold": DRIFT_THRESHOLD, "numerical_default_th
 WINDOWS = {"time_column": Param("string"),
            "time_window": Param("string", choices=("day", "week", "month", "quarter", "year"))}
 OVER_TIME = {**WINDOWS, "degradation_margin": Param("number", 0.0)}
+#: Time series forecasts (sqlml.functions.forecast): points ahead and the prediction intervals' level.
+FORECASTING = {"horizon": Param("integer", 1, 10_000), "confidence_level": Param("number", 0.0, 1.0, below=True)}
+#: The dialects ML.GENERATE_SQL writes (sqlml.compile).
+SQL_DIALECTS = ("duckdb", "spark", "postgres", "snowflake", "bigquery", "sqlite")
 SLICES = {"slice_by": Param("names"), "min_slice_size": Param("integer", 0), "slice_margin": Param("number", 0.0),
           "slice_combinations": Param("boolean"), "primary_metric": Param("string"), "baselines": Param("boolean")}
 
@@ -82,7 +86,8 @@ PARAMETERS: dict[str, dict[str, Param]] = {
                 **TRIAL},
     "EXPLAIN_PREDICT": {"threshold": THRESHOLD, "top_k_features": Param("integer", 1),
                         "integrated_gradients_num_steps": Param("integer", 1, 30), **TRIAL},
-    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, "top_k": Param("integer", 1), **TRIAL},
+    "EVALUATE": {"threshold": THRESHOLD, **SLICES, **OVER_TIME, "top_k": Param("integer", 1), **TRIAL, **FORECASTING,
+                 "perform_aggregation": Param("boolean")},
     "CONFUSION_MATRIX": {"threshold": THRESHOLD, **TRIAL},
     "ROC_CURVE": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
     "THRESHOLD_METRICS": {"thresholds": Param("numbers", 0.0, 1.0), **TRIAL},
@@ -116,7 +121,15 @@ PARAMETERS: dict[str, dict[str, Param]] = {
     "PRINCIPAL_COMPONENTS": dict(TRIAL),
     "PRINCIPAL_COMPONENT_INFO": dict(TRIAL),
     "RECONSTRUCTION_LOSS": dict(TRIAL),
-    "DETECT_ANOMALIES": {"contamination": Param("number", 0.0, 0.5), **TRIAL},
+    # k-means, PCA, autoencoder: contamination; time series models: anomaly_prob_threshold (functions/anomalies.py)
+    "DETECT_ANOMALIES": {"contamination": Param("number", 0.0, 0.5),
+                         "anomaly_prob_threshold": Param("number", 0.0, 1.0, below=True), **TRIAL},
+    "FORECAST": dict(FORECASTING),
+    "EXPLAIN_FORECAST": dict(FORECASTING),
+    "ARIMA_EVALUATE": {"show_all_candidate_models": Param("boolean")},
+    "ARIMA_COEFFICIENTS": {},
+    "HOLIDAY_INFO": {},
+    "GENERATE_SQL": {"dialect": Param("string", choices=SQL_DIALECTS), "input_table": Param("string")},
 }
 AVAILABLE = frozenset(PARAMETERS)
 
@@ -126,7 +139,8 @@ ARGUMENTS = {"ROC_CURVE": "thresholds", "THRESHOLD_METRICS": "thresholds"}
 
 #: Functions whose result depends only on the model, not on input data.
 MODEL_ONLY = frozenset({"TRAINING_INFO", "FEATURE_INFO", "WEIGHTS", "GLOBAL_EXPLAIN", "FEATURE_IMPORTANCE",
-                        "TRIAL_INFO", "LEADERBOARD", "PRINCIPAL_COMPONENTS", "PRINCIPAL_COMPONENT_INFO"})
+                        "TRIAL_INFO", "LEADERBOARD", "PRINCIPAL_COMPONENTS", "PRINCIPAL_COMPONENT_INFO",
+                        "ARIMA_EVALUATE", "ARIMA_COEFFICIENTS", "HOLIDAY_INFO"})
 
 #: Functions that take two models: ``ML.COMPARE(MODEL a, MODEL b, data)``.
 TWO_MODELS = frozenset({"COMPARE"})
@@ -135,7 +149,7 @@ TWO_MODELS = frozenset({"COMPARE"})
 TWO_INPUTS = frozenset({"VALIDATE_DATA_DRIFT"})
 
 #: Functions that read their input as the query gives it, not through the model's TRANSFORM.
-RAW_INPUT = frozenset({"VALIDATE_DATA_SKEW"})
+RAW_INPUT = frozenset({"VALIDATE_DATA_SKEW", "GENERATE_SQL"})
 
 #: Functions that read the tuning trials of a version.
 READS_TRIALS = frozenset({"TRIAL_INFO", "LEADERBOARD", "EVALUATE", "WEIGHTS"})

@@ -52,6 +52,12 @@ ML_FUNCTIONS = (
     "PRINCIPAL_COMPONENT_INFO",
     "RECONSTRUCTION_LOSS",
     "DETECT_ANOMALIES",
+    "FORECAST",
+    "EXPLAIN_FORECAST",
+    "ARIMA_EVALUATE",
+    "ARIMA_COEFFICIENTS",
+    "HOLIDAY_INFO",
+    "GENERATE_SQL",
 )
 #: ``AI.<name>(...)``: BigQuery's newer prefix for these, parsed as their ``ML.`` names.
 AI_FUNCTIONS = ("GENERATE_EMBEDDING",)

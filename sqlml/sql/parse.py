@@ -58,12 +58,13 @@ _ML_CALL = re.compile(r"(?<![\w$])ML\s*\.\s*([A-Z_][A-Z0-9_]*)\s*\(")
 KNOWN_ML = sorted({*ML_FUNCTIONS, *SINGLE, *MULTI})
 
 
-def parse(text: str, dialect: str = "duckdb", engine: str = "sqlml") -> list[exp.Expr]:
+def parse(text: str, dialect: str = "duckdb", engine: str = "sqlml", as_written: bool = True) -> list[exp.Expr]:
     """Parse one or more statements written in ``dialect`` ('duckdb' or 'bigquery') for an engine whose
     sqlglot dialect is ``engine`` (DuckDB's: 'sqlml'); errors carry line and column. A plain DuckDB
     statement for DuckDB is kept as written (an ``exp.Command``, run as it is); for another engine it
     is parsed so that it can be written in the engine's dialect (as written only if sqlglot cannot read
-    it). sqlml's own statements, and every statement written for BigQuery, must parse."""
+    it). sqlml's own statements, and every statement written for BigQuery, must parse. ``as_written=False``
+    parses plain statements too (bound parameters are found, and renamed, in the syntax tree)."""
     if dialect not in INPUT_DIALECTS:
         raise SqlmlParseError(f"Unknown SQL dialect {dialect!r}; sqlml reads {' and '.join(INPUT_DIALECTS)}.")
     read = INPUT_DIALECTS[dialect]
@@ -74,7 +75,7 @@ def parse(text: str, dialect: str = "duckdb", engine: str = "sqlml") -> list[exp
         statements = []
         for piece in split(text):
             need = _needs_parsing(piece.text)
-            statements += ([_as_written(piece)] if need is None and read == engine
+            statements += ([_as_written(piece)] if need is None and read == engine and as_written
                            else _parsed(piece, text, read, must=bool(need)))
         return statements
 

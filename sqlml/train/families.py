@@ -1,6 +1,9 @@
 """CREATE MODEL for model families that do not learn from a feature matrix (:mod:`sqlml.train.fit`):
 :data:`TRAINERS` maps a family to its trainer, which the executor calls with the engine, the planned
 statement and the progress callback, and which returns the registry row, as :func:`sqlml.train.tune.train`.
+A family that judges a retrain its own way adds ``gate``: ``gate(new, deployed)`` gives the deploy gate's
+verdict, in place of the rows-held-out comparison (ARIMA_PLUS: both versions refitted without the series'
+last points, :mod:`sqlml.train.arima_gate`).
 
 Matrix factorization (BigQuery's ``matrix_factorization``) learns from three columns of the training query:
 ``user_col``, ``item_col`` and ``rating_col`` (BigQuery's defaults ``user``, ``item``, ``rating``; other
@@ -29,11 +32,11 @@ from ..errors import DataError, OptionError
 from ..model import baseline as baselines
 from ..model import envelope, metrics
 from ..model.factorization import Factorization, index_of, padded
-from ..model.kinds import MATRIX_FACTORIZATION, MODEL_KINDS
+from ..model.kinds import ARIMA, MATRIX_FACTORIZATION, MODEL_KINDS
 from ..model.loaded import LABEL_TYPES, LoadedModel
 from ..model.preprocess import Preprocessor, to_float64
 from ..model.version import ModelVersion
-from . import als, reading, search, tune
+from . import als, arima, reading, search, tune
 from . import fit as training
 from .labels import column_name, prepare_label
 from .split import Split, split_rows
@@ -214,4 +217,5 @@ def _tuned(rows: reading.Rows, raw: dict, name: str, query: str, progress: t.Cal
 
 TRAINERS: dict[str, t.Callable[[t.Any, t.Any, t.Callable[[str], None]], dict]] = {
     MATRIX_FACTORIZATION: train_factorization,
+    ARIMA: arima.train,
 }

@@ -1,0 +1,5 @@
+"""``python -m sqlml``: the sqlml command line."""
+
+from .cli import main
+
+main()
