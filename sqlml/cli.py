@@ -5,6 +5,8 @@
     sqlml models --db models.duckdb
     sqlml card late_model --db models.duckdb -o card.html
     sqlml serve --db models.duckdb --port 8000
+    sqlml run train.sql --engine spark --spark-master spark://host:7077 --registry /shared/sqlml_registry
+    sqlml models copy late_model --db models.duckdb --to-registry /shared/sqlml_registry
 
 Exit codes: 0 success, 1 an error in the SQL, the data or the environment (``Error: …``), 2 usage.
 """
@@ -19,7 +21,6 @@ import sys
 import typing as t
 
 import click
-import duckdb
 
 from . import datasets
 from .errors import SqlmlError
@@ -61,16 +62,28 @@ def main() -> None:
               help="The SQL dialect the statements are written in (bigquery: run BigQuery ML scripts as written).")
 @click.option("--dataset", "dataset_names", multiple=True, type=click.Choice(sorted(datasets.DATASETS)),
               help="Load a packaged real dataset as a table first (repeatable).")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Where the statements run (spark: docs/scale_out.md; --db is then not used).")
+@click.option("--spark-master", help="With --engine spark: the cluster's master URL (default: local[*], this machine).")
+@click.option("--registry", "registry_path", help="With --engine spark: the folder of the model registry "
+              "(default: ./sqlml_registry); on a cluster, one every session reaches.")
 @user_errors
-def run(file: t.TextIO, db_path: str, output_format: str, dialect: str, dataset_names: tuple[str, ...]) -> None:
+def run(file: t.TextIO, db_path: str, output_format: str, dialect: str, dataset_names: tuple[str, ...], engine: str,
+        spark_master: str | None, registry_path: str | None) -> None:
     """Run every statement in FILE ('-' for stdin) and print each result."""
     import sqlml
     from .progress import Progress
     progress = Progress()
     text = file.read()
-    if db_path != ":memory:" and not os.path.exists(db_path):
+    if engine == "duckdb" and db_path != ":memory:" and not os.path.exists(db_path):
         click.echo(f"Creating new database {os.path.abspath(db_path)} (no file at --db {db_path} yet).", err=True)
-    with sqlml.connect(db_path, progress=progress, dialect=dialect) as conn:
+    if engine == "spark":
+        from .engines.spark import local_session
+        connected = sqlml.connect(progress=progress, dialect=dialect, engine="spark", registry=registry_path,
+                                  spark=local_session(spark_master) if spark_master else None)
+    else:
+        connected = sqlml.connect(db_path, progress=progress, dialect=dialect)
+    with connected as conn:
         for name in dataset_names:
             datasets.load(conn, name)
         statements = sqlml.parse(text, dialect)
@@ -88,13 +101,17 @@ def run(file: t.TextIO, db_path: str, output_format: str, dialect: str, dataset_
                 warn_if_below_baseline(result)
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @db_option
 @click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.pass_context
 @user_errors
-def models(db_path: str, output_format: str) -> None:
+def models(ctx: click.Context, db_path: str, output_format: str) -> None:
     """List the models in the registry, one row per version: whether it is the deployed one, the
-    aliases naming it, whether the model is disabled (its kill switch), and the version's status."""
+    aliases naming it, whether the model is disabled (its kill switch), and the version's status.
+    `sqlml models copy` copies one to Spark's registry."""
+    if ctx.invoked_subcommand is not None:
+        return
     import sqlml
     existing_database(db_path, "models")
     with sqlml.connect(db_path, read_only=True, create=False) as conn:
@@ -105,6 +122,32 @@ def models(db_path: str, output_format: str) -> None:
                                       "eval_rows, created_at, options->>'expiration_timestamp' AS expiration_timestamp, "
                                       "options->'labels' AS labels, status")
         print_result(listed, output_format)
+
+
+@models.command("copy")
+@click.argument("name")
+@click.option("--db", "db_path", required=True, help="The DuckDB database the model is copied from (read only).")
+@click.option("--to-registry", "registry_path", required=True,
+              help="The folder of the Spark registry to copy it to (sqlml run --engine spark --registry PATH).")
+@click.option("--version", "version", help="The version to copy: a number or an alias (default: the deployed one).")
+@click.option("--spark-master", help="The Spark session's master URL (default: local[*], this machine).")
+@user_errors
+def models_copy(name: str, db_path: str, registry_path: str, version: str | None, spark_master: str | None) -> None:
+    """Copy model NAME from a DuckDB database to a Spark registry, verified on read and signed there with
+    the same key; it then scores on Spark as on DuckDB (docs/scale_out.md)."""
+    import sqlml
+    from .engines.spark import local_session
+    from .registry.transfer import read_version, store_copy
+    existing_database(db_path, f"models copy {name}")
+    chosen = int(version) if version is not None and version.isdigit() else version
+    with sqlml.connect(db_path, read_only=True, create=False) as source:  # verified before Spark starts
+        copied = read_version(source.executor.registry, name, chosen)
+    with sqlml.connect(engine="spark", registry=registry_path, spark=local_session(spark_master or "local[*]"),
+                       progress=lambda message: None) as target:
+        number, deployed = store_copy(target.executor.registry, copied, f"DuckDB database {os.path.abspath(db_path)}")
+    how = "deployed" if deployed else f"not deployed: deploy it with ALTER MODEL {name} DEPLOY VERSION {number}"
+    click.echo(f"Copied model '{name}' from {db_path} to the Spark registry at {registry_path} as version "
+               f"{number} ({how}).", err=True)
 
 
 @main.group()
@@ -184,7 +227,7 @@ def warn_if_below_baseline(relation: t.Any) -> None:
     """An evaluation that does not beat its baseline must be impossible to miss."""
     if "beats_baseline" not in relation.columns:
         return
-    rows = relation.to_arrow_table().to_pylist()
+    rows = _arrow(relation).to_pylist()
     losing = sorted({r.get("primary_metric") or "its primary metric" for r in rows if r["beats_baseline"] is False})
     if losing:
         click.secho(f"Warning: the model does NOT beat its trivial baseline on {', '.join(losing)} "
@@ -195,11 +238,12 @@ def warn_if_below_baseline(relation: t.Any) -> None:
 def print_result(relation: t.Any, output_format: str) -> None:
     """Print a DuckDB relation as a table (one row as a list of name and value, so that no column is
     hidden), CSV (nested values as JSON) or JSON lines."""
-    table = relation.to_arrow_table()  # run once: DuckDB's renderer would run the query again
+    table = _arrow(relation)  # run once: DuckDB's renderer would run the query again
     if output_format == "table":
         if table.num_rows == 1:
             print_vertical(table.to_pylist()[0])
         else:  # every column asked for, however wide; a terminal wraps the lines
+            import duckdb  # DuckDB's renderer (loaded only to print a table, on either engine)
             duckdb.connect().from_arrow(table).show(max_width=WIDEST)
         return
     rows = table.to_pylist()
@@ -214,6 +258,11 @@ def print_result(relation: t.Any, output_format: str) -> None:
 
 
 WIDEST = 100_000  # characters: DuckDB hides the columns beyond its max_width
+
+
+def _arrow(result: t.Any) -> t.Any:
+    """A result as an Arrow table: a DuckDB relation, or a Spark DataFrame (``--engine spark``)."""
+    return result.toArrow() if hasattr(result, "toArrow") else result.to_arrow_table()
 
 
 def print_vertical(row: dict) -> None:

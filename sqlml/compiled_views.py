@@ -106,7 +106,7 @@ def create(engine: Engine, registry: Registry, view: "CreatedView", scored: list
 def follow(engine: Engine, registry: Registry, model: str) -> None:
     """Rewrite the owned views over ``model`` for what it serves now (inside the transaction that changed
     it). A view dropped since loses its record; an edited one is left as it is, and stays refused."""
-    if not registry.exists("views"):
+    if not engine.scoring_views or not registry.exists("views"):  # Spark's views are the session's (scale_out.md)
         return
     present = _present(engine)
     for record in _records(engine, registry):
@@ -250,7 +250,7 @@ def attach(engine: Engine, registry: Registry) -> None:
     Nothing raises here: a view that does not match is refused, naming it, when a statement reads it."""
     catalog = engine.current_database()
     _OWNED.pop(catalog, None)
-    if not registry.exists("views"):
+    if not engine.scoring_views or not registry.exists("views"):
         return
     present, heads, owned = _present(engine), {}, {}
     for record in _records(engine, registry):

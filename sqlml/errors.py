@@ -47,3 +47,7 @@ class SecretKeyError(SqlmlError):
 
 class StorageError(SqlmlError):
     """The database cannot be written: the disk is full, or the file or its directory is not writable."""
+
+
+class UnsupportedError(SqlmlError):
+    """The engine cannot do this (yet); the message says what to do instead."""

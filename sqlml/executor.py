@@ -9,10 +9,12 @@ import sys
 import typing as t
 
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
 from . import compiled_views, outputs, views
 from .engines.base import Engine
-from .errors import DataError, SecretKeyError, SqlmlError
+from .errors import DataError, SecretKeyError, SqlmlError, UnsupportedError
 from .model import drift, envelope, loaded, serve
 from .model import options as opts
 from .model.bigquery_options import refuse_expired
@@ -98,7 +100,7 @@ class Executor:
             fitted = transform.fit(self.engine.fetch, self.engine.schema(step.query_sql).names, step.transform, step.query_sql,
                                    label_of(kind, checked), keep=role_columns(kind, checked)[1:],
                                    dialect=self.engine.dialect)
-            query_sql = transform.training_sql(fitted, step.query_sql)
+            query_sql = transform.training_sql(fitted, step.query_sql, self.engine.dialect)
         lesson, teacher = None, None
         if trainer is not None:
             row = trainer(self.engine, step, self.progress)
@@ -241,6 +243,8 @@ class Executor:
 
     def query(self, step: Query) -> t.Any:
         views.refusal(self.engine, step.sql)
+        if step.views and not self.engine.scoring_views:
+            return self._temporary_view(step)
         compiled_views.refusal(self.engine, self.registry, step.sql, step.created_view)
         if step.created_view is not None and step.created_view.catalog in (None, self.engine.current_database()):
             return self._create_view(step)
@@ -249,16 +253,15 @@ class Executor:
             sql = sql.replace(view.placeholder,
                               f"({self.view_scoring_sql(view.model, view.input_sql, view.params, view.view)})")
         if step.passthrough:  # nothing for the engine to do: hand the computed rows back as they are
-            return self.engine.result(outputs.as_table(self.compute(self._filled(step, step.tables[0]))))
+            return self.engine.result(self.compute(self._filled(step, step.tables[0])))
         with outputs.Exposed(self.engine) as exposed:
             for table_function in step.tables:
                 # Analytic preprocessing reads the ML.* tables for its statistics before the statement does.
                 once = table_function.name not in step.rescanned and not step.analytics
                 exposed.add(table_function.name, self.compute(self._filled(step, table_function)), once)
             sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect, sql)
-            if exposed.names and step.returns_rows:
-                # The outputs are dropped below, so a result that reads them is materialized now.
-                return self.engine.result(exposed.run(lambda: self.engine.read_arrow(sql)))
+            if exposed.names and step.returns_rows:  # the outputs are dropped below
+                return exposed.run(lambda: self.engine.detached(sql))
             result = exposed.run(lambda: self.engine.execute(sql))
             return result if step.returns_rows else None
 
@@ -271,6 +274,30 @@ class Executor:
         scored = [dataclasses.replace(self._view_scoring(v.model, filled(v.input_sql), v.params, view.name),
                                       placeholder=v.placeholder) for v in step.views]
         compiled_views.create(self.engine, self.registry, view, scored)
+
+    def _temporary_view(self, step: Query) -> None:
+        """CREATE VIEW over ML.PREDICT where a view cannot call a scoring function (Spark): a temporary
+        view of this session, its ML.PREDICT computed when the view is read, by the version resolved now."""
+        create = sqlglot.parse_one(step.sql, read=self.engine.dialect)
+        if not isinstance(create, exp.Create) or not isinstance(create.expression, exp.Query):
+            raise UnsupportedError("On this engine, ML.PREDICT inside a view is served only by CREATE VIEW name AS "
+                                   "SELECT … (a temporary view of the session).")
+        name = create.this.name
+        predictions = [TableFunction(v.placeholder, "PREDICT", v.model, v.input_sql, dict(v.params)) for v in step.views]
+        with outputs.Exposed(self.engine) as exposed:
+            for table_function in [*step.tables, *predictions]:
+                exposed.add(table_function.name, self.compute(self._filled(step, table_function)), False)
+            sql = preprocessing.fill(step.analytics, self.engine.fetch, self.engine.dialect,
+                                     create.expression.sql(self.engine.dialect))
+            made = exposed.run(lambda: self.engine.temporary_view(name, sql, "replace" if create.args.get("replace")
+                                                                  else "ignore" if create.args.get("exists") else "error"))
+        if not made:
+            return None
+        served = ", ".join(sorted({f"'{v.model[0]}'" for v in step.views}))
+        self.progress(f"View '{name}' is a temporary view of this session (a Spark view cannot call sqlml's scoring "
+                      f"function): it scores when read, with the version of {served} served now; after a DEPLOY or "
+                      "ROLLBACK, create it again (docs/scale_out.md#views).")
+        return None
 
     def _filled(self, step: Query, tf: TableFunction) -> TableFunction:
         """``tf`` with the preprocessing functions of its input (``ML.STANDARD_SCALER(x) OVER ()`` …) compiled."""
@@ -312,7 +339,7 @@ class Executor:
         scored_sql = input_sql
         if model_state.transform:
             transform.wrap_sql(model_state.transform, input_sql, columns.names)
-            scored_sql = transform.wrap_sql(model_state.transform, input_sql, None)
+            scored_sql = transform.wrap_sql(model_state.transform, input_sql, None, dialect=self.engine.dialect)
         else:
             model_state.preprocessor.check_columns(columns.empty_table())
         pinned = self.registry.pinned(info) if version is not None else None
@@ -355,7 +382,7 @@ class Executor:
             call.challenger = self.load(model.info.name, "challenger")
             refuse_expired(call.challenger.info.name, call.challenger.info.version, call.challenger.info.options)
         if model is not None and model.info.query and not model.info.legacy:  # a query sqlml signed
-            call.training = self._data(model, model.info.query)
+            call.training = self._training(model)
         if function == "EVALUATE" and model is not None and "distill_from" in model.info.options and call.data:
             call.teacher = self.load(model.info.options["distill_from"], model.info.options.get("distill_from_version"))
         if tf.function in catalog.READS_TRIALS:
@@ -372,14 +399,27 @@ class Executor:
         text = serve.split_key_sql(key, columns.field(key).type, self.engine.dialect)
         return f"SELECT *, {text} AS {serve.SPLIT_KEY} FROM ({input_sql}) AS __sqlml_keyed"
 
+    def _training(self, model: LoadedModel) -> Data:
+        """The model's training rows (its signed query, through its TRANSFORM), read only when a handler
+        asks: the tables it read may be gone (or live on another engine, for a copied model)."""
+        import functools
+        data = functools.cache(lambda: self._data(model, model.info.query))
+        from .functions.base import Data
+        return Data(lambda: data().batches(), lambda: data().schema(), lambda: data().table(), source=model.info.query,
+                    apply=lambda function, empty: data().apply(function, empty),
+                    count=lambda function, empty: data().count(function, empty))
+
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training
         (``bigquery_shape``: with BigQuery's STRUCT/ARRAY outputs, for ML.TRANSFORM)."""
         if model is not None and model.transform:
-            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape)
+            sql = transform.wrap_sql(model.transform, sql, self.engine.schema(sql).names, bigquery_shape,
+                                     self.engine.dialect)
         from .functions.base import Data
-        return Data(lambda: self.engine.stream_batches(sql), lambda: self.engine.schema(sql),
-                    lambda: self.engine.read_arrow(sql), source=sql)
+        return Data(lambda: self.engine.input_batches(sql), lambda: self.engine.schema(sql),
+                    lambda: self.engine.read_arrow(sql), source=sql,
+                    apply=lambda function, empty: self.engine.apply(sql, function, empty),
+                    count=lambda function, empty: self.engine.counted(sql, function, empty))
 
 
 def _counted(data: Data, task: str, progress: t.Any) -> Data:

@@ -132,3 +132,60 @@ def same_predictions(got: list, expected: list, tolerance: float = 1e-9) -> bool
             return a.keys() == b.keys() and all(agree(a[k], b[k]) for k in a)
         return a == b and isinstance(a, bool) == isinstance(b, bool)
     return agree(list(got), list(expected))
+
+
+# --- One test suite, two engines (as ibis's backends/tests) -------------------------------------------
+# A test takes ``engine`` (or a fixture built on it) to run on every engine; what an engine cannot do
+# yet is marked at the test: @pytest.mark.notimpl(["spark"], raises=UnsupportedError, reason="...").
+# There the test must fail with that error (a strict xfail), so a gap that closes is noticed.
+
+ENGINES = ("duckdb", "spark")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        engine = item.callspec.params.get("engine") if hasattr(item, "callspec") else None
+        for marker in item.iter_markers("notimpl"):
+            if engine in marker.args[0]:
+                item.add_marker(pytest.mark.xfail(raises=marker.kwargs["raises"], reason=marker.kwargs["reason"],
+                                                  strict=True))
+
+
+@pytest.fixture(scope="session")
+def spark_session(tmp_path_factory):
+    """One local[2] SparkSession for the whole test run, started the first time a test needs it (20-35 s)."""
+    import sys
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+    session = (SparkSession.builder.master("local[2]").appName("sqlml-tests")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", "2")
+               .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
+               .getOrCreate())
+    session.sparkContext.setLogLevel("FATAL")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request):
+    """The name of the engine a test runs on: every test taking it runs once on each (a module's tests
+    on one engine, then on the next, so module-scoped fixtures built on it are built once per engine)."""
+    return request.param
+
+
+def connect_on(engine: str, request, registry) -> sqlml.Connection:
+    """A fresh sqlml connection on ``engine`` (Spark's registry in the folder ``registry``)."""
+    if engine == "spark":
+        return sqlml.connect(engine="spark", spark=request.getfixturevalue("spark_session"), registry=str(registry),
+                             progress=lambda message: None)
+    return sqlml.connect(progress=lambda message: None)
+
+
+@pytest.fixture
+def econn(engine, request, tmp_path):
+    """A fresh connection on ``engine``."""
+    connection = connect_on(engine, request, tmp_path / "registry")
+    yield connection
+    connection.close()

@@ -207,3 +207,10 @@ def test_python_dash_m_runs_the_command_line(module, tmp_path):
     done = subprocess.run([sys.executable, "-m", module, "run", str(script)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert done.returncode == 0 and "42" in done.stdout, done.stderr
+
+
+def test_importing_the_command_line_loads_no_engine():
+    """`sqlml --help`, `sqlml key create` … start without DuckDB or pyspark: each loads when a command uses it."""
+    code = "import sys, sqlml.cli; print(sorted(m for m in ('duckdb', 'pyspark') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

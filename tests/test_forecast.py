@@ -392,7 +392,7 @@ def test_sqlml_serve_refuses_to_predict_rows_with_a_time_series_model(trend, tmp
         create(conn, "f", "trend", f"{STEPS_OFF}, seasonalities = ['WEEKLY']")
     models = server.Models(server.Settings(db=path))
     models.refresh()
-    with pytest.raises(SqlmlError, match=re.escape("ML.PREDICT does not apply to 'f', a arima_plus model. "
+    with pytest.raises(SqlmlError, match=re.escape("ML.PREDICT does not apply to 'f', an arima_plus model. "
                                                    "Use ML.FORECAST for its predictions.")):
         server.predictions(models, "f", [{"day": "2024-06-01", "value": 1.0}], {})
 
@@ -506,10 +506,10 @@ def test_forecasting_functions_refuse_what_they_cannot_answer(conn, trend):
     create(conn, "short_horizon", "trend", "clean_spikes_and_dips = FALSE, adjust_step_changes = FALSE, horizon = 5")
     with pytest.raises(ParameterError, match="horizon 6 is more than the model's horizon 5"):
         conn.sql("SELECT * FROM ML.FORECAST(MODEL short_horizon, STRUCT(6 AS horizon))")
-    with pytest.raises(SqlmlError, match=re.escape("ML.PREDICT does not apply to 'short_horizon', a arima_plus model. "
+    with pytest.raises(SqlmlError, match=re.escape("ML.PREDICT does not apply to 'short_horizon', an arima_plus model. "
                                                    "Use ML.FORECAST for its predictions.")):
         conn.sql("SELECT * FROM ML.PREDICT(MODEL short_horizon, TABLE trend)")
-    with pytest.raises(ParameterError, match="of a arima_plus model takes anomaly_prob_threshold, not contamination "
+    with pytest.raises(ParameterError, match="of an arima_plus model takes anomaly_prob_threshold, not contamination "
                                              r"\(autoencoder, kmeans, pca models take that\)"):
         conn.sql("SELECT * FROM ML.DETECT_ANOMALIES(MODEL short_horizon, STRUCT(0.1 AS contamination))")
     with pytest.raises(ParameterError, match="needs a model trained with holiday_region"):

@@ -264,7 +264,10 @@ def test_ctrl_c_during_training_stops_cleanly_and_stores_nothing(tmp_path):
     second.write_text("CREATE OR REPLACE MODEL slow OPTIONS (model_type = 'boosted_tree_classifier', "
                       "input_label_cols = ['target'], max_iterations = 10000, early_stop = FALSE, learn_rate = 0.01, "
                       "max_tree_depth = 8) AS SELECT * FROM breast_cancer;")
-    child = subprocess.Popen([sys.executable, "-c", "from sqlml.cli import main; main()", "run", str(second), "--db", db],
+    # Ctrl-C's handler as in a terminal: a test run started in the background (`pytest &`) ignores SIGINT,
+    # and its children inherit that.
+    start = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); from sqlml.cli import main; main()"
+    child = subprocess.Popen([sys.executable, "-c", start, "run", str(second), "--db", db],
                              env={**os.environ, "PYTHONPATH": os.getcwd()}, stderr=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, text=True)
     lines: queue.Queue[str | None] = queue.Queue()

@@ -29,12 +29,12 @@ def scoring(conn, monkeypatch):
              "FROM big LIMIT 4000")
     conn.sql("CREATE MODEL m OPTIONS (model_type = 'logistic_reg') AS SELECT * FROM train")
     conn.streams = []
-    original = DuckDBEngine.register_stream
+    original = DuckDBEngine._register_stream
 
     def register_stream(self, name, schema, batches):
         conn.streams.append(name)
         return original(self, name, schema, batches)
-    monkeypatch.setattr(DuckDBEngine, "register_stream", register_stream)
+    monkeypatch.setattr(DuckDBEngine, "_register_stream", register_stream)
     return conn
 
 

@@ -102,6 +102,16 @@ def test_view_equals_eager_scoring(trained):
     assert trained.sql("SELECT * FROM scored").columns == trained.sql("SELECT * FROM ML.PREDICT(MODEL w, TABLE clean)").columns
 
 
+def test_predictions_do_not_need_the_training_table(trained):
+    """The stored TRANSFORM scores by itself: dropping the table the model was trained on changes nothing
+    (the training query is re-read only by what needs its rows, e.g. ML.GLOBAL_EXPLAIN)."""
+    query = "SELECT id, predicted_body_mass_g FROM ML.PREDICT(MODEL w, TABLE kept) ORDER BY id"
+    trained.sql("CREATE TABLE kept AS SELECT * FROM clean")
+    before = trained.sql(query).fetchall()
+    trained.sql("DROP TABLE clean")
+    assert trained.sql(query).fetchall() == before
+
+
 def test_prediction_input_without_label_and_unseen_values(trained):
     rows = trained.sql("""SELECT predicted_body_mass_g, island_Biscoe, island_Dream, island_Torgersen, flipper
         FROM ML.PREDICT(MODEL w, (SELECT 45.0 AS bill_length_mm, 500.0 AS flipper_length_mm, 17.0 AS bill_depth_mm,

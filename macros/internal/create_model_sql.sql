@@ -36,7 +36,19 @@ SELECT uuid()::VARCHAR, name, version, model_type, label, options, metrics, trai
 FROM {{ sqlml.registry_table('models') }} WHERE name = {{ name }} AND version = {{ trained.version }}
 ;
 CREATE OR REPLACE TABLE {{ relation }} AS
-SELECT {{ name }} AS model_name, {{ trained.version }} AS model_version, {{ sqlml.sql_literal(trained.deployed) }} AS deployed,
-       {{ sqlml.sql_literal(trained.reason) }} AS deploy_reason, metrics.*
+{{ sqlml.evaluation_row_sql(relation, trained, replace=false) }}
+{%- endmacro %}
+
+
+{#- The row a sqlml_model's relation holds: the model's name, the version just trained, whether the gate
+    deployed it and why, and its ML.EVALUATE metrics; as a query (replace=false), or as statements
+    replacing the relation's table (Spark's tables have no CREATE OR REPLACE). -#}
+{% macro evaluation_row_sql(relation, trained, replace=true) -%}
+  {%- if replace -%}
+DROP TABLE IF EXISTS {{ relation }};
+CREATE TABLE {{ relation }} AS
+  {% endif -%}
+SELECT {{ sqlml.sql_literal(sqlml.model_name(relation)) }} AS model_name, {{ trained.version }} AS model_version,
+       {{ sqlml.sql_literal(trained.deployed) }} AS deployed, {{ sqlml.sql_literal(trained.reason) }} AS deploy_reason, metrics.*
 FROM ML.EVALUATE(MODEL {{ relation }} VERSION {{ trained.version }}) AS metrics
 {%- endmacro %}

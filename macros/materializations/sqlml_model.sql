@@ -21,3 +21,21 @@
   {% do store_raw_result('main', message=trained.message, code='OK', rows_affected=1) %}
   {{ return(sqlml.after_job(target_relation)) }}
 {% endmaterialization %}
+
+
+{#- On Spark (dbt-spark, method: session, run inside sqlml.dbt.spark.attached): the same one-row relation,
+    without the audit table. -#}
+{% materialization sqlml_model, adapter='spark', supported_languages=['sql'] %}
+  {%- set target_relation = this.incorporate(type='table') -%}
+  {{ run_hooks(pre_hooks) }}
+  {% call statement('main') -%}
+    {{ sqlml.create_model_sql(target_relation, sqlml.model_options(), compiled_code) }}
+  {%- endcall %}
+  {%- set trained = sqlml.trained_version(target_relation) -%}
+  {% call statement('relation') -%}
+    {{ sqlml.evaluation_row_sql(target_relation, trained) }}
+  {%- endcall %}
+  {% do store_raw_result('main', message=trained.message, code='OK', rows_affected=1) %}
+  {{ run_hooks(post_hooks) }}
+  {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}

@@ -11,3 +11,17 @@
   {%- endcall %}
   {{ return(sqlml.after_job(target_relation)) }}
 {% endmaterialization %}
+
+
+{#- On Spark (dbt-spark, method: session, run inside sqlml.dbt.spark.attached). -#}
+{% materialization sqlml_table, adapter='spark', supported_languages=['sql'] %}
+  {%- set target_relation = this.incorporate(type='table') -%}
+  {{ run_hooks(pre_hooks) }}
+  {% call statement('main') -%}
+    DROP TABLE IF EXISTS {{ target_relation }};
+    CREATE TABLE {{ target_relation }} AS
+    {{ compiled_code }}
+  {%- endcall %}
+  {{ run_hooks(post_hooks) }}
+  {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}

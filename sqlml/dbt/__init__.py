@@ -9,4 +9,7 @@ Three pieces, all used by dbt-duckdb in the dbt process (see docs/dbt.md):
   ``sqlml.evaluate``, ...) into plain DuckDB SQL;
 * :mod:`sqlml.dbt.job` runs the sqlml statements of the ``sqlml_model``, ``sqlml_table`` and
   ``sqlml_view`` materializations on the dbt thread's own DuckDB cursor.
+
+On dbt-spark (``method: session``), :mod:`sqlml.dbt.spark` routes the materializations' statements to
+sqlml's Spark engine on the session dbt uses.
 """

@@ -27,6 +27,7 @@ from ..errors import DataError, ParameterError, SqlmlError
 from ..model.kinds import ARIMA, AUTOENCODER, KMEANS, MODEL_KINDS, PCA
 from ..model.loaded import LoadedModel, thread_limit
 from . import forecast_evaluate
+from .applies import a_model
 from .base import Call, Data, Stream
 from .components import row_losses
 
@@ -42,7 +43,7 @@ def detect_anomalies(call: Call) -> pa.Table | Stream:
     for other in sorted(set(THRESHOLDS.values()) - {takes}):
         if call.param(other) is not None:
             users = sorted(k.name for k in MODEL_KINDS.values() if THRESHOLDS.get(k.family) == other)
-            raise ParameterError(f"ML.DETECT_ANOMALIES of a {model.kind.name} model takes {takes}, not {other} "
+            raise ParameterError(f"ML.DETECT_ANOMALIES of {a_model(model.kind.name)} takes {takes}, not {other} "
                                  f"({', '.join(users)} models take that).")
     return detector(call)
 
@@ -50,7 +51,7 @@ def detect_anomalies(call: Call) -> pa.Table | Stream:
 def _contamination(call: Call) -> float:
     value = call.param("contamination")
     if value is None:
-        raise ParameterError(f"ML.DETECT_ANOMALIES of a {call.model.kind.name} model needs the share of training "
+        raise ParameterError(f"ML.DETECT_ANOMALIES of {a_model(call.model.kind.name)} needs the share of training "
                              "rows to call anomalous: ML.DETECT_ANOMALIES(MODEL m, STRUCT(0.02 AS contamination), TABLE t).")
     return float(value)
 

@@ -20,13 +20,18 @@ NEED_A_LABEL = frozenset({"BASELINE", "CONFUSION_MATRIX", "ROC_CURVE", "THRESHOL
                           "FEATURE_IMPORTANCE"})
 
 
+def a_model(kind: str) -> str:
+    """'a kmeans model', 'an arima_plus model': a model type named in a sentence."""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} model"
+
+
 def check_applies(function: str, model: LoadedModel) -> None:
     """Refuse, before any work, an ML.* function the model's family cannot answer, saying what it can."""
     answered, predictions = ONLY.get(model.kind.family, (None, None))
     if answered is not None and function not in answered:
         hint = f" Use {predictions} for its predictions." if function == "PREDICT" else ""
-        raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', a {model.kind.name} model.{hint} "
+        raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', {a_model(model.kind.name)}.{hint} "
                          f"It answers {', '.join('ML.' + f for f in sorted(answered))}.")
     if model.kind.task == REDUCTION and function in NEED_A_LABEL:
-        raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', a {model.kind.name} model: it "
+        raise SqlmlError(f"ML.{function} does not apply to '{model.info.name}', {a_model(model.kind.name)}: it "
                          "predicts no label. ML.PREDICT gives its reduced columns, ML.DETECT_ANOMALIES its unusual rows.")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 import typing as t
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from ..engines.base import BatchFunction, Output, Stream
 from ..errors import SqlmlError
 from ..model.loaded import LoadedModel
+
+__all__ = ["Call", "Data", "Output", "Stream", "as_table"]
 
 
 @dataclass
@@ -21,10 +23,31 @@ class Data:
     schema: t.Callable[[], pa.Schema]
     table: t.Callable[[], pa.Table]
     source: str | None = None  # the query the rows come from, for display (a model card's "evaluated on")
+    #: The engine's row-level work over these rows (:meth:`sqlml.engines.base.Engine.apply`); None for rows
+    #: in memory, which are mapped here.
+    apply: t.Callable[[BatchFunction, t.Callable[[], pa.Table]], Output] | None = None
+    #: The engine's count of distinct output rows (:meth:`sqlml.engines.base.Engine.counted`); None where
+    #: the rows are read into this process.
+    count: t.Callable[[BatchFunction, t.Callable[[], pa.Table]], pa.Table | None] | None = None
 
     def tables(self) -> t.Iterator[pa.Table]:
-        """The batches, each as a table."""
+        """The batches, each as a table, read in this process."""
         return (pa.Table.from_batches([batch]) for batch in self.batches())
+
+    def map(self, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> Output:
+        """Row-level output: ``function`` over each batch where the engine runs row-level work (for
+        ML.PREDICT on Spark, its executors), computed when the statement reading it asks;
+        ``empty()`` is the output of no rows. ``function`` must hold no engine (see BatchFunction)."""
+        if self.apply is not None:
+            return self.apply(function, empty)
+        return Stream((function(rows) for rows in self.tables()), empty)
+
+    def counted(self, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> pa.Table | None:
+        """The distinct rows of ``function``'s output over these rows, each with its number (column
+        ``count``), counted where the rows are (Spark's executors), so only those reach this process;
+        None where the engine reads rows into this process anyway (DuckDB, rows in memory): then the
+        caller reads them batch by batch."""
+        return self.count(function, empty) if self.count is not None else None
 
     def empty(self) -> pa.Table:
         return self.schema().empty_table()
@@ -32,33 +55,6 @@ class Data:
     @classmethod
     def of_table(cls, table: pa.Table, source: str | None = None) -> "Data":
         return cls(lambda: iter(table.to_batches()), lambda: table.schema, lambda: table, source)
-
-
-class Stream:
-    """A row-level handler's output (ML.PREDICT's, ...): its schema and its record batches, each computed
-    when the statement reading it asks for it, so the rows are never all in memory."""
-
-    def __init__(self, pieces: t.Iterator[pa.Table], empty: t.Callable[[], pa.Table]):
-        """The rows of ``pieces`` (one table per input batch), typed like the first; with no pieces at
-        all, ``empty()``'s (no rows). The first piece is computed now: a bad input fails here, early."""
-        self._pieces = pieces
-        first = next(pieces, None)
-        self.schema = (first if first is not None else empty()).schema
-        self.batches = self._batches(itertools.chain([first] if first is not None else [], pieces))
-
-    def _batches(self, pieces: t.Iterator[pa.Table]) -> t.Iterator[pa.RecordBatch]:
-        for piece in pieces:
-            yield from (piece if piece.schema == self.schema else piece.cast(self.schema)).to_batches()
-
-    def table(self) -> pa.Table:
-        """All the rows, in memory: for a statement that reads them more than once."""
-        return pa.Table.from_batches(list(self.batches), self.schema)
-
-    def close(self) -> None:
-        """Stop reading the input (a statement with LIMIT may not read every batch)."""
-        self.batches.close()
-        if hasattr(self._pieces, "close"):
-            self._pieces.close()
 
 
 @dataclass

@@ -5,6 +5,8 @@ is :mod:`sqlml.functions.slices`, evaluation over time :mod:`sqlml.functions.ove
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 
 from ..errors import DataError, ParameterError
@@ -43,7 +45,12 @@ def evaluate_overall(model: "LoadedModel", data: Data | None, params: dict) -> p
 
 
 def scored_rows(model: "LoadedModel", data: Data, threshold: float | None = None) -> metrics.Scored:
-    """The labelled rows of ``data`` scored batch by batch: the input columns are never all in memory."""
+    """The labelled rows of ``data`` scored batch by batch: the input columns are never all in memory.
+    Where the engine scores them (Spark's executors), it also counts the distinct scored rows there."""
+    score = functools.partial(metrics.scored_table, model, threshold)
+    counted = data.counted(score, lambda: score(data.empty()))
+    if counted is not None:
+        return metrics.Scored.of_counts(counted)
     return metrics.Scored.of_tables(model, data.tables(), data.empty, threshold)
 
 
@@ -77,7 +84,7 @@ def evaluate(call: Call) -> pa.Table:
     if call.param("time_column") is not None or call.param("time_window") is not None:
         return with_trial_id(over_time.evaluate(model, call.require_input(), call.params), call)
     if call.param("slice_by") is not None:
-        return with_trial_id(slices.evaluate(model, call.input_table(), call.params), call)
+        return with_trial_id(slices.evaluate(model, call.require_input(), call.params), call)
     overall = evaluate_overall(model, call.data, call.params)
     if call.teacher is not None:  # a distilled model (sqlml.train.distill), evaluated on rows given
         agreement = distill.agreement(model, call.teacher, call.require_input().tables())

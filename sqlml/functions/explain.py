@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,13 +19,13 @@ from ..model.explain import (
 )
 from ..model.kinds import CLASSIFICATION, CLUSTERING, INTEGRATED_GRADIENTS
 from ..model.loaded import LoadedModel
-from .base import Call, Stream
+from .base import Call, Output
 
 TOP_K_DEFAULT = 5  # BigQuery's default top_k_features
 GLOBAL_SAMPLE_ROWS = 2_000
 
 
-def explain_predict(call: "Call") -> Stream:
+def explain_predict(call: "Call") -> Output:
     """ML.EXPLAIN_PREDICT: ML.PREDICT's columns (a classifier's class probabilities reduced to
     ``probability``), the top attributions, baseline, prediction, approximation error, the input."""
     model = call.require_model()
@@ -31,8 +33,8 @@ def explain_predict(call: "Call") -> Stream:
     threshold = call.param("threshold")
     steps = _steps(model, call.param("integrated_gradients_num_steps"))
     data = call.require_input()
-    return Stream((_explain_batch(model, rows, top_k, threshold, steps) for rows in data.tables()),
-                  lambda: _explain_batch(model, data.empty(), top_k, threshold, steps))
+    explained = functools.partial(_explain_batch, model, top_k=top_k, threshold=threshold, steps=steps)
+    return data.map(explained, lambda: explained(data.empty()))
 
 
 def _steps(model: "LoadedModel", steps: int | None) -> int | None:
@@ -49,7 +51,7 @@ def _top_k(value) -> int:
     return int(value)
 
 
-def _explain_batch(model: "LoadedModel", table: pa.Table, top_k: int, threshold, steps: int | None) -> pa.Table:
+def _explain_batch(model: "LoadedModel", table: pa.Table, *, top_k: int, threshold, steps: int | None) -> pa.Table:
     X = model.features(table)
     explained = explain(model, X, targets(model, X), steps)
     per_column = explained.per_column(model)

@@ -68,7 +68,16 @@ def future_regressors(call: Call, model: ArimaModel, horizon: int,
             raise DataError(f"The future regressors have no row for {len(missing):,} of the {horizon:,} time points "
                             f"ahead of series {_describe(model, one.position)}, first "
                             f"{model.timestamps(np.array(missing[:1]))[0]}: give a row for every point forecast.")
-        found[one.position] = values[[at[p] for p in wanted.tolist()]]
+        ahead = values[[at[p] for p in wanted.tolist()]]
+        nulls = np.isnan(ahead)
+        if nulls.any():
+            column = int(np.flatnonzero(nulls.any(axis=0))[0])
+            points = wanted[nulls[:, column]]
+            raise DataError(f"The external regressor '{names[column]}' is NULL at {len(points):,} of the {horizon:,} time "
+                            f"points ahead of series {_describe(model, one.position)}, first "
+                            f"{model.timestamps(points[:1])[0]}: ARIMA_PLUS_XREG needs every regressor's value at every "
+                            "point forecast, as in training.")
+        found[one.position] = ahead
     return found
 
 

@@ -57,7 +57,8 @@ def weights(call: Call) -> pa.Table:
         return recommend.weights(call)
     coef = getattr(model.estimator, "coef_", None)
     if coef is None or model.kind.task == CLUSTERING:
-        raise DataError(f"ML.WEIGHTS needs a linear model (linear_reg, logistic_reg); '{model.info.name}' is a {model.kind.name}.")
+        raise DataError(f"ML.WEIGHTS needs a linear model (linear_reg, logistic_reg); '{model.info.name}' has model_type "
+                        f"'{model.kind.name}'.")
     coef = np.atleast_2d(coef)
     intercept = np.atleast_1d(model.estimator.intercept_)
     standardize = bool(call.param("standardize", False))

@@ -11,6 +11,7 @@ than the overall row's by more than ``slice_margin``).
 
 from __future__ import annotations
 
+import functools
 import typing as t
 from decimal import Decimal
 
@@ -22,7 +23,7 @@ from ..errors import DataError, SqlmlError
 from ..model import baseline as baselines
 from ..model import metrics
 from ..model.loaded import LoadedModel
-from .base import as_table
+from .base import Data, as_table
 
 MIN_SLICE_SIZE = 30
 SLICE_MARGIN = 0.05
@@ -80,17 +81,16 @@ def _joined(values: tuple) -> str | None:
     return ", ".join("NULL" if v is None else text(v) for v in values)
 
 
-def evaluate(model: "LoadedModel", data: pa.Table, params: dict) -> pa.Table:
+def evaluate(model: "LoadedModel", data: Data, params: dict) -> pa.Table:
     """ML.EVALUATE with ``slice_by``: the overall row, then one row per slice."""
     if not model.kind.supervised:
         raise SqlmlError(f"slice_by needs a classifier or regressor: a {model.kind.name} model has no label to "
                          "evaluate against.")
-    columns = slice_columns(params, data)
-    data = metrics.labelled_rows(model, data)
-    if data.num_rows == 0:
-        raise DataError("The evaluation data has no rows with a non-NULL label.")
+    columns = slice_columns(params, data.empty())
     min_size, margin = setting(params, "min_slice_size", MIN_SLICE_SIZE), setting(params, "slice_margin", SLICE_MARGIN)
-    scored = metrics.Scored.of(model, data, params.get("threshold"))
+    scored, data = _scored(model, data, columns, params.get("threshold"))
+    if len(scored) == 0:
+        raise DataError("The evaluation data has no rows with a non-NULL label.")
     measure = measurer(model, scored, params)
     overall = {"slice_column": None, "slice_value": None, **measure(np.arange(data.num_rows))}
     rows, shown = [overall], [None]  # shown: per row, the index of a row of ``data`` that has its slice's values
@@ -104,6 +104,17 @@ def evaluate(model: "LoadedModel", data: pa.Table, params: dict) -> pa.Table:
         row["unreliable"] = row["row_count"] < min_size
         row["worse_than_overall"] = None if row is overall else worse(primary, row[primary], overall[primary], margin)
     return with_slice_values(as_table(rows), data, columns, shown)
+
+
+def _scored(model: "LoadedModel", data: Data, columns: list[str], threshold: float | None) -> tuple[metrics.Scored, pa.Table]:
+    """The labelled rows scored, and their slice columns: one entry per row, or (where the engine scores
+    and counts the rows, Spark) one per distinct combination of slice values and scores, with its count."""
+    score = functools.partial(metrics.scored_table, model, threshold, keep=columns)
+    counted = data.counted(score, lambda: score(data.empty()))
+    if counted is not None:
+        return metrics.Scored.of_counts(counted), counted.select(columns)
+    rows = metrics.labelled_rows(model, data.table())
+    return metrics.Scored.of(model, rows, threshold), rows
 
 
 def with_slice_values(table: pa.Table, data: pa.Table, columns: list[str], shown: list) -> pa.Table:
@@ -131,7 +142,7 @@ def measurer(model: "LoadedModel", scored: metrics.Scored, params: dict) -> t.Ca
             values = baselines.evaluate_rows(model, part, baseline, primary)
         else:
             values = {**baselines.metric_values(part), "primary_metric": primary}
-        return {"row_count": len(rows), **values}
+        return {"row_count": len(part), **values}
     return measure
 
 

@@ -48,8 +48,8 @@ def metric_values(scored: Scored, names: t.Collection[str] | None = None) -> dic
     row) are None."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # UndefinedMetricWarning on small slices: the value becomes NULL
-        values = (metrics.classification_metrics(scored.y, scored.probs, scored.predicted, names)
-                  if scored.probs is not None else metrics.regression_metrics(scored.y, scored.predicted))
+        values = (metrics.classification_metrics(scored.y, scored.probs, scored.predicted, names, scored.weight)
+                  if scored.probs is not None else metrics.regression_metrics(scored.y, scored.predicted, scored.weight))
     return {k: metrics.finite(v) for k, v in values.items() if names is None or k in names}
 
 
@@ -85,11 +85,11 @@ class Baseline:
             return np.full(n, self.prediction, dtype=np.float64), None
         return np.full(n, self.prediction, dtype=np.int64), np.tile(self.prior, (n, 1))
 
-    def on(self, y: np.ndarray) -> Scored:
-        return Scored(y, *self.predict(len(y)))
+    def on(self, y: np.ndarray, weight: np.ndarray | None = None) -> Scored:
+        return Scored(y, *self.predict(len(y)), weight)
 
-    def median_on(self, y: np.ndarray) -> Scored | None:
-        return None if self.median is None else Scored(y, np.full(len(y), self.median, dtype=np.float64))
+    def median_on(self, y: np.ndarray, weight: np.ndarray | None = None) -> Scored | None:
+        return None if self.median is None else Scored(y, np.full(len(y), self.median, dtype=np.float64), None, weight)
 
 
 def training_statistics(model: "LoadedModel", train_rows: pa.Table) -> dict:
@@ -174,6 +174,6 @@ def compare(model_values: dict, baseline_values: dict, median_values: dict | Non
 
 def evaluate_rows(model: "LoadedModel", scored: Scored, baseline: Baseline, primary: str) -> dict:
     """Model and baseline metrics on the rows of ``scored``."""
-    median = baseline.median_on(scored.y)
-    return compare(metric_values(scored), metric_values(baseline.on(scored.y)),
+    median = baseline.median_on(scored.y, scored.weight)
+    return compare(metric_values(scored), metric_values(baseline.on(scored.y, scored.weight)),
                    metric_values(median) if median is not None else None, baseline.strategy, primary)

@@ -131,11 +131,14 @@ def true_labels(model: "LoadedModel", data: pa.Table) -> np.ndarray:
 @dataclass
 class Scored:
     """Labelled rows scored once: true labels (class codes or floats), predictions and, for a classifier,
-    class probabilities. Metrics, confusion matrix, ROC curve and slices of the same rows share it."""
+    class probabilities. Metrics, confusion matrix, ROC curve and slices of the same rows share it.
+    ``weight``: how many rows each entry stands for (rows counted where they are, :meth:`of_counts`);
+    None when every entry is one row."""
 
     y: np.ndarray
     predicted: np.ndarray
     probs: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
     @classmethod
     def of(cls, model: "LoadedModel", data: pa.Table, threshold: float | None = None) -> "Scored":
@@ -156,11 +159,38 @@ class Scored:
         probs = None if parts[0].probs is None else np.concatenate([p.probs for p in parts])
         return cls(np.concatenate([p.y for p in parts]), np.concatenate([p.predicted for p in parts]), probs)
 
+    @classmethod
+    def of_counts(cls, counted: pa.Table) -> "Scored":
+        """Rows counted where they were scored: each distinct row of :func:`scored_table`'s columns with
+        its number in ``count`` (:data:`COUNT`)."""
+        probs = [c for c in counted.column_names if c.startswith(PROBABILITY)]
+        return cls(counted[LABEL].to_numpy(), counted[PREDICTED].to_numpy(),
+                   np.column_stack([counted[c].to_numpy() for c in probs]) if probs else None,
+                   counted[COUNT].to_numpy().astype(np.float64))
+
     def take(self, rows: np.ndarray) -> "Scored":
-        return Scored(self.y[rows], self.predicted[rows], None if self.probs is None else self.probs[rows])
+        return Scored(self.y[rows], self.predicted[rows], None if self.probs is None else self.probs[rows],
+                      None if self.weight is None else self.weight[rows])
 
     def __len__(self) -> int:
-        return len(self.y)
+        return len(self.y) if self.weight is None else int(self.weight.sum())
+
+
+#: The columns of :func:`scored_table` (named apart from any column of the input they may be kept beside).
+LABEL, PREDICTED, PROBABILITY, COUNT = "__sqlml_y", "__sqlml_predicted", "__sqlml_p_", "count"
+
+
+def scored_table(model: "LoadedModel", threshold: float | None, rows: pa.Table, keep: t.Sequence[str] = ()) -> pa.Table:
+    """:class:`Scored`'s columns of a batch's labelled rows, as a table an engine can count where the rows
+    are: the label and prediction (class codes or floats), each class's probability, and the input
+    columns ``keep`` beside them."""
+    rows = labelled_rows(model, rows)
+    scored = Scored.of(model, rows, threshold)
+    columns = {LABEL: scored.y, PREDICTED: scored.predicted}
+    if scored.probs is not None:
+        columns.update({f"{PROBABILITY}{i}": scored.probs[:, i] for i in range(scored.probs.shape[1])})
+    return pa.Table.from_arrays([*map(pa.array, columns.values()), *(rows[c] for c in keep)],
+                                names=[*columns, *keep])
 
 
 def evaluate(model: "LoadedModel", data: pa.Table, threshold: float | None = None,
@@ -184,49 +214,52 @@ def scored_metrics(model: "LoadedModel", scored: Scored, threshold: float | None
     if len(scored) == 0:
         raise DataError("The evaluation data has no rows with a non-NULL label.")
     if model.kind.task == CLASSIFICATION:
-        return classification_metrics(scored.y, scored.probs, model.decide(scored.probs, threshold))
-    return regression_metrics(scored.y, scored.predicted)
+        return classification_metrics(scored.y, scored.probs, model.decide(scored.probs, threshold), weight=scored.weight)
+    return regression_metrics(scored.y, scored.predicted, scored.weight)
 
 
 def classification_metrics(y: np.ndarray, probs: np.ndarray, predicted: np.ndarray,
-                           names: t.Collection[str] | None = None) -> dict:
-    """sklearn.metrics of a classifier's rows; ``names``: only those (a bootstrap needs one)."""
+                           names: t.Collection[str] | None = None, weight: np.ndarray | None = None) -> dict:
+    """sklearn.metrics of a classifier's rows; ``names``: only those (a bootstrap needs one); ``weight``:
+    how many rows each stands for."""
     from sklearn import metrics as skm
     labels = np.arange(probs.shape[1])
     binary = probs.shape[1] == 2
     average = "binary" if binary else "macro"
     present = np.unique(y)
-    per_class = {"average": average, "labels": None if binary else labels, "zero_division": 0}
+    weighted = {} if weight is None else {"sample_weight": weight}
+    per_class = {"average": average, "labels": None if binary else labels, "zero_division": 0, **weighted}
 
     def auc():
         if binary:
-            return skm.roc_auc_score(y, probs[:, 1]) if len(present) == 2 else None
-        return skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=labels) \
+            return skm.roc_auc_score(y, probs[:, 1], **weighted) if len(present) == 2 else None
+        return skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=labels, **weighted) \
             if len(present) == probs.shape[1] else None
     figures = {
         "precision": lambda: skm.precision_score(y, predicted, **per_class),
         "recall": lambda: skm.recall_score(y, predicted, **per_class),
-        "accuracy": lambda: skm.accuracy_score(y, predicted),
+        "accuracy": lambda: skm.accuracy_score(y, predicted, **weighted),
         "f1_score": lambda: skm.f1_score(y, predicted, **per_class),
-        "log_loss": lambda: skm.log_loss(y, probs, labels=labels),
+        "log_loss": lambda: skm.log_loss(y, probs, labels=labels, **weighted),
         "roc_auc": auc,
         # Area under the precision-recall curve: unlike roc_auc, it drops when a rare class is missed.
-        **({"pr_auc": lambda: skm.average_precision_score(y, probs[:, 1]) if len(present) == 2 else None}
+        **({"pr_auc": lambda: skm.average_precision_score(y, probs[:, 1], **weighted) if len(present) == 2 else None}
            if binary else {}),
     }
     return {k: f() for k, f in figures.items() if names is None or k in names}
 
 
-def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict:
+def regression_metrics(y: np.ndarray, predicted: np.ndarray, weight: np.ndarray | None = None) -> dict:
     from sklearn import metrics as skm
     nonnegative = (y >= 0).all() and (predicted >= 0).all()
+    weighted = {} if weight is None else {"sample_weight": weight}
     return {
-        "mean_absolute_error": skm.mean_absolute_error(y, predicted),
-        "mean_squared_error": skm.mean_squared_error(y, predicted),
-        "mean_squared_log_error": skm.mean_squared_log_error(y, predicted) if nonnegative else None,
-        "median_absolute_error": skm.median_absolute_error(y, predicted),
-        "r2_score": skm.r2_score(y, predicted),
-        "explained_variance": skm.explained_variance_score(y, predicted),
+        "mean_absolute_error": skm.mean_absolute_error(y, predicted, **weighted),
+        "mean_squared_error": skm.mean_squared_error(y, predicted, **weighted),
+        "mean_squared_log_error": skm.mean_squared_log_error(y, predicted, **weighted) if nonnegative else None,
+        "median_absolute_error": skm.median_absolute_error(y, predicted, **weighted),
+        "r2_score": skm.r2_score(y, predicted, **weighted),
+        "explained_variance": skm.explained_variance_score(y, predicted, **weighted),
     }
 
 
@@ -271,7 +304,8 @@ def confusion_matrix(model: "LoadedModel", data: pa.Table, threshold: float | No
     _require_classifier(model, "ML.CONFUSION_MATRIX")
     from sklearn import metrics as skm
     scored = scored or Scored.of(model, data)
-    matrix = skm.confusion_matrix(scored.y, model.decide(scored.probs, threshold), labels=np.arange(len(model.classes)))
+    matrix = skm.confusion_matrix(scored.y, model.decide(scored.probs, threshold), labels=np.arange(len(model.classes)),
+                                  sample_weight=scored.weight).astype(np.int64)
     columns = {"expected_label": pa.array(model.classes, type=model.label_type)}
     for index, label in enumerate(model.classes):
         columns[sanitize(label)] = pa.array(matrix[:, index], type=pa.int64())
@@ -296,9 +330,10 @@ def roc_curve(model: "LoadedModel", data: pa.Table, thresholds: list[float] | No
     scored = scored or Scored.of(model, data)
     scores, positive = scored.probs[:, 1], scored.y == 1
     if thresholds is None:
-        thresholds = np.unique(np.quantile(scores, np.linspace(0, 1, 101)))[::-1]
-    counts = threshold_counts(scores, positive, np.asarray(thresholds, dtype=np.float64))
-    n_pos, n_neg = positive.sum(), (~positive).sum()
+        thresholds = np.unique(quantiles(scores, np.linspace(0, 1, 101), scored.weight))[::-1]
+    counts = threshold_counts(scores, positive, np.asarray(thresholds, dtype=np.float64), scored.weight)
+    n_pos, n_neg = (positive.sum(), (~positive).sum()) if scored.weight is None else \
+        (int(scored.weight[positive].sum()), int(scored.weight[~positive].sum()))
     return pa.table({
         "threshold": counts["threshold"],
         "recall": counts["true_positives"] / n_pos if n_pos else np.full(len(thresholds), np.nan),
@@ -342,13 +377,38 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> pa.Array:
     return pa.array(numerator / safe, type=pa.float64(), mask=np.asarray(denominator) == 0)
 
 
-def threshold_counts(scores: np.ndarray, positive: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
-    """Confusion counts at each threshold (score ≥ threshold is positive), in one sort."""
-    pos_scores, neg_scores = np.sort(scores[positive]), np.sort(scores[~positive])
-    tp = len(pos_scores) - np.searchsorted(pos_scores, thresholds, side="left")
-    fp = len(neg_scores) - np.searchsorted(neg_scores, thresholds, side="left")
+def threshold_counts(scores: np.ndarray, positive: np.ndarray, thresholds: np.ndarray,
+                     weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Confusion counts at each threshold (score ≥ threshold is positive), in one sort; ``weight``: how
+    many rows each score stands for."""
+    if weight is None:
+        pos_scores, neg_scores = np.sort(scores[positive]), np.sort(scores[~positive])
+        tp = len(pos_scores) - np.searchsorted(pos_scores, thresholds, side="left")
+        fp = len(neg_scores) - np.searchsorted(neg_scores, thresholds, side="left")
+        return {"threshold": thresholds, "true_positives": tp, "false_positives": fp,
+                "true_negatives": len(neg_scores) - fp, "false_negatives": len(pos_scores) - tp}
+    (tp, pos), (fp, neg) = (_weight_at_or_above(scores[side], weight[side], thresholds) for side in (positive, ~positive))
     return {"threshold": thresholds, "true_positives": tp, "false_positives": fp,
-            "true_negatives": len(neg_scores) - fp, "false_negatives": len(pos_scores) - tp}
+            "true_negatives": neg - fp, "false_negatives": pos - tp}
+
+
+def _weight_at_or_above(scores: np.ndarray, weight: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, int]:
+    """The rows scoring at least each threshold, and all rows (``weight`` rows per score)."""
+    order = np.argsort(scores, kind="stable")
+    below = np.concatenate([[0], np.cumsum(weight[order])]).astype(np.int64)  # rows below each sorted position
+    return below[-1] - below[np.searchsorted(scores[order], thresholds, side="left")], int(below[-1])
+
+
+def quantiles(values: np.ndarray, fractions: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """numpy's (linearly interpolated) quantiles of ``values``, each standing for ``weight`` rows."""
+    if weight is None:
+        return np.quantile(values, fractions)
+    order = np.argsort(values, kind="stable")
+    sorted_values, ends = values[order], np.cumsum(weight[order])  # rows up to each distinct value
+    position = fractions * (ends[-1] - 1)  # in the sorted rows, as numpy places a quantile
+    low, high = np.floor(position), np.ceil(position)
+    at = lambda row: sorted_values[np.searchsorted(ends, row, side="right")]  # noqa: E731
+    return at(low) + (position - low) * (at(high) - at(low))
 
 
 def _require_classifier(model: "LoadedModel", function: str) -> None:

@@ -155,8 +155,7 @@ def migrations(t: Tables) -> list[list[str]]:
 
 def table_exists(engine: "Engine", table: str) -> bool:
     """Whether the current database has the registry table ``sqlml.<table>``."""
-    return bool(engine.fetch("SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
-                             "AND table_schema = ? AND table_name = ?", [SCHEMA, table]))
+    return engine.has_table(SCHEMA, table)
 
 
 def current_version(engine: "Engine", tables: Tables) -> int:
@@ -171,8 +170,7 @@ def migrate(engine: "Engine", tables: Tables) -> None:
     needs a read-write open)."""
     steps = migrations(tables)
     done = current_version(engine, tables)
-    if done >= len(steps) or engine.fetch("SELECT readonly FROM duckdb_databases() "
-                                          "WHERE database_name = current_database()")[0][0]:
+    if done >= len(steps) or engine.read_only():
         return
     engine.execute(f"CREATE SCHEMA IF NOT EXISTS {exp.table_(SCHEMA, db=tables.catalog, quoted=True).sql('duckdb')}")
     engine.execute(f"CREATE TABLE IF NOT EXISTS {tables.schema_version} (version INTEGER NOT NULL, "

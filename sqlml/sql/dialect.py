@@ -82,8 +82,9 @@ class MLCall(exp.Expression, exp.Func):
 
 
 class GenerateArray(exp.Expression, exp.Func):
-    """BigQuery's ``GENERATE_ARRAY(start, end, step)``, inclusive, for numbers with fractions too
-    (DuckDB's generate_series takes integers only); used for ML.ROC_CURVE thresholds."""
+    """BigQuery's ``GENERATE_ARRAY(start, end, step)``, inclusive, for numbers with fractions too; used for
+    ML.ROC_CURVE thresholds. Written as ``GENERATE_ARRAY(...)`` here; each engine's dialect writes it in
+    its own words (:mod:`sqlml.sql.nodes`)."""
 
     arg_types = {"this": True, "expression": True, "step": False}
 
@@ -330,13 +331,6 @@ def _ml_call_sql(self: DuckDBGenerator, e: MLCall) -> str:
     return f"{prefix}{e.function}({', '.join(args)})"
 
 
-def _generate_array_sql(self: DuckDBGenerator, e: GenerateArray) -> str:
-    start, end = self.sql(e, "this"), self.sql(e, "expression")
-    step = self.sql(e, "step") or "1"
-    count = f"CAST(floor(({end} - {start}) / {step} + 1e-9) AS BIGINT) + 1"
-    return f"list_transform(range(0, greatest({count}, 0)), lambda i: round(CAST({start} AS DOUBLE) + i * {step}, 12))"
-
-
 def _create_model_sql(self: DuckDBGenerator, e: CreateModel) -> str:
     replace = " OR REPLACE" if e.args.get("replace") else ""
     exists = " IF NOT EXISTS" if e.args.get("exists") else ""
@@ -364,7 +358,6 @@ class SqlmlGenerator(DuckDBGenerator):
     TRANSFORMS = {
         **DuckDBGenerator.TRANSFORMS,
         ModelRef: _model_ref_sql,
-        GenerateArray: _generate_array_sql,
         MLCall: _ml_call_sql,
         CreateModel: _create_model_sql,
         DropModel: lambda self, e: (f"DROP MODEL{' IF EXISTS' if e.args.get('exists') else ''} {self.sql(e, 'this')}"
@@ -383,7 +376,9 @@ class SqlmlTokenizer(DuckDB.Tokenizer):
 
 
 class Sqlml(DuckDB):
-    """DuckDB's dialect extended with CREATE/DROP/ALTER MODEL and the ML.* table functions."""
+    """DuckDB's dialect extended with CREATE/DROP/ALTER MODEL and the ML.* table functions: the dialect
+    statements are read in, and sqlml's canonical form of SQL it stores (a model's compiled TRANSFORM),
+    which each engine's own dialect writes for it (``engines/*/dialect.py``)."""
 
     Tokenizer = SqlmlTokenizer
     Parser = SqlmlParser

@@ -192,7 +192,7 @@ class Planner:
             query_sql=query.sql(self.dialect),
             replace=bool(statement.args.get("replace")),
             if_not_exists=bool(statement.args.get("exists")),
-            transform=[e.sql(self.dialect) for e in transform] if transform else None,
+            transform=[e.sql("sqlml") for e in transform] if transform else None,  # canonical: fitted, then stored
             analytics=analytics,
         )
 

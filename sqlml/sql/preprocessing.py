@@ -61,7 +61,7 @@ def rewrite(statement: exp.Expr, name: t.Callable[[str], str], lazy: bool, diale
         if function in ROW_WISE:
             if windowed:
                 raise TransformError(f"ML.{function} is not an analytic function: drop its OVER ().")
-            target.replace(sqlglot.parse_one(_row_wise_sql(function, call, dialect), read="sqlml"))
+            target.replace(_row_wise(function, call, dialect))
             continue
         if not windowed:
             raise TransformError(f"ML.{function} is an analytic function: write ML.{function}(...) OVER ().")
@@ -73,13 +73,16 @@ def rewrite(statement: exp.Expr, name: t.Callable[[str], str], lazy: bool, diale
     return analytics
 
 
-def _row_wise_sql(function: str, call: exp.Anonymous, dialect: str) -> str:
+def _row_wise(function: str, call: exp.Anonymous, dialect: str) -> exp.Expr:
     def no_statistics(sql: str) -> list[tuple]:
         raise AssertionError("row-wise preprocessing needs no statistics")
-    fitter = Fitter(no_statistics, "", dialect)
-    if function in MULTI:
-        return MULTI[function](fitter, call, "")[2]
-    return SINGLE[function](fitter, call)[1]
+    return _compiled(function, call, Fitter(no_statistics, "", dialect))
+
+
+def _compiled(function: str, call: exp.Anonymous, fitter: Fitter) -> exp.Expr:
+    """The call as one expression with its statistics (gathered by ``fitter``) as constants: for the
+    several-column functions, BigQuery's one ARRAY or STRUCT value."""
+    return MULTI[function](fitter, call, "")[2] if function in MULTI else SINGLE[function](fitter, call)[1]
 
 
 def _placeholder(function: str, call: exp.Anonymous, target: exp.Expr, name: t.Callable[[str], str],
@@ -147,11 +150,9 @@ def fill(analytics: list[Analytic], fetch: Fetch, dialect: str, sql: str | None)
 
 
 def compile_call(analytic: Analytic, rows_sql: str, fetch: Fetch, dialect: str) -> str:
-    """The call as SQL with its statistics (gathered over ``rows_sql``) as constants."""
+    """The call as SQL in ``dialect`` (the engine's) with its statistics (gathered over ``rows_sql``) as constants."""
     function, call, _ = ml_call(sqlglot.parse_one(analytic.call_sql, read="sqlml"))
-    fitter = Fitter(fetch, rows_sql, dialect)
-    compiled = MULTI[function](fitter, call, "")[2] if function in MULTI else SINGLE[function](fitter, call)[1]
-    node = sqlglot.parse_one(compiled, read="sqlml")
+    node = _compiled(function, call, Fitter(fetch, rows_sql, dialect))
     argument = sqlglot.parse_one(analytic.argument_sql, read=dialect)
     for column in list(node.find_all(exp.Column)):
         if column.name == ARGUMENT and not column.table:

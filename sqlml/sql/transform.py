@@ -10,7 +10,10 @@ ordinary expression with those statistics as constants (:mod:`sqlml.sql.transfor
 The model trains on ``SELECT <compiled list> FROM (query)`` and every later ML.* call that reads
 data wraps its input the same way (:func:`wrap_sql`), so training and prediction run the very same
 SQL. The statistics' queries run through a ``fetch`` the caller passes: this layer holds no engine.
-The fitted state is JSON (compiled SQL plus statistics) kept in the authenticated model header.
+The fitted state is JSON (compiled SQL plus statistics) kept in the authenticated model header. The
+compiled SQL is stored in one canonical form, sqlml's own dialect (:data:`CANONICAL`, which is also
+what every version stored before engines had dialects of their own holds), and written for the engine
+that runs it when it is used, so a model trained on DuckDB scores on Spark and the other way round.
 
 ONE_HOT_ENCODER, FEATURE_CROSS and POLYNOMIAL_EXPAND give the model one column per part
 (``<alias>_<part>``); ML.TRANSFORM shows BigQuery's one ARRAY or STRUCT instead (``shaped`` in the
@@ -20,12 +23,14 @@ interpolation, numpy's default) rather than APPROX_QUANTILES.
 
 from __future__ import annotations
 
+import functools
 import typing as t
 
 import sqlglot
 from sqlglot import exp
 
 from ..errors import DataError
+from .nodes import OtherColumns, query
 from .transform_functions import (
     MULTI,
     SINGLE,
@@ -34,12 +39,20 @@ from .transform_functions import (
     Fitter,
     TransformError,
     named,
-    string,
 )
+
+#: The dialect compiled TRANSFORM SQL is stored in.
+CANONICAL = "sqlml"
 
 
 def quoted(name: str) -> str:
     return exp.to_identifier(name, quoted=True).sql()
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored(sql: str) -> exp.Expr:
+    """A compiled expression as stored (canonical), read back; copy it before changing it."""
+    return sqlglot.parse_one(sql, read=CANONICAL)
 
 
 def ml_call(node: exp.Expr) -> tuple[str, exp.Anonymous, exp.Expr] | None:
@@ -81,11 +94,12 @@ def _items(transform_sqls: list[str], columns: list[str]) -> list[tuple[str, exp
 
 
 def fit(fetch: Fetch, columns: list[str], transform_sqls: list[str], query_sql: str, label: str | None,
-        keep: t.Iterable[str] = (), dialect: str = "sqlml") -> dict:
+        keep: t.Iterable[str] = (), dialect: str = CANONICAL) -> dict:
     """Fit every preprocessing function on the rows of ``query_sql`` and compile the TRANSFORM list.
 
-    ``fetch`` runs the statistics' queries and ``columns`` are the query's column names (the engine
-    stays with the caller). ``label`` must come out of the TRANSFORM (BigQuery's rule); ``keep`` names
+    ``fetch`` runs the statistics' queries, written in ``dialect`` (the engine's), and ``columns`` are
+    the query's column names (the engine stays with the caller). ``transform_sqls`` are the items in
+    the canonical dialect. ``label`` must come out of the TRANSFORM (BigQuery's rule); ``keep`` names
     query columns that training needs besides the features (data_split_col, instance_weight_col),
     passed through as they are.
     """
@@ -118,8 +132,8 @@ def _compile_item(fitter: Fitter, name: str, node: exp.Expr) -> tuple[list[dict]
             raise TransformError(f"ML.{function} makes several columns, so it must be a whole TRANSFORM item "
                                  f"(ML.{function}(...) AS {name}).")
         stats, columns, shaped = MULTI[function](fitter, call, name)
-        return [{"name": n, "sql": _normalize(s, fitter.dialect), "function": function, "statistics": stats,
-                 "inputs": _inputs(node), "output": name} for n, s in columns], _normalize(shaped, fitter.dialect)
+        return [{"name": n, "sql": e.sql(CANONICAL), "function": function, "statistics": stats,
+                 "inputs": _inputs(node), "output": name} for n, e in columns], shaped.sql(CANONICAL)
     functions, statistics = [], {}
     while found:
         function, call, target = found
@@ -127,8 +141,7 @@ def _compile_item(fitter: Fitter, name: str, node: exp.Expr) -> tuple[list[dict]
             known = ", ".join(f"ML.{f}" for f in sorted({**SINGLE, **MULTI}))
             raise TransformError(f"ML.{function} is not a preprocessing function TRANSFORM knows. Known: {known}.")
         inputs = _inputs(call)
-        stats, sql = SINGLE[function](fitter, call)
-        replacement = sqlglot.parse_one(sql, read="sqlml")
+        stats, replacement = SINGLE[function](fitter, call)
         if target is node:
             node = replacement
         else:
@@ -136,37 +149,41 @@ def _compile_item(fitter: Fitter, name: str, node: exp.Expr) -> tuple[list[dict]
         functions.append(function)
         statistics[function.lower()] = {**stats, "inputs": inputs}
         found = _inner_ml_call(node)
-    return [{"name": name, "sql": node.sql(fitter.dialect), "function": "+".join(functions) or None,
+    return [{"name": name, "sql": node.sql(CANONICAL), "function": "+".join(functions) or None,
              "statistics": statistics or None, "inputs": _inputs(node),
              "unchanged": isinstance(node, exp.Column) and node.name == name}], None
-
-
-def _normalize(sql: str, dialect: str) -> str:
-    return sqlglot.parse_one(sql, read="sqlml").sql(dialect)
 
 
 def _inputs(node: exp.Expr) -> list[str]:
     return sorted({c.name for c in node.find_all(exp.Column)})
 
 
-def _select(item: dict) -> str:
-    return f"{item['sql']} AS {quoted(item['name'])}"
+def _select(name: str, sql: str) -> exp.Expr:
+    """``<stored expression> AS name``."""
+    return exp.alias_(_stored(sql).copy(), exp.to_identifier(name, quoted=True))
 
 
-def training_sql(state: dict, query_sql: str) -> str:
-    """The query the model is trained on: the compiled TRANSFORM over the training query."""
-    parts = [_select(i) for i in state["items"]] + [quoted(c) for c in state["passthrough"]]
-    return f"SELECT {', '.join(parts)} FROM ({query_sql}) AS {SOURCE}"
+def _over(selects: list[exp.Expr], input_sql: str, dialect: str) -> str:
+    return exp.select(*selects).from_(query(input_sql, SOURCE)).sql(dialect)
 
 
-def wrap_sql(state: dict, input_sql: str, columns: list[str] | None, bigquery_shape: bool = False) -> str:
-    """The input of an ML.* call as the model sees it: the compiled features first, then the label
-    when the input can compute it, then the input's other columns unchanged.
+def training_sql(state: dict, query_sql: str, dialect: str = CANONICAL) -> str:
+    """The query the model is trained on: the compiled TRANSFORM over the training query, in ``dialect``
+    (the engine's)."""
+    parts = [_select(i["name"], i["sql"]) for i in state["items"]] + [exp.column(c, quoted=True) for c in state["passthrough"]]
+    return _over(parts, query_sql, dialect)
+
+
+def wrap_sql(state: dict, input_sql: str, columns: list[str] | None, bigquery_shape: bool = False,
+             dialect: str = CANONICAL) -> str:
+    """The input of an ML.* call as the model sees it, in ``dialect`` (the engine's): the compiled
+    features first, then the label when the input can compute it, then the input's other columns unchanged.
 
     ``columns`` are the input's column names; without them (a view, stored as text) the other
-    columns are selected with DuckDB's ``COLUMNS(lambda ...)`` and a computed label is left out.
-    ``bigquery_shape`` (ML.TRANSFORM) shows each ONE_HOT_ENCODER / FEATURE_CROSS / POLYNOMIAL_EXPAND
-    as BigQuery's one ARRAY or STRUCT column named by its alias instead of the model's columns."""
+    columns are those the input has besides the outputs (:class:`~sqlml.sql.nodes.OtherColumns`) and a
+    computed label is left out. ``bigquery_shape`` (ML.TRANSFORM) shows each ONE_HOT_ENCODER /
+    FEATURE_CROSS / POLYNOMIAL_EXPAND as BigQuery's one ARRAY or STRUCT column named by its alias
+    instead of the model's columns."""
     features = [i for i in state["items"] if i["role"] == "feature"]
     # A label the TRANSFORM only passes through stays where the input has it (as in a view).
     label = [i for i in state["items"] if i["role"] == "label" and not i.get("unchanged")
@@ -175,15 +192,13 @@ def wrap_sql(state: dict, input_sql: str, columns: list[str] | None, bigquery_sh
         [(i["name"], i["sql"]) for i in features + label]
     names = {n for n, _ in selects}
     if columns is None:
-        excluded = ", ".join(string(n) for n in sorted(names))
-        rest = [f"COLUMNS(lambda c: c NOT IN ({excluded}))"]
+        rest: list[exp.Expr] = [OtherColumns(expressions=[exp.to_identifier(n) for n in sorted(names)])]
     else:
         missing = sorted({c for i in features for c in i["inputs"]} - set(columns))
         if missing:
             raise DataError(f"The input is missing column(s) the model's TRANSFORM reads: {', '.join(missing)}.")
-        rest = [quoted(c) for c in columns if c not in names]
-    parts = [f"{sql} AS {quoted(name)}" for name, sql in selects] + rest
-    return f"SELECT {', '.join(parts)} FROM ({input_sql}) AS {SOURCE}"
+        rest = [exp.column(c, quoted=True) for c in columns if c not in names]
+    return _over([_select(name, sql) for name, sql in selects] + rest, input_sql, dialect)
 
 
 def _shaped_selects(state: dict, items: list[dict]) -> list[tuple[str, str]]:

@@ -1,8 +1,11 @@
 """BigQuery's preprocessing functions of a TRANSFORM clause (``ML.STANDARD_SCALER`` ...), each compiled
 into an ordinary SQL expression with the statistics it gathers from the training query as constants.
 
-The statistics come through a ``fetch(sql) -> rows`` the caller passes, so this layer runs no engine
-itself. :mod:`sqlml.sql.transform` finds the calls in the clause and assembles the compiled list.
+Everything here is a sqlglot expression: the statistics' queries are written in the dialect of the
+engine that runs them, the compiled expressions in whichever dialect the caller needs (sqlml's
+canonical one to store them, :mod:`sqlml.sql.transform`). The statistics come through a
+``fetch(sql) -> rows`` the caller passes, so this layer runs no engine itself.
+:mod:`sqlml.sql.transform` finds the calls in the clause and assembles the compiled list.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import typing as t
 from sqlglot import exp
 
 from ..errors import SqlmlError
+from .nodes import Quantiles, double, query
 
 SOURCE = "__sqlml_in"
 DEFAULT_TOP_K, DEFAULT_FREQUENCY_THRESHOLD = 32_000, 5
@@ -25,37 +29,38 @@ class TransformError(SqlmlError):
     """A TRANSFORM item cannot be compiled (unknown function, bad argument, missing name...)."""
 
 
-def number(value: float) -> str:
-    """A DOUBLE literal that reads back as exactly ``value`` (an exponent keeps DuckDB off DECIMAL)."""
-    text = repr(float(value))
-    return text if "e" in text or "inf" in text or "nan" in text else text + "e0"
+def string(value: str) -> exp.Literal:
+    return exp.Literal.string(value)
 
 
-def string(value: str) -> str:
-    return exp.Literal.string(value).sql()
+def _text(node: exp.Expr) -> exp.Expr:
+    return exp.cast(node.copy(), "TEXT")
+
+
+def _double(node: exp.Expr) -> exp.Expr:
+    return exp.cast(node.copy(), "DOUBLE")
+
+
+def _function(name: str, *args: exp.Expr) -> exp.Expr:
+    return exp.func(name, *args, dialect="sqlml")
 
 
 class Fitter:
-    """Gathers statistics over the rows of ``(query)`` through ``fetch`` for one ML.* call at a time."""
+    """Gathers statistics over the rows of ``(query)`` through ``fetch`` for one ML.* call at a time; the
+    queries are written in ``dialect``, the engine's."""
 
     def __init__(self, fetch: Fetch, query_sql: str, dialect: str):
         self.fetch, self.query_sql, self.dialect = fetch, query_sql, dialect
 
-    def scalar_row(self, aggregates: list[str]) -> tuple:
-        return self.fetch(f"SELECT {', '.join(aggregates)} FROM ({self.query_sql}) AS {SOURCE}")[0]
+    def scalar_row(self, aggregates: list[exp.Expr]) -> tuple:
+        return self.fetch(exp.select(*aggregates).from_(query(self.query_sql, SOURCE)).sql(self.dialect))[0]
 
-    def counts(self, expr: str) -> list[tuple[str, int]]:
-        """(value as text, count) of every non-NULL value of ``expr``."""
-        rows = self.fetch(f"SELECT CAST({expr} AS VARCHAR) AS v, count(*) AS n FROM ({self.query_sql}) AS {SOURCE} "
-                          "WHERE v IS NOT NULL GROUP BY v")
-        return [(v, int(n)) for v, n in rows]
-
-    def sql(self, node: exp.Expr) -> str:
-        return node.sql(self.dialect)
-
-
-def _double(sql: str) -> str:
-    return f"CAST({sql} AS DOUBLE)"
+    def counts(self, node: exp.Expr) -> list[tuple[str, int]]:
+        """(value as text, count) of every non-NULL value of ``node`` (an expression of TEXT)."""
+        values = exp.select(exp.alias_(node.copy(), "v")).from_(query(self.query_sql, SOURCE)).subquery("__sqlml_values")
+        counted = (exp.select("v", exp.alias_(exp.Count(this=exp.Star()), "n")).from_(values)
+                   .where(exp.column("v").is_(exp.null()).not_()).group_by("v"))
+        return [(v, int(n)) for v, n in self.fetch(counted.sql(self.dialect))]
 
 
 def _args(call: exp.Anonymous, name: str, low: int, high: int) -> list[exp.Expr]:
@@ -81,10 +86,10 @@ def _constant(node: exp.Expr | None, default: t.Any, name: str, what: str) -> t.
     raise TransformError(f"The {what} argument of ML.{name} must be a constant; got {node.sql()}.")
 
 
-def _only_number(f: Fitter, call: exp.Anonymous, name: str) -> str:
-    """The one argument of a scaler, as DOUBLE SQL."""
+def _only_number(call: exp.Anonymous, name: str) -> exp.Expr:
+    """The one argument of a scaler, as DOUBLE."""
     (arg,) = _args(call, name, 1, 1)
-    return _double(f.sql(arg))
+    return _double(arg)
 
 
 def _option(args: list[exp.Expr], position: int, default: t.Any, name: str, what: str) -> t.Any:
@@ -97,65 +102,78 @@ def _by_frequency(counts: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return sorted(counts, key=lambda vc: (-vc[1], vc[0]))
 
 
-def _fit_standard_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
-    x = _only_number(f, call, "STANDARD_SCALER")
-    mean, std = f.scalar_row([f"avg({x})", f"stddev_samp({x})"])
+def _scaled(x: exp.Expr, center: float, scale: float) -> exp.Expr:
+    """``(x - center) / scale``."""
+    return exp.Div(this=exp.paren(exp.Sub(this=x.copy(), expression=double(center))), expression=double(scale))
+
+
+def _fit_standard_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, exp.Expr]:
+    x = _only_number(call, "STANDARD_SCALER")
+    mean, std = f.scalar_row([_function("avg", x.copy()), _function("stddev_samp", x.copy())])
     # BigQuery divides by the sample standard deviation; a constant column scales to 0.
     scale = std if std else 1.0
     stats = {"mean": mean, "stddev": std}
-    return stats, f"({x} - {number(mean or 0.0)}) / {number(scale)}"
+    return stats, _scaled(x, mean or 0.0, scale)
 
 
-def _fit_min_max_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
-    x = _only_number(f, call, "MIN_MAX_SCALER")
-    low, high = f.scalar_row([f"min({x})", f"max({x})"])
+def _fit_min_max_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, exp.Expr]:
+    x = _only_number(call, "MIN_MAX_SCALER")
+    low, high = f.scalar_row([_function("min", x.copy()), _function("max", x.copy())])
     width = (high - low) if low is not None and high != low else 1.0
-    scaled = f"({x} - {number(low or 0.0)}) / {number(width)}"
+    scaled = _scaled(x, low or 0.0, width)
     # Values outside the training range are capped to [0, 1], as BigQuery does at prediction.
-    return {"min": low, "max": high}, f"CASE WHEN {x} IS NULL THEN NULL ELSE least(greatest({scaled}, 0e0), 1e0) END"
+    capped = _function("least", _function("greatest", scaled, double(0.0)), double(1.0))
+    return {"min": low, "max": high}, exp.case().when(x.copy().is_(exp.null()), exp.null()).else_(capped)
 
 
-def _fit_max_abs_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
-    x = _only_number(f, call, "MAX_ABS_SCALER")
-    (max_abs,) = f.scalar_row([f"max(abs({x}))"])
-    return {"max_abs": max_abs}, f"{x} / {number(max_abs or 1.0)}"
+def _fit_max_abs_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, exp.Expr]:
+    x = _only_number(call, "MAX_ABS_SCALER")
+    (max_abs,) = f.scalar_row([_function("max", _function("abs", x.copy()))])
+    return {"max_abs": max_abs}, exp.Div(this=x, expression=double(max_abs or 1.0))
 
 
-def _fit_robust_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+def _quantiles(x: exp.Expr, fractions: list[float]) -> exp.Expr:
+    return Quantiles(this=x.copy(), expressions=[exp.Literal.number(repr(q)) for q in fractions])
+
+
+def _fit_robust_scaler(f: Fitter, call: exp.Anonymous) -> tuple[dict, exp.Expr]:
     args = _args(call, "ROBUST_SCALER", 1, 4)
-    x = _double(f.sql(args[0]))
+    x = _double(args[0])
     low_q, high_q = _option(args, 1, [25, 75], "ROBUST_SCALER", "quantile_range")
     with_median = _option(args, 2, True, "ROBUST_SCALER", "with_median")
     with_range = _option(args, 3, True, "ROBUST_SCALER", "with_quantile_range")
     if not 0 < low_q < high_q < 100:
         raise TransformError(f"ML.ROBUST_SCALER's quantile_range must be [low, high] with 0 < low < high < 100; got [{low_q}, {high_q}].")
-    (quantiles,) = f.scalar_row([f"quantile_cont({x}, [{low_q / 100!r}, 0.5, {high_q / 100!r}])"])
+    (quantiles,) = f.scalar_row([_quantiles(x, [low_q / 100, 0.5, high_q / 100])])
     q_low, median, q_high = quantiles if quantiles is not None else (0.0, 0.0, 1.0)
     center = median if with_median else 0.0
     spread = (q_high - q_low) if with_range and q_high != q_low else 1.0
     stats = {"median": median, "quantile_low": q_low, "quantile_high": q_high}
-    return stats, f"({x} - {number(center)}) / {number(spread)}"
+    return stats, _scaled(x, center, spread)
 
 
-def _fit_imputer(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+def _fit_imputer(f: Fitter, call: exp.Anonymous) -> tuple[dict, exp.Expr]:
     arg, strategy_node = _args(call, "IMPUTER", 2, 2)
     strategy = _constant(strategy_node, None, "IMPUTER", "strategy")
-    expr = f.sql(arg)
     if strategy in ("mean", "median"):
-        x = _double(expr)
-        (value,) = f.scalar_row([f"avg({x})" if strategy == "mean" else f"quantile_cont({x}, 0.5)"])
-        return {strategy: value}, f"coalesce({x}, {number(value if value is not None else 0.0)})"
+        x = _double(arg)
+        (value,) = f.scalar_row([_function("avg", x.copy()) if strategy == "mean" else _quantiles(x, [0.5])])
+        value = value[0] if isinstance(value, list) else value
+        return {strategy: value}, _function("coalesce", x, double(value if value is not None else 0.0))
     if strategy == "most_frequent":
-        ranked = _by_frequency(f.counts(expr))
+        ranked = _by_frequency(f.counts(_text(arg)))
         value = ranked[0][0] if ranked else None
-        return {"most_frequent": value}, f"coalesce(CAST({expr} AS VARCHAR), {string(value) if value is not None else 'NULL'})"
+        return {"most_frequent": value}, _function("coalesce", _text(arg),
+                                                   string(value) if value is not None else exp.null())
     raise TransformError(f"ML.IMPUTER's strategy must be 'mean', 'median' or 'most_frequent'; got {strategy!r}.")
 
 
-def _bins(x: str, edges: list[float]) -> str:
+def _bins(x: exp.Expr, edges: list[float]) -> exp.Expr:
     """'bin_1' below the first edge, 'bin_i' on [edge_{i-1}, edge_i), NULL stays NULL."""
-    whens = " ".join(f"WHEN {x} < {number(e)} THEN 'bin_{i + 1}'" for i, e in enumerate(edges))
-    return f"CASE WHEN {x} IS NULL THEN NULL {whens} ELSE 'bin_{len(edges) + 1}' END"
+    case = exp.case().when(x.copy().is_(exp.null()), exp.null())
+    for i, e in enumerate(edges):
+        case = case.when(exp.LT(this=x.copy(), expression=double(e)), string(f"bin_{i + 1}"))
+    return case.else_(string(f"bin_{len(edges) + 1}"))
 
 
 def _bucket_names_only(args: list[exp.Expr], position: int, name: str) -> None:
@@ -164,7 +182,7 @@ def _bucket_names_only(args: list[exp.Expr], position: int, name: str) -> None:
         raise TransformError(f"ML.{name} supports output_format 'bucket_names' only; got {output!r}.")
 
 
-def _fit_bucketize(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+def _fit_bucketize(f: Fitter, call: exp.Anonymous) -> tuple[dict, exp.Expr]:
     args = _args(call, "BUCKETIZE", 2, 4)
     splits = _constant(args[1], None, "BUCKETIZE", "array_split_points")
     exclude = _option(args, 2, False, "BUCKETIZE", "exclude_boundaries")
@@ -172,18 +190,17 @@ def _fit_bucketize(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
     if not isinstance(splits, list) or not splits or sorted(splits) != splits:
         raise TransformError("ML.BUCKETIZE needs split points in increasing order, e.g. [10, 20, 30].")
     edges = splits[1:-1] if exclude else splits
-    return {"split_points": edges}, _bins(_double(f.sql(args[0])), edges)
+    return {"split_points": edges}, _bins(_double(args[0]), edges)
 
 
-def _fit_quantile_bucketize(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+def _fit_quantile_bucketize(f: Fitter, call: exp.Anonymous) -> tuple[dict, exp.Expr]:
     args = _args(call, "QUANTILE_BUCKETIZE", 2, 3)
     buckets = _constant(args[1], None, "QUANTILE_BUCKETIZE", "num_buckets")
     _bucket_names_only(args, 2, "QUANTILE_BUCKETIZE")
     if not isinstance(buckets, int) or buckets < 1:
         raise TransformError(f"ML.QUANTILE_BUCKETIZE needs a positive integer number of buckets; got {buckets!r}.")
-    x = _double(f.sql(args[0]))
-    fractions = ", ".join(repr(i / buckets) for i in range(buckets + 1))
-    (quantiles,) = f.scalar_row([f"quantile_cont({x}, [{fractions}])"])
+    x = _double(args[0])
+    (quantiles,) = f.scalar_row([_quantiles(x, [i / buckets for i in range(buckets + 1)])])
     # Bins narrower than 1e-8 are dropped, as scikit-learn's KBinsDiscretizer does.
     kept: list[float] = []
     for q in quantiles or []:
@@ -208,41 +225,56 @@ def _vocabulary(counts: list[tuple[str, int]], top_k: int, threshold: int) -> li
     return sorted(v for v, n in _by_frequency(counts)[:top_k] if n >= threshold)
 
 
-def _fit_label_encoder(f: Fitter, call: exp.Anonymous) -> tuple[dict, str]:
+def _index(value: exp.Expr, vocabulary: list[str]) -> exp.Expr:
+    """The 1-based position of ``value`` in ``vocabulary``; 0 for NULL and values outside it."""
+    if not vocabulary:
+        return exp.Literal.number(0)
+    case = exp.case(value.copy())
+    for i, v in enumerate(vocabulary):
+        case = case.when(string(v), exp.Literal.number(i + 1))
+    return case.else_(exp.Literal.number(0))
+
+
+def _fit_label_encoder(f: Fitter, call: exp.Anonymous) -> tuple[dict, exp.Expr]:
     args = _args(call, "LABEL_ENCODER", 1, 3)
-    expr = f"CAST({f.sql(args[0])} AS VARCHAR)"
+    value = _text(args[0])
     top_k, threshold = _encoder_options(args, 1, "LABEL_ENCODER")
-    vocabulary = _vocabulary(f.counts(expr), top_k, threshold)
-    whens = " ".join(f"WHEN {string(v)} THEN {i + 1}" for i, v in enumerate(vocabulary))
-    # NULL and values outside the vocabulary are 0.
-    return {"vocabulary": vocabulary}, f"CASE {expr} {whens} ELSE 0 END" if vocabulary else "0"
+    vocabulary = _vocabulary(f.counts(value), top_k, threshold)
+    return {"vocabulary": vocabulary}, _index(value, vocabulary)
 
 
-def _fit_one_hot_encoder(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]], str]:
+def _fit_one_hot_encoder(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, exp.Expr]], exp.Expr]:
     args = _args(call, "ONE_HOT_ENCODER", 1, 4)
     drop = _option(args, 1, "none", "ONE_HOT_ENCODER", "drop")
     if drop not in ("none", "most_frequent"):
         raise TransformError(f"ML.ONE_HOT_ENCODER's drop must be 'none' or 'most_frequent'; got {drop!r}.")
-    expr = f"CAST({f.sql(args[0])} AS VARCHAR)"
+    value = _text(args[0])
     top_k, threshold = _encoder_options(args, 2, "ONE_HOT_ENCODER")
-    counts = f.counts(expr)  # once for the vocabulary and the dropped value
+    counts = f.counts(value)  # once for the vocabulary and the dropped value
     vocabulary = _vocabulary(counts, top_k, threshold)
     known = set(vocabulary)
     ranked = _by_frequency([vc for vc in counts if vc[0] in known])
     dropped = ranked[0][0] if drop == "most_frequent" and ranked else None
     kept = [v for v in vocabulary if v != dropped]
     # NULL and unseen values are all zeros (BigQuery's index 0).
-    columns = [(f"{alias}_{v}", f"CASE WHEN {expr} = {string(v)} THEN 1e0 ELSE 0e0 END") for v in kept]
-    return {"vocabulary": vocabulary, "dropped": dropped}, columns, _one_hot_array(expr, vocabulary, dropped)
+    columns = [(f"{alias}_{v}", _indicator(value, v, double(1.0), double(0.0))) for v in kept]
+    return {"vocabulary": vocabulary, "dropped": dropped}, columns, _one_hot_array(value, vocabulary, dropped)
 
 
-def _one_hot_array(expr: str, vocabulary: list[str], dropped: str | None) -> str:
+def _indicator(value: exp.Expr, equal_to: str, then: exp.Expr, otherwise: exp.Expr) -> exp.Expr:
+    return exp.case().when(exp.EQ(this=value.copy(), expression=string(equal_to)), then).else_(otherwise)
+
+
+def _one_hot_array(value: exp.Expr, vocabulary: list[str], dropped: str | None) -> exp.Expr:
     """BigQuery's shape: ``[{index, value}]``, index the 1-based alphabetical position (0 for NULL and
     unseen values), value 1.0 except 0.0 for the category dummy encoding drops."""
-    whens = " ".join(f"WHEN {string(v)} THEN {i + 1}" for i, v in enumerate(vocabulary))
-    index = f"CAST(CASE {expr} {whens} ELSE 0 END AS BIGINT)" if vocabulary else "CAST(0 AS BIGINT)"
-    value = f"CASE WHEN {expr} = {string(dropped)} THEN 0e0 ELSE 1e0 END" if dropped is not None else "1e0"
-    return f"[{{'index': {index}, 'value': {value}}}]"
+    index = exp.cast(_index(value, vocabulary), "BIGINT")
+    weight = _indicator(value, dropped, double(0.0), double(1.0)) if dropped is not None else double(1.0)
+    return exp.Array(expressions=[_struct([("index", index), ("value", weight)])])
+
+
+def _struct(fields: list[tuple[str, exp.Expr]]) -> exp.Struct:
+    return exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier(n), expression=e) for n, e in fields])
 
 
 def named(node: exp.Expr) -> tuple[str, exp.Expr] | None:
@@ -275,33 +307,41 @@ def _struct_fields(call: exp.Anonymous, name: str, low_degree: int) -> tuple[lis
 
 
 def _combined(combos: t.Iterable[tuple[tuple[str, exp.Expr], ...]],
-              join: t.Callable[[list[exp.Expr]], str]) -> list[tuple[str, str]]:
-    """(``<field>_<field>...``, SQL) of every combination of STRUCT fields."""
-    return [("_".join(n for n, _ in combo), join([e for _, e in combo])) for combo in combos]
+              join: t.Callable[[exp.Expr, exp.Expr], exp.Expr],
+              each: t.Callable[[exp.Expr], exp.Expr]) -> list[tuple[str, exp.Expr]]:
+    """(``<field>_<field>...``, expression) of every combination of STRUCT fields: ``each`` field joined."""
+    return [("_".join(n for n, _ in combo), _joined([each(e) for _, e in combo], join)) for combo in combos]
 
 
-def _struct_outputs(alias: str, fields: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str]:
+def _joined(parts: list[exp.Expr], join: t.Callable[[exp.Expr, exp.Expr], exp.Expr]) -> exp.Expr:
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = join(joined, part)
+    return joined
+
+
+def _struct_outputs(alias: str, fields: list[tuple[str, exp.Expr]]) -> tuple[list[tuple[str, exp.Expr]], exp.Expr]:
     """One column ``<alias>_<field>`` per field for the model, and BigQuery's one STRUCT of them."""
-    struct = ", ".join(f"{string(n)}: {sql}" for n, sql in fields)
-    return [(f"{alias}_{n}", sql) for n, sql in fields], f"{{{struct}}}"
+    return [(f"{alias}_{n}", e) for n, e in fields], _struct([(n, e.copy()) for n, e in fields])
 
 
-def _fit_feature_cross(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]], str]:
+def _fit_feature_cross(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, exp.Expr]], exp.Expr]:
     fields, degree = _struct_fields(call, "FEATURE_CROSS", 2)
     combos = itertools.chain.from_iterable(itertools.combinations(fields, size) for size in range(2, degree + 1))
-    crossed = _combined(combos, lambda es: " || '_' || ".join(f"CAST({f.sql(e)} AS VARCHAR)" for e in es))
+    crossed = _combined(combos, lambda a, b: exp.DPipe(this=exp.DPipe(this=a, expression=string("_"), safe=True),
+                                                        expression=b, safe=True), _text)
     return {"degree": degree}, *_struct_outputs(alias, crossed)
 
 
-def _fit_polynomial_expand(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, str]], str]:
+def _fit_polynomial_expand(f: Fitter, call: exp.Anonymous, alias: str) -> tuple[dict, list[tuple[str, exp.Expr]], exp.Expr]:
     fields, degree = _struct_fields(call, "POLYNOMIAL_EXPAND", 1)
     combos = itertools.chain.from_iterable(
         itertools.combinations_with_replacement(fields, size) for size in range(1, degree + 1))
-    products = _combined(combos, lambda es: " * ".join(_double(f.sql(e)) for e in es))
-    return {"degree": degree}, *_struct_outputs(alias, sorted(products))  # BigQuery orders the fields by name
+    products = _combined(combos, lambda a, b: exp.Mul(this=a, expression=b), _double)
+    return {"degree": degree}, *_struct_outputs(alias, sorted(products, key=lambda p: p[0]))  # BigQuery orders by name
 
 
-#: One output column each: (statistics, SQL) of a call.
+#: One output column each: (statistics, expression) of a call.
 SINGLE = {
     "STANDARD_SCALER": _fit_standard_scaler,
     "MIN_MAX_SCALER": _fit_min_max_scaler,
@@ -314,8 +354,8 @@ SINGLE = {
 }
 
 
-#: Several output columns each, so a whole TRANSFORM item: (statistics, [(name, SQL)] for the model,
-#: BigQuery's one STRUCT or ARRAY value as SQL) of a call.
+#: Several output columns each, so a whole TRANSFORM item: (statistics, [(name, expression)] for the model,
+#: BigQuery's one STRUCT or ARRAY value) of a call.
 MULTI = {
     "ONE_HOT_ENCODER": _fit_one_hot_encoder,
     "FEATURE_CROSS": _fit_feature_cross,

@@ -17,9 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from sqlglot import exp
+
 from ..errors import DataError
 from ..model.kinds import ModelKind
-from ..sql.transform import quoted
+from ..sql.nodes import RowNumbers, query
 from . import sample as sampling
 from .labels import column_name, prepare_label
 from .matrix import release
@@ -87,14 +89,14 @@ def read_sample(engine: t.Any, sql: str, schema: pa.Schema, kind: ModelKind, opt
     label or split column to draw from; a column the options name is missing, or no rows: the whole
     read reports it), when nothing is left out, or when the second read does not return the same
     labels (a query whose row order is not stable): then the whole query is read and sampled in
-    Python, as without this."""
+    Python, as without this. The SQL is written in the engine's dialect (``engine.dialect``)."""
     try:
         names = [column_name(schema.empty_table(), n, "column") for n in _split_columns(options, label)]
     except DataError:
         return None
     if not names:
         return None
-    numbered = f"SELECT row_number() OVER () - 1 AS {_ROW}, * FROM ({sql})"
+    numbered = exp.select(exp.alias_(RowNumbers(), _ROW), exp.Star()).from_(query(sql, "__sqlml_query")).sql(engine.dialect)
     narrow, hashes = _narrow(engine, numbered, names, options)
     if narrow.num_rows == 0:
         return None
@@ -126,7 +128,8 @@ def _narrow(engine: t.Any, numbered: str, names: list[str], options: dict) -> tu
     row's hash over all its columns (:func:`sqlml.train.split.row_hashes`), computed as the rows stream by."""
     columns = [_ROW, *names]
     if options.get("data_split_method", "AUTO_SPLIT") not in HASHED:
-        return engine.read_arrow(f"SELECT {', '.join(map(quoted, columns))} FROM ({numbered})"), None
+        selected = exp.select(*(exp.column(c, quoted=True) for c in columns)).from_(query(numbered, "__sqlml_numbered"))
+        return engine.read_arrow(selected.sql(engine.dialect)), None
     kept, hashes = [], []
     for batch in engine.read_batches(numbered):
         hashes.append(row_hashes(batch.drop_columns([_ROW]), options.get("random_seed")))
@@ -146,8 +149,10 @@ def _read_rows(engine: t.Any, numbered: str, positions: np.ndarray, schema: pa.S
     """The rows of the ``numbered`` query at ``positions`` (ascending), in that order."""
     name = engine.temp_name("sqlml_rows")
     engine.register_table(name, pa.table({_ROW: pa.array(positions, pa.int64())}))
+    row = exp.column(_ROW)
+    chosen = (exp.select(exp.Star(except_=[row.copy()])).from_(query(numbered, "__sqlml_numbered"))
+              .where(row.copy().isin(query=exp.select(row.copy()).from_(name))).order_by(row.copy()))
     try:
-        return read(engine.read_batches(f"SELECT * EXCLUDE ({_ROW}) FROM ({numbered}) "
-                                        f"WHERE {_ROW} IN (SELECT {_ROW} FROM {name}) ORDER BY {_ROW}"), schema, keep)
+        return read(engine.read_batches(chosen.sql(engine.dialect)), schema, keep)
     finally:
         engine.unregister_table(name)

@@ -48,6 +48,7 @@ from . import reading, search
 from . import split as splits
 from .labels import prepare_label, role_columns
 from .reading import Rows
+from .sample import DATA_SEED
 from .search import AUTO_TYPES, resolve_options
 
 __all__ = ["AUTO_TYPES", "read", "resolve_options", "train", "validation_rows"]  # what the executor and tests use
@@ -65,6 +66,11 @@ def read(engine: t.Any, sql: str, kind: ModelKind, options: dict) -> Rows:
     keep = role_columns(kind, options)
     label = keep[0]
     schema = engine.schema(sql)
+    drawn = engine.training_sample(sql, options.get("max_training_rows"), options.get("random_seed", DATA_SEED),
+                                   label if kind.task == CLASSIFICATION else None)
+    if drawn is not None:  # an engine that keeps the rows elsewhere hands over a sample of them (Spark)
+        table, note = drawn
+        return dataclasses.replace(reading.read(table.to_batches(), schema, keep), notes=[note])
     if ("max_training_rows" in options or "sample_fraction" in options) and not search.wanted(options):
         sampled = reading.read_sample(engine, sql, schema, kind, options, label, keep)
         if sampled is not None:

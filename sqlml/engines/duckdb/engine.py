@@ -16,9 +16,10 @@ import pyarrow as pa
 from sqlglot import Dialect, exp
 from sqlglot.tokens import TokenType
 
-from .. import errors
-from ..errors import DatabaseBusyError, DataError, SqlmlError, StorageError
-from .base import ScoringFunction
+from ... import errors
+from ...errors import DatabaseBusyError, DataError, SqlmlError, StorageError
+from ..base import BatchFunction, ScoringFunction, Stream
+from .dialect import NAME as DIALECT
 
 BATCH_ROWS = 122_880  # DuckDB's natural record-batch size: 60 vectors of 2,048 rows
 OUTPUT = "__sqlml_out"
@@ -46,7 +47,8 @@ def connect_duckdb(path: str = ":memory:", read_only: bool = False, create: bool
 class DuckDBEngine:
     """Runs SQL on one DuckDB connection (a dbt thread's cursor, a notebook's connection...)."""
 
-    dialect = "sqlml"  # DuckDB SQL plus the few BigQuery functions sqlml rewrites (GENERATE_ARRAY)
+    dialect = DIALECT  # DuckDB SQL, with sqlml's own nodes (GENERATE_ARRAY, quantiles ...) in DuckDB's words
+    scoring_views = True  # a view calls the model's scoring function (sqlml.views)
     _names = itertools.count(1)
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):
@@ -95,8 +97,34 @@ class DuckDBEngine:
         while (batch := self.guarded(lambda: next(reader, None))) is not None:  # DuckDB runs the query as it is read
             yield batch
 
-    def stream_batches(self, sql: str, batch_rows: int = BATCH_ROWS) -> t.Iterator[pa.RecordBatch]:
-        """Read on a cursor of its own: while a statement reads a registered stream, DuckDB refuses any
+    def input_batches(self, sql: str) -> t.Iterator[pa.RecordBatch]:
+        return self._stream_batches(sql)
+
+    def apply(self, input_sql: str, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> Stream:
+        """``function`` over the batches of ``input_sql`` in this process, each computed when the statement
+        reading the output pulls it (:meth:`expose`)."""
+        tables = (pa.Table.from_batches([batch]) for batch in self._stream_batches(input_sql))
+        return Stream((function(rows) for rows in tables), empty)
+
+    def counted(self, input_sql: str, function: BatchFunction, empty: t.Callable[[], pa.Table]) -> None:
+        """None: the caller reads the rows batch by batch in this process, where DuckDB runs Python."""
+        return None
+
+    def expose(self, name: str, output: Stream, read_once: bool) -> None:
+        """A stream the statement pulls as it runs (``read_once``), else its rows registered as a table."""
+        if read_once:
+            self._register_stream(name, output.schema, output.batches)
+        else:
+            self.register_table(name, output.table())
+
+    def detached(self, sql: str) -> Result:
+        """Read into memory now: the relation would read the registered names when consumed."""
+        return self.result(self.read_arrow(sql))
+
+    def _stream_batches(self, sql: str, batch_rows: int = BATCH_ROWS) -> t.Iterator[pa.RecordBatch]:
+        """The rows of ``sql`` as record batches that may still be read while a later statement runs on
+        this connection (one that reads a stream registered with :meth:`_register_stream`). Read on a
+        cursor of its own: while a statement reads a registered stream, DuckDB refuses any
         other query on this connection. A cursor sees only committed data and none of this connection's
         temporary objects, so a query that may see either (in an open transaction, or naming a temporary
         table, view or macro, or a registered data frame) is read whole now instead."""
@@ -138,14 +166,29 @@ class DuckDBEngine:
     def register_table(self, name: str, table: pa.Table) -> None:
         self.connection.register(name, table)
 
-    def register_stream(self, name: str, schema: pa.Schema, batches: t.Iterator[pa.RecordBatch]) -> None:
+    def _register_stream(self, name: str, schema: pa.Schema, batches: t.Iterator[pa.RecordBatch]) -> None:
+        """``batches`` readable under ``name`` by one statement that reads them once, pulling batches as it
+        runs (so they are never all in memory)."""
         self.connection.register(name, pa.RecordBatchReader.from_batches(schema, batches))  # DuckDB pulls lazily
 
     def unregister_table(self, name: str) -> None:
         self.connection.unregister(name)
 
-    def result(self, table: pa.Table) -> Result:
-        return Result(self.connection.from_arrow(table), self)
+    def training_sample(self, sql: str, size: int | None, seed: int, stratify: str | None) -> None:
+        """None: CREATE MODEL reads the rows in this process, and samples them there (sqlml.train.sample)."""
+        return None
+
+    def create_table(self, name: str, table: pa.Table) -> None:
+        rows = self.temp_name("sqlml_rows")
+        self.register_table(rows, table)
+        try:
+            self.fetch(exp.Create(this=exp.to_table(exp.to_identifier(name, quoted=True)), kind="TABLE", replace=True,
+                                  expression=exp.select("*").from_(rows)).sql(self.dialect))
+        finally:
+            self.unregister_table(rows)
+
+    def result(self, rows: pa.Table | Stream) -> Result:
+        return Result(self.connection.from_arrow(rows.table() if isinstance(rows, Stream) else rows), self)
 
     @contextlib.contextmanager
     def transaction(self) -> t.Iterator[None]:
@@ -162,6 +205,13 @@ class DuckDBEngine:
 
     def current_database(self) -> str:
         return self.fetch("SELECT current_database()")[0][0]
+
+    def has_table(self, schema: str, table: str) -> bool:
+        return bool(self.fetch("SELECT 1 FROM information_schema.tables WHERE table_catalog = current_database() "
+                               "AND table_schema = ? AND table_name = ?", [schema, table]))
+
+    def read_only(self) -> bool:
+        return self.fetch("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()")[0][0]
 
     def view_definitions(self) -> list[tuple[str, str, str]]:
         return self.fetch("SELECT database_name, view_name, sql FROM duckdb_views() WHERE NOT internal")

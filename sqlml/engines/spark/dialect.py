@@ -1,0 +1,59 @@
+"""The SQL the Spark engine runs: Spark's sqlglot dialect writing sqlml's own nodes (:mod:`sqlml.sql.nodes`,
+found by key) in Spark's words. Registered with sqlglot as ``sqlmlspark``."""
+
+from __future__ import annotations
+
+import typing as t
+
+from sqlglot import exp
+from sqlglot.dialects.spark import Spark
+from sqlglot.generators.spark import SparkGenerator
+
+from ...errors import UnsupportedError
+
+
+def _generate_array(self: SparkGenerator, e: exp.Func) -> str:
+    """BigQuery's inclusive GENERATE_ARRAY(start, end, step), each element rounded to 12 decimals as on
+    DuckDB: ``sequence`` counts from 0 to n inclusive, so the slice keeps n elements (none for n = 0)."""
+    start, end = self.sql(e, "this"), self.sql(e, "expression")
+    step = self.sql(e, "step") or "1"
+    count = f"greatest(CAST(floor(({end} - {start}) / {step} + 1e-9) AS BIGINT) + 1, 0)"
+    return f"slice(transform(sequence(0, {count}), i -> round(CAST({start} AS DOUBLE) + i * {step}, 12)), 1, {count})"
+
+
+def _quantiles(self: SparkGenerator, e: exp.Func) -> str:
+    # percentile is exact and interpolates linearly, as DuckDB's quantile_cont (percentile_approx is not exact)
+    return self.func("percentile", e.this, exp.Array(expressions=e.expressions))
+
+
+def _row_numbers(self: SparkGenerator, e: exp.Func) -> str:
+    # Spark numbers rows only over an ordered window: the ids it gives rows as it reads them keep that order.
+    return "(row_number() OVER (ORDER BY monotonically_increasing_id()) - 1)"
+
+
+def _other_columns(self: SparkGenerator, e: exp.Func) -> str:
+    raise UnsupportedError("Spark cannot select 'every column but these' without knowing the columns (DuckDB's COLUMNS): "
+                     "a view over ML.PREDICT of a model with TRANSFORM needs that, and views are not served on Spark yet.")
+
+
+class SqlmlSparkGenerator(SparkGenerator):
+    #: sqlml's nodes by key (sqlglot's dispatch knows only its own classes; these reach function_fallback_sql).
+    SQLML: dict[str, t.Callable[[SparkGenerator, exp.Func], str]] = {
+        "generatearray": _generate_array,
+        "quantiles": _quantiles,
+        "rownumbers": _row_numbers,
+        "othercolumns": _other_columns,
+    }
+
+    def function_fallback_sql(self, expression: exp.Func) -> str:
+        write = self.SQLML.get(expression.key)
+        return write(self, expression) if write else super().function_fallback_sql(expression)
+
+
+class SqlmlSpark(Spark):
+    """Spark's dialect, writing sqlml's nodes."""
+
+    Generator = SqlmlSparkGenerator
+
+
+NAME = "sqlmlspark"  # sqlglot's name for SqlmlSpark (a dialect registers under its lowercased class name)
