@@ -372,7 +372,7 @@ class Executor:
                     data=self._data(reader, input_sql, function == "TRANSFORM") if input_sql is not None else None,
                     data_b=self._data(None, tf.input_b_sql) if tf.input_b_sql is not None else None)
         if call.data is not None and hasattr(self.progress, "advance"):  # a progress bar of the rows read
-            call.data = _counted(call.data, f"ML.{function}", self.progress)
+            call.data = _counted(call.data, f"ML.{function}", self.progress, self.engine.rows_in_process)
         if tf.model_b is not None:  # ML.COMPARE: the same rows, through the second model's own TRANSFORM
             other = self.load(*tf.model_b)
             shared = not (model.transform or other.transform)  # then one read of the rows serves both
@@ -422,8 +422,10 @@ class Executor:
                     count=lambda function, empty: self.engine.counted(sql, function, empty))
 
 
-def _counted(data: Data, task: str, progress: t.Any) -> Data:
-    """``data`` whose batches report the rows read so far to ``progress.advance`` (sqlml.progress)."""
+def _counted(data: Data, task: str, progress: t.Any, in_process: bool) -> Data:
+    """``data`` whose batches report the rows read so far to ``progress.advance`` (sqlml.progress). Where
+    the engine's row-level work runs ``in_process`` (DuckDB), it reads those batches here, as the engine's
+    own ``apply`` would; elsewhere (Spark's executors) only what this process reads is counted."""
     def batches() -> t.Iterator[pa.RecordBatch]:
         done = 0
         try:
@@ -433,4 +435,4 @@ def _counted(data: Data, task: str, progress: t.Any) -> Data:
                 yield batch
         finally:
             progress.finish(task)
-    return dataclasses.replace(data, batches=batches)
+    return dataclasses.replace(data, batches=batches, apply=None if in_process else data.apply)

@@ -73,6 +73,9 @@ class Engine(t.Protocol):
     #: and serves what is deployed when it runs (DuckDB). Where it cannot (a Spark view cannot call a
     #: temporary function), such a view is a temporary view of the session (:meth:`temporary_view`).
     scoring_views: bool
+    #: Whether row-level work (:meth:`apply`) runs in this process, so its rows can be counted for a
+    #: progress bar (DuckDB); on Spark it runs on the executors.
+    rows_in_process: bool
 
     def execute(self, sql: str, params: list | None = None) -> t.Any:
         """Run one statement; a query's result comes back in the engine's own lazy form (shown to users)."""

@@ -49,6 +49,7 @@ class DuckDBEngine:
 
     dialect = DIALECT  # DuckDB SQL, with sqlml's own nodes (GENERATE_ARRAY, quantiles ...) in DuckDB's words
     scoring_views = True  # a view calls the model's scoring function (sqlml.views)
+    rows_in_process = True
     _names = itertools.count(1)
 
     def __init__(self, connection: duckdb.DuckDBPyConnection):

@@ -49,6 +49,7 @@ class SparkEngine:
     """Runs SQL on one SparkSession (a cluster's, or a local one :func:`local_session` starts)."""
 
     dialect = DIALECT  # Spark SQL, with sqlml's own nodes (GENERATE_ARRAY, quantiles ...) in Spark's words
+    rows_in_process = False
     scoring_views = False  # a persistent Spark view cannot call a temporary function: views over ML.PREDICT are temporary
     _names = itertools.count(1)
 
