@@ -255,6 +255,46 @@ def test_monitoring_is_duckdbs(lab, reference, engine, query):
     assert_same_rows(rows(lab.sql(query), order), rows(reference.sql(query), order), tolerance=1e-9)
 
 
+#: Both halves of the year, with NaN, infinities, a constant (a point bucket), a boolean and a date.
+ODD_SIDES = """(SELECT dep_delay, carrier, is_late, make_date(2013, month, day) AS flight_date, 1.5 AS constant,
+  CASE WHEN dep_delay > 120 THEN CAST('NaN' AS DOUBLE) WHEN dep_delay < -10 THEN CAST('-Infinity' AS DOUBLE)
+       WHEN dep_delay > 60 THEN CAST('Infinity' AS DOUBLE) ELSE distance END AS odd
+  FROM flights WHERE month {} 6)"""
+
+
+def test_drift_and_skew_are_aggregated_by_the_engine_and_equal_numpys(lab, reference, engine, monkeypatch):
+    """On Spark, Spark aggregates the columns: the driver reads no input row (reading them fails here).
+    The answers are DuckDB's, and dep_delay's and carrier's distances those computed here with NumPy."""
+    if engine == "spark":
+        def refused(*args, **kwargs):
+            raise AssertionError("the input rows were read on the driver")
+        for method in ("input_batches", "read_batches", "read_arrow"):
+            monkeypatch.setattr(lab.executor.engine, method, refused)
+    drift_query = (f"SELECT * FROM ML.VALIDATE_DATA_DRIFT({ODD_SIDES.format('<=')}, {ODD_SIDES.format('>')}, "
+                   "STRUCT(7 AS num_histogram_buckets, 3 AS num_rank_histogram_buckets))")
+    skew_query = f"SELECT * FROM ML.VALIDATE_DATA_SKEW(MODEL delay_model, {HELD_OUT})"
+    for query in (drift_query, skew_query):
+        got = rows(lab.sql(query), "input")
+        assert_same_rows(got, rows(reference.sql(query), "input"), tolerance=1e-9)
+    got = {row["input"]: row["value"] for row in rows(lab.sql(drift_query.replace("3 AS", "50 AS")), "input").to_pylist()}
+    assert set(got) == {"dep_delay", "carrier", "is_late", "flight_date", "constant", "odd"}
+    table = flights()
+    first, second = pc.less_equal(table["month"], 6), pc.greater(table["month"], 6)
+    delays = [table.filter(side)["dep_delay"].drop_null().to_numpy() for side in (first, second)]
+    union = np.union1d(*(np.histogram_bin_edges(d, 7) for d in delays))
+    masses = [np.diff(np.interp(union, np.histogram_bin_edges(d, 7), np.r_[0, np.cumsum(np.histogram(d, 7)[0])]))
+              for d in delays]
+    p, q = (m / m.sum() for m in masses)
+    middle = (p + q) / 2
+    jsd = sum(float(np.sum(x[x > 0] * np.log2(x[x > 0] / middle[x > 0]))) for x in (p, q)) / 2
+    assert got["dep_delay"] == pytest.approx(jsd, rel=1e-9)
+    carriers = [table.filter(side)["carrier"].to_numpy(zero_copy_only=False) for side in (first, second)]
+    names = np.union1d(*carriers)
+    shares = [np.array([(c == name).mean() for name in names]) for c in carriers]
+    assert got["carrier"] == pytest.approx(np.abs(shares[0] - shares[1]).max(), rel=1e-9)
+    assert got["constant"] == 0.0
+
+
 def test_ab_serving_splits_rows_as_duckdb(lab, reference, engine):
     for conn in {id(lab): lab, id(reference): reference}.values():
         if len(conn.executor.registry.versions("species_model")) == 1:
