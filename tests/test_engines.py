@@ -262,14 +262,19 @@ ODD_SIDES = """(SELECT dep_delay, carrier, is_late, make_date(2013, month, day) 
   FROM flights WHERE month {} 6)"""
 
 
-def test_drift_and_skew_are_aggregated_by_the_engine_and_equal_numpys(lab, reference, engine, monkeypatch):
-    """On Spark, Spark aggregates the columns: the driver reads no input row (reading them fails here).
-    The answers are DuckDB's, and dep_delay's and carrier's distances those computed here with NumPy."""
+def refuse_reading_rows_on_the_driver(conn, engine: str, monkeypatch) -> None:
+    """On Spark, reading a query's rows on the driver fails from here on: the statement must aggregate."""
+    def refused(*args, **kwargs):
+        raise AssertionError("the input rows were read on the driver")
     if engine == "spark":
-        def refused(*args, **kwargs):
-            raise AssertionError("the input rows were read on the driver")
         for method in ("input_batches", "read_batches", "read_arrow"):
-            monkeypatch.setattr(lab.executor.engine, method, refused)
+            monkeypatch.setattr(conn.executor.engine, method, refused)
+
+
+def test_drift_and_skew_are_aggregated_by_the_engine_and_equal_numpys(lab, reference, engine, monkeypatch):
+    """On Spark, Spark aggregates the columns: the driver reads no input row. The answers are DuckDB's,
+    and dep_delay's and carrier's distances those computed here with NumPy."""
+    refuse_reading_rows_on_the_driver(lab, engine, monkeypatch)
     drift_query = (f"SELECT * FROM ML.VALIDATE_DATA_DRIFT({ODD_SIDES.format('<=')}, {ODD_SIDES.format('>')}, "
                    "STRUCT(7 AS num_histogram_buckets, 3 AS num_rank_histogram_buckets))")
     skew_query = f"SELECT * FROM ML.VALIDATE_DATA_SKEW(MODEL delay_model, {HELD_OUT})"
@@ -293,6 +298,21 @@ def test_drift_and_skew_are_aggregated_by_the_engine_and_equal_numpys(lab, refer
     shares = [np.array([(c == name).mean() for name in names]) for c in carriers]
     assert got["carrier"] == pytest.approx(np.abs(shares[0] - shares[1]).max(), rel=1e-9)
     assert got["constant"] == 0.0
+
+
+def test_estimate_performance_is_counted_by_the_engine_and_equal_duckdbs(lab, reference, engine, monkeypatch):
+    """On Spark, the executors score and Spark counts the distinct scored rows per window: the driver
+    reads no input row. The estimates are DuckDB's, per quarter as over all rows."""
+    refuse_reading_rows_on_the_driver(lab, engine, monkeypatch)
+    dated = "(SELECT *, make_date(2013, month, day) AS flight_date FROM flights WHERE day = 15)"
+    for query in (f"SELECT * FROM ML.ESTIMATE_PERFORMANCE(MODEL delay_model, {HELD_OUT})",
+                  f"SELECT * FROM ML.ESTIMATE_PERFORMANCE(MODEL delay_model, {dated}, "
+                  "STRUCT('flight_date' AS time_column, 'quarter' AS time_window))"):
+        got, expected = rows(lab.sql(query), None), rows(reference.sql(query), None)
+        assert_same_rows(got, expected, tolerance=1e-9)
+    assert got["row_count"].to_pylist() == [
+        pc.sum(pc.equal(pc.divide(pc.subtract(flights().filter(pc.equal(flights()["day"], 15))["month"], 1), 3), q)).as_py()
+        for q in range(4)]
 
 
 def test_ab_serving_splits_rows_as_duckdb(lab, reference, engine):
