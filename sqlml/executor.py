@@ -407,7 +407,8 @@ class Executor:
         from .functions.base import Data
         return Data(lambda: data().batches(), lambda: data().schema(), lambda: data().table(), source=model.info.query,
                     apply=lambda function, empty: data().apply(function, empty),
-                    count=lambda function, empty: data().count(function, empty))
+                    count=lambda function, empty: data().count(function, empty),
+                    aggregate=lambda: data().column_aggregates())
 
     def _data(self, model: LoadedModel | None, sql: str, bigquery_shape: bool = False) -> Data:
         """Rows of ``sql`` as a handler reads them: through the model's TRANSFORM, as in training
@@ -419,7 +420,8 @@ class Executor:
         return Data(lambda: self.engine.input_batches(sql), lambda: self.engine.schema(sql),
                     lambda: self.engine.read_arrow(sql), source=sql,
                     apply=lambda function, empty: self.engine.apply(sql, function, empty),
-                    count=lambda function, empty: self.engine.counted(sql, function, empty))
+                    count=lambda function, empty: self.engine.counted(sql, function, empty),
+                    aggregate=lambda: self.engine.column_aggregates(sql))
 
 
 def _counted(data: Data, task: str, progress: t.Any, in_process: bool) -> Data:

@@ -255,6 +255,66 @@ def test_monitoring_is_duckdbs(lab, reference, engine, query):
     assert_same_rows(rows(lab.sql(query), order), rows(reference.sql(query), order), tolerance=1e-9)
 
 
+#: Both halves of the year, with NaN, infinities, a constant (a point bucket), a boolean and a date.
+ODD_SIDES = """(SELECT dep_delay, carrier, is_late, make_date(2013, month, day) AS flight_date, 1.5 AS constant,
+  CASE WHEN dep_delay > 120 THEN CAST('NaN' AS DOUBLE) WHEN dep_delay < -10 THEN CAST('-Infinity' AS DOUBLE)
+       WHEN dep_delay > 60 THEN CAST('Infinity' AS DOUBLE) ELSE distance END AS odd
+  FROM flights WHERE month {} 6)"""
+
+
+def refuse_reading_rows_on_the_driver(conn, engine: str, monkeypatch) -> None:
+    """On Spark, reading a query's rows on the driver fails from here on: the statement must aggregate."""
+    def refused(*args, **kwargs):
+        raise AssertionError("the input rows were read on the driver")
+    if engine == "spark":
+        for method in ("input_batches", "read_batches", "read_arrow"):
+            monkeypatch.setattr(conn.executor.engine, method, refused)
+
+
+def test_drift_and_skew_are_aggregated_by_the_engine_and_equal_numpys(lab, reference, engine, monkeypatch):
+    """On Spark, Spark aggregates the columns: the driver reads no input row. The answers are DuckDB's,
+    and dep_delay's and carrier's distances those computed here with NumPy."""
+    refuse_reading_rows_on_the_driver(lab, engine, monkeypatch)
+    drift_query = (f"SELECT * FROM ML.VALIDATE_DATA_DRIFT({ODD_SIDES.format('<=')}, {ODD_SIDES.format('>')}, "
+                   "STRUCT(7 AS num_histogram_buckets, 3 AS num_rank_histogram_buckets))")
+    skew_query = f"SELECT * FROM ML.VALIDATE_DATA_SKEW(MODEL delay_model, {HELD_OUT})"
+    for query in (drift_query, skew_query):
+        got = rows(lab.sql(query), "input")
+        assert_same_rows(got, rows(reference.sql(query), "input"), tolerance=1e-9)
+    got = {row["input"]: row["value"] for row in rows(lab.sql(drift_query.replace("3 AS", "50 AS")), "input").to_pylist()}
+    assert set(got) == {"dep_delay", "carrier", "is_late", "flight_date", "constant", "odd"}
+    table = flights()
+    first, second = pc.less_equal(table["month"], 6), pc.greater(table["month"], 6)
+    delays = [table.filter(side)["dep_delay"].drop_null().to_numpy() for side in (first, second)]
+    union = np.union1d(*(np.histogram_bin_edges(d, 7) for d in delays))
+    masses = [np.diff(np.interp(union, np.histogram_bin_edges(d, 7), np.r_[0, np.cumsum(np.histogram(d, 7)[0])]))
+              for d in delays]
+    p, q = (m / m.sum() for m in masses)
+    middle = (p + q) / 2
+    jsd = sum(float(np.sum(x[x > 0] * np.log2(x[x > 0] / middle[x > 0]))) for x in (p, q)) / 2
+    assert got["dep_delay"] == pytest.approx(jsd, rel=1e-9)
+    carriers = [table.filter(side)["carrier"].to_numpy(zero_copy_only=False) for side in (first, second)]
+    names = np.union1d(*carriers)
+    shares = [np.array([(c == name).mean() for name in names]) for c in carriers]
+    assert got["carrier"] == pytest.approx(np.abs(shares[0] - shares[1]).max(), rel=1e-9)
+    assert got["constant"] == 0.0
+
+
+def test_estimate_performance_is_counted_by_the_engine_and_equal_duckdbs(lab, reference, engine, monkeypatch):
+    """On Spark, the executors score and Spark counts the distinct scored rows per window: the driver
+    reads no input row. The estimates are DuckDB's, per quarter as over all rows."""
+    refuse_reading_rows_on_the_driver(lab, engine, monkeypatch)
+    dated = "(SELECT *, make_date(2013, month, day) AS flight_date FROM flights WHERE day = 15)"
+    for query in (f"SELECT * FROM ML.ESTIMATE_PERFORMANCE(MODEL delay_model, {HELD_OUT})",
+                  f"SELECT * FROM ML.ESTIMATE_PERFORMANCE(MODEL delay_model, {dated}, "
+                  "STRUCT('flight_date' AS time_column, 'quarter' AS time_window))"):
+        got, expected = rows(lab.sql(query), None), rows(reference.sql(query), None)
+        assert_same_rows(got, expected, tolerance=1e-9)
+    assert got["row_count"].to_pylist() == [
+        pc.sum(pc.equal(pc.divide(pc.subtract(flights().filter(pc.equal(flights()["day"], 15))["month"], 1), 3), q)).as_py()
+        for q in range(4)]
+
+
 def test_ab_serving_splits_rows_as_duckdb(lab, reference, engine):
     for conn in {id(lab): lab, id(reference): reference}.values():
         if len(conn.executor.registry.versions("species_model")) == 1:

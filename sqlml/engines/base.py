@@ -66,6 +66,22 @@ class Output(t.Protocol):
     def close(self) -> None: ...
 
 
+class ColumnAggregates(t.Protocol):
+    """Aggregates of a query's columns, computed where the rows are (Spark's executors), so that only
+    they reach this process (:func:`sqlml.model.drift.aggregated`)."""
+
+    def ranges(self, columns: list[str]) -> dict[str, list]:
+        """Each column as DOUBLE: [finite minimum, finite maximum (None without finite values), NaN, -inf, +inf]."""
+
+    def top_values(self, column: str, rank: int) -> pa.Table:
+        """The ``rank`` most frequent non-NULL values (column ``value``, of the column's type) with their
+        ``count``, most frequent first, ties in value order."""
+
+    def bucket_counts(self, edges: dict[str, list[float]]) -> dict[str, list[int]]:
+        """Each column's finite values as DOUBLE counted in the buckets [edges[i], edges[i+1]), the last
+        one closed (``numpy.histogram``'s)."""
+
+
 class Engine(t.Protocol):
     #: The sqlglot dialect the planner writes this engine's SQL in.
     dialect: str
@@ -107,6 +123,10 @@ class Engine(t.Protocol):
         """The distinct rows of ``function``'s output over the rows of ``input_sql``, each with its number
         (column ``count``), computed where the engine runs row-level work; None on an engine that reads
         the rows into this process anyway (DuckDB)."""
+
+    def column_aggregates(self, input_sql: str) -> ColumnAggregates | None:
+        """Aggregates of the columns of ``input_sql`` computed by the engine where the rows are; None on an
+        engine that reads the rows into this process anyway (DuckDB)."""
 
     def expose(self, name: str, output: Output, read_once: bool) -> None:
         """Make ``output`` readable by the next statement under ``name`` (``read_once``: the statement

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from ..engines.base import BatchFunction, Output, Stream
+from ..engines.base import BatchFunction, ColumnAggregates, Output, Stream
 from ..errors import SqlmlError
 from ..model.loaded import LoadedModel
 
@@ -29,6 +29,8 @@ class Data:
     #: The engine's count of distinct output rows (:meth:`sqlml.engines.base.Engine.counted`); None where
     #: the rows are read into this process.
     count: t.Callable[[BatchFunction, t.Callable[[], pa.Table]], pa.Table | None] | None = None
+    #: The engine's aggregates of these rows' columns (:meth:`sqlml.engines.base.Engine.column_aggregates`).
+    aggregate: t.Callable[[], ColumnAggregates | None] | None = None
 
     def tables(self) -> t.Iterator[pa.Table]:
         """The batches, each as a table, read in this process."""
@@ -48,6 +50,12 @@ class Data:
         None where the engine reads rows into this process anyway (DuckDB, rows in memory): then the
         caller reads them batch by batch."""
         return self.count(function, empty) if self.count is not None else None
+
+    def column_aggregates(self) -> ColumnAggregates | None:
+        """Aggregates of these rows' columns computed where the rows are (Spark's executors), so that only
+        they reach this process; None where the rows are read into this process anyway (DuckDB, rows in
+        memory): then the caller reads them batch by batch."""
+        return self.aggregate() if self.aggregate is not None else None
 
     def empty(self) -> pa.Table:
         return self.schema().empty_table()

@@ -30,8 +30,7 @@ def validate_data_drift(call: Call) -> pa.Table:
     thresholds = column_thresholds(call, kinds)
     settings = {"buckets": call.param("num_histogram_buckets", drift.NUM_BUCKETS),
                 "rank": call.param("num_rank_histogram_buckets", drift.NUM_RANK)}
-    return compare(drift.statistics(base.batches, kinds, **settings),
-                   drift.statistics(study.batches, kinds, **settings), call, thresholds)
+    return compare(statistics(base, kinds, **settings), statistics(study, kinds, **settings), call, thresholds)
 
 
 def validate_data_skew(call: Call) -> pa.Table:
@@ -43,7 +42,15 @@ def validate_data_skew(call: Call) -> pa.Table:
     kinds = shared_kinds({name: s["kind"] for name, s in stored.items()}, _kinds(serving),
                          f"model '{model.info.name}''s training data and the serving data", call.function, _types(serving))
     thresholds = column_thresholds(call, kinds)
-    return compare({name: stored[name] for name in kinds}, drift.statistics(serving.batches, kinds), call, thresholds)
+    return compare({name: stored[name] for name in kinds}, statistics(serving, kinds), call, thresholds)
+
+
+def statistics(data: Data, kinds: dict[str, str], **settings: int) -> dict[str, dict]:
+    """The columns' statistics, aggregated where the rows are (Spark) or read here batch by batch (DuckDB)."""
+    aggregates = data.column_aggregates()
+    if aggregates is not None:
+        return drift.aggregated(aggregates, kinds, **settings)
+    return drift.statistics(data.batches, kinds, **settings)
 
 
 def training_statistics(model: LoadedModel) -> dict[str, dict]:

@@ -50,28 +50,31 @@ def calibrated(calibrator: IsotonicRegression | None, positive: np.ndarray) -> n
     return np.clip(calibrator.predict(positive), 0.0, 1.0)
 
 
-def estimate(probability: np.ndarray, score: np.ndarray, predicted: np.ndarray) -> dict[str, float | None]:
+def estimate(probability: np.ndarray, score: np.ndarray, predicted: np.ndarray,
+             weight: np.ndarray | None = None) -> dict[str, float | None]:
     """Expected metrics of rows with calibrated positive ``probability``, raw ``score`` and
-    ``predicted`` class (1 positive); precision, recall and f1 are 0 where nothing is predicted, as
-    ML.EVALUATE reports them."""
+    ``predicted`` class (1 positive), each standing for ``weight`` rows (distinct rows counted where
+    they were scored; one each by default); precision, recall and f1 are 0 where nothing is predicted,
+    as ML.EVALUATE reports them."""
+    weight = np.ones(len(probability)) if weight is None else np.asarray(weight, dtype=float)
     positive = predicted == 1
-    tp, fp = probability[positive].sum(), (1.0 - probability[positive]).sum()
-    fn, tn = probability[~positive].sum(), (1.0 - probability[~positive]).sum()
+    tp, fp = (weight * probability)[positive].sum(), (weight * (1.0 - probability))[positive].sum()
+    fn, tn = (weight * probability)[~positive].sum(), (weight * (1.0 - probability))[~positive].sum()
     return {
-        "estimated_accuracy": float((tp + tn) / len(probability)),
+        "estimated_accuracy": float((tp + tn) / weight.sum()),
         "estimated_precision": _ratio(tp, tp + fp),
         "estimated_recall": _ratio(tp, tp + fn),
         "estimated_f1_score": _ratio(2 * tp, 2 * tp + fp + fn),
-        "estimated_roc_auc": expected_roc_auc(probability, score),
+        "estimated_roc_auc": expected_roc_auc(probability, score, weight),
     }
 
 
-def expected_roc_auc(probability: np.ndarray, score: np.ndarray) -> float | None:
+def expected_roc_auc(probability: np.ndarray, score: np.ndarray, weight: np.ndarray) -> float | None:
     """Area under the expected ROC curve; None when the rows are all expected positive or negative."""
     order = np.argsort(-score, kind="stable")
-    ranked, expected = score[order], probability[order]
-    tps = np.cumsum(expected)
-    fps = np.arange(1, len(expected) + 1) - tps
+    ranked, expected, rows = score[order], probability[order], weight[order]
+    tps = np.cumsum(rows * expected)
+    fps = np.cumsum(rows) - tps
     last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # the last row of each run of equal scores
     tps, fps = np.r_[0.0, tps[last]], np.r_[0.0, fps[last]]
     if tps[-1] <= 0 or fps[-1] <= 0:

@@ -68,6 +68,26 @@ def statistics(batches: Batches, kinds: dict[str, str], buckets: int = NUM_BUCKE
     return {name: stats[name] for name in kinds}
 
 
+def aggregated(aggregates: t.Any, kinds: dict[str, str], buckets: int = NUM_BUCKETS,
+               rank: int = NUM_RANK) -> dict[str, dict]:
+    """:func:`statistics` from ``aggregates`` an engine computes where the rows are (Spark's executors;
+    :class:`sqlml.engines.base.ColumnAggregates`): the same figures, values counted as the same text,
+    the same edges, each bucket counted as ``numpy.histogram`` counts it."""
+    stats = {}
+    for name in (c for c, k in kinds.items() if k == "categorical"):
+        top, counter = aggregates.top_values(name, rank), Counter()
+        for value, count in zip(pc.cast(top["value"], pa.string()).to_pylist(), top["count"].to_pylist()):
+            counter[value] += count
+        stats[name] = _top(counter, rank)
+    ranges = aggregates.ranges([c for c, k in kinds.items() if k == "numeric"])
+    stats.update(_bucketed({name: [np.inf if low is None else low, -np.inf if high is None else high, *rest]
+                            for name, (low, high, *rest) in ranges.items()}, buckets))
+    ranged = {name: s["edges"] for name, s in stats.items() if s["kind"] == "numeric" and s["edges"]}
+    for name, counts in (aggregates.bucket_counts(ranged) if ranged else {}).items():
+        stats[name]["counts"] = counts
+    return {name: stats[name] for name in kinds}
+
+
 def _count(counter: Counter, column: pa.Array) -> None:
     """Add the non-NULL values of ``column``, as text, to ``counter``; a dictionary-encoded column by
     counting its indices (no text per row)."""
@@ -100,13 +120,19 @@ def _top(counter: Counter, rank: int) -> dict:
     return {"kind": "categorical", "values": [v for v, _ in ranked], "counts": [c for _, c in ranked]}
 
 
-def _histograms(batches: Batches, ranges: dict[str, list], buckets: int) -> dict[str, dict]:
-    """Second pass: each numeric column's equal-width histogram over its own finite range."""
+def _bucketed(ranges: dict[str, list], buckets: int) -> dict[str, dict]:
+    """Each numeric column's histogram edges over its own finite range, its counts still zero."""
     stats = {}
     for name, (low, high, nan, minus, plus) in ranges.items():
         edges = [] if low > high else [low, high] if low == high else equal_width(low, high, buckets)
         stats[name] = {"kind": "numeric", "edges": edges, "counts": [0] * max(len(edges) - 1, 0),
                        "nan": nan, "-inf": minus, "+inf": plus}
+    return stats
+
+
+def _histograms(batches: Batches, ranges: dict[str, list], buckets: int) -> dict[str, dict]:
+    """Second pass: each numeric column's equal-width histogram over its own finite range."""
+    stats = _bucketed(ranges, buckets)
     ranged = [name for name, s in stats.items() if s["edges"]]
     if not ranged:
         return stats

@@ -111,6 +111,10 @@ class DuckDBEngine:
         """None: the caller reads the rows batch by batch in this process, where DuckDB runs Python."""
         return None
 
+    def column_aggregates(self, input_sql: str) -> None:
+        """None: the caller reads the rows batch by batch in this process."""
+        return None
+
     def expose(self, name: str, output: Stream, read_once: bool) -> None:
         """A stream the statement pulls as it runs (``read_once``), else its rows registered as a table."""
         if read_once:

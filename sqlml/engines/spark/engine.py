@@ -45,6 +45,53 @@ class SparkRows:
         """Nothing runs until the DataFrame is read."""
 
 
+class SparkAggregates:
+    """Column aggregates of one query computed by Spark (:class:`sqlml.engines.base.ColumnAggregates`):
+    the driver receives one row of ranges, ``rank`` values per column, or one row of bucket counts."""
+
+    def __init__(self, frame: t.Any, dialect: str):
+        self.frame, self.dialect = frame, dialect
+
+    def _double(self, name: str) -> t.Any:
+        return self.frame[exp.to_identifier(name, quoted=True).sql(self.dialect)].cast("double")
+
+    def _finite(self, x: t.Any) -> t.Any:
+        from pyspark.sql import functions as F
+        return ~F.isnan(x) & (x > float("-inf")) & (x < float("inf"))  # Spark orders NaN above +inf
+
+    def ranges(self, columns: list[str]) -> dict[str, list]:
+        from pyspark.sql import functions as F
+        found = []
+        for x in map(self._double, columns):
+            finite = F.when(self._finite(x), x)
+            found += [F.min(finite), F.max(finite), F.count_if(F.isnan(x)), F.count_if(x == float("-inf")),
+                      F.count_if(x == float("inf"))]
+        row = guarded(self.frame.agg(*found).collect)[0] if columns else []
+        return {name: [row[5 * i], row[5 * i + 1], *(int(n) for n in row[5 * i + 2:5 * i + 5])]
+                for i, name in enumerate(columns)}
+
+    def top_values(self, column: str, rank: int) -> pa.Table:
+        from pyspark.sql import functions as F
+        value = self.frame[exp.to_identifier(column, quoted=True).sql(self.dialect)]
+        counted = self.frame.where(value.isNotNull()).groupBy(value.alias("value")).count()
+        return shipped.normalized(guarded(counted.orderBy(F.desc("count"), F.asc("value")).limit(rank).toArrow))
+
+    def bucket_counts(self, edges: dict[str, list[float]]) -> dict[str, list[int]]:
+        """Counted as the finite values at or above each lower edge (and not above the last edge): a
+        bucket's count is the difference of two neighbours, so each value is compared, never divided."""
+        from pyspark.sql import functions as F
+        found = []
+        for name, bounds in edges.items():
+            x = self._double(name)
+            inside = self._finite(x) & (x <= float(bounds[-1]))
+            found += [F.count_if(inside & (x >= float(low))) for low in bounds[:-1]]
+        row, counts, start = guarded(self.frame.agg(*found).collect)[0], {}, 0
+        for name, bounds in edges.items():
+            above = [int(n) for n in row[start:start + len(bounds) - 1]] + [0]
+            counts[name], start = [a - b for a, b in zip(above, above[1:])], start + len(bounds) - 1
+        return counts
+
+
 class SparkEngine:
     """Runs SQL on one SparkSession (a cluster's, or a local one :func:`local_session` starts)."""
 
@@ -130,6 +177,9 @@ class SparkEngine:
         one row per distinct output (for metrics, per distinct label, prediction and probabilities)."""
         frame = self.apply(input_sql, function, empty).frame
         return shipped.normalized(guarded(frame.groupBy(*frame.columns).count().toArrow))
+
+    def column_aggregates(self, input_sql: str) -> "SparkAggregates":
+        return SparkAggregates(self._frame(input_sql), self.dialect)
 
     def expose(self, name: str, output: SparkRows | Stream, read_once: bool) -> None:
         if isinstance(output, SparkRows):
