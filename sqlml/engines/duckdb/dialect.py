@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import typing as t
-
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.generators.duckdb import DuckDBGenerator
+
+from ..nodes import WritesSqlmlNodes
 
 
 def _generate_array(self: DuckDBGenerator, e: exp.Func) -> str:
@@ -32,18 +32,13 @@ def _other_columns(self: DuckDBGenerator, e: exp.Func) -> str:
     return f"COLUMNS(lambda c: c NOT IN ({names}))"
 
 
-class SqlmlDuckDBGenerator(DuckDBGenerator):
-    #: sqlml's nodes by key (sqlglot's dispatch knows only its own classes; these reach function_fallback_sql).
-    SQLML: dict[str, t.Callable[[DuckDBGenerator, exp.Func], str]] = {
+class SqlmlDuckDBGenerator(WritesSqlmlNodes, DuckDBGenerator):
+    SQLML = {
         "generatearray": _generate_array,
         "quantiles": _quantiles,
         "rownumbers": _row_numbers,
         "othercolumns": _other_columns,
     }
-
-    def function_fallback_sql(self, expression: exp.Func) -> str:
-        write = self.SQLML.get(expression.key)
-        return write(self, expression) if write else super().function_fallback_sql(expression)
 
 
 class SqlmlDuckDB(DuckDB):

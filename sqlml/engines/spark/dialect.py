@@ -3,13 +3,12 @@ found by key) in Spark's words. Registered with sqlglot as ``sqlmlspark``."""
 
 from __future__ import annotations
 
-import typing as t
-
 from sqlglot import exp
 from sqlglot.dialects.spark import Spark
 from sqlglot.generators.spark import SparkGenerator
 
 from ...errors import UnsupportedError
+from ..nodes import WritesSqlmlNodes
 
 
 def _generate_array(self: SparkGenerator, e: exp.Func) -> str:
@@ -36,18 +35,13 @@ def _other_columns(self: SparkGenerator, e: exp.Func) -> str:
                      "a view over ML.PREDICT of a model with TRANSFORM needs that, and views are not served on Spark yet.")
 
 
-class SqlmlSparkGenerator(SparkGenerator):
-    #: sqlml's nodes by key (sqlglot's dispatch knows only its own classes; these reach function_fallback_sql).
-    SQLML: dict[str, t.Callable[[SparkGenerator, exp.Func], str]] = {
+class SqlmlSparkGenerator(WritesSqlmlNodes, SparkGenerator):
+    SQLML = {
         "generatearray": _generate_array,
         "quantiles": _quantiles,
         "rownumbers": _row_numbers,
         "othercolumns": _other_columns,
     }
-
-    def function_fallback_sql(self, expression: exp.Func) -> str:
-        write = self.SQLML.get(expression.key)
-        return write(self, expression) if write else super().function_fallback_sql(expression)
 
 
 class SqlmlSpark(Spark):
