@@ -31,9 +31,10 @@ def _row_numbers(self: SparkGenerator, e: exp.Func) -> str:
 
 
 def _other_columns(self: SparkGenerator, e: exp.Func) -> str:
-    raise UnsupportedError("Spark cannot select 'every column but these' without knowing the columns (DuckDB's COLUMNS): "
-                           "only a DuckDB view over ML.PREDICT of a model with TRANSFORM, stored as text, needs that (a view on "
-                           "Spark is a temporary view, whose columns are known: docs/scale_out.md#views).")
+    raise UnsupportedError(
+        "Spark cannot select 'every column but these' without knowing the columns (DuckDB's COLUMNS): only a "
+        "DuckDB view over ML.PREDICT of a model with TRANSFORM, stored as text, needs that (a view on Spark is a "
+        "temporary view, whose columns are known: docs/scale_out.md#views).")
 
 
 class SqlmlSparkGenerator(WritesSqlmlNodes, SparkGenerator):
