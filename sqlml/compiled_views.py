@@ -365,16 +365,12 @@ def _record(row: tuple) -> Record:
 
 
 def _present(engine: Engine) -> dict[tuple[str, str], str]:
-    """The persistent views of the current database and their text, as DuckDB stores it."""
-    return {(s, n): sql for s, n, sql in engine.fetch(
-        "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name = current_database() "
-        "AND NOT internal AND NOT temporary")}
+    """The persistent views of the current database and their text, as the engine stores it."""
+    return engine.stored_views()
 
 
 def _stored_text(engine: Engine, schema: str, name: str) -> str | None:
-    rows = engine.fetch("SELECT sql FROM duckdb_views() WHERE database_name = current_database() AND NOT temporary "
-                        "AND schema_name = ? AND view_name = ?", [schema, name])
-    return rows[0][0] if rows else None
+    return engine.stored_views().get((schema, name))
 
 
 @contextlib.contextmanager

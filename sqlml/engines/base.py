@@ -183,6 +183,10 @@ class Engine(t.Protocol):
     def view_definitions(self) -> list[tuple[str, str, str]]:
         """(database, view, SQL text) of every view the engine can see."""
 
+    def stored_views(self) -> dict[tuple[str, str], str]:
+        """The persistent views of the current database by (schema, name), with their text as the engine
+        stores it (sqlml checks its own views' text against their signed records: sqlml/compiled_views.py)."""
+
     def current_database(self) -> str:
         """The catalog the registry's tables are named in (:class:`sqlml.registry.schema.Tables`)."""
 

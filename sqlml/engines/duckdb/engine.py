@@ -221,6 +221,11 @@ class DuckDBEngine:
     def view_definitions(self) -> list[tuple[str, str, str]]:
         return self.fetch("SELECT database_name, view_name, sql FROM duckdb_views() WHERE NOT internal")
 
+    def stored_views(self) -> dict[tuple[str, str], str]:
+        return {(schema, name): sql for schema, name, sql in self.fetch(
+            "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name = current_database() "
+            "AND NOT internal AND NOT temporary")}
+
     def define_scoring_function(self, name: str, function: ScoringFunction, features: list[tuple[str, str]],
                                 extra: list[str], output: pa.Schema) -> None:
         """An Arrow UDF (2,048 rows a call) taking a STRUCT of the features and ``extra`` scalar arguments

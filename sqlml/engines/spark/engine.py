@@ -251,6 +251,9 @@ class SparkEngine:
     def view_definitions(self) -> list[tuple[str, str, str]]:
         return []  # Spark's views are temporary: none survives a session, so none needs its scoring function
 
+    def stored_views(self) -> dict[tuple[str, str], str]:
+        return {}  # sqlml makes no persistent view on Spark (its views over ML.PREDICT are the session's)
+
     def define_scoring_function(self, *args: t.Any) -> None:
         raise UnsupportedError(VIEWS)
 
