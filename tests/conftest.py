@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -118,6 +122,16 @@ def random_split():
         evaluation = held_out(table, fraction, seed)
         return np.setdiff1d(np.arange(table.num_rows), evaluation), evaluation
     return split
+
+
+def kill_midway(script: str, first_line: str, pause: float) -> None:
+    """Run ``script`` in a child Python; once it prints a line starting with ``first_line``, let it run
+    ``pause`` seconds more and kill -9 it: a crash at a point the child does not choose."""
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ})
+    assert child.stdout.readline().startswith(first_line)
+    time.sleep(pause)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
 
 
 def same_predictions(got: list, expected: list, tolerance: float = 1e-9) -> bool:

@@ -1,15 +1,11 @@
 """The registry and model bytes: versions, integrity, and crashes that lose nothing."""
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 
 import pytest
 
 import sqlml
+from conftest import kill_midway
 from sqlml.errors import ModelIntegrityError
 from sqlml.model import envelope as storage
 
@@ -91,12 +87,7 @@ def test_kill_during_training_keeps_the_previous_version(tmp_path):
         conn.sql('''CREATE OR REPLACE MODEL m OPTIONS (model_type = 'random_forest_classifier', num_parallel_tree = 3000,
                     input_label_cols = ['label']) AS SELECT range::DOUBLE AS x, range % 2 = 0 AS label FROM range(20000)''')
     """)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ})
-    assert child.stdout.readline().startswith("Training")
-    time.sleep(0.5)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_midway(script, "Training", 0.5)
     with sqlml.connect(path) as conn:
         assert conn.sql("SELECT version FROM sqlml.models").fetchall() == [(1,)]
         assert conn.sql("SELECT * FROM ML.EVALUATE(MODEL m)").fetchall() == before

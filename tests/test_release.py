@@ -4,18 +4,16 @@ views that follow the serving state, DROP MODEL VERSION, the deployments log, an
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import sqlml
-from conftest import same_predictions
+from conftest import kill_midway, same_predictions
 from sqlml import cli, datasets
 from sqlml.errors import DataError, ModelIntegrityError, ModelNotFoundError, SqlmlError
 
@@ -386,11 +384,7 @@ def test_kill_during_release_statements_leaves_log_and_serving_consistent(tmp_pa
                 conn.sql(s)
             print(i, flush=True)
     """)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ})
-    assert child.stdout.readline().strip() == "0"
-    time.sleep(0.3 + 0.4 * np.random.default_rng().random())
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_midway(script, "0\n", 0.3 + 0.4 * np.random.default_rng().random())
     with sqlml.connect(str(path), progress=lambda m: None) as conn:
         registry = conn.executor.registry
         entries = registry.deployments.log("m")  # every entry checked against its signature

@@ -10,11 +10,7 @@ import hashlib
 import hmac
 import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections import OrderedDict
 
 import duckdb
@@ -24,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import sqlml
-from conftest import same_predictions
+from conftest import kill_midway, same_predictions
 from sqlml import datasets, views
 from sqlml.errors import ModelIntegrityError, SqlmlError
 from sqlml.model import loaded as scoring
@@ -300,11 +296,7 @@ def test_kill_during_create_alter_and_drop_leaves_every_model_verifying(tmp_path
                 conn.sql(s)
             print(i, flush=True)
     """)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ})
-    assert child.stdout.readline().strip() == "0"
-    time.sleep(0.5 + 1.5 * np.random.default_rng().random())
-    child.send_signal(signal.SIGKILL)
-    child.wait()
+    kill_midway(script, "0\n", 0.5 + 1.5 * np.random.default_rng().random())
     fresh()
     with sqlml.connect(str(path), progress=lambda m: None) as conn:
         registry = conn.executor.registry
