@@ -25,6 +25,7 @@ fitted or loaded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import typing as t
 
@@ -110,7 +111,11 @@ class Trees:
         if method in ("auto", "hist"):
             try:
                 train = xgb.QuantileDMatrix(source, enable_categorical=True, max_bin=MAX_BIN)
-            except _Interrupted:
+            except (_Interrupted, KeyboardInterrupt):
+                # Ctrl-C may also land after XGBoost's C call returned, before it released the iterator's
+                # last batch (DataIter.__del__ asserts that it did): release it here.
+                with contextlib.suppress(_Interrupted):
+                    source.reraise()
                 raise KeyboardInterrupt from None
         else:  # the exact and approx methods sketch the raw values themselves: a DMatrix of all the rows
             train = xgb.DMatrix(**source.whole(), feature_types=feature_types, enable_categorical=True)
