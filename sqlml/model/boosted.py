@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import threading
 import typing as t
 
 import numpy as np
@@ -110,12 +112,9 @@ class Trees:
         source = _Blocks(blocks, y, sample_weight, held_out, feature_types)
         if method in ("auto", "hist"):
             try:
-                train = xgb.QuantileDMatrix(source, enable_categorical=True, max_bin=MAX_BIN)
-            except (_Interrupted, KeyboardInterrupt):
-                # Ctrl-C may also land after XGBoost's C call returned, before it released the iterator's
-                # last batch (DataIter.__del__ asserts that it did): release it here.
-                with contextlib.suppress(_Interrupted):
-                    source.reraise()
+                with _interrupts_noted(source):
+                    train = xgb.QuantileDMatrix(source, enable_categorical=True, max_bin=MAX_BIN)
+            except _Interrupted:
                 raise KeyboardInterrupt from None
         else:  # the exact and approx methods sketch the raw values themselves: a DMatrix of all the rows
             train = xgb.DMatrix(**source.whole(), feature_types=feature_types, enable_categorical=True)
@@ -243,7 +242,24 @@ class _RelativeProgress(xgb.callback.TrainingCallback):
 
 
 class _Interrupted(Exception):
-    """Ctrl-C while XGBoost reads the blocks: carried through its callback as an Exception."""
+    """Ctrl-C while XGBoost reads the blocks: raised by the next block's callback, as an Exception,
+    which XGBoost defers and re-raises once its C call has returned."""
+
+
+@contextlib.contextmanager
+def _interrupts_noted(source: "_Blocks") -> t.Iterator[None]:
+    """While XGBoost builds its matrix from ``source``, Ctrl-C only marks ``source`` interrupted: raised
+    at any moment, a KeyboardInterrupt lands inside XGBoost's callback wrappers, which cannot pass a
+    BaseException on (XGBoost then fails with an internal error or a traceback at garbage collection)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored, or the caller's own
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: setattr(source, "interrupted", True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Blocks(xgb.DataIter):
@@ -256,18 +272,15 @@ class _Blocks(xgb.DataIter):
         self.feature_types = feature_types
         self.aside: list[np.ndarray] = []
         self.first_pass, self.current, self.start = True, None, 0
+        self.interrupted = False  # set on Ctrl-C (_interrupts_noted)
         super().__init__(release_data=True)
 
     def reset(self) -> None:
         self.current, self.start = None, 0
 
     def next(self, input_data: t.Callable) -> bool:
-        try:
-            return self._next(input_data)
-        except KeyboardInterrupt as interrupt:  # XGBoost defers an Exception raised here, not a BaseException
-            raise _Interrupted() from interrupt
-
-    def _next(self, input_data: t.Callable) -> bool:
+        if self.interrupted:
+            raise _Interrupted()
         if self.current is None:
             self.current = iter(self.blocks())
         block = next(self.current, None)
