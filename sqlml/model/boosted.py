@@ -111,11 +111,8 @@ class Trees:
         held_out = self._held_out(len(y), params.get("seed", 0))
         source = _Blocks(blocks, y, sample_weight, held_out, feature_types)
         if method in ("auto", "hist"):
-            try:
-                with _interrupts_noted(source):
-                    train = xgb.QuantileDMatrix(source, enable_categorical=True, max_bin=MAX_BIN)
-            except _Interrupted:
-                raise KeyboardInterrupt from None
+            with _interrupts_noted(source):
+                train = xgb.QuantileDMatrix(source, enable_categorical=True, max_bin=MAX_BIN)
         else:  # the exact and approx methods sketch the raw values themselves: a DMatrix of all the rows
             train = xgb.DMatrix(**source.whole(), feature_types=feature_types, enable_categorical=True)
         evals = [(train, "train")]
@@ -250,7 +247,8 @@ class _Interrupted(Exception):
 def _interrupts_noted(source: "_Blocks") -> t.Iterator[None]:
     """While XGBoost builds its matrix from ``source``, Ctrl-C only marks ``source`` interrupted: raised
     at any moment, a KeyboardInterrupt lands inside XGBoost's callback wrappers, which cannot pass a
-    BaseException on (XGBoost then fails with an internal error or a traceback at garbage collection)."""
+    BaseException on (XGBoost then fails with an internal error or a traceback at garbage collection).
+    The interrupt is raised once XGBoost has returned, also when it came after the last block was read."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored, or the caller's own
         yield
@@ -260,6 +258,8 @@ def _interrupts_noted(source: "_Blocks") -> t.Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        if source.interrupted:
+            raise KeyboardInterrupt  # noqa: B012  (it replaces the _Interrupted XGBoost re-raised, if any)
 
 
 class _Blocks(xgb.DataIter):
